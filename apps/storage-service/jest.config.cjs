@@ -1,0 +1,6 @@
+module.exports = {
+  ...require('../../jest.preset.cjs'),
+  displayName: 'storage-service',
+  rootDir: __dirname,
+  testTimeout: 30000,
+};

@@ -1,0 +1,65 @@
+/**
+ * Calling gRPC services: channels with the project's options, and promise wrappers that carry an
+ * AbortSignal and turn statuses into domain errors.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { fromStatus } from './status';
+import { CHANNEL_OPTIONS } from './options';
+
+/** A generated ts-proto client constructor. */
+type ClientCtor<C> = new (address: string, credentials: grpc.ChannelCredentials, options?: grpc.ChannelOptions) => C;
+
+/** Creates a client with the project's channel options. */
+export function createClient<C>(Ctor: ClientCtor<C>, address: string, credentials = grpc.credentials.createInsecure()): C {
+  return new Ctor(address, credentials, CHANNEL_OPTIONS);
+}
+
+/** Options of one call. */
+export interface CallOptions {
+  /** Cancels the call when aborted. */
+  signal?: AbortSignal;
+  /** Absolute deadline, or milliseconds from now. */
+  timeoutMs?: number;
+  /** Wait for the channel to connect instead of failing fast while it is down. */
+  waitForReady?: boolean;
+}
+
+/** grpc-js call options from ours. */
+export function grpcCallOptions(opts: CallOptions = {}): grpc.CallOptions {
+  const o: grpc.CallOptions = {};
+  if (opts.timeoutMs !== undefined) o.deadline = Date.now() + opts.timeoutMs;
+  if (opts.waitForReady) (o as Record<string, unknown>)['waitForReady'] = true;
+  return o;
+}
+
+/** Ties a call's lifetime to an AbortSignal. Returns a function that unties it. */
+export function bindSignal(call: { cancel(): void }, signal?: AbortSignal): () => void {
+  if (!signal) return () => undefined;
+  if (signal.aborted) {
+    call.cancel();
+    return () => undefined;
+  }
+  const onAbort = () => call.cancel();
+  signal.addEventListener('abort', onAbort, { once: true });
+  return () => signal.removeEventListener('abort', onAbort);
+}
+
+/** A generated unary method: (request, metadata, options, callback) => call. */
+type UnaryMethod<Req, Res> = (
+  request: Req,
+  metadata: grpc.Metadata,
+  options: Partial<grpc.CallOptions>,
+  callback: (err: grpc.ServiceError | null, res: Res) => void,
+) => grpc.ClientUnaryCall;
+
+/** Calls a unary method and resolves with its response; rejects with a domain error. */
+export function callUnary<Req, Res>(client: grpc.Client, method: UnaryMethod<Req, Res>, request: Req, opts: CallOptions & { what?: string } = {}): Promise<Res> {
+  return new Promise<Res>((resolve, reject) => {
+    const call = method.call(client, request, new grpc.Metadata(), grpcCallOptions(opts), (err, res) => {
+      unbind();
+      if (err) reject(fromStatus(err, opts.what ?? 'call'));
+      else resolve(res);
+    });
+    const unbind = bindSignal(call, opts.signal);
+  });
+}
