@@ -1,0 +1,183 @@
+/**
+ * The crypto-service's domain: envelope encryption of chunks and manifests under one node's vault key.
+ * Framework-free; the gRPC adapter maps requests onto these methods.
+ */
+import { createHash, createSecretKey, randomBytes, type KeyObject } from 'node:crypto';
+import {
+  assertServerId,
+  CancelledError,
+  InvalidArgumentError,
+  MAX_CHUNK_PLAINTEXT_BYTES,
+  MAX_OBJECT_BYTES,
+} from '@distri-vault/shared';
+import {
+  assertEnvelopeShape,
+  chunkAssociatedData,
+  DATA_KEY_BYTES,
+  ENVELOPE_OVERHEAD,
+  ENVELOPE_VERSION,
+  FILE_ID_BYTES,
+  manifestAssociatedData,
+  objectId,
+  openEnvelope,
+  sealEnvelope,
+  WRAPPED_KEY_BYTES,
+  wrapAssociatedData,
+  type ChunkContext,
+} from './envelope';
+import type { VaultKey } from './vault-key';
+
+/** Largest manifest plaintext: its envelope must fit in one object (MAX_OBJECT_BYTES - 29). */
+export const MAX_MANIFEST_PLAINTEXT_BYTES = MAX_OBJECT_BYTES - ENVELOPE_OVERHEAD;
+/** Largest chunk envelope accepted by openChunk. */
+export const MAX_CHUNK_ENVELOPE_BYTES = MAX_CHUNK_PLAINTEXT_BYTES + ENVELOPE_OVERHEAD;
+
+/** What the engine is built from. */
+export interface CryptoEngineComponents {
+  /** The node's vault key (derived sub-keys only). */
+  vaultKey: VaultKey;
+}
+
+/** Tuning of the engine. */
+export interface CryptoEngineOptions {
+  /** How many unwrapped data keys to keep in memory, least recently used evicted first. Default 256; 0 disables. */
+  dataKeyCacheSize?: number;
+}
+
+/** A sealed chunk or manifest. */
+export interface Sealed {
+  /** The envelope: 0x01 | nonce | ciphertext | tag. */
+  ciphertext: Buffer;
+  /** Lowercase hex SHA-256 of the envelope: its object ID. */
+  id: string;
+}
+
+/** Public facts about the vault key. */
+export interface KeyInfo {
+  /** First 16 hex characters of SHA-256("distri-vault/fingerprint/v1\0" + vault key). */
+  keyFingerprint: string;
+  /** Envelope format version written: 1. */
+  formatVersion: number;
+  /** When the vault key was created, Unix milliseconds. */
+  createdUnixMs: number;
+}
+
+/**
+ * Creates, wraps and unwraps data keys; seals and opens chunks (under a data key) and manifests (under
+ * the vault key's manifest sub-key). Every method validates its input (InvalidArgumentError) and reports
+ * failed authentication as DataLossError without returning any plaintext.
+ */
+export class CryptoEngine {
+  private readonly vaultKey: VaultKey;
+  private readonly cacheSize: number;
+  // Map iteration order is insertion order: re-inserting on hit makes the first key the least recently used.
+  private readonly dataKeys = new Map<string, KeyObject>();
+
+  constructor(components: CryptoEngineComponents, options: CryptoEngineOptions = {}) {
+    this.vaultKey = components.vaultKey;
+    this.cacheSize = options.dataKeyCacheSize ?? 256;
+    if (!Number.isInteger(this.cacheSize) || this.cacheSize < 0) throw new RangeError('dataKeyCacheSize must be a non-negative integer');
+  }
+
+  /** Number of unwrapped data keys currently cached (never above dataKeyCacheSize). */
+  get cachedDataKeys(): number {
+    return this.dataKeys.size;
+  }
+
+  /** A fresh random 32-byte data key for `folder`, wrapped by the vault key (61 bytes). */
+  async createDataKey(folder: string, signal?: AbortSignal): Promise<Buffer> {
+    checkSignal(signal);
+    assertServerId(folder);
+    const raw = randomBytes(DATA_KEY_BYTES);
+    try {
+      return sealEnvelope(this.vaultKey.wrapKey, wrapAssociatedData(folder), raw);
+    } finally {
+      raw.fill(0);
+    }
+  }
+
+  /** Encrypts one chunk (at most MAX_CHUNK_PLAINTEXT_BYTES) under the data key, bound to `context`. */
+  async sealChunk(wrappedKey: Uint8Array, context: ChunkContext, plaintext: Uint8Array, signal?: AbortSignal): Promise<Sealed> {
+    checkSignal(signal);
+    assertChunkContext(context);
+    assertWrappedKey(wrappedKey);
+    if (plaintext.length > MAX_CHUNK_PLAINTEXT_BYTES) {
+      throw new InvalidArgumentError(`chunk plaintext of ${plaintext.length} bytes exceeds ${MAX_CHUNK_PLAINTEXT_BYTES}`);
+    }
+    const key = this.unwrap(wrappedKey, context.folder);
+    const ciphertext = sealEnvelope(key, chunkAssociatedData(context), plaintext);
+    return { ciphertext, id: objectId(ciphertext) };
+  }
+
+  /** Decrypts one chunk sealed by sealChunk with the same data key and context. */
+  async openChunk(wrappedKey: Uint8Array, context: ChunkContext, ciphertext: Uint8Array, signal?: AbortSignal): Promise<Buffer> {
+    checkSignal(signal);
+    assertChunkContext(context);
+    assertWrappedKey(wrappedKey);
+    assertEnvelopeShape(ciphertext, 'chunk', MAX_CHUNK_ENVELOPE_BYTES);
+    const key = this.unwrap(wrappedKey, context.folder);
+    return openEnvelope(key, chunkAssociatedData(context), ciphertext, 'chunk');
+  }
+
+  /** Encrypts a manifest (at most MAX_MANIFEST_PLAINTEXT_BYTES) for `folder` under the manifest key. */
+  async sealManifest(folder: string, plaintext: Uint8Array, signal?: AbortSignal): Promise<Sealed> {
+    checkSignal(signal);
+    assertServerId(folder);
+    if (plaintext.length > MAX_MANIFEST_PLAINTEXT_BYTES) {
+      throw new InvalidArgumentError(`manifest plaintext of ${plaintext.length} bytes exceeds ${MAX_MANIFEST_PLAINTEXT_BYTES}`);
+    }
+    const ciphertext = sealEnvelope(this.vaultKey.manifestKey, manifestAssociatedData(folder), plaintext);
+    return { ciphertext, id: objectId(ciphertext) };
+  }
+
+  /** Decrypts a manifest sealed by sealManifest for the same folder with the same vault key. */
+  async openManifest(folder: string, ciphertext: Uint8Array, signal?: AbortSignal): Promise<Buffer> {
+    checkSignal(signal);
+    assertServerId(folder);
+    return openEnvelope(this.vaultKey.manifestKey, manifestAssociatedData(folder), ciphertext, 'manifest', MAX_OBJECT_BYTES);
+  }
+
+  /** Public facts about the vault key. */
+  async keyInfo(signal?: AbortSignal): Promise<KeyInfo> {
+    checkSignal(signal);
+    return { keyFingerprint: this.vaultKey.fingerprint, formatVersion: ENVELOPE_VERSION, createdUnixMs: this.vaultKey.createdUnixMs };
+  }
+
+  /** Unwraps a data key (DataLossError if it was not wrapped by this vault key for this folder). */
+  private unwrap(wrappedKey: Uint8Array, folder: string): KeyObject {
+    // The folder is part of the cache key: a hit must imply the same authenticated (key, folder) pair,
+    // or a cached key would open for a folder it was never wrapped for.
+    const cacheKey = createHash('sha256').update(folder, 'utf8').update(Buffer.from([0])).update(wrappedKey).digest('hex');
+    const hit = this.dataKeys.get(cacheKey);
+    if (hit) {
+      this.dataKeys.delete(cacheKey);
+      this.dataKeys.set(cacheKey, hit);
+      return hit;
+    }
+    const raw = openEnvelope(this.vaultKey.wrapKey, wrapAssociatedData(folder), wrappedKey, 'wrapped data key');
+    const key = createSecretKey(raw);
+    raw.fill(0);
+    if (this.cacheSize > 0) {
+      this.dataKeys.set(cacheKey, key);
+      if (this.dataKeys.size > this.cacheSize) this.dataKeys.delete(this.dataKeys.keys().next().value as string);
+    }
+    return key;
+  }
+}
+
+function assertChunkContext(ctx: ChunkContext | undefined): asserts ctx is ChunkContext {
+  if (!ctx) throw new InvalidArgumentError('chunk context is required');
+  assertServerId(ctx.folder);
+  if (ctx.fileId.length !== FILE_ID_BYTES) throw new InvalidArgumentError(`file_id must be ${FILE_ID_BYTES} bytes, got ${ctx.fileId.length}`);
+  if (!Number.isInteger(ctx.index) || ctx.index < 0 || ctx.index > 0xffffffff) throw new InvalidArgumentError(`chunk index ${ctx.index} is not a uint32`);
+}
+
+function assertWrappedKey(wrappedKey: Uint8Array): void {
+  if (wrappedKey.length !== WRAPPED_KEY_BYTES || wrappedKey[0] !== ENVELOPE_VERSION) {
+    throw new InvalidArgumentError(`wrapped_key must be ${WRAPPED_KEY_BYTES} bytes starting with 0x0${ENVELOPE_VERSION}`);
+  }
+}
+
+function checkSignal(signal?: AbortSignal): void {
+  if (signal?.aborted) throw new CancelledError('crypto operation cancelled');
+}

@@ -1,0 +1,115 @@
+/**
+ * Envelope format v1, shared by wrapped data keys, chunks and manifests:
+ *
+ *   0x01 | 12-byte random nonce | AES-256-GCM ciphertext | 16-byte tag
+ *
+ * The associated data is never stored: it is recomputed from the request, so an envelope opens only in
+ * the context it was sealed for (folder, file version, index, last-ness).
+ */
+import { createCipheriv, createDecipheriv, createHash, randomFillSync, type KeyObject } from 'node:crypto';
+import { DataLossError, InvalidArgumentError } from '@distri-vault/shared';
+
+/** The version byte this code writes and the only one it reads. */
+export const ENVELOPE_VERSION = 1;
+/** Bytes of the random AES-GCM nonce. */
+export const NONCE_BYTES = 12;
+/** Bytes of the AES-GCM authentication tag. */
+export const TAG_BYTES = 16;
+/** Bytes an envelope adds to its plaintext: version byte, nonce and tag (29). */
+export const ENVELOPE_OVERHEAD = 1 + NONCE_BYTES + TAG_BYTES;
+/** Bytes of a data key. */
+export const DATA_KEY_BYTES = 32;
+/** Bytes of a wrapped data key: an envelope around a 32-byte key (61). */
+export const WRAPPED_KEY_BYTES = DATA_KEY_BYTES + ENVELOPE_OVERHEAD;
+/** Bytes of a file version's identifier. */
+export const FILE_ID_BYTES = 16;
+
+const WRAP_AD_PREFIX = Buffer.from('distri-vault/wrap/v1\0', 'utf8');
+const CHUNK_AD_PREFIX = Buffer.from('distri-vault/chunk/v1\0', 'utf8');
+const MANIFEST_AD_PREFIX = Buffer.from('distri-vault/manifest/v1\0', 'utf8');
+
+/** Where a chunk belongs; bound into its envelope as associated data. */
+export interface ChunkContext {
+  /** Server ID of the folder (its owner). */
+  folder: string;
+  /** The file version's 16-byte identifier. */
+  fileId: Uint8Array;
+  /** Position of the chunk in the file, from 0 (uint32). */
+  index: number;
+  /** True for the file's final chunk. */
+  last: boolean;
+}
+
+/** Associated data of a wrapped data key: "distri-vault/wrap/v1\0" + folder. */
+export function wrapAssociatedData(folder: string): Buffer {
+  return Buffer.concat([WRAP_AD_PREFIX, Buffer.from(folder, 'utf8')]);
+}
+
+/** Associated data of a manifest: "distri-vault/manifest/v1\0" + folder. */
+export function manifestAssociatedData(folder: string): Buffer {
+  return Buffer.concat([MANIFEST_AD_PREFIX, Buffer.from(folder, 'utf8')]);
+}
+
+/**
+ * Associated data of a chunk:
+ * "distri-vault/chunk/v1\0" + folder + "\0" + file_id (16 bytes) + uint32 BE index + (last ? 1 : 0).
+ */
+export function chunkAssociatedData(ctx: ChunkContext): Buffer {
+  const tail = Buffer.alloc(4 + 1);
+  tail.writeUInt32BE(ctx.index, 0);
+  tail[4] = ctx.last ? 1 : 0;
+  return Buffer.concat([CHUNK_AD_PREFIX, Buffer.from(ctx.folder, 'utf8'), Buffer.from([0]), ctx.fileId, tail]);
+}
+
+/** Seals `plaintext` under `key` (AES-256-GCM, fresh random nonce) bound to `ad`. */
+export function sealEnvelope(key: KeyObject, ad: Uint8Array, plaintext: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(plaintext.length + ENVELOPE_OVERHEAD);
+  out[0] = ENVELOPE_VERSION;
+  randomFillSync(out, 1, NONCE_BYTES);
+  const cipher = createCipheriv('aes-256-gcm', key, out.subarray(1, 1 + NONCE_BYTES), { authTagLength: TAG_BYTES });
+  cipher.setAAD(ad);
+  let pos = 1 + NONCE_BYTES;
+  pos += cipher.update(plaintext).copy(out, pos);
+  pos += cipher.final().copy(out, pos);
+  cipher.getAuthTag().copy(out, pos);
+  return out;
+}
+
+/**
+ * Checks an envelope's shape without a key: InvalidArgumentError when it is shorter than the overhead,
+ * longer than `maxBytes`, or carries an unknown version byte.
+ */
+export function assertEnvelopeShape(envelope: Uint8Array, what: string, maxBytes: number): void {
+  if (envelope.length < ENVELOPE_OVERHEAD) {
+    throw new InvalidArgumentError(`${what}: envelope of ${envelope.length} bytes is shorter than the ${ENVELOPE_OVERHEAD}-byte minimum`);
+  }
+  if (envelope.length > maxBytes) throw new InvalidArgumentError(`${what}: envelope of ${envelope.length} bytes exceeds ${maxBytes}`);
+  if (envelope[0] !== ENVELOPE_VERSION) throw new InvalidArgumentError(`${what}: unknown envelope version ${envelope[0]}`);
+}
+
+/**
+ * Opens an envelope sealed by `sealEnvelope` with the same key and associated data.
+ * InvalidArgumentError for a malformed envelope; DataLossError when authentication fails, in which
+ * case no plaintext is returned.
+ */
+export function openEnvelope(key: KeyObject, ad: Uint8Array, envelope: Uint8Array, what = 'envelope', maxBytes = Number.MAX_SAFE_INTEGER): Buffer {
+  assertEnvelopeShape(envelope, what, maxBytes);
+  const tagAt = envelope.length - TAG_BYTES;
+  const decipher = createDecipheriv('aes-256-gcm', key, envelope.subarray(1, 1 + NONCE_BYTES), { authTagLength: TAG_BYTES });
+  decipher.setAAD(ad);
+  decipher.setAuthTag(envelope.subarray(tagAt));
+  const body = decipher.update(envelope.subarray(1 + NONCE_BYTES, tagAt));
+  try {
+    decipher.final();
+  } catch {
+    // GCM releases plaintext before the tag is checked: wipe it so unauthenticated bytes never linger.
+    body.fill(0);
+    throw new DataLossError(`${what}: authentication failed (tampered, wrong key or wrong context)`);
+  }
+  return body;
+}
+
+/** Lowercase hex SHA-256 of `bytes`: the ID of a chunk or manifest envelope. */
+export function objectId(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}

@@ -1,0 +1,65 @@
+/**
+ * gRPC adapter of vault.crypto.v1.CryptoService: request -> CryptoEngine call -> response.
+ * Status mapping is done by the shared `unary` wrapper; this file only maps fields and logs.
+ */
+import type { Logger } from '@distri-vault/shared';
+import { errorCodeOf, InvalidArgumentError, unary } from '@distri-vault/shared';
+import type { ChunkContext as ProtoChunkContext, CryptoServiceServer } from '@distri-vault/shared/generated/vault/crypto/v1/crypto';
+import type { CryptoEngine } from '../domain/crypto-engine';
+import type { ChunkContext } from '../domain/envelope';
+
+/** Fully qualified service name, used for health and reflection. */
+export const CRYPTO_SERVICE_NAME = 'vault.crypto.v1.CryptoService';
+
+/** Builds the CryptoService handlers over `engine`. */
+export function cryptoServiceImpl(engine: CryptoEngine, log: Logger): CryptoServiceServer {
+  // One log line per call with sizes and timing; never payloads or keys. Auth failures (DATA_LOSS) are
+  // worth a warning: they mean corruption or tampering somewhere upstream.
+  const timed = async <T>(rpc: string, fields: Record<string, unknown>, work: () => Promise<T>): Promise<T> => {
+    const started = performance.now();
+    try {
+      const res = await work();
+      log.debug({ rpc, ...fields, ms: +(performance.now() - started).toFixed(2) }, 'ok');
+      return res;
+    } catch (err) {
+      const code = errorCodeOf(err);
+      const level = code === 'data_loss' ? 'warn' : code === 'internal' ? 'error' : 'debug';
+      log[level]({ rpc, ...fields, ms: +(performance.now() - started).toFixed(2), code }, (err as Error).message);
+      throw err;
+    }
+  };
+
+  return {
+    createDataKey: unary(log, 'CreateDataKey', (req, signal) =>
+      timed('CreateDataKey', { folder: req.folder }, async () => ({ wrappedKey: await engine.createDataKey(req.folder, signal) })),
+    ),
+    sealChunk: unary(log, 'SealChunk', (req, signal) =>
+      timed('SealChunk', { folder: req.context?.folder, index: req.context?.index, bytes: req.plaintext.length }, async () => {
+        const sealed = await engine.sealChunk(req.wrappedKey, chunkContext(req.context), req.plaintext, signal);
+        return { ciphertext: sealed.ciphertext, id: sealed.id };
+      }),
+    ),
+    openChunk: unary(log, 'OpenChunk', (req, signal) =>
+      timed('OpenChunk', { folder: req.context?.folder, index: req.context?.index, bytes: req.ciphertext.length }, async () => ({
+        plaintext: await engine.openChunk(req.wrappedKey, chunkContext(req.context), req.ciphertext, signal),
+      })),
+    ),
+    sealManifest: unary(log, 'SealManifest', (req, signal) =>
+      timed('SealManifest', { folder: req.folder, bytes: req.plaintext.length }, async () => {
+        const sealed = await engine.sealManifest(req.folder, req.plaintext, signal);
+        return { ciphertext: sealed.ciphertext, id: sealed.id };
+      }),
+    ),
+    openManifest: unary(log, 'OpenManifest', (req, signal) =>
+      timed('OpenManifest', { folder: req.folder, bytes: req.ciphertext.length }, async () => ({
+        plaintext: await engine.openManifest(req.folder, req.ciphertext, signal),
+      })),
+    ),
+    getKeyInfo: unary(log, 'GetKeyInfo', (_req, signal) => timed('GetKeyInfo', {}, () => engine.keyInfo(signal))),
+  };
+}
+
+function chunkContext(ctx: ProtoChunkContext | undefined): ChunkContext {
+  if (!ctx) throw new InvalidArgumentError('context is required');
+  return { folder: ctx.folder, fileId: ctx.fileId, index: ctx.index, last: ctx.last };
+}
