@@ -1,0 +1,163 @@
+import * as grpc from '@grpc/grpc-js';
+import pino from 'pino';
+import { createHash } from 'node:crypto';
+import { callUnary, createClient, DataLossError, InvalidArgumentError, MAX_CHUNK_PLAINTEXT_BYTES, startGrpcServer, type RunningServer } from '@distri-vault/shared';
+import { CryptoServiceClient, CryptoServiceService, type ChunkContext } from '@distri-vault/shared/generated/vault/crypto/v1/crypto';
+import { CryptoEngine } from '../domain/crypto-engine';
+import { loadOrCreateVaultKey } from '../domain/vault-key';
+import { FOLDER_A, FOLDER_B, makeTempDir, removeTempDir, seededBytes } from '../testing/fixtures';
+import { CRYPTO_SERVICE_NAME, cryptoServiceImpl } from './crypto.grpc';
+
+const log = pino({ level: 'silent' });
+
+/** Calls a unary method and returns the raw status code (OK = 0) with the response. */
+function rawCall<Req, Res>(
+  client: CryptoServiceClient,
+  method: (req: Req, md: grpc.Metadata, opts: Partial<grpc.CallOptions>, cb: (err: grpc.ServiceError | null, res: Res) => void) => grpc.ClientUnaryCall,
+  req: Req,
+): Promise<{ code: number; details?: string; res?: Res }> {
+  return new Promise((resolve) => {
+    method.call(client, req, new grpc.Metadata(), { deadline: Date.now() + 10_000 }, (err, res) =>
+      resolve(err ? { code: err.code, details: err.details } : { code: grpc.status.OK, res }),
+    );
+  });
+}
+
+describe('CryptoService over gRPC', () => {
+  let dir: string;
+  let srv: RunningServer;
+  let client: CryptoServiceClient;
+  let fingerprint: string;
+  const fileId = seededBytes('grpc-file', 16);
+  const context = (over: Partial<ChunkContext> = {}): ChunkContext => ({ folder: FOLDER_A, fileId, index: 0, last: true, ...over });
+
+  beforeAll(async () => {
+    dir = await makeTempDir();
+    const { key } = await loadOrCreateVaultKey(dir);
+    fingerprint = key.fingerprint;
+    srv = await startGrpcServer({
+      host: '127.0.0.1',
+      port: 0,
+      log,
+      services: [{ name: CRYPTO_SERVICE_NAME, definition: CryptoServiceService, implementation: cryptoServiceImpl(new CryptoEngine({ vaultKey: key }), log) }],
+    });
+    client = createClient(CryptoServiceClient, `127.0.0.1:${srv.port}`);
+  });
+  afterAll(async () => {
+    client?.close();
+    await srv?.close();
+    await removeTempDir(dir);
+  });
+
+  it('GetKeyInfo returns the fingerprint, format version and creation time', async () => {
+    const info = await callUnary(client, client.getKeyInfo, {});
+    expect(info).toEqual({ keyFingerprint: fingerprint, formatVersion: 1, createdUnixMs: expect.any(Number) });
+    expect(info.createdUnixMs).toBeGreaterThan(1_600_000_000_000);
+  });
+
+  it('CreateDataKey, SealChunk and OpenChunk round-trip a maximal chunk', async () => {
+    const { wrappedKey } = await callUnary(client, client.createDataKey, { folder: FOLDER_A });
+    expect(wrappedKey.length).toBe(61);
+    const plaintext = seededBytes('grpc-chunk', MAX_CHUNK_PLAINTEXT_BYTES);
+    const sealed = await callUnary(client, client.sealChunk, { wrappedKey, context: context(), plaintext });
+    expect(sealed.ciphertext.length).toBe(plaintext.length + 29);
+    expect(sealed.id).toBe(createHash('sha256').update(sealed.ciphertext).digest('hex'));
+    const opened = await callUnary(client, client.openChunk, { wrappedKey, context: context(), ciphertext: sealed.ciphertext });
+    expect(opened.plaintext.equals(plaintext)).toBe(true);
+  });
+
+  it('round-trips an empty chunk and an empty manifest', async () => {
+    const { wrappedKey } = await callUnary(client, client.createDataKey, { folder: FOLDER_B });
+    const c = context({ folder: FOLDER_B, index: 7, last: false });
+    const sealed = await callUnary(client, client.sealChunk, { wrappedKey, context: c, plaintext: Buffer.alloc(0) });
+    expect(sealed.ciphertext.length).toBe(29);
+    expect((await callUnary(client, client.openChunk, { wrappedKey, context: c, ciphertext: sealed.ciphertext })).plaintext.length).toBe(0);
+    const m = await callUnary(client, client.sealManifest, { folder: FOLDER_B, plaintext: Buffer.alloc(0) });
+    expect((await callUnary(client, client.openManifest, { folder: FOLDER_B, ciphertext: m.ciphertext })).plaintext.length).toBe(0);
+  });
+
+  it('SealManifest and OpenManifest round-trip', async () => {
+    const plaintext = seededBytes('grpc-manifest', 70_000);
+    const sealed = await callUnary(client, client.sealManifest, { folder: FOLDER_A, plaintext });
+    expect(sealed.id).toBe(createHash('sha256').update(sealed.ciphertext).digest('hex'));
+    const opened = await callUnary(client, client.openManifest, { folder: FOLDER_A, ciphertext: sealed.ciphertext });
+    expect(opened.plaintext.equals(plaintext)).toBe(true);
+  });
+
+  it('answers INVALID_ARGUMENT for malformed requests of every RPC', async () => {
+    const { wrappedKey } = await callUnary(client, client.createDataKey, { folder: FOLDER_A });
+    const chunk = (await callUnary(client, client.sealChunk, { wrappedKey, context: context(), plaintext: Buffer.from('x') })).ciphertext;
+    const manifest = (await callUnary(client, client.sealManifest, { folder: FOLDER_A, plaintext: Buffer.from('x') })).ciphertext;
+    const INVALID = grpc.status.INVALID_ARGUMENT;
+    expect((await rawCall(client, client.createDataKey, { folder: 'not-a-server-id' })).code).toBe(INVALID);
+    expect((await rawCall(client, client.createDataKey, { folder: '' })).code).toBe(INVALID);
+    expect((await rawCall(client, client.sealChunk, { wrappedKey, context: context({ fileId: Buffer.alloc(15) }), plaintext: Buffer.from('x') })).code).toBe(INVALID);
+    expect((await rawCall(client, client.sealChunk, { wrappedKey, context: undefined, plaintext: Buffer.from('x') })).code).toBe(INVALID);
+    expect((await rawCall(client, client.sealChunk, { wrappedKey: wrappedKey.subarray(0, 60), context: context(), plaintext: Buffer.from('x') })).code).toBe(INVALID);
+    expect((await rawCall(client, client.sealChunk, { wrappedKey, context: context(), plaintext: Buffer.alloc(MAX_CHUNK_PLAINTEXT_BYTES + 1) })).code).toBe(INVALID);
+    expect((await rawCall(client, client.openChunk, { wrappedKey, context: context({ folder: 'x' }), ciphertext: chunk })).code).toBe(INVALID);
+    expect((await rawCall(client, client.openChunk, { wrappedKey, context: context(), ciphertext: chunk.subarray(0, 28) })).code).toBe(INVALID);
+    const badVersion = Buffer.from(wrappedKey);
+    badVersion[0] = 2;
+    expect((await rawCall(client, client.openChunk, { wrappedKey: badVersion, context: context(), ciphertext: chunk })).code).toBe(INVALID);
+    expect((await rawCall(client, client.sealManifest, { folder: 'x', plaintext: Buffer.from('x') })).code).toBe(INVALID);
+    const v3 = Buffer.from(manifest);
+    v3[0] = 3;
+    expect((await rawCall(client, client.openManifest, { folder: FOLDER_A, ciphertext: v3 })).code).toBe(INVALID);
+    // Through the shared client helper the status comes back as the domain error.
+    await expect(callUnary(client, client.createDataKey, { folder: 'x' })).rejects.toBeInstanceOf(InvalidArgumentError);
+  });
+
+  it('answers DATA_LOSS, with no plaintext, when authentication fails', async () => {
+    const { wrappedKey } = await callUnary(client, client.createDataKey, { folder: FOLDER_A });
+    const chunk = (await callUnary(client, client.sealChunk, { wrappedKey, context: context(), plaintext: seededBytes('dl', 500) })).ciphertext;
+    const manifest = (await callUnary(client, client.sealManifest, { folder: FOLDER_A, plaintext: seededBytes('dlm', 500) })).ciphertext;
+    const LOSS = grpc.status.DATA_LOSS;
+    const flipped = Buffer.from(chunk);
+    flipped[100] ^= 1;
+    for (const req of [
+      { wrappedKey, context: context(), ciphertext: flipped },
+      { wrappedKey, context: context({ index: 1 }), ciphertext: chunk },
+      { wrappedKey, context: context({ last: false }), ciphertext: chunk },
+      { wrappedKey, context: context({ fileId: seededBytes('other', 16) }), ciphertext: chunk },
+      { wrappedKey, context: context({ folder: FOLDER_B }), ciphertext: chunk },
+    ]) {
+      const r = await rawCall(client, client.openChunk, req);
+      expect(r.code).toBe(LOSS);
+      expect(r.res).toBeUndefined();
+    }
+    const badKey = Buffer.from(wrappedKey);
+    badKey[30] ^= 1;
+    expect((await rawCall(client, client.sealChunk, { wrappedKey: badKey, context: context(), plaintext: Buffer.from('x') })).code).toBe(LOSS);
+    const badManifest = Buffer.from(manifest);
+    badManifest[badManifest.length - 1] ^= 1;
+    expect((await rawCall(client, client.openManifest, { folder: FOLDER_A, ciphertext: badManifest })).code).toBe(LOSS);
+    expect((await rawCall(client, client.openManifest, { folder: FOLDER_B, ciphertext: manifest })).code).toBe(LOSS);
+    await expect(callUnary(client, client.openManifest, { folder: FOLDER_B, ciphertext: manifest })).rejects.toBeInstanceOf(DataLossError);
+  });
+
+  it('serves gRPC health for the service name', async () => {
+    const healthDef = {
+      check: {
+        path: '/grpc.health.v1.Health/Check',
+        requestStream: false,
+        responseStream: false,
+        // HealthCheckRequest { string service = 1 }; HealthCheckResponse { ServingStatus status = 1 } (1 = SERVING)
+        requestSerialize: (s: string) => Buffer.concat([Buffer.from([0x0a, Buffer.byteLength(s)]), Buffer.from(s)]),
+        requestDeserialize: (b: Buffer) => b.toString(),
+        responseSerialize: (b: Buffer) => b,
+        responseDeserialize: (b: Buffer) => b,
+      },
+    } as const;
+    const Health = grpc.makeGenericClientConstructor(healthDef as unknown as grpc.ServiceDefinition, 'Health');
+    const health = new Health(`127.0.0.1:${srv.port}`, grpc.credentials.createInsecure()) as unknown as grpc.Client & {
+      check(req: string, cb: (err: grpc.ServiceError | null, res: Buffer) => void): void;
+    };
+    try {
+      const res = await new Promise<Buffer>((resolve, reject) => health.check(CRYPTO_SERVICE_NAME, (err, r) => (err ? reject(err) : resolve(r))));
+      expect([...res]).toEqual([0x08, 0x01]);
+    } finally {
+      health.close();
+    }
+  });
+});

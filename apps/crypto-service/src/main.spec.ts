@@ -1,0 +1,149 @@
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { promisify } from 'node:util';
+import { callUnary, createClient } from '@distri-vault/shared';
+import { CryptoServiceClient } from '@distri-vault/shared/generated/vault/crypto/v1/crypto';
+import { FOLDER_A, makeTempDir, removeTempDir, seededBytes } from './testing/fixtures';
+
+const root = join(__dirname, '../../..');
+const mainJs = join(root, 'dist/apps/crypto-service/main.js');
+
+/** A running crypto-service process and every stdout line it printed. */
+interface Proc {
+  child: ChildProcess;
+  lines: Array<Record<string, unknown>>;
+  exited: Promise<number | null>;
+}
+
+function start(env: Record<string, string>): Proc {
+  const child = spawn(process.execPath, [mainJs], { cwd: root, env: { PATH: process.env['PATH'] ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines: Array<Record<string, unknown>> = [];
+  createInterface({ input: child.stdout! }).on('line', (l) => {
+    try {
+      lines.push(JSON.parse(l));
+    } catch {
+      lines.push({ raw: l });
+    }
+  });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return { child, lines, exited };
+}
+
+/** Resolves with the announced port, or rejects if the process exits or 10 s pass first. */
+async function listeningPort(p: Proc): Promise<number> {
+  const deadline = Date.now() + 10_000;
+  let exitCode: number | null | undefined;
+  void p.exited.then((c) => (exitCode = c));
+  while (Date.now() < deadline) {
+    const line = p.lines.find((l) => l['msg'] === 'listening');
+    if (line) {
+      expect(line['name']).toBe('crypto');
+      return line['port'] as number;
+    }
+    if (exitCode !== undefined) throw new Error(`crypto-service exited with ${exitCode}: ${JSON.stringify(p.lines)}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error('crypto-service did not announce its port within 10 s');
+}
+
+async function stop(p: Proc): Promise<number | null> {
+  p.child.kill('SIGTERM');
+  const timer = setTimeout(() => p.child.kill('SIGKILL'), 5_000);
+  try {
+    return await p.exited;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+describe('crypto-service process', () => {
+  let dir: string;
+  const running: Proc[] = [];
+
+  beforeAll(async () => {
+    await promisify(execFile)(process.execPath, ['tools/build.mjs', 'crypto-service', '--quiet'], { cwd: root });
+    dir = await makeTempDir();
+  }, 60_000);
+  afterAll(async () => {
+    for (const p of running) if (p.child.exitCode === null && p.child.signalCode === null) await stop(p);
+    await removeTempDir(dir);
+  });
+
+  it('creates its key, serves on an OS-chosen port, and keeps the key across a restart', async () => {
+    const env = { CRYPTO_PORT: '0', CRYPTO_KEY_DIR: join(dir, 'keys'), LOG_LEVEL: 'info' };
+    const askInfo = async (port: number) => {
+      const client = createClient(CryptoServiceClient, `127.0.0.1:${port}`);
+      try {
+        const info = await callUnary(client, client.getKeyInfo, {}, { timeoutMs: 5_000 });
+        const { wrappedKey } = await callUnary(client, client.createDataKey, { folder: FOLDER_A }, { timeoutMs: 5_000 });
+        return { info, wrappedKey, client };
+      } catch (err) {
+        client.close();
+        throw err;
+      }
+    };
+
+    const first = start(env);
+    running.push(first);
+    const port1 = await listeningPort(first);
+    expect(port1).toBeGreaterThan(0);
+    const a = await askInfo(port1);
+    expect(a.info.formatVersion).toBe(1);
+    expect(a.info.keyFingerprint).toMatch(/^[0-9a-f]{16}$/);
+    const fileId = seededBytes('proc-file', 16);
+    const context = { folder: FOLDER_A, fileId, index: 0, last: true };
+    const sealed = await callUnary(a.client, a.client.sealChunk, { wrappedKey: a.wrappedKey, context, plaintext: Buffer.from('survives restarts') });
+    a.client.close();
+    expect(await stop(first)).toBe(0);
+
+    const keyFile = JSON.parse(await fs.readFile(join(dir, 'keys', 'vault-key.json'), 'utf8'));
+    const second = start(env);
+    running.push(second);
+    const port2 = await listeningPort(second);
+    const b = await askInfo(port2);
+    try {
+      expect(b.info.keyFingerprint).toBe(a.info.keyFingerprint);
+      expect(b.info.createdUnixMs).toBe(a.info.createdUnixMs);
+      const opened = await callUnary(b.client, b.client.openChunk, { wrappedKey: a.wrappedKey, context, ciphertext: sealed.ciphertext });
+      expect(opened.plaintext.toString()).toBe('survives restarts');
+    } finally {
+      b.client.close();
+    }
+    expect(await stop(second)).toBe(0);
+
+    const logs = [...first.lines, ...second.lines].map((l) => JSON.stringify(l));
+    expect(logs.some((l) => l.includes('"vault key created"'))).toBe(true);
+    expect(logs.some((l) => l.includes('"vault key loaded"'))).toBe(true);
+    expect(logs.filter((l) => l.includes(keyFile.key))).toEqual([]);
+  }, 30_000);
+
+  it('refuses to start on a malformed key file and leaves it untouched', async () => {
+    const keys = join(dir, 'broken');
+    await fs.mkdir(keys, { mode: 0o700 });
+    const path = join(keys, 'vault-key.json');
+    await fs.writeFile(path, '{"version":1,"key":"tooshort","createdUnixMs":1}', { mode: 0o600 });
+    const p = start({ CRYPTO_PORT: '0', CRYPTO_KEY_DIR: keys });
+    running.push(p);
+    const timer = setTimeout(() => p.child.kill('SIGKILL'), 10_000);
+    const code = await p.exited;
+    clearTimeout(timer);
+    expect(code).toBe(1);
+    const fatal = p.lines.find((l) => l['msg'] === 'failed to start');
+    expect(JSON.stringify(fatal)).toContain('vault key file');
+    expect(p.lines.some((l) => l['msg'] === 'listening')).toBe(false);
+    expect(await fs.readFile(path, 'utf8')).toBe('{"version":1,"key":"tooshort","createdUnixMs":1}');
+  }, 15_000);
+
+  it('refuses to start on invalid configuration', async () => {
+    const p = start({ CRYPTO_PORT: '70000', CRYPTO_KEY_DIR: join(dir, 'unused') });
+    running.push(p);
+    const timer = setTimeout(() => p.child.kill('SIGKILL'), 10_000);
+    const code = await p.exited;
+    clearTimeout(timer);
+    expect(code).toBe(1);
+    expect(JSON.stringify(p.lines)).toContain('CRYPTO_PORT');
+    await expect(fs.stat(join(dir, 'unused'))).rejects.toMatchObject({ code: 'ENOENT' });
+  }, 15_000);
+});
