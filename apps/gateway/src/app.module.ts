@@ -1,0 +1,32 @@
+/** Nest wiring only: controllers plus the NodeClient and logger, provided by token. */
+import { type DynamicModule, Module } from '@nestjs/common';
+import type { Logger } from '@distri-vault/shared';
+import { FilesController } from './files.controller';
+import { HealthController } from './health.controller';
+import { NetworkController } from './network.controller';
+import type { NodeClient } from './node-client';
+import { LOGGER, NODE_CLIENT } from './tokens';
+
+/** What the module is built from. */
+export interface AppComponents {
+  /** Client of the home node. */
+  node: NodeClient;
+  /** Process logger. */
+  log: Logger;
+}
+
+/** The gateway's only module. */
+@Module({})
+export class AppModule {
+  /** A module serving the API over the given components. */
+  static forRoot(components: AppComponents): DynamicModule {
+    return {
+      module: AppModule,
+      controllers: [FilesController, NetworkController, HealthController],
+      providers: [
+        { provide: NODE_CLIENT, useValue: components.node },
+        { provide: LOGGER, useValue: components.log },
+      ],
+    };
+  }
+}

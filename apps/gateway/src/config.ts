@@ -1,0 +1,37 @@
+/**
+ * Gateway configuration: the only file that reads process.env.
+ *
+ * Variables (default):
+ * - GATEWAY_HOST (127.0.0.1): interface the HTTP API listens on.
+ * - GATEWAY_PORT (8080): HTTP port; 0 asks the OS for a free one (the bound port is logged in "listening").
+ * - GATEWAY_NODE_ADDRESS (127.0.0.1:7100): host:port of the home peer-node's NodeService (gRPC).
+ * - LOG_LEVEL (info): pino level (fatal, error, warn, info, debug, trace, silent).
+ */
+import { z } from 'zod';
+import { addressVar, loadConfig, logLevelVar, portVar } from '@distri-vault/shared';
+
+/** Schema of the gateway's environment. */
+export const GatewayConfigSchema = z.object({
+  GATEWAY_HOST: z.string().min(1).default('127.0.0.1'),
+  GATEWAY_PORT: portVar(8080),
+  GATEWAY_NODE_ADDRESS: addressVar('127.0.0.1:7100'),
+  LOG_LEVEL: logLevelVar(),
+});
+
+/** Validated gateway settings. */
+export interface GatewayConfig {
+  /** Interface to listen on. */
+  host: string;
+  /** HTTP port (0 = any free port). */
+  port: number;
+  /** host:port of the home node's NodeService. */
+  nodeAddress: string;
+  /** pino log level. */
+  logLevel: string;
+}
+
+/** Reads and validates the gateway's configuration; throws ConfigError naming every bad variable. */
+export function loadGatewayConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig {
+  const c = loadConfig(GatewayConfigSchema, env);
+  return { host: c.GATEWAY_HOST, port: c.GATEWAY_PORT, nodeAddress: c.GATEWAY_NODE_ADDRESS, logLevel: c.LOG_LEVEL };
+}

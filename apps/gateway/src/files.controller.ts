@@ -1,0 +1,52 @@
+/** HTTP routes of files: thin mapping from HTTP to NodeClient calls; the streaming lives in streaming.ts. */
+import { Controller, Delete, Get, HttpCode, Inject, Put, Query, Req, Res } from '@nestjs/common';
+import type { HttpRequest as Request, HttpResponse as Response } from './http-types';
+import { NODE_CLIENT } from './tokens';
+import type { NodeClient } from './node-client';
+import { filePathFromUrl, parseContentLength, parsePrefix, parseVersion } from './paths';
+import { closedSignal, pipeDownload, readChunks, writeDownloadHead } from './streaming';
+import { type FileView, fileView } from './views';
+
+/** `/v1/files` routes. */
+@Controller('v1/files')
+export class FilesController {
+  constructor(@Inject(NODE_CLIENT) private readonly node: NodeClient) {}
+
+  /** Lists the latest version of every live file, optionally under `?prefix=`. */
+  @Get()
+  async list(@Query('prefix') prefix: unknown, @Res({ passthrough: true }) res: Response): Promise<{ files: FileView[] }> {
+    const files = await this.node.listFiles(parsePrefix(prefix), closedSignal(res));
+    return { files: files.map(fileView) };
+  }
+
+  /** Streams the request body into a new version of the file. */
+  @Put('*path')
+  @HttpCode(201)
+  async upload(@Req() req: Request, @Res({ passthrough: true }) res: Response): Promise<FileView> {
+    const path = filePathFromUrl(req.originalUrl);
+    const size = parseContentLength(req.headers['content-length']);
+    const signal = closedSignal(res);
+    const { file, bytes } = await this.node.upload(size === undefined ? { path } : { path, size }, readChunks(req, signal), signal);
+    res.locals['bytes'] = bytes;
+    return fileView(file);
+  }
+
+  /** Streams a version of the file (the latest, or `?version=N`). */
+  @Get('*path')
+  async download(@Req() req: Request, @Res() res: Response, @Query('version') version: unknown): Promise<void> {
+    const path = filePathFromUrl(req.originalUrl);
+    const v = parseVersion(version);
+    const signal = closedSignal(res);
+    const { info, frames } = await this.node.download(path, v, signal);
+    writeDownloadHead(res, info);
+    res.locals['bytes'] = await pipeDownload(info, frames, res, signal);
+  }
+
+  /** Deletes the file (records a deletion version): 204, or 404 for an unknown path. */
+  @Delete('*path')
+  @HttpCode(204)
+  async remove(@Req() req: Request, @Res({ passthrough: true }) res: Response): Promise<void> {
+    const path = filePathFromUrl(req.originalUrl);
+    await this.node.deleteFile(path, closedSignal(res));
+  }
+}

@@ -1,0 +1,50 @@
+/**
+ * Builds and starts the HTTP API: a Nest app on express with body parsing off (request bodies stay
+ * streams), the request logger, and the one exception filter.
+ */
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import { NestFactory } from '@nestjs/core';
+import type { NestExpressApplication } from '@nestjs/platform-express';
+import type { Logger } from '@distri-vault/shared';
+import { AppModule } from './app.module';
+import { ErrorFilter } from './error.filter';
+import type { NodeClient } from './node-client';
+import { PinoNestLogger, requestLogger } from './request-log';
+
+/** Options of a gateway. */
+export interface GatewayOptions {
+  /** Interface to listen on. */
+  host: string;
+  /** Port; 0 for any free one. */
+  port: number;
+}
+
+/** A listening gateway. */
+export interface RunningGateway {
+  /** The bound port (the real one when 0 was asked for). */
+  port: number;
+  /** Stops accepting requests and closes the app (the NodeClient stays open: its owner closes it). */
+  close(): Promise<void>;
+}
+
+/** Creates the Nest app over `node` and listens on `options.host:options.port`. */
+export async function startGateway(components: { node: NodeClient; log: Logger }, options: GatewayOptions): Promise<RunningGateway> {
+  const { log } = components;
+  const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(components), {
+    bodyParser: false,
+    logger: new PinoNestLogger(log),
+    abortOnError: false,
+  });
+  app.disable('x-powered-by');
+  app.use(requestLogger(log));
+  app.useGlobalFilters(new ErrorFilter(log));
+  await app.listen(options.port, options.host);
+  const server = app.getHttpServer() as Server;
+  // Uploads of any size: Node's default 5-minute limit on receiving a whole request would cut big ones.
+  server.requestTimeout = 0;
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () => app.close(),
+  };
+}

@@ -1,0 +1,160 @@
+/**
+ * The gateway's view of its home node: NodeService over a raw grpc-js client (ts-proto generated),
+ * never Nest's ClientGrpc, which writes client streams without waiting for 'drain'. Every method takes
+ * an AbortSignal that cancels the call; statuses come back as domain errors.
+ */
+import { Metadata } from '@grpc/grpc-js';
+import { bindSignal, callUnary, createClient, fromStatus, grpcCallOptions, VaultError } from '@distri-vault/shared';
+import {
+  type FileInfo,
+  type GetNodeInfoResponse,
+  type ListNodesResponse,
+  type RecoverFolderResponse,
+  type UploadFileResponse,
+  type UploadHeader,
+  NodeServiceClient,
+} from '@distri-vault/shared/generated/vault/node/v1/node';
+import { pumpUpload } from './streaming';
+
+/** One version being downloaded: its header, and its bytes in order. */
+export interface Download {
+  /** The version being sent (size, digest, version number). */
+  info: FileInfo;
+  /** The plaintext frames; iterate once. Breaking out early cancels the call. Fails with domain errors. */
+  frames: AsyncIterable<Buffer>;
+}
+
+/** Options of a NodeClient. */
+export interface NodeClientOptions {
+  /** host:port of the node's NodeService. */
+  address: string;
+}
+
+/** Client of the home node's NodeService. */
+export class NodeClient {
+  private readonly client: NodeServiceClient;
+
+  constructor(_components: Record<string, never>, options: NodeClientOptions) {
+    this.client = createClient(NodeServiceClient, options.address);
+  }
+
+  /**
+   * Stores a new version: streams `body` as frames (header first), with backpressure. If the signal
+   * fires or the body fails (client gone), the call is cancelled so the node writes no version.
+   * When the node refuses the upload early, its error is thrown, not a cancellation.
+   */
+  async upload(header: UploadHeader, body: AsyncIterable<Uint8Array>, signal: AbortSignal): Promise<{ file: FileInfo; bytes: number }> {
+    const stop = new AbortController();
+    const onAbort = () => stop.abort(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    let nodeError: VaultError | undefined;
+    let call!: ReturnType<NodeServiceClient['uploadFile']>;
+    const response = new Promise<UploadFileResponse>((resolve, reject) => {
+      call = this.client.uploadFile(new Metadata(), grpcCallOptions(), (err, res) => {
+        if (err) {
+          nodeError = fromStatus(err, 'UploadFile');
+          // Stops the pump at once: it may be waiting for 'drain' or for more of the HTTP body.
+          stop.abort(nodeError);
+          reject(nodeError);
+        } else resolve(res);
+      });
+    });
+    response.catch(() => undefined);
+    let bytes: number;
+    try {
+      bytes = await pumpUpload(call, header, body, stop.signal);
+    } catch (err) {
+      call.cancel();
+      throw nodeError ?? err;
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+    }
+    const unbind = bindSignal(call, signal);
+    try {
+      const res = await response;
+      if (!res.file) throw new VaultError('internal', 'node answered an upload without file info');
+      return { file: res.file, bytes };
+    } finally {
+      unbind();
+    }
+  }
+
+  /**
+   * Starts a download and waits for its header. Errors before the header (NOT_FOUND, ...) are thrown
+   * from here; later ones from iterating `frames`.
+   */
+  async download(path: string, version: number | undefined, signal: AbortSignal): Promise<Download> {
+    const call = this.client.downloadFile(version === undefined ? { path } : { path, version }, grpcCallOptions());
+    const unbind = bindSignal(call, signal);
+    const it: AsyncIterator<{ step?: { $case: 'header'; value: FileInfo } | { $case: 'data'; value: Buffer } }> = call[Symbol.asyncIterator]();
+    let first;
+    try {
+      first = await it.next();
+    } catch (err) {
+      unbind();
+      throw fromStatus(err, 'DownloadFile');
+    }
+    if (first.done || first.value.step?.$case !== 'header') {
+      unbind();
+      call.cancel();
+      throw new VaultError('internal', 'node started a download without a header');
+    }
+    const info = first.value.step.value;
+    async function* frames(): AsyncGenerator<Buffer> {
+      let finished = false;
+      try {
+        for (;;) {
+          let r;
+          try {
+            r = await it.next();
+          } catch (err) {
+            throw fromStatus(err, 'DownloadFile');
+          }
+          if (r.done) {
+            finished = true;
+            return;
+          }
+          if (r.value.step?.$case !== 'data') throw new VaultError('internal', 'node sent a second header');
+          yield r.value.step.value;
+        }
+      } finally {
+        unbind();
+        if (!finished) call.cancel();
+      }
+    }
+    return { info, frames: frames() };
+  }
+
+  /** Latest version of every live file whose path starts with `prefix`, sorted by path. */
+  async listFiles(prefix: string, signal: AbortSignal): Promise<FileInfo[]> {
+    const res = await callUnary(this.client, this.client.listFiles, { prefix }, { signal, what: 'ListFiles' });
+    return res.files;
+  }
+
+  /** Records a deletion; NotFoundError for an unknown path. Returns the deletion's version. */
+  async deleteFile(path: string, signal: AbortSignal): Promise<number> {
+    const res = await callUnary(this.client, this.client.deleteFile, { path }, { signal, what: 'DeleteFile' });
+    return res.version;
+  }
+
+  /** The node itself, then its peers. */
+  async listNodes(signal: AbortSignal): Promise<ListNodesResponse['nodes']> {
+    const res = await callUnary(this.client, this.client.listNodes, {}, { signal, what: 'ListNodes' });
+    return res.nodes;
+  }
+
+  /** Restores the node's folder from its peers; resolves with what was restored. */
+  recoverFolder(signal: AbortSignal): Promise<RecoverFolderResponse> {
+    return callUnary(this.client, this.client.recoverFolder, {}, { signal, what: 'RecoverFolder' });
+  }
+
+  /** Identity and settings of the node; `timeoutMs` bounds the wait. */
+  nodeInfo(signal: AbortSignal, timeoutMs?: number): Promise<GetNodeInfoResponse> {
+    return callUnary(this.client, this.client.getNodeInfo, {}, { signal, timeoutMs, what: 'GetNodeInfo' });
+  }
+
+  /** Closes the channel. */
+  close(): void {
+    this.client.close();
+  }
+}

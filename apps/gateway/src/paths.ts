@@ -1,0 +1,59 @@
+/**
+ * File paths and query values taken from URLs. Everything is validated here, before anything reaches
+ * the node.
+ */
+import { assertFilePath, InvalidArgumentError } from '@distri-vault/shared';
+
+/** URL prefix of the file routes. */
+export const FILES_PREFIX = '/v1/files/';
+
+function decodeSegment(segment: string): string {
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(segment);
+  } catch {
+    throw new InvalidArgumentError('invalid path: bad percent-encoding');
+  }
+  // An encoded '/' would let two different URLs name the same file and hide a segment from checks
+  // done on the raw URL by proxies in front of us.
+  if (decoded.includes('/')) throw new InvalidArgumentError("invalid path: encoded '/' inside a segment");
+  return decoded;
+}
+
+/**
+ * The file path named by a raw request URL (`/v1/files/<path>[?query]`): each '/'-separated segment
+ * percent-decoded, then checked with assertFilePath. Throws InvalidArgumentError for a bad escape,
+ * an empty, '.' or '..' segment (including a trailing slash), control characters, backslashes.
+ */
+export function filePathFromUrl(url: string): string {
+  const q = url.search(/[?#]/);
+  const pathname = q === -1 ? url : url.slice(0, q);
+  if (!pathname.startsWith(FILES_PREFIX)) throw new InvalidArgumentError('invalid path: empty');
+  const raw = pathname.slice(FILES_PREFIX.length);
+  return assertFilePath(raw.split('/').map(decodeSegment).join('/'));
+}
+
+/** The `version` query value: absent, or a positive integer. */
+export function parseVersion(value: unknown): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string' || !/^[1-9][0-9]{0,15}$/.test(value) || !Number.isSafeInteger(Number(value))) {
+    throw new InvalidArgumentError('invalid version: want a positive integer');
+  }
+  return Number(value);
+}
+
+/** The `prefix` query value: absent (all files) or one string. */
+export function parsePrefix(value: unknown): string {
+  if (value === undefined) return '';
+  if (typeof value !== 'string') throw new InvalidArgumentError('invalid prefix: give it once');
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(value)) throw new InvalidArgumentError('invalid prefix: contains a control character');
+  return value;
+}
+
+/** A Content-Length header as the upload's expected size, when present. */
+export function parseContentLength(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^[0-9]{1,16}$/.test(value) || !Number.isSafeInteger(Number(value))) throw new InvalidArgumentError('invalid Content-Length');
+  return Number(value);
+}

@@ -1,0 +1,139 @@
+/**
+ * HTTP <-> gRPC streaming, free of Nest and grpc-js: request bodies become bounded frames written with
+ * backpressure, and download frames are written to the HTTP response with backpressure and a byte
+ * count checked against the announced size. Typed structurally so the functions can be tested alone.
+ */
+import type { Readable, Writable } from 'node:stream';
+import type { ServerResponse } from 'node:http';
+import { CancelledError, DataLossError, writeMessage } from '@distri-vault/shared';
+import type { FileInfo, UploadFileRequest, UploadHeader } from '@distri-vault/shared/generated/vault/node/v1/node';
+
+/** Largest data frame sent to the node in one UploadFile message. */
+export const MAX_FRAME_BYTES = 1024 * 1024;
+
+/** An AbortSignal that fires when the HTTP exchange closes before the response was fully sent. */
+export function closedSignal(res: Pick<ServerResponse, 'once' | 'writableFinished'>): AbortSignal {
+  const ctrl = new AbortController();
+  res.once('close', () => {
+    if (!res.writableFinished) ctrl.abort(new CancelledError('client went away'));
+  });
+  return ctrl.signal;
+}
+
+/**
+ * Pulls the chunks of a readable stream. Unlike `for await`, stopping on `signal` leaves the stream
+ * alive, so the caller can still answer the HTTP request with an error; the rest is discarded by Node.
+ * Throws CancelledError when the stream errors or closes before its end (a client that aborted).
+ */
+export async function* readChunks(stream: Readable, signal?: AbortSignal): AsyncGenerator<Buffer> {
+  for (;;) {
+    if (signal?.aborted) throw new CancelledError('cancelled while reading the request body');
+    const chunk: Buffer | string | null = stream.read();
+    if (chunk !== null) {
+      yield typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+      continue;
+    }
+    if (stream.readableEnded) return;
+    if (stream.errored || stream.destroyed) throw new CancelledError('request body aborted', { cause: stream.errored });
+    await new Promise<void>((resolve, reject) => {
+      const done = (err?: unknown) => {
+        stream.off('readable', onReadable);
+        stream.off('end', onReadable);
+        stream.off('error', onError);
+        stream.off('close', onClose);
+        signal?.removeEventListener('abort', onAbort);
+        if (err) reject(err);
+        else resolve();
+      };
+      const onReadable = () => done();
+      const onError = (err: unknown) => done(new CancelledError('request body aborted', { cause: err }));
+      const onClose = () => (stream.readableEnded ? done() : done(new CancelledError('request body aborted')));
+      const onAbort = () => done(new CancelledError('cancelled while reading the request body'));
+      stream.on('readable', onReadable);
+      stream.on('end', onReadable);
+      stream.on('error', onError);
+      stream.on('close', onClose);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+}
+
+/**
+ * Coalesces arbitrary pieces into frames of exactly `maxFrame` bytes, the last one shorter (no frame
+ * when the source is empty). At most one frame is held at a time.
+ */
+export async function* coalesce(source: AsyncIterable<Uint8Array>, maxFrame = MAX_FRAME_BYTES): AsyncGenerator<Buffer> {
+  let frame = Buffer.allocUnsafe(maxFrame);
+  let filled = 0;
+  for await (const piece of source) {
+    let offset = 0;
+    while (offset < piece.length) {
+      const n = Math.min(maxFrame - filled, piece.length - offset);
+      frame.set(piece.subarray(offset, offset + n), filled);
+      filled += n;
+      offset += n;
+      if (filled === maxFrame) {
+        yield frame;
+        // A fresh buffer per frame: the transport may still hold the previous one.
+        frame = Buffer.allocUnsafe(maxFrame);
+        filled = 0;
+      }
+    }
+  }
+  if (filled > 0) yield frame.subarray(0, filled);
+}
+
+/** The writable side of an UploadFile call, as far as pumpUpload needs it. */
+export type UploadSink = Writable & { write(msg: UploadFileRequest): boolean };
+
+/**
+ * Writes the header, then the body as data frames of at most `maxFrame` bytes, waiting for 'drain'
+ * whenever the call's buffer is full, then half-closes. Returns the number of body bytes sent.
+ * Does not cancel the call on failure: the caller owns it.
+ */
+export async function pumpUpload(sink: UploadSink, header: UploadHeader, body: AsyncIterable<Uint8Array>, signal: AbortSignal, maxFrame = MAX_FRAME_BYTES): Promise<number> {
+  let bytes = 0;
+  await writeMessage(sink, { step: { $case: 'header', value: header } }, signal);
+  for await (const frame of coalesce(body, maxFrame)) {
+    if (signal.aborted) throw new CancelledError('upload cancelled');
+    bytes += frame.length;
+    await writeMessage(sink, { step: { $case: 'data', value: frame } }, signal);
+  }
+  sink.end();
+  return bytes;
+}
+
+/** What the download response needs from the HTTP response object. */
+export type DownloadTarget = Writable & Pick<ServerResponse, 'statusCode' | 'setHeader' | 'headersSent'>;
+
+/** Sets the status and headers of a download response from the version's header. */
+export function writeDownloadHead(res: DownloadTarget, info: FileInfo): void {
+  res.statusCode = 200;
+  res.setHeader('Content-Type', 'application/octet-stream');
+  res.setHeader('Content-Length', String(info.size));
+  res.setHeader('ETag', `"${info.sha256}"`);
+  res.setHeader('X-Vault-Version', String(info.version));
+}
+
+/**
+ * Writes the frames of one version to `res` (whose head is already set), pausing the source while
+ * `res` is full. Ends the response only when exactly `info.size` bytes went out; any failure destroys
+ * it instead, so a client never mistakes a truncated body for a complete one. Returns the bytes sent.
+ */
+export async function pipeDownload(info: FileInfo, frames: AsyncIterable<Buffer>, res: DownloadTarget, signal: AbortSignal): Promise<number> {
+  let sent = 0;
+  try {
+    for await (const frame of frames) {
+      if (signal.aborted) throw new CancelledError('download cancelled');
+      if (sent + frame.length > info.size) throw new DataLossError(`node sent more than the ${info.size} bytes it announced`);
+      sent += frame.length;
+      await writeMessage(res, frame, signal);
+    }
+    if (sent !== info.size) throw new DataLossError(`node sent ${sent} of the ${info.size} bytes it announced`);
+    res.end();
+    return sent;
+  } catch (err) {
+    res.destroy();
+    throw err;
+  }
+}

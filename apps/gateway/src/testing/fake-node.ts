@@ -1,0 +1,263 @@
+/**
+ * Test support: a real grpc-js NodeService on 127.0.0.1:0 that keeps files in memory and records what
+ * it was sent, plus an HTTP client that sends URLs exactly as written (fetch would normalise '..').
+ * Paths under `err/<code>/` make the fake throw that domain error, so every status can be provoked.
+ */
+import { createHash } from 'node:crypto';
+import * as http from 'node:http';
+import pino from 'pino';
+import {
+  clientStream,
+  DataLossError,
+  InvalidArgumentError,
+  NotFoundError,
+  serverStream,
+  startGrpcServer,
+  unary,
+  UnavailableError,
+  writeMessage,
+  type RunningServer,
+  type VaultError,
+} from '@distri-vault/shared';
+import { NodeServiceService, NodeState, type FileInfo, type NodeServiceServer } from '@distri-vault/shared/generated/vault/node/v1/node';
+
+/** What the fake saw of one UploadFile call. */
+export interface UploadRecord {
+  /** Path from the header. */
+  path: string;
+  /** Size from the header, if any. */
+  size?: number;
+  /** Length of every data frame, in order. */
+  frames: number[];
+  /** True once the caller cancelled the call. */
+  cancelled: boolean;
+  /** True once the upload was stored. */
+  stored: boolean;
+}
+
+/** Size announced by `err/after-header` downloads; only a third of it is ever sent. */
+export const BROKEN_DOWNLOAD_SIZE = 3 * 1024 * 1024;
+
+function errorFor(path: string): VaultError | undefined {
+  const m = /^err\/([a-z_]+)(\/|$)/.exec(path);
+  if (!m) return undefined;
+  switch (m[1]) {
+    case 'not_found': return new NotFoundError('no such file');
+    case 'invalid_argument': return new InvalidArgumentError('node refused the request');
+    case 'data_loss': return new DataLossError('chunk failed verification');
+    case 'unavailable': return new UnavailableError('no peer reachable');
+    default: return undefined;
+  }
+}
+
+/** An in-memory NodeService. */
+export class FakeNode {
+  /** Every RPC received, by method name, in order. */
+  readonly calls: string[] = [];
+  /** Every upload received. */
+  readonly uploads: UploadRecord[] = [];
+  /** Stored versions per path (a deletion is a version with `deleted`). */
+  readonly files = new Map<string, { info: FileInfo; data: Buffer; deleted: boolean }[]>();
+  private server?: RunningServer;
+  private readonly log = pino({ level: 'silent' });
+
+  /** Address to point the gateway at. */
+  get address(): string {
+    return `127.0.0.1:${this.server?.port}`;
+  }
+
+  /** Starts serving on 127.0.0.1 (port 0, or `port` to come back where it was). */
+  async start(port = 0): Promise<this> {
+    this.server = await startGrpcServer({ host: '127.0.0.1', port, log: this.log, services: [{ name: 'vault.node.v1.NodeService', definition: NodeServiceService, implementation: this.impl() }] });
+    return this;
+  }
+
+  /** Stops serving at once. */
+  async stop(): Promise<void> {
+    await this.server?.close(0);
+  }
+
+  /** The latest live version of a path. */
+  latest(path: string): { info: FileInfo; data: Buffer } | undefined {
+    const v = this.files.get(path)?.at(-1);
+    return v && !v.deleted ? v : undefined;
+  }
+
+  private impl(): NodeServiceServer {
+    const log = this.log;
+    return {
+      uploadFile: clientStream(log, 'UploadFile', async (call) => {
+        this.calls.push('UploadFile');
+        let rec: UploadRecord | undefined;
+        const parts: Buffer[] = [];
+        call.on('cancelled', () => {
+          if (rec) rec.cancelled = true;
+          call.destroy();
+        });
+        for await (const msg of call as AsyncIterable<{ step?: { $case: 'header'; value: { path: string; size?: number } } | { $case: 'data'; value: Buffer } }>) {
+          if (msg.step?.$case === 'header') {
+            if (rec) throw new InvalidArgumentError('second header');
+            rec = { path: msg.step.value.path, size: msg.step.value.size, frames: [], cancelled: false, stored: false };
+            this.uploads.push(rec);
+            const err = errorFor(rec.path);
+            if (err) throw err;
+          } else if (msg.step?.$case === 'data') {
+            if (!rec) throw new InvalidArgumentError('data before header');
+            rec.frames.push(msg.step.value.length);
+            parts.push(msg.step.value);
+          }
+        }
+        if (!rec) throw new InvalidArgumentError('no header');
+        const data = Buffer.concat(parts);
+        if (rec.size !== undefined && rec.size !== data.length) throw new InvalidArgumentError('size mismatch');
+        const versions = this.files.get(rec.path) ?? [];
+        const info: FileInfo = {
+          path: rec.path,
+          version: versions.length + 1,
+          size: data.length,
+          sha256: createHash('sha256').update(data).digest('hex'),
+          updatedUnixMs: 1_700_000_000_000 + versions.length,
+          chunks: Math.ceil(data.length / (1024 * 1024)),
+        };
+        versions.push({ info, data, deleted: false });
+        this.files.set(rec.path, versions);
+        rec.stored = true;
+        return { file: info };
+      }),
+      downloadFile: serverStream(log, 'DownloadFile', async (call, signal) => {
+        this.calls.push('DownloadFile');
+        const { path, version } = call.request;
+        if (path === 'err/after-header') {
+          await writeMessage(call, { step: { $case: 'header', value: { path, version: 1, size: BROKEN_DOWNLOAD_SIZE, sha256: '0'.repeat(64), updatedUnixMs: 0, chunks: 3 } } }, signal);
+          await writeMessage(call, { step: { $case: 'data', value: Buffer.alloc(BROKEN_DOWNLOAD_SIZE / 3, 7) } }, signal);
+          throw new DataLossError('chunk 2 failed verification');
+        }
+        const err = errorFor(path);
+        if (err) throw err;
+        const versions = this.files.get(path) ?? [];
+        const v = version === undefined ? versions.at(-1) : versions[version - 1];
+        if (!v || v.deleted) throw new NotFoundError('no such file');
+        await writeMessage(call, { step: { $case: 'header', value: v.info } }, signal);
+        for (let off = 0; off < v.data.length; off += 256 * 1024) {
+          await writeMessage(call, { step: { $case: 'data', value: v.data.subarray(off, off + 256 * 1024) } }, signal);
+        }
+      }),
+      listFiles: unary(log, 'ListFiles', async (req) => {
+        this.calls.push('ListFiles');
+        const err = errorFor(req.prefix);
+        if (err) throw err;
+        const files = [...this.files.keys()]
+          .filter((p) => p.startsWith(req.prefix))
+          .sort()
+          .map((p) => this.latest(p)?.info)
+          .filter((f): f is FileInfo => f !== undefined);
+        return { files };
+      }),
+      deleteFile: unary(log, 'DeleteFile', async (req) => {
+        this.calls.push('DeleteFile');
+        const err = errorFor(req.path);
+        if (err) throw err;
+        const live = this.latest(req.path);
+        if (!live) throw new NotFoundError('no such file');
+        const versions = this.files.get(req.path)!;
+        versions.push({ info: { ...live.info, version: versions.length + 1 }, data: Buffer.alloc(0), deleted: true });
+        return { version: versions.length };
+      }),
+      listNodes: unary(log, 'ListNodes', async () => {
+        this.calls.push('ListNodes');
+        return {
+          nodes: [
+            { serverId: 'a'.repeat(32), address: '127.0.0.1:7000', state: NodeState.NODE_STATE_SELF, lastSeenUnixMs: 0 },
+            { serverId: 'b'.repeat(32), address: '127.0.0.1:7001', state: NodeState.NODE_STATE_CONNECTED, lastSeenUnixMs: 1_700_000_000_000 },
+            { serverId: '', address: '127.0.0.1:7002', state: NodeState.NODE_STATE_DISCONNECTED, lastSeenUnixMs: 0 },
+          ],
+        };
+      }),
+      recoverFolder: unary(log, 'RecoverFolder', async () => {
+        this.calls.push('RecoverFolder');
+        return { peers: 2, chunks: 2 ** 33, manifests: 4, bytes: 5 * 2 ** 40, files: 3, durationMs: 1234 };
+      }),
+      getNodeInfo: unary(log, 'GetNodeInfo', async () => {
+        this.calls.push('GetNodeInfo');
+        return { serverId: 'a'.repeat(32), peerAddress: '127.0.0.1:7000', protocolVersion: 1, chunkSize: 1024 * 1024, replicas: 3 };
+      }),
+    };
+  }
+}
+
+/** A response as the HTTP client saw it. */
+export interface HttpResult {
+  /** Status code. */
+  status: number;
+  /** Response headers. */
+  headers: http.IncomingHttpHeaders;
+  /** Whole body (tests keep bodies small, or at most the 40 MiB round trip). */
+  body: Buffer;
+}
+
+/** Sends one request with the path exactly as given; `body` is written in pieces, with backpressure. */
+export function request(port: number, method: string, path: string, opts: { body?: Buffer | Iterable<Buffer>; headers?: http.OutgoingHttpHeaders } = {}): Promise<HttpResult> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, method, path, headers: opts.headers, agent: false }, (res) => {
+      const parts: Buffer[] = [];
+      res.on('data', (d: Buffer) => parts.push(d));
+      res.on('error', reject);
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(parts) }));
+    });
+    req.on('error', reject);
+    const body = opts.body;
+    if (body === undefined) {
+      req.end();
+      return;
+    }
+    if (Buffer.isBuffer(body)) {
+      req.end(body);
+      return;
+    }
+    const it = body[Symbol.iterator]();
+    const pump = () => {
+      for (;;) {
+        const r = it.next();
+        if (r.done) {
+          req.end();
+          return;
+        }
+        if (!req.write(r.value)) {
+          req.once('drain', pump);
+          return;
+        }
+      }
+    };
+    pump();
+  });
+}
+
+/** The JSON body of a response. */
+export function json(r: HttpResult): any {
+  return JSON.parse(r.body.toString('utf8'));
+}
+
+/** Deterministic bytes from a seed (mulberry32), so failures reproduce. */
+export function seeded(size: number, seed: number): Buffer {
+  const out = Buffer.allocUnsafe(size);
+  let a = seed >>> 0;
+  let i = 0;
+  for (; i + 4 <= size; i += 4) {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    out.writeUInt32LE((t ^ (t >>> 14)) >>> 0, i);
+  }
+  for (; i < size; i++) out[i] = (seed + i * 31) & 0xff;
+  return out;
+}
+
+/** Waits until `check()` holds, polling, for at most `ms`. */
+export async function eventually(check: () => boolean, ms = 5000): Promise<void> {
+  const until = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > until) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

@@ -1,0 +1,6 @@
+/** Nest injection tokens. esbuild emits no decorator metadata, so every provider is injected by token. */
+
+/** The NodeClient of the home node. */
+export const NODE_CLIENT = Symbol('NodeClient');
+/** The pino logger of the process. */
+export const LOGGER = Symbol('Logger');
