@@ -1,0 +1,18 @@
+/** Conversions between the domain's object kinds and the wire enum. */
+import { InvalidArgumentError } from '@distri-vault/shared';
+import { ObjectKind as WireKind } from '@distri-vault/shared/generated/vault/common/v1/object';
+import type { ObjectKind } from '../domain/ports';
+
+export { WireKind };
+
+/** Domain kind -> wire enum. */
+export function toWire(kind: ObjectKind): WireKind {
+  return kind === 'chunk' ? WireKind.OBJECT_KIND_CHUNK : WireKind.OBJECT_KIND_MANIFEST;
+}
+
+/** Wire enum -> domain kind; INVALID_ARGUMENT for anything else. */
+export function fromWire(kind: WireKind | number): ObjectKind {
+  if (kind === WireKind.OBJECT_KIND_CHUNK) return 'chunk';
+  if (kind === WireKind.OBJECT_KIND_MANIFEST) return 'manifest';
+  throw new InvalidArgumentError(`unknown object kind ${kind}`);
+}

@@ -1,0 +1,83 @@
+/**
+ * The node's own crypto-service and storage-service, reached over gRPC, behind the domain's ports.
+ * Calls wait for the service to be up (waitForReady) within a deadline, so start-up order does not matter.
+ */
+import type { ClientReadableStream } from '@grpc/grpc-js';
+import { bindSignal, callUnary, createClient, fromStatus, grpcCallOptions } from '@distri-vault/shared';
+import { CryptoServiceClient } from '@distri-vault/shared/generated/vault/crypto/v1/crypto';
+import { StorageServiceClient, type ListObjectsResponse } from '@distri-vault/shared/generated/vault/storage/v1/storage';
+import type { ChunkContext, CryptoPort, ObjectKind, StoragePort } from '../domain/ports';
+import { toWire } from './kinds';
+
+/** CryptoPort over the crypto-service. */
+export class CryptoServiceAdapter implements CryptoPort {
+  readonly client: CryptoServiceClient;
+  constructor(address: string, private readonly timeoutMs: number) {
+    this.client = createClient(CryptoServiceClient, address);
+  }
+  private opts(signal?: AbortSignal, what = 'crypto-service') {
+    return { signal, timeoutMs: this.timeoutMs, waitForReady: true, what };
+  }
+  async createDataKey(folder: string, signal?: AbortSignal): Promise<Buffer> {
+    return (await callUnary(this.client, this.client.createDataKey, { folder }, this.opts(signal))).wrappedKey;
+  }
+  async sealChunk(wrappedKey: Buffer, context: ChunkContext, plaintext: Buffer, signal?: AbortSignal) {
+    const r = await callUnary(this.client, this.client.sealChunk, { wrappedKey, context, plaintext }, this.opts(signal));
+    return { id: r.id, ciphertext: r.ciphertext };
+  }
+  async openChunk(wrappedKey: Buffer, context: ChunkContext, ciphertext: Buffer, signal?: AbortSignal): Promise<Buffer> {
+    return (await callUnary(this.client, this.client.openChunk, { wrappedKey, context, ciphertext }, this.opts(signal))).plaintext;
+  }
+  async sealManifest(folder: string, plaintext: Buffer, signal?: AbortSignal) {
+    const r = await callUnary(this.client, this.client.sealManifest, { folder, plaintext }, this.opts(signal));
+    return { id: r.id, ciphertext: r.ciphertext };
+  }
+  async openManifest(folder: string, ciphertext: Buffer, signal?: AbortSignal): Promise<Buffer> {
+    return (await callUnary(this.client, this.client.openManifest, { folder, ciphertext }, this.opts(signal))).plaintext;
+  }
+  close(): void {
+    this.client.close();
+  }
+}
+
+/** StoragePort over the storage-service. */
+export class StorageServiceAdapter implements StoragePort {
+  readonly client: StorageServiceClient;
+  constructor(address: string, private readonly timeoutMs: number) {
+    this.client = createClient(StorageServiceClient, address);
+  }
+  private opts(signal?: AbortSignal) {
+    return { signal, timeoutMs: this.timeoutMs, waitForReady: true, what: 'storage-service' };
+  }
+  async put(folder: string, kind: ObjectKind, id: string, data: Buffer, signal?: AbortSignal): Promise<boolean> {
+    return (await callUnary(this.client, this.client.putObject, { folder, kind: toWire(kind), id, data }, this.opts(signal))).created;
+  }
+  async get(folder: string, kind: ObjectKind, id: string, signal?: AbortSignal): Promise<Buffer> {
+    return (await callUnary(this.client, this.client.getObject, { folder, kind: toWire(kind), id }, this.opts(signal))).data;
+  }
+  async has(folder: string, kind: ObjectKind, ids: string[], signal?: AbortSignal): Promise<boolean[]> {
+    if (ids.length === 0) return [];
+    return (await callUnary(this.client, this.client.hasObjects, { folder, kind: toWire(kind), ids }, this.opts(signal))).present;
+  }
+  async *list(folder: string, kind: ObjectKind, signal?: AbortSignal): AsyncIterable<string[]> {
+    const call: ClientReadableStream<ListObjectsResponse> = this.client.listObjects(
+      { folder, kind: toWire(kind), startAfter: '' },
+      grpcCallOptions({ waitForReady: true }),
+    );
+    const unbind = bindSignal(call, signal);
+    try {
+      for await (const batch of call as AsyncIterable<ListObjectsResponse>) yield batch.ids;
+    } catch (err) {
+      throw fromStatus(err, 'storage-service');
+    } finally {
+      unbind();
+      call.cancel();
+    }
+  }
+  async delete(folder: string, kind: ObjectKind, id: string, signal?: AbortSignal): Promise<boolean> {
+    return (await callUnary(this.client, this.client.deleteObject, { folder, kind: toWire(kind), id }, this.opts(signal))).deleted;
+  }
+  close(): void {
+    this.client.close();
+  }
+}

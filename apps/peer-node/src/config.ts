@@ -1,0 +1,50 @@
+/**
+ * peer-node configuration: the only place that reads process.env. Every variable, with its default:
+ *
+ * | variable               | default                    | meaning                                                  |
+ * |------------------------|----------------------------|----------------------------------------------------------|
+ * | NODE_HOST              | 127.0.0.1                  | interface both servers bind to                           |
+ * | NODE_CLIENT_PORT       | 7100                       | NodeService (the gateway's port); 0 picks a free port    |
+ * | NODE_PEER_PORT         | 7101                       | PeerService (other nodes' port); 0 picks a free port     |
+ * | NODE_ADVERTISE_ADDRESS | NODE_HOST:<bound peer port>| host:port other nodes dial to reach this node            |
+ * | NODE_IDENTITY_DIR      | .vault/node1/identity      | where the node's identity key lives (back it up)         |
+ * | NODE_CRYPTO_ADDRESS    | 127.0.0.1:7102             | this node's crypto-service                               |
+ * | NODE_STORAGE_ADDRESS   | 127.0.0.1:7103             | this node's storage-service                              |
+ * | NODE_BOOTSTRAP         | (empty)                    | comma-separated peer addresses to join through           |
+ * | NODE_CHUNK_SIZE        | 1048576                    | plaintext bytes per chunk (4096 .. 1048576)              |
+ * | NODE_REPLICAS          | 3                          | copies of every chunk and manifest, the owner's included |
+ * | NODE_WINDOW            | 8                          | chunks in flight per upload/download and per peer stream |
+ * | NODE_HEARTBEAT_MS      | 2000                       | heartbeat interval on the control streams                |
+ * | NODE_SERVICE_TIMEOUT_MS| 30000                      | deadline of each call to the crypto/storage services     |
+ * | LOG_LEVEL              | info                       | pino level                                               |
+ */
+import { z } from 'zod';
+import { addressListVar, intVar, loadConfig, logLevelVar, portVar, addressVar, MAX_CHUNK_PLAINTEXT_BYTES } from '@distri-vault/shared';
+
+const schema = z.object({
+  NODE_HOST: z.string().min(1).default('127.0.0.1'),
+  NODE_CLIENT_PORT: portVar(7100),
+  NODE_PEER_PORT: portVar(7101),
+  NODE_ADVERTISE_ADDRESS: z
+    .string()
+    .regex(/^[^\s:]+:\d{1,5}$/, 'want host:port')
+    .optional(),
+  NODE_IDENTITY_DIR: z.string().min(1).default('.vault/node1/identity'),
+  NODE_CRYPTO_ADDRESS: addressVar('127.0.0.1:7102'),
+  NODE_STORAGE_ADDRESS: addressVar('127.0.0.1:7103'),
+  NODE_BOOTSTRAP: addressListVar(''),
+  NODE_CHUNK_SIZE: intVar(MAX_CHUNK_PLAINTEXT_BYTES, 4096, MAX_CHUNK_PLAINTEXT_BYTES),
+  NODE_REPLICAS: intVar(3, 1, 16),
+  NODE_WINDOW: intVar(8, 1, 64),
+  NODE_HEARTBEAT_MS: intVar(2000, 100, 60_000),
+  NODE_SERVICE_TIMEOUT_MS: intVar(30_000, 1000, 600_000),
+  LOG_LEVEL: logLevelVar(),
+});
+
+/** Validated peer-node settings. */
+export type NodeConfig = z.infer<typeof schema>;
+
+/** Reads and validates the environment; throws ConfigError naming every bad variable. */
+export function readConfig(env: NodeJS.ProcessEnv = process.env): NodeConfig {
+  return loadConfig(schema, env);
+}

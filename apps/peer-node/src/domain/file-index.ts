@@ -1,0 +1,65 @@
+/**
+ * The owner's index of its own files: path -> versions, rebuilt from the manifests in its folder on
+ * start and after recovery. Kept in memory (the manifests on disk are the source of truth).
+ */
+import type { Manifest } from './manifest';
+
+/** One version of a file plus the ID of the manifest that records it. */
+export interface IndexedVersion {
+  manifestId: string;
+  manifest: Manifest;
+}
+
+/** path -> versions, ascending. */
+export class FileIndex {
+  private readonly files = new Map<string, IndexedVersion[]>();
+
+  /** Adds a version; a duplicate (same path and version) keeps the earlier-created one. */
+  add(manifestId: string, manifest: Manifest): void {
+    const list = this.files.get(manifest.path) ?? [];
+    const same = list.findIndex((v) => v.manifest.version === manifest.version);
+    if (same >= 0) {
+      const existing = list[same]!;
+      if (existing.manifestId === manifestId || existing.manifest.createdUnixMs <= manifest.createdUnixMs) return;
+      list[same] = { manifestId, manifest };
+    } else {
+      list.push({ manifestId, manifest });
+      list.sort((a, b) => a.manifest.version - b.manifest.version);
+    }
+    this.files.set(manifest.path, list);
+  }
+
+  /** Highest version number recorded for `path` (deletions included), 0 if none. */
+  latestVersion(path: string): number {
+    const list = this.files.get(path);
+    return list && list.length ? list[list.length - 1]!.manifest.version : 0;
+  }
+
+  /** The latest version if it is live, or a specific version if it exists and is live. */
+  get(path: string, version?: number): IndexedVersion | undefined {
+    const list = this.files.get(path);
+    if (!list || list.length === 0) return undefined;
+    const v = version === undefined ? list[list.length - 1] : list.find((x) => x.manifest.version === version);
+    return v && !v.manifest.deleted ? v : undefined;
+  }
+
+  /** Latest live version of each path under `prefix`, sorted by path. */
+  list(prefix = ''): IndexedVersion[] {
+    const out: IndexedVersion[] = [];
+    for (const [path, list] of this.files) {
+      if (!path.startsWith(prefix)) continue;
+      const latest = list[list.length - 1];
+      if (latest && !latest.manifest.deleted) out.push(latest);
+    }
+    return out.sort((a, b) => (a.manifest.path < b.manifest.path ? -1 : a.manifest.path > b.manifest.path ? 1 : 0));
+  }
+
+  /** Number of live files. */
+  liveCount(): number {
+    return this.list().length;
+  }
+
+  clear(): void {
+    this.files.clear();
+  }
+}

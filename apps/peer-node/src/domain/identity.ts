@@ -1,0 +1,99 @@
+/**
+ * A node's identity: an Ed25519 key pair created on first start and kept in the identity directory.
+ * The server ID is derived from the public key (160 bits of SHA-256, base32), so it is stable across
+ * restarts and disk loss as long as the identity file is kept.
+ */
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { mkdir, open, readFile, rename } from 'node:fs/promises';
+import { join } from 'node:path';
+import { isServerId } from '@distri-vault/shared';
+
+/** The node's identity. */
+export interface Identity {
+  /** Folder name and network identity of this node. */
+  serverId: string;
+  /** Raw 32-byte Ed25519 public key. */
+  publicKey: Buffer;
+  /** The private key; never leaves this process. */
+  privateKey: KeyObject;
+}
+
+const FILE = 'identity.json';
+const ALPHABET = 'abcdefghijklmnopqrstuvwxyz234567';
+
+/** RFC 4648 base32, lowercase, no padding. */
+export function base32(bytes: Buffer): string {
+  let bits = 0;
+  let value = 0;
+  let out = '';
+  for (const b of bytes) {
+    value = (value << 8) | b;
+    bits += 8;
+    while (bits >= 5) {
+      out += ALPHABET[(value >>> (bits - 5)) & 31];
+      bits -= 5;
+    }
+  }
+  if (bits > 0) out += ALPHABET[(value << (5 - bits)) & 31];
+  return out;
+}
+
+/** The server ID of an Ed25519 public key: base32 of the first 20 bytes of its SHA-256. */
+export function serverIdOf(publicKey: Buffer): string {
+  return base32(createHash('sha256').update(publicKey).digest().subarray(0, 20));
+}
+
+function rawPublicKey(key: KeyObject): Buffer {
+  const der = createPublicKey(key).export({ format: 'der', type: 'spki' });
+  return Buffer.from(der.subarray(der.length - 32));
+}
+
+/** Loads the identity from `dir`, creating it (atomically, mode 0600) on first start. */
+export async function loadOrCreateIdentity(dir: string): Promise<{ identity: Identity; created: boolean }> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const path = join(dir, FILE);
+  let text: string | undefined;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  if (text !== undefined) {
+    let parsed: { version?: number; privateKey?: string; serverId?: string };
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      throw new Error(`identity file ${path} is not valid JSON; restore it from your backup`);
+    }
+    if (parsed.version !== 1 || typeof parsed.privateKey !== 'string') throw new Error(`identity file ${path} has an unknown format`);
+    const privateKey = createPrivateKey(parsed.privateKey);
+    const publicKey = rawPublicKey(privateKey);
+    const serverId = serverIdOf(publicKey);
+    if (parsed.serverId !== serverId || !isServerId(serverId)) throw new Error(`identity file ${path} is inconsistent (server ID does not match its key)`);
+    return { identity: { serverId, publicKey, privateKey }, created: false };
+  }
+  const { privateKey } = generateKeyPairSync('ed25519');
+  const publicKey = rawPublicKey(privateKey);
+  const serverId = serverIdOf(publicKey);
+  const body = JSON.stringify(
+    { version: 1, serverId, publicKey: publicKey.toString('base64'), privateKey: privateKey.export({ format: 'pem', type: 'pkcs8' }), createdUnixMs: Date.now() },
+    null,
+    2,
+  );
+  const tmp = `${path}.${process.pid}.tmp`;
+  const fh = await open(tmp, 'wx', 0o600);
+  try {
+    await fh.writeFile(body);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await rename(tmp, path);
+  const dh = await open(dir, 'r');
+  try {
+    await dh.sync();
+  } finally {
+    await dh.close();
+  }
+  return { identity: { serverId, publicKey, privateKey }, created: true };
+}

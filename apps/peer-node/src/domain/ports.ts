@@ -1,0 +1,85 @@
+/**
+ * What the node's domain code needs from the outside world, as plain interfaces: its crypto-service,
+ * its storage-service, and its peers. Adapters in ../adapters implement them over gRPC; tests may
+ * implement them in memory.
+ */
+
+/** Object kinds, as the domain names them. */
+export type ObjectKind = 'chunk' | 'manifest';
+
+/** Where a chunk belongs; bound into its ciphertext. */
+export interface ChunkContext {
+  folder: string;
+  fileId: Buffer;
+  index: number;
+  last: boolean;
+}
+
+/** The node's crypto-service. */
+export interface CryptoPort {
+  createDataKey(folder: string, signal?: AbortSignal): Promise<Buffer>;
+  sealChunk(wrappedKey: Buffer, ctx: ChunkContext, plaintext: Buffer, signal?: AbortSignal): Promise<{ id: string; ciphertext: Buffer }>;
+  openChunk(wrappedKey: Buffer, ctx: ChunkContext, ciphertext: Buffer, signal?: AbortSignal): Promise<Buffer>;
+  sealManifest(folder: string, plaintext: Buffer, signal?: AbortSignal): Promise<{ id: string; ciphertext: Buffer }>;
+  openManifest(folder: string, ciphertext: Buffer, signal?: AbortSignal): Promise<Buffer>;
+}
+
+/** The node's storage-service. */
+export interface StoragePort {
+  put(folder: string, kind: ObjectKind, id: string, data: Buffer, signal?: AbortSignal): Promise<boolean>;
+  /** Throws NotFoundError or DataLossError. */
+  get(folder: string, kind: ObjectKind, id: string, signal?: AbortSignal): Promise<Buffer>;
+  has(folder: string, kind: ObjectKind, ids: string[], signal?: AbortSignal): Promise<boolean[]>;
+  list(folder: string, kind: ObjectKind, signal?: AbortSignal): AsyncIterable<string[]>;
+  delete(folder: string, kind: ObjectKind, id: string, signal?: AbortSignal): Promise<boolean>;
+}
+
+/** One object with its bytes. */
+export interface StoredObject {
+  kind: ObjectKind;
+  id: string;
+  data: Buffer;
+}
+
+/** A replication stream into one peer: objects are acknowledged once durable there. */
+export interface ReplicaSession {
+  /** The peer's server ID. */
+  readonly peerId: string;
+  /** Resolves when the peer acknowledged the object; waits while the peer's window is full. */
+  send(obj: StoredObject, signal?: AbortSignal): Promise<void>;
+  /** Finishes the stream cleanly. */
+  close(): Promise<void>;
+  /** Tears the stream down. */
+  abort(): void;
+}
+
+/** What the node knows of its peers and how it reaches them. */
+export interface PeersPort {
+  /** Connected peers' server IDs, in a deterministic order. */
+  connected(): string[];
+  /** Opens a replication stream into `peerId` for `folder`. */
+  openReplica(peerId: string, folder: string, signal?: AbortSignal): Promise<ReplicaSession>;
+  /** Fetches one object from a peer; resolves null if it does not have it. The bytes are verified by the caller. */
+  fetch(peerId: string, folder: string, kind: ObjectKind, id: string, signal?: AbortSignal): Promise<Buffer | null>;
+}
+
+/** Decisions the requester of a folder sync makes; the transport asks, the domain answers. */
+export interface SyncSink {
+  /** Of these IDs offered by the peer, the ones to fetch. */
+  missing(kind: ObjectKind, ids: string[], signal?: AbortSignal): Promise<string[]>;
+  /** Stores one fetched object (already verified against its ID by the transport). */
+  accept(obj: StoredObject, signal?: AbortSignal): Promise<void>;
+}
+
+/** What one folder sync with one peer moved. */
+export interface SyncResult {
+  offered: number;
+  fetched: number;
+  bytes: number;
+  missing: number;
+}
+
+/** Runs SyncFolder for `folder` against one peer. */
+export interface FolderSyncer {
+  syncFolder(peerId: string, folder: string, sink: SyncSink, signal?: AbortSignal): Promise<SyncResult>;
+}

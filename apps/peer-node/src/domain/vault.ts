@@ -1,0 +1,398 @@
+/**
+ * The node's file operations on its own folder: put (chunk, encrypt, store, replicate), get (read,
+ * verify, repair from peers, decrypt), list, delete, and recovery of the folder from peers.
+ * Framework-free: everything outside comes through the ports.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import { assertFilePath, DataLossError, InvalidArgumentError, NotFoundError, UnavailableError, CancelledError } from '@distri-vault/shared';
+import { chunkStream } from './chunker';
+import { FileIndex, type IndexedVersion } from './file-index';
+import { decodeManifest, encodeManifest, type ChunkRef, type Manifest } from './manifest';
+import type { CryptoPort, FolderSyncer, ObjectKind, PeersPort, ReplicaSession, StoragePort, StoredObject, SyncResult } from './ports';
+
+/** A file version as clients see it. */
+export interface FileInfo {
+  path: string;
+  version: number;
+  size: number;
+  sha256: string;
+  updatedUnixMs: number;
+  chunks: number;
+}
+
+/** What a recovery restored. */
+export interface RecoverySummary {
+  peers: number;
+  chunks: number;
+  manifests: number;
+  bytes: number;
+  files: number;
+  durationMs: number;
+}
+
+/** Collaborators of a Vault. */
+export interface VaultComponents {
+  crypto: CryptoPort;
+  storage: StoragePort;
+  peers: PeersPort & FolderSyncer;
+  log: Logger;
+}
+
+/** Settings of a Vault. */
+export interface VaultOptions {
+  /** This node's server ID: the folder it owns. */
+  serverId: string;
+  /** Plaintext bytes per chunk. */
+  chunkSize: number;
+  /** Copies of every object, the owner's included. */
+  replicas: number;
+  /** Chunks in flight per upload or download. */
+  window: number;
+}
+
+const sha256hex = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+function infoOf(m: Manifest): FileInfo {
+  return { path: m.path, version: m.version, size: m.size, sha256: m.sha256, updatedUnixMs: m.createdUnixMs, chunks: m.chunks.length };
+}
+
+/** Runs tasks with at most `limit` in flight; the first failure aborts the rest and is rethrown. */
+class Window {
+  private readonly running = new Set<Promise<void>>();
+  private failure: unknown;
+  constructor(private readonly limit: number) {}
+  async add(task: () => Promise<void>): Promise<void> {
+    while (this.running.size >= this.limit) await Promise.race(this.running);
+    this.check();
+    const p: Promise<void> = task().then(
+      () => void this.running.delete(p),
+      (err) => {
+        this.failure ??= err;
+        this.running.delete(p);
+      },
+    );
+    this.running.add(p);
+  }
+  async drain(): Promise<void> {
+    while (this.running.size) await Promise.race(this.running);
+    this.check();
+  }
+  check(): void {
+    if (this.failure !== undefined) throw this.failure;
+  }
+}
+
+/** Per-path mutual exclusion, so version numbers of one path never collide. */
+class PathLocks {
+  private readonly tails = new Map<string, Promise<void>>();
+  async run<T>(path: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.tails.get(path) ?? Promise.resolve();
+    let release!: () => void;
+    const mine = new Promise<void>((r) => (release = r));
+    const tail = prev.then(() => mine);
+    this.tails.set(path, tail);
+    await prev;
+    try {
+      return await fn();
+    } finally {
+      release();
+      if (this.tails.get(path) === tail) this.tails.delete(path);
+    }
+  }
+}
+
+/** The owner's file operations. */
+export class Vault {
+  private readonly index = new FileIndex();
+  private readonly locks = new PathLocks();
+  private readonly log: Logger;
+
+  constructor(
+    private readonly c: VaultComponents,
+    private readonly o: VaultOptions,
+  ) {
+    this.log = c.log;
+  }
+
+  /** Rebuilds the index from every manifest in the owner's folder. */
+  async loadIndex(signal?: AbortSignal): Promise<number> {
+    this.index.clear();
+    let loaded = 0;
+    for await (const batch of this.c.storage.list(this.o.serverId, 'manifest', signal)) {
+      for (const id of batch) {
+        if (await this.indexManifest(id, undefined, signal)) loaded++;
+      }
+    }
+    return loaded;
+  }
+
+  /** Decrypts one stored manifest into the index; false (and a log line) when it cannot be read. */
+  private async indexManifest(id: string, data: Buffer | undefined, signal?: AbortSignal): Promise<boolean> {
+    try {
+      const bytes = data ?? (await this.c.storage.get(this.o.serverId, 'manifest', id, signal));
+      const m = decodeManifest(await this.c.crypto.openManifest(this.o.serverId, bytes, signal));
+      this.index.add(id, m);
+      return true;
+    } catch (err) {
+      if (signal?.aborted) throw err;
+      this.log.warn({ manifest: id, err: (err as Error).message }, 'manifest skipped');
+      return false;
+    }
+  }
+
+  /** Latest live files under `prefix`. */
+  list(prefix = ''): FileInfo[] {
+    return this.index.list(prefix).map((v) => infoOf(v.manifest));
+  }
+
+  /** Number of live files. */
+  fileCount(): number {
+    return this.index.liveCount();
+  }
+
+  /** The replica sessions of one write: R-1 connected peers, or UNAVAILABLE. */
+  private async openReplicas(signal: AbortSignal): Promise<ReplicaSession[]> {
+    const need = this.o.replicas - 1;
+    const peers = this.c.peers.connected();
+    if (peers.length < need) {
+      throw new UnavailableError(`cannot keep ${this.o.replicas} copies: ${peers.length} of the ${need} peers needed are connected`);
+    }
+    const sessions: ReplicaSession[] = [];
+    try {
+      for (const p of peers.slice(0, need)) sessions.push(await this.c.peers.openReplica(p, this.o.serverId, signal));
+    } catch (err) {
+      sessions.forEach((s) => s.abort());
+      throw err;
+    }
+    return sessions;
+  }
+
+  /** Stores one object on the owner's disk and on every replica; resolves when all are durable. */
+  private async storeEverywhere(obj: StoredObject, replicas: ReplicaSession[], signal: AbortSignal): Promise<void> {
+    await Promise.all([this.c.storage.put(this.o.serverId, obj.kind, obj.id, obj.data, signal), ...replicas.map((r) => r.send(obj, signal))]);
+  }
+
+  /** Writes a manifest everywhere and adds it to the index. */
+  private async commitManifest(m: Manifest, replicas: ReplicaSession[], signal: AbortSignal): Promise<FileInfo> {
+    const sealed = await this.c.crypto.sealManifest(this.o.serverId, encodeManifest(m), signal);
+    await this.storeEverywhere({ kind: 'manifest', id: sealed.id, data: sealed.ciphertext }, replicas, signal);
+    this.index.add(sealed.id, m);
+    return infoOf(m);
+  }
+
+  /**
+   * Stores a new version of `path` from `data`. Resolves once every chunk and the manifest are durable
+   * on the owner and on R-1 peers. On failure or cancellation no version becomes visible.
+   */
+  async upload(path: string, expectedSize: number | undefined, data: AsyncIterable<Buffer>, outer: AbortSignal): Promise<FileInfo> {
+    assertFilePath(path);
+    const ctrl = new AbortController();
+    const onAbort = () => ctrl.abort(outer.reason);
+    outer.addEventListener('abort', onAbort, { once: true });
+    const signal = ctrl.signal;
+    const started = Date.now();
+    let replicas: ReplicaSession[] = [];
+    try {
+      replicas = await this.openReplicas(signal);
+      const wrappedKey = await this.c.crypto.createDataKey(this.o.serverId, signal);
+      const fileId = randomBytes(16);
+      const hash = createHash('sha256');
+      const chunks: ChunkRef[] = [];
+      let size = 0;
+      const window = new Window(this.o.window);
+      for await (const chunk of chunkStream(data, this.o.chunkSize)) {
+        if (signal.aborted) throw new CancelledError('upload cancelled');
+        hash.update(chunk.data);
+        size += chunk.data.length;
+        await window.add(async () => {
+          const ctx = { folder: this.o.serverId, fileId, index: chunk.index, last: chunk.last };
+          const sealed = await this.c.crypto.sealChunk(wrappedKey, ctx, chunk.data, signal);
+          await this.storeEverywhere({ kind: 'chunk', id: sealed.id, data: sealed.ciphertext }, replicas, signal);
+          chunks[chunk.index] = { id: sealed.id, size: chunk.data.length };
+        });
+      }
+      await window.drain();
+      if (signal.aborted) throw new CancelledError('upload cancelled');
+      if (expectedSize !== undefined && expectedSize !== size) {
+        throw new InvalidArgumentError(`body has ${size} bytes, header announced ${expectedSize}`);
+      }
+      const info = await this.locks.run(path, () =>
+        this.commitManifest(
+          {
+            format: 1,
+            path,
+            version: this.index.latestVersion(path) + 1,
+            deleted: false,
+            size,
+            sha256: hash.digest('hex'),
+            createdUnixMs: Date.now(),
+            fileId: fileId.toString('base64'),
+            wrappedKey: wrappedKey.toString('base64'),
+            chunks,
+          },
+          replicas,
+          signal,
+        ),
+      );
+      await Promise.all(replicas.map((r) => r.close()));
+      this.log.info({ rpc: 'upload', version: info.version, bytes: size, chunks: chunks.length, ms: Date.now() - started }, 'stored');
+      return info;
+    } catch (err) {
+      ctrl.abort(err);
+      replicas.forEach((r) => r.abort());
+      throw err;
+    } finally {
+      outer.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** Records a deletion of `path` as a tombstone version. */
+  async delete(path: string, signal: AbortSignal): Promise<number> {
+    assertFilePath(path);
+    if (!this.index.get(path)) throw new NotFoundError(`no such file: ${path}`);
+    const replicas = await this.openReplicas(signal);
+    try {
+      const info = await this.locks.run(path, async () => {
+        if (!this.index.get(path)) throw new NotFoundError(`no such file: ${path}`);
+        return this.commitManifest(
+          { format: 1, path, version: this.index.latestVersion(path) + 1, deleted: true, size: 0, sha256: '', createdUnixMs: Date.now(), fileId: '', wrappedKey: '', chunks: [] },
+          replicas,
+          signal,
+        );
+      });
+      await Promise.all(replicas.map((r) => r.close()));
+      return info.version;
+    } catch (err) {
+      replicas.forEach((r) => r.abort());
+      throw err;
+    }
+  }
+
+  /** Looks up a version for download; NotFoundError when absent or deleted. */
+  stat(path: string, version?: number): FileInfo {
+    assertFilePath(path);
+    const v = this.index.get(path, version);
+    if (!v) throw new NotFoundError(version === undefined ? `no such file: ${path}` : `no such version: ${path} v${version}`);
+    return infoOf(v.manifest);
+  }
+
+  /**
+   * Streams the plaintext of a version, in order, with up to `window` chunks fetched ahead. Every chunk
+   * is verified (hash, then AEAD); a chunk missing or corrupt locally is fetched from a peer and repaired.
+   */
+  async *read(path: string, version: number | undefined, signal: AbortSignal): AsyncGenerator<Buffer> {
+    const v: IndexedVersion | undefined = this.index.get(path, version);
+    if (!v) throw new NotFoundError(`no such file: ${path}`);
+    const m = v.manifest;
+    const wrappedKey = Buffer.from(m.wrappedKey, 'base64');
+    const fileId = Buffer.from(m.fileId, 'base64');
+    const n = m.chunks.length;
+    const fetchPlain = async (i: number): Promise<Buffer> => {
+      const ref = m.chunks[i]!;
+      const ct = await this.readObject('chunk', ref.id, signal);
+      const plain = await this.c.crypto.openChunk(wrappedKey, { folder: this.o.serverId, fileId, index: i, last: i === n - 1 }, ct, signal);
+      if (plain.length !== ref.size) throw new DataLossError(`chunk ${i} of ${path} has ${plain.length} bytes, manifest says ${ref.size}`);
+      return plain;
+    };
+    const ahead: Promise<Buffer>[] = [];
+    let next = 0;
+    const hash = createHash('sha256');
+    const fill = () => {
+      while (next < n && ahead.length < this.o.window) {
+        const p = fetchPlain(next++);
+        p.catch(() => undefined); // awaited in order below; this only silences early rejections
+        ahead.push(p);
+      }
+    };
+    fill();
+    while (ahead.length) {
+      const plain = await ahead.shift()!;
+      fill();
+      hash.update(plain);
+      yield plain;
+    }
+    if (hash.digest('hex') !== m.sha256) throw new DataLossError(`${path} v${m.version}: plaintext digest mismatch`);
+  }
+
+  /** Reads an object of the owner's folder, repairing it from peers when missing or corrupt locally. */
+  private async readObject(kind: ObjectKind, id: string, signal: AbortSignal): Promise<Buffer> {
+    try {
+      return await this.c.storage.get(this.o.serverId, kind, id, signal);
+    } catch (err) {
+      if (!(err instanceof NotFoundError || err instanceof DataLossError)) throw err;
+      this.log.warn({ chunk: id, kind, code: err.code }, 'local copy unusable; fetching from peers');
+    }
+    const peers = this.c.peers.connected();
+    let lastErr: unknown;
+    for (const peer of peers) {
+      try {
+        const data = await this.c.peers.fetch(peer, this.o.serverId, kind, id, signal);
+        if (!data) continue;
+        if (sha256hex(data) !== id) {
+          this.log.warn({ peer, chunk: id }, 'peer sent bytes that do not match the ID');
+          continue;
+        }
+        await this.c.storage.put(this.o.serverId, kind, id, data, signal).catch((e) => this.log.warn({ chunk: id, err: (e as Error).message }, 'repair write failed'));
+        this.log.info({ peer, chunk: id, kind }, 'repaired from peer');
+        return data;
+      } catch (err) {
+        if (signal.aborted) throw err;
+        lastErr = err;
+      }
+    }
+    if (peers.length === 0) throw new UnavailableError(`object ${id} is unusable locally and no peer is connected`);
+    throw new DataLossError(`object ${id} is unusable locally and no peer (of ${peers.length}) has a good copy`, { cause: lastErr });
+  }
+
+  /** Pulls whatever the owner's folder lacks from one peer, indexing manifests as they arrive. */
+  async syncFrom(peerId: string, signal: AbortSignal): Promise<SyncResult & { manifests: number }> {
+    let manifests = 0;
+    const folder = this.o.serverId;
+    const result = await this.c.peers.syncFolder(
+      peerId,
+      folder,
+      {
+        missing: async (kind, ids, s) => {
+          const present = await this.c.storage.has(folder, kind, ids, s);
+          return ids.filter((_, i) => !present[i]);
+        },
+        accept: async (obj, s) => {
+          await this.c.storage.put(folder, obj.kind, obj.id, obj.data, s);
+          if (obj.kind === 'manifest') {
+            manifests++;
+            await this.indexManifest(obj.id, obj.data, s);
+          }
+        },
+      },
+      signal,
+    );
+    return { ...result, manifests };
+  }
+
+  /** Restores the owner's folder from every connected peer, then reloads the index. */
+  async recover(signal: AbortSignal): Promise<RecoverySummary> {
+    const started = Date.now();
+    const peers = this.c.peers.connected();
+    if (peers.length === 0) throw new UnavailableError('no peer is connected to recover from');
+    const sum = { peers: 0, chunks: 0, manifests: 0, bytes: 0 };
+    for (const peer of peers) {
+      try {
+        const r = await this.syncFrom(peer, signal);
+        sum.peers++;
+        sum.manifests += r.manifests;
+        sum.chunks += r.fetched - r.manifests;
+        sum.bytes += r.bytes;
+      } catch (err) {
+        if (signal.aborted) throw err;
+        this.log.warn({ peer, err: (err as Error).message }, 'sync with peer failed during recovery');
+      }
+    }
+    if (sum.peers === 0) throw new UnavailableError('no peer answered the recovery');
+    await this.loadIndex(signal);
+    const summary = { ...sum, files: this.index.liveCount(), durationMs: Date.now() - started };
+    this.log.info(summary, 'recovery finished');
+    return summary;
+  }
+}
+

@@ -1,0 +1,80 @@
+/**
+ * The server side of NodeService: the gateway's (and grpcurl's) way into this node's Vault.
+ */
+import type { Logger } from 'pino';
+import { clientStream, InvalidArgumentError, serverStream, unary, writeMessage } from '@distri-vault/shared';
+import { NodeState, type FileInfo as WireFileInfo, type NodeServiceServer, type UploadFileRequest } from '@distri-vault/shared/generated/vault/node/v1/node';
+import type { FileInfo, Vault } from '../domain/vault';
+import type { PeerNetwork } from '../adapters/network';
+import { PROTOCOL_VERSION } from '../domain/protocol';
+
+/** What the node server needs. */
+export interface NodeServerDeps {
+  log: Logger;
+  vault: Vault;
+  network: PeerNetwork;
+  chunkSize: number;
+  replicas: number;
+}
+
+function wireInfo(f: FileInfo): WireFileInfo {
+  return { path: f.path, version: f.version, size: f.size, sha256: f.sha256, updatedUnixMs: f.updatedUnixMs, chunks: f.chunks };
+}
+
+const STATE = { connected: NodeState.NODE_STATE_CONNECTED, connecting: NodeState.NODE_STATE_DISCONNECTED, disconnected: NodeState.NODE_STATE_DISCONNECTED, self: NodeState.NODE_STATE_SELF };
+
+/** Data frames after the header of an upload; rejects a second header. */
+async function* uploadData(it: AsyncIterator<UploadFileRequest>): AsyncGenerator<Buffer> {
+  for (;;) {
+    const r = await it.next();
+    if (r.done) return;
+    const step = r.value.step;
+    if (step?.$case !== 'data') throw new InvalidArgumentError('UploadFile: only data may follow the header');
+    yield step.value;
+  }
+}
+
+/** Builds the NodeService handlers. */
+export function nodeServer(deps: NodeServerDeps): NodeServiceServer {
+  const { log, vault, network } = deps;
+  return {
+    uploadFile: clientStream(log, 'UploadFile', async (call, signal) => {
+      const it = call[Symbol.asyncIterator]() as AsyncIterator<UploadFileRequest>;
+      const head = await it.next();
+      if (head.done || head.value.step?.$case !== 'header') throw new InvalidArgumentError('UploadFile: the first message must be the header');
+      const h = head.value.step.value;
+      const info = await vault.upload(h.path, h.size, uploadData(it), signal);
+      return { file: wireInfo(info) };
+    }),
+
+    downloadFile: serverStream(log, 'DownloadFile', async (call, signal) => {
+      const { path, version } = call.request;
+      const info = vault.stat(path, version);
+      await writeMessage(call, { step: { $case: 'header', value: wireInfo(info) } }, signal);
+      for await (const data of vault.read(path, info.version, signal)) {
+        await writeMessage(call, { step: { $case: 'data', value: data } }, signal);
+      }
+    }),
+
+    listFiles: unary(log, 'ListFiles', async (req) => ({ files: vault.list(req.prefix).map(wireInfo) })),
+
+    deleteFile: unary(log, 'DeleteFile', async (req, signal) => ({ version: await vault.delete(req.path, signal) })),
+
+    listNodes: unary(log, 'ListNodes', async () => ({
+      nodes: [
+        { serverId: network.serverId, address: network.advertiseAddress, state: NodeState.NODE_STATE_SELF, lastSeenUnixMs: Date.now() },
+        ...network.members().map((m) => ({ serverId: m.serverId, address: m.address, state: STATE[m.state], lastSeenUnixMs: m.lastSeenUnixMs })),
+      ],
+    })),
+
+    recoverFolder: unary(log, 'RecoverFolder', async (_req, signal) => vault.recover(signal)),
+
+    getNodeInfo: unary(log, 'GetNodeInfo', async () => ({
+      serverId: network.serverId,
+      peerAddress: network.advertiseAddress,
+      protocolVersion: PROTOCOL_VERSION,
+      chunkSize: deps.chunkSize,
+      replicas: deps.replicas,
+    })),
+  };
+}

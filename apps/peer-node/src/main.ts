@@ -1,0 +1,84 @@
+/**
+ * peer-node: bootstrap only. config -> logger -> identity -> services -> vault -> servers -> network.
+ */
+import { announceListening, createLogger, failStartup, onShutdown, startGrpcServer } from '@distri-vault/shared';
+import { NodeServiceService } from '@distri-vault/shared/generated/vault/node/v1/node';
+import { PeerServiceService } from '@distri-vault/shared/generated/vault/peer/v1/peer';
+import { readConfig } from './config';
+import { loadOrCreateIdentity } from './domain/identity';
+import { Vault } from './domain/vault';
+import { PeerNetwork } from './adapters/network';
+import { CryptoServiceAdapter, StorageServiceAdapter } from './adapters/services';
+import { nodeServer } from './grpc/node.grpc';
+import { peerServer } from './grpc/peer.grpc';
+
+async function main(): Promise<void> {
+  const log = createLogger('peer-node', process.env['LOG_LEVEL']);
+  try {
+    const cfg = readConfig();
+    const { identity, created } = await loadOrCreateIdentity(cfg.NODE_IDENTITY_DIR);
+    const nodeLog = log.child({ node: identity.serverId });
+    nodeLog.info({ created, identityDir: cfg.NODE_IDENTITY_DIR }, created ? 'identity created' : 'identity loaded');
+
+    const crypto = new CryptoServiceAdapter(cfg.NODE_CRYPTO_ADDRESS, cfg.NODE_SERVICE_TIMEOUT_MS);
+    const storage = new StorageServiceAdapter(cfg.NODE_STORAGE_ADDRESS, cfg.NODE_SERVICE_TIMEOUT_MS);
+
+    const network = new PeerNetwork({ serverId: identity.serverId, heartbeatMs: cfg.NODE_HEARTBEAT_MS, window: cfg.NODE_WINDOW }, nodeLog);
+    const peerSrv = await startGrpcServer({
+      host: cfg.NODE_HOST,
+      port: cfg.NODE_PEER_PORT,
+      log: nodeLog,
+      services: [{ name: 'vault.peer.v1.PeerService', definition: PeerServiceService, implementation: peerServer({ log: nodeLog, storage, network, window: cfg.NODE_WINDOW }) }],
+    });
+    // The advertised address defaults to the bound port, known only now.
+    network.advertiseAddress = cfg.NODE_ADVERTISE_ADDRESS ?? `${cfg.NODE_HOST}:${peerSrv.port}`;
+    const vault = new Vault({ crypto, storage, peers: network, log: nodeLog }, { serverId: identity.serverId, chunkSize: cfg.NODE_CHUNK_SIZE, replicas: cfg.NODE_REPLICAS, window: cfg.NODE_WINDOW });
+
+    const stopping = new AbortController();
+    const files = await vault.loadIndex(stopping.signal);
+    nodeLog.info({ files }, 'index loaded');
+
+    // Anti-entropy: whenever a peer (re)connects, pull whatever this node's own folder lacks from it.
+    // A node restarted on an empty disk with its identity and key kept restores itself this way.
+    const syncing = new Set<string>();
+    network.onPeerConnected = (peerId) => {
+      if (syncing.has(peerId)) return;
+      syncing.add(peerId);
+      vault
+        .syncFrom(peerId, stopping.signal)
+        .then((r) => {
+          if (r.fetched > 0) nodeLog.info({ peer: peerId, objects: r.fetched, bytes: r.bytes, manifests: r.manifests }, 'restored from peer');
+        })
+        .catch((err) => nodeLog.warn({ peer: peerId, err: (err as Error).message }, 'folder sync failed'))
+        .finally(() => syncing.delete(peerId));
+    };
+
+    const clientSrv = await startGrpcServer({
+      host: cfg.NODE_HOST,
+      port: cfg.NODE_CLIENT_PORT,
+      log: nodeLog,
+      services: [
+        {
+          name: 'vault.node.v1.NodeService',
+          definition: NodeServiceService,
+          implementation: nodeServer({ log: nodeLog, vault, network, chunkSize: cfg.NODE_CHUNK_SIZE, replicas: cfg.NODE_REPLICAS }),
+        },
+      ],
+    });
+    network.start(cfg.NODE_BOOTSTRAP);
+    announceListening(nodeLog, 'node-peer', cfg.NODE_HOST, peerSrv.port);
+    announceListening(nodeLog, 'node-client', cfg.NODE_HOST, clientSrv.port);
+
+    onShutdown(nodeLog, async () => {
+      stopping.abort();
+      network.stop();
+      await Promise.all([clientSrv.close(), peerSrv.close()]);
+      crypto.close();
+      storage.close();
+    });
+  } catch (err) {
+    failStartup(log, err);
+  }
+}
+
+void main();
