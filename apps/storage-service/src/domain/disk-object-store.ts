@@ -1,0 +1,351 @@
+/**
+ * The ObjectStore on a local file system. Layout under the data directory:
+ *
+ *   <dataDir>/<folder>/chunks/<id[0..2]>/<id>
+ *   <dataDir>/<folder>/manifests/<id[0..2]>/<id>
+ *   <dataDir>/.tmp/          temp files of writes in progress (emptied at start)
+ *   <dataDir>/.quarantine/   objects that failed verification on read, kept for inspection
+ *
+ * Writes go temp file -> fsync -> rename -> fsync of the directory (and of every parent whose entry a new
+ * directory added), so an acknowledged put survives a crash and a crash never leaves a partial object
+ * visible. Reads verify SHA-256 every time.
+ */
+import { randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import type { Logger } from 'pino';
+import { DataLossError, NotFoundError, ResourceExhaustedError } from '@distri-vault/shared/errors';
+import { assertServerId, isObjectId, isServerId } from '@distri-vault/shared/ids';
+import {
+  type FolderStat,
+  type ListOptions,
+  MAX_BYTES_BY_KIND,
+  OBJECT_KINDS,
+  type ObjectKind,
+  type ObjectStore,
+  type PutResult,
+  type StoreCallOptions,
+  assertDigest,
+  assertHas,
+  assertKey,
+  assertList,
+  assertPut,
+  sha256Hex,
+  throwIfAborted,
+} from './object-store';
+
+/** Components of a DiskObjectStore. */
+export interface DiskObjectStoreComponents {
+  /** Logger for start-up and corruption events (never payloads). Silent when absent. */
+  log?: Logger;
+}
+
+/** Options of a DiskObjectStore. */
+export interface DiskObjectStoreOptions {
+  /** The node's data directory; created when missing. */
+  dataDir: string;
+}
+
+/** Directory name of each kind inside a folder. */
+export const KIND_DIRS: Readonly<Record<ObjectKind, string>> = { chunk: 'chunks', manifest: 'manifests' };
+/** Name of the temp directory inside the data directory. */
+export const TMP_DIR = '.tmp';
+/** Name of the quarantine directory inside the data directory. */
+export const QUARANTINE_DIR = '.quarantine';
+
+const SHARD_PATTERN = /^[0-9a-f]{2}$/;
+// Bounds parallel stat() calls so a big HasObjects or StatFolder cannot flood libuv's thread pool.
+const FS_CONCURRENCY = 32;
+
+/** An ObjectStore in a directory tree. Create with `DiskObjectStore.open`. */
+export class DiskObjectStore implements ObjectStore {
+  /** Absolute path of the data directory. */
+  readonly root: string;
+  private readonly tmpDir: string;
+  private readonly quarantineDir: string;
+  private readonly log?: Logger;
+  private readonly locks = new KeyedLock();
+
+  /** Prefer `open`, which also prepares the directory; a constructed store needs `start()` before use. */
+  constructor(components: DiskObjectStoreComponents, options: DiskObjectStoreOptions) {
+    this.root = resolve(options.dataDir);
+    this.tmpDir = join(this.root, TMP_DIR);
+    this.quarantineDir = join(this.root, QUARANTINE_DIR);
+    this.log = components.log;
+  }
+
+  /** Creates a store and prepares its data directory. */
+  static async open(components: DiskObjectStoreComponents, options: DiskObjectStoreOptions): Promise<DiskObjectStore> {
+    const store = new DiskObjectStore(components, options);
+    await store.start();
+    return store;
+  }
+
+  /** Creates the data, temp and quarantine directories and removes leftover temp files of a crash. */
+  async start(): Promise<void> {
+    await fs.mkdir(this.root, { recursive: true });
+    const leftovers = await readdirOrEmpty(this.tmpDir);
+    await fs.rm(this.tmpDir, { recursive: true, force: true });
+    await fs.mkdir(this.tmpDir);
+    await fs.mkdir(this.quarantineDir, { recursive: true });
+    this.log?.info({ dataDir: this.root, removedTempFiles: leftovers.length }, 'object store ready');
+  }
+
+  async put(folder: string, kind: ObjectKind, id: string, data: Uint8Array, options: StoreCallOptions = {}): Promise<PutResult> {
+    const k = assertPut(folder, kind, id, data);
+    assertDigest(id, data);
+    throwIfAborted(options.signal);
+    const target = this.objectPath(folder, k, id);
+    // One put per object at a time: a concurrent duplicate waits, then sees the object and writes nothing.
+    return this.locks.run(target, async () => {
+      if (await exists(target)) return { created: false };
+      throwIfAborted(options.signal);
+      const tmp = join(this.tmpDir, `${id}.${randomBytes(8).toString('hex')}`);
+      let placed = false;
+      try {
+        const fh = await fs.open(tmp, 'wx', 0o644);
+        try {
+          await fh.writeFile(data);
+          await fh.sync();
+        } finally {
+          await fh.close();
+        }
+        throwIfAborted(options.signal);
+        await this.makeDir(dirname(target), 2);
+        await fs.rename(tmp, target);
+        placed = true;
+        await fsyncDir(dirname(target));
+      } catch (err) {
+        throw diskError(err);
+      } finally {
+        if (!placed) await fs.rm(tmp, { force: true }).catch(() => undefined);
+      }
+      return { created: true };
+    });
+  }
+
+  async get(folder: string, kind: ObjectKind, id: string, options: StoreCallOptions = {}): Promise<Buffer> {
+    const k = assertKey(folder, kind, id);
+    throwIfAborted(options.signal);
+    const path = this.objectPath(folder, k, id);
+    let fh: fs.FileHandle;
+    try {
+      fh = await fs.open(path, 'r');
+    } catch (err) {
+      if (isCode(err, 'ENOENT') || isCode(err, 'ENOTDIR')) throw new NotFoundError(`${k} ${id} not found in folder ${folder}`);
+      throw err;
+    }
+    let data: Buffer | undefined;
+    let ino: number;
+    try {
+      const st = await fh.stat();
+      ino = st.ino;
+      // Never read more than the largest valid object: anything bigger is corrupt by definition.
+      if (st.isFile() && st.size <= MAX_BYTES_BY_KIND[k]) data = await fh.readFile();
+    } finally {
+      await fh.close();
+    }
+    if (data && sha256Hex(data) === id) return data;
+    await this.quarantine(folder, k, id, path, ino);
+    throw new DataLossError(`${k} ${id} in folder ${folder} is corrupt on disk; moved to quarantine`);
+  }
+
+  async has(folder: string, kind: ObjectKind, ids: readonly string[], options: StoreCallOptions = {}): Promise<boolean[]> {
+    const k = assertHas(folder, kind, ids);
+    return mapLimit(ids, FS_CONCURRENCY, (id) => {
+      throwIfAborted(options.signal);
+      return exists(this.objectPath(folder, k, id));
+    });
+  }
+
+  async *list(folder: string, kind: ObjectKind, options: ListOptions = {}): AsyncGenerator<string[]> {
+    const { kind: k, startAfter, batchSize } = assertList(folder, kind, options);
+    const kindDir = join(this.root, folder, KIND_DIRS[k]);
+    const fromShard = startAfter.slice(0, 2);
+    const shards = (await readdirOrEmpty(kindDir)).filter((s) => SHARD_PATTERN.test(s) && s >= fromShard).sort();
+    let batch: string[] = [];
+    for (const shard of shards) {
+      throwIfAborted(options.signal);
+      // Only one shard's listing is held at a time, whatever the folder's size.
+      const ids = (await readdirOrEmpty(join(kindDir, shard))).filter((n) => isObjectId(n) && n.startsWith(shard) && n > startAfter).sort();
+      for (const id of ids) {
+        batch.push(id);
+        if (batch.length === batchSize) {
+          throwIfAborted(options.signal);
+          yield batch;
+          batch = [];
+        }
+      }
+    }
+    throwIfAborted(options.signal);
+    if (batch.length > 0) yield batch;
+  }
+
+  async delete(folder: string, kind: ObjectKind, id: string, options: StoreCallOptions = {}): Promise<boolean> {
+    const k = assertKey(folder, kind, id);
+    throwIfAborted(options.signal);
+    const path = this.objectPath(folder, k, id);
+    return this.locks.run(path, async () => {
+      try {
+        await fs.unlink(path);
+      } catch (err) {
+        if (isCode(err, 'ENOENT') || isCode(err, 'ENOTDIR')) return false;
+        throw diskError(err);
+      }
+      await fsyncDir(dirname(path));
+      return true;
+    });
+  }
+
+  async stat(folder: string, options: StoreCallOptions = {}): Promise<FolderStat> {
+    assertServerId(folder);
+    const totals: Record<ObjectKind, { count: number; bytes: number }> = { chunk: { count: 0, bytes: 0 }, manifest: { count: 0, bytes: 0 } };
+    for (const kind of OBJECT_KINDS) {
+      const kindDir = join(this.root, folder, KIND_DIRS[kind]);
+      for (const shard of (await readdirOrEmpty(kindDir)).filter((s) => SHARD_PATTERN.test(s))) {
+        throwIfAborted(options.signal);
+        const ids = (await readdirOrEmpty(join(kindDir, shard))).filter((n) => isObjectId(n) && n.startsWith(shard));
+        const sizes = await mapLimit(ids, FS_CONCURRENCY, async (id) => {
+          const st = await fs.lstat(join(kindDir, shard, id)).catch(() => undefined);
+          return st?.isFile() ? st.size : -1;
+        });
+        for (const size of sizes) {
+          if (size < 0) continue;
+          totals[kind].count++;
+          totals[kind].bytes += size;
+        }
+      }
+    }
+    return { chunks: totals.chunk.count, chunkBytes: totals.chunk.bytes, manifests: totals.manifest.count, manifestBytes: totals.manifest.bytes };
+  }
+
+  async folders(options: StoreCallOptions = {}): Promise<string[]> {
+    throwIfAborted(options.signal);
+    const entries = await fs.readdir(this.root, { withFileTypes: true });
+    return entries
+      .filter((e) => e.isDirectory() && isServerId(e.name))
+      .map((e) => e.name)
+      .sort();
+  }
+
+  async close(): Promise<void> {}
+
+  /** Path of one object (inputs already validated). */
+  objectPath(folder: string, kind: ObjectKind, id: string): string {
+    return join(this.root, folder, KIND_DIRS[kind], id.slice(0, 2), id);
+  }
+
+  /** Absolute path of the quarantine directory. */
+  get quarantinePath(): string {
+    return this.quarantineDir;
+  }
+
+  /** Absolute path of the temp directory. */
+  get tmpPath(): string {
+    return this.tmpDir;
+  }
+
+  // Moves a corrupt object aside so a repair can put a good copy, unless it was replaced meanwhile.
+  private async quarantine(folder: string, kind: ObjectKind, id: string, path: string, ino: number): Promise<void> {
+    await this.locks.run(path, async () => {
+      const st = await fs.lstat(path).catch(() => undefined);
+      if (!st || st.ino !== ino) return;
+      const name = `${folder}.${kind}.${id}.${Date.now()}.${randomBytes(4).toString('hex')}`;
+      await fs.rename(path, join(this.quarantineDir, name));
+      await fsyncDir(dirname(path));
+      this.log?.warn({ folder, kind, chunk: id, bytes: st.size, code: 'data_loss', quarantined: name }, 'corrupt object quarantined');
+    });
+  }
+
+  // Creates `dir` (and up to `depth` missing parents), fsyncing each parent that gained an entry, under a
+  // per-directory lock so a concurrent put cannot use the directory before its entry is durable.
+  private makeDir(dir: string, depth: number): Promise<void> {
+    return this.locks.run(`dir:${dir}`, async () => {
+      try {
+        await fs.mkdir(dir);
+      } catch (err) {
+        if (isCode(err, 'EEXIST')) return;
+        if (!isCode(err, 'ENOENT') || depth === 0) throw err;
+        await this.makeDir(dirname(dir), depth - 1);
+        try {
+          await fs.mkdir(dir);
+        } catch (err2) {
+          if (isCode(err2, 'EEXIST')) return;
+          throw err2;
+        }
+      }
+      await fsyncDir(dirname(dir));
+    });
+  }
+}
+
+/** Runs tasks with the same key one after another (in-process). */
+class KeyedLock {
+  private readonly tails = new Map<string, Promise<void>>();
+
+  async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.tails.get(key) ?? Promise.resolve();
+    const next = prev.then(fn);
+    const tail = next.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.tails.set(key, tail);
+    try {
+      return await next;
+    } finally {
+      if (this.tails.get(key) === tail) this.tails.delete(key);
+    }
+  }
+}
+
+function isCode(err: unknown, code: string): boolean {
+  return (err as NodeJS.ErrnoException | undefined)?.code === code;
+}
+
+// A full disk is the caller's problem to route around (another node, later), not a bug.
+function diskError(err: unknown): unknown {
+  if (isCode(err, 'ENOSPC') || isCode(err, 'EDQUOT')) return new ResourceExhaustedError('storage is full', { cause: err });
+  return err;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await fs.lstat(path);
+    return true;
+  } catch (err) {
+    if (isCode(err, 'ENOENT') || isCode(err, 'ENOTDIR')) return false;
+    throw err;
+  }
+}
+
+async function readdirOrEmpty(dir: string): Promise<string[]> {
+  try {
+    return await fs.readdir(dir);
+  } catch (err) {
+    if (isCode(err, 'ENOENT') || isCode(err, 'ENOTDIR')) return [];
+    throw err;
+  }
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const fh = await fs.open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i] as T);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
