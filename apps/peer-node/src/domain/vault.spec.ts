@@ -1,0 +1,154 @@
+import { createHash } from 'node:crypto';
+import pino from 'pino';
+import { DataLossError, InvalidArgumentError, NotFoundError, UnavailableError, CancelledError } from '@distri-vault/shared';
+import { Vault } from './vault';
+import { MemoryCrypto, MemoryPeers, MemoryStorage } from '../testing/memory-ports';
+
+const OWNER = 'a'.repeat(32);
+const CHUNK = 4096;
+
+/** Deterministic pseudo-random bytes (xorshift), so failures reproduce. */
+function seeded(n: number, seed = 1): Buffer {
+  const b = Buffer.alloc(n);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    b[i] = x & 0xff;
+  }
+  return b;
+}
+
+async function* framesOf(buf: Buffer, frame = 1500): AsyncGenerator<Buffer> {
+  for (let i = 0; i < buf.length; i += frame) yield buf.subarray(i, i + frame);
+}
+
+async function readAll(it: AsyncIterable<Buffer>): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const p of it) parts.push(p);
+  return Buffer.concat(parts);
+}
+
+function setup(replicas = 3) {
+  const storage = new MemoryStorage();
+  const crypto = new MemoryCrypto();
+  const peers = new MemoryPeers(['p1'.padEnd(32, 'b'), 'p2'.padEnd(32, 'c')]);
+  const vault = new Vault({ storage, crypto, peers, log: pino({ level: 'silent' }) }, { serverId: OWNER, chunkSize: CHUNK, replicas, window: 3 });
+  return { storage, crypto, peers, vault };
+}
+
+const signal = () => new AbortController().signal;
+
+describe('Vault', () => {
+  it.each([0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 5 * CHUNK + 17])('round-trips %i bytes with every object on owner and both peers', async (size) => {
+    const { storage, peers, vault } = setup();
+    const body = seeded(size, size + 1);
+    const info = await vault.upload('dir/file.bin', size, framesOf(body), signal());
+    expect(info).toMatchObject({ path: 'dir/file.bin', version: 1, size, sha256: createHash('sha256').update(body).digest('hex'), chunks: Math.ceil(size / CHUNK) });
+    expect((await readAll(vault.read('dir/file.bin', undefined, signal()))).equals(body)).toBe(true);
+    const own = storage.ids(OWNER, 'chunk').sort();
+    expect(own).toHaveLength(info.chunks);
+    for (const s of peers.stores.values()) {
+      expect(s.ids(OWNER, 'chunk').sort()).toEqual(own);
+      expect(s.ids(OWNER, 'manifest')).toHaveLength(1);
+    }
+  });
+
+  it('never writes plaintext or the path to any store', async () => {
+    const { storage, peers, vault } = setup();
+    const marker = Buffer.from('PLAINTEXT-MARKER-1234567890');
+    await vault.upload('secret-name.txt', undefined, framesOf(Buffer.concat([marker, marker])), signal());
+    for (const s of [storage, ...peers.stores.values()]) {
+      for (const data of s.objects.values()) {
+        expect(data.includes(marker)).toBe(false);
+        expect(data.includes(Buffer.from('secret-name'))).toBe(false);
+      }
+    }
+  });
+
+  it('numbers versions per path, lists the latest, and deletes with a tombstone', async () => {
+    const { vault } = setup();
+    await vault.upload('a.txt', undefined, framesOf(Buffer.from('one')), signal());
+    const v2 = await vault.upload('a.txt', undefined, framesOf(Buffer.from('two!')), signal());
+    await vault.upload('b/c.txt', undefined, framesOf(Buffer.from('c')), signal());
+    expect(v2.version).toBe(2);
+    expect(vault.list().map((f) => [f.path, f.version, f.size])).toEqual([
+      ['a.txt', 2, 4],
+      ['b/c.txt', 1, 1],
+    ]);
+    expect(vault.list('b/').map((f) => f.path)).toEqual(['b/c.txt']);
+    expect((await readAll(vault.read('a.txt', 1, signal()))).toString()).toBe('one');
+    expect(await vault.delete('a.txt', signal())).toBe(3);
+    expect(() => vault.stat('a.txt')).toThrow(NotFoundError);
+    await expect(vault.delete('a.txt', signal())).rejects.toBeInstanceOf(NotFoundError);
+    expect(vault.list().map((f) => f.path)).toEqual(['b/c.txt']);
+  });
+
+  it('rejects bad paths and a size mismatch, leaving no version', async () => {
+    const { vault, storage } = setup();
+    for (const p of ['../x', '/abs', 'a//b', 'a/./b', 'nul\u0000', '']) {
+      await expect(vault.upload(p, undefined, framesOf(Buffer.from('x')), signal())).rejects.toBeInstanceOf(InvalidArgumentError);
+    }
+    await expect(vault.upload('f', 10, framesOf(Buffer.from('short')), signal())).rejects.toBeInstanceOf(InvalidArgumentError);
+    expect(vault.list()).toEqual([]);
+    expect(storage.ids(OWNER, 'manifest')).toEqual([]);
+  });
+
+  it('leaves no version when the upload is cancelled', async () => {
+    const { vault } = setup();
+    const ctrl = new AbortController();
+    async function* slow() {
+      yield seeded(CHUNK * 2);
+      ctrl.abort();
+      yield seeded(CHUNK);
+    }
+    await expect(vault.upload('f', undefined, slow(), ctrl.signal)).rejects.toBeInstanceOf(CancelledError);
+    expect(vault.list()).toEqual([]);
+  });
+
+  it('fails with UNAVAILABLE when too few peers are connected, before storing anything', async () => {
+    const { vault, peers, storage } = setup();
+    peers.down.add([...peers.stores.keys()][0]!);
+    await expect(vault.upload('f', undefined, framesOf(seeded(100)), signal())).rejects.toBeInstanceOf(UnavailableError);
+    expect(storage.objects.size).toBe(0);
+  });
+
+  it('serves a missing or corrupt local chunk from a peer, skipping a peer with bad bytes, and repairs it', async () => {
+    const { vault, storage, peers } = setup();
+    const body = seeded(3 * CHUNK, 9);
+    await vault.upload('f', undefined, framesOf(body), signal());
+    const [c0, c1] = storage.ids(OWNER, 'chunk');
+    storage.objects.delete(`${OWNER}/chunk/${c0}`);
+    storage.objects.get(`${OWNER}/chunk/${c1}`)![20] ^= 1;
+    // The first peer holds a corrupt copy of c1: it must be detected and the second peer used.
+    const firstPeer = [...peers.stores.values()][0]!;
+    firstPeer.objects.get(`${OWNER}/chunk/${c1}`)![5] ^= 1;
+    expect((await readAll(vault.read('f', undefined, signal()))).equals(body)).toBe(true);
+    expect(await storage.get(OWNER, 'chunk', c0!)).toBeDefined();
+    expect(await storage.get(OWNER, 'chunk', c1!)).toBeDefined();
+  });
+
+  it('never returns bytes when no copy verifies', async () => {
+    const { vault, storage, peers } = setup();
+    await vault.upload('f', undefined, framesOf(seeded(2 * CHUNK)), signal());
+    const c0 = storage.ids(OWNER, 'chunk')[0]!;
+    for (const s of [storage, ...peers.stores.values()]) s.objects.get(`${OWNER}/chunk/${c0}`)![0] ^= 0xff;
+    await expect(readAll(vault.read('f', undefined, signal()))).rejects.toBeInstanceOf(DataLossError);
+  });
+
+  it('recovers a wiped folder from its peers, index included', async () => {
+    const { vault, storage, crypto, peers } = setup();
+    const files = [seeded(0), seeded(CHUNK + 1, 2), seeded(3 * CHUNK, 3)];
+    for (const [i, f] of files.entries()) await vault.upload(`f${i}`, undefined, framesOf(f), signal());
+    await vault.delete('f0', signal());
+    const fresh = new MemoryStorage();
+    const revived = new Vault({ storage: fresh, crypto, peers, log: pino({ level: 'silent' }) }, { serverId: OWNER, chunkSize: CHUNK, replicas: 3, window: 3 });
+    expect(await revived.loadIndex()).toBe(0);
+    const summary = await revived.recover(signal());
+    expect(summary).toMatchObject({ peers: 2, files: 2, manifests: 4 });
+    expect([...fresh.objects.keys()].sort()).toEqual([...storage.objects.keys()].sort());
+    for (const i of [1, 2]) expect((await readAll(revived.read(`f${i}`, undefined, signal()))).equals(files[i]!)).toBe(true);
+    expect(() => revived.stat('f0')).toThrow(NotFoundError);
+  });
+});

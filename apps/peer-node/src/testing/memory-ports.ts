@@ -1,0 +1,137 @@
+/**
+ * In-memory implementations of the Vault's ports, for domain tests. They keep the contracts the real
+ * services keep (hash verified on put, DataLoss on a corrupt read, AEAD with bound context) so the
+ * Vault is tested against honest collaborators.
+ */
+import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import { DataLossError, NotFoundError, UnavailableError } from '@distri-vault/shared';
+import type { ChunkContext, CryptoPort, FolderSyncer, ObjectKind, PeersPort, ReplicaSession, StoragePort, StoredObject, SyncResult, SyncSink } from '../domain/ports';
+
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+/** A content-addressed store in a Map. */
+export class MemoryStorage implements StoragePort {
+  readonly objects = new Map<string, Buffer>();
+  private key(folder: string, kind: ObjectKind, id: string) {
+    return `${folder}/${kind}/${id}`;
+  }
+  async put(folder: string, kind: ObjectKind, id: string, data: Buffer): Promise<boolean> {
+    if (sha(data) !== id) throw new DataLossError('hash mismatch');
+    const k = this.key(folder, kind, id);
+    if (this.objects.has(k)) return false;
+    this.objects.set(k, Buffer.from(data));
+    return true;
+  }
+  async get(folder: string, kind: ObjectKind, id: string): Promise<Buffer> {
+    const d = this.objects.get(this.key(folder, kind, id));
+    if (!d) throw new NotFoundError('absent');
+    if (sha(d) !== id) {
+      // Like the storage-service: a corrupt object is quarantined (removed) so a repair can put it again.
+      this.objects.delete(this.key(folder, kind, id));
+      throw new DataLossError('corrupt');
+    }
+    return d;
+  }
+  async has(folder: string, kind: ObjectKind, ids: string[]): Promise<boolean[]> {
+    return ids.map((id) => this.objects.has(this.key(folder, kind, id)));
+  }
+  async *list(folder: string, kind: ObjectKind): AsyncIterable<string[]> {
+    const prefix = `${folder}/${kind}/`;
+    const ids = [...this.objects.keys()].filter((k) => k.startsWith(prefix)).map((k) => k.slice(prefix.length)).sort();
+    for (let i = 0; i < ids.length; i += 3) yield ids.slice(i, i + 3);
+  }
+  async delete(folder: string, kind: ObjectKind, id: string): Promise<boolean> {
+    return this.objects.delete(this.key(folder, kind, id));
+  }
+  ids(folder: string, kind: ObjectKind): string[] {
+    const prefix = `${folder}/${kind}/`;
+    return [...this.objects.keys()].filter((k) => k.startsWith(prefix)).map((k) => k.slice(prefix.length));
+  }
+}
+
+/** AES-256-GCM with a fixed vault key; chunk context bound as associated data. */
+export class MemoryCrypto implements CryptoPort {
+  private readonly kek = randomBytes(32);
+  private seal(key: Buffer, aad: Buffer, plain: Buffer) {
+    const nonce = randomBytes(12);
+    const c = createCipheriv('aes-256-gcm', key, nonce).setAAD(aad);
+    const ct = Buffer.concat([Buffer.from([1]), nonce, c.update(plain), c.final(), c.getAuthTag()]);
+    return ct;
+  }
+  private open(key: Buffer, aad: Buffer, env: Buffer) {
+    try {
+      const d = createDecipheriv('aes-256-gcm', key, env.subarray(1, 13)).setAAD(aad);
+      d.setAuthTag(env.subarray(env.length - 16));
+      return Buffer.concat([d.update(env.subarray(13, env.length - 16)), d.final()]);
+    } catch (err) {
+      throw new DataLossError('authentication failed', { cause: err });
+    }
+  }
+  private aad(ctx: ChunkContext) {
+    const b = Buffer.alloc(5);
+    b.writeUInt32BE(ctx.index);
+    b[4] = ctx.last ? 1 : 0;
+    return Buffer.concat([Buffer.from(ctx.folder), ctx.fileId, b]);
+  }
+  async createDataKey(folder: string) {
+    return this.seal(this.kek, Buffer.from(folder), randomBytes(32));
+  }
+  async sealChunk(wrapped: Buffer, ctx: ChunkContext, plain: Buffer) {
+    const ct = this.seal(this.open(this.kek, Buffer.from(ctx.folder), wrapped), this.aad(ctx), plain);
+    return { id: sha(ct), ciphertext: ct };
+  }
+  async openChunk(wrapped: Buffer, ctx: ChunkContext, ct: Buffer) {
+    return this.open(this.open(this.kek, Buffer.from(ctx.folder), wrapped), this.aad(ctx), ct);
+  }
+  async sealManifest(folder: string, plain: Buffer) {
+    const ct = this.seal(this.kek, Buffer.from('m' + folder), plain);
+    return { id: sha(ct), ciphertext: ct };
+  }
+  async openManifest(folder: string, ct: Buffer) {
+    return this.open(this.kek, Buffer.from('m' + folder), ct);
+  }
+}
+
+/** Peers that are each a MemoryStorage; `down` ones refuse everything. */
+export class MemoryPeers implements PeersPort, FolderSyncer {
+  readonly stores = new Map<string, MemoryStorage>();
+  readonly down = new Set<string>();
+  constructor(ids: string[]) {
+    for (const id of ids) this.stores.set(id, new MemoryStorage());
+  }
+  connected(): string[] {
+    return [...this.stores.keys()].filter((id) => !this.down.has(id)).sort();
+  }
+  private store(id: string): MemoryStorage {
+    if (this.down.has(id)) throw new UnavailableError('down');
+    return this.stores.get(id)!;
+  }
+  async openReplica(peerId: string, folder: string): Promise<ReplicaSession> {
+    const s = this.store(peerId);
+    return {
+      peerId,
+      send: async (obj: StoredObject) => void (await s.put(folder, obj.kind, obj.id, obj.data)),
+      close: async () => undefined,
+      abort: () => undefined,
+    };
+  }
+  async fetch(peerId: string, folder: string, kind: ObjectKind, id: string): Promise<Buffer | null> {
+    return this.store(peerId).objects.get(`${folder}/${kind}/${id}`) ?? null;
+  }
+  async syncFolder(peerId: string, folder: string, sink: SyncSink): Promise<SyncResult> {
+    const s = this.store(peerId);
+    const r: SyncResult = { offered: 0, fetched: 0, bytes: 0, missing: 0 };
+    for (const kind of ['chunk', 'manifest'] as const) {
+      for await (const ids of s.list(folder, kind)) {
+        r.offered += ids.length;
+        for (const id of await sink.missing(kind, ids)) {
+          const data = await s.get(folder, kind, id);
+          await sink.accept({ kind, id, data });
+          r.fetched++;
+          r.bytes += data.length;
+        }
+      }
+    }
+    return r;
+  }
+}
