@@ -1,0 +1,289 @@
+import * as http from 'node:http';
+import { createHash } from 'node:crypto';
+import pino from 'pino';
+import { startGateway, type RunningGateway } from './gateway';
+import { NodeClient } from './node-client';
+import { BROKEN_DOWNLOAD_SIZE, eventually, FakeNode, json, request, seeded } from './testing/fake-node';
+
+const MiB = 1024 * 1024;
+const log = pino({ level: 'silent' });
+
+/** Splits a buffer into pieces of odd sizes, as a client's writes would arrive. */
+function* pieces(data: Buffer, size = 100_003): Iterable<Buffer> {
+  for (let off = 0; off < data.length; off += size) yield data.subarray(off, off + size);
+}
+
+describe('gateway over a fake node', () => {
+  let fake: FakeNode;
+  let node: NodeClient;
+  let gw: RunningGateway;
+  const req = (method: string, path: string, opts?: Parameters<typeof request>[3]) => request(gw.port, method, path, opts);
+
+  beforeAll(async () => {
+    fake = await new FakeNode().start();
+    node = new NodeClient({}, { address: fake.address });
+    gw = await startGateway({ node, log }, { host: '127.0.0.1', port: 0 });
+  });
+  afterAll(async () => {
+    await gw.close();
+    node.close();
+    await fake.stop();
+  });
+
+  describe('upload and download', () => {
+    it.each([
+      ['0 B', 0],
+      ['1 B', 1],
+      ['1 MiB - 1', MiB - 1],
+      ['1 MiB', MiB],
+      ['1 MiB + 1', MiB + 1],
+      ['40 MiB', 40 * MiB],
+    ])('round-trips %s byte for byte in frames of at most 1 MiB', async (_name, size) => {
+      const data = seeded(size, size + 17);
+      const path = `round/trip-${size}.bin`;
+      const put = await req('PUT', `/v1/files/${path}`, { body: pieces(data), headers: { 'content-length': size } });
+      expect(put.status).toBe(201);
+      const sha256 = createHash('sha256').update(data).digest('hex');
+      expect(json(put)).toEqual({ path, version: 1, size, sha256, updated: new Date(1_700_000_000_000).toISOString(), chunks: Math.ceil(size / MiB) });
+
+      const rec = fake.uploads.find((u) => u.path === path)!;
+      expect(rec.size).toBe(size);
+      expect(rec.frames.every((f) => f > 0 && f <= MiB)).toBe(true);
+      // Coalesced: every frame but the last is full.
+      expect(rec.frames.slice(0, -1).every((f) => f === MiB)).toBe(true);
+      expect(rec.frames.reduce((a, b) => a + b, 0)).toBe(size);
+      expect(fake.latest(path)!.data.equals(data)).toBe(true);
+
+      const get = await req('GET', `/v1/files/${path}`);
+      expect(get.status).toBe(200);
+      expect(get.body.length).toBe(size);
+      expect(get.body.equals(data)).toBe(true);
+    }, 60_000);
+
+    it('sends an upload without Content-Length with no size in the header', async () => {
+      const data = seeded(3 * MiB + 5, 3);
+      const put = await req('PUT', '/v1/files/chunked.bin', { body: pieces(data, 65_537), headers: { 'transfer-encoding': 'chunked' } });
+      expect(put.status).toBe(201);
+      const rec = fake.uploads.find((u) => u.path === 'chunked.bin')!;
+      expect(rec.size).toBeUndefined();
+      expect(rec.frames).toEqual([MiB, MiB, MiB, 5]);
+      expect(fake.latest('chunked.bin')!.data.equals(data)).toBe(true);
+    });
+
+    it('decodes percent-escaped segments and sets the download headers', async () => {
+      const data = seeded(1000, 5);
+      const put = await req('PUT', '/v1/files/dir%20one/caf%C3%A9.txt', { body: data });
+      expect(put.status).toBe(201);
+      expect(json(put).path).toBe('dir one/café.txt');
+      const second = seeded(2000, 6);
+      expect((await req('PUT', '/v1/files/dir%20one/caf%C3%A9.txt', { body: second })).status).toBe(201);
+
+      const get = await req('GET', '/v1/files/dir%20one/caf%C3%A9.txt');
+      expect(get.status).toBe(200);
+      expect(get.headers['content-type']).toBe('application/octet-stream');
+      expect(get.headers['content-length']).toBe('2000');
+      expect(get.headers['etag']).toBe(`"${createHash('sha256').update(second).digest('hex')}"`);
+      expect(get.headers['x-vault-version']).toBe('2');
+      expect(get.body.equals(second)).toBe(true);
+
+      const v1 = await req('GET', '/v1/files/dir%20one/caf%C3%A9.txt?version=1');
+      expect(v1.headers['x-vault-version']).toBe('1');
+      expect(v1.body.equals(data)).toBe(true);
+    });
+
+    it('echoes X-Request-Id, or makes one', async () => {
+      const echoed = await req('GET', '/healthz', { headers: { 'x-request-id': 'abc-123' } });
+      expect(echoed.headers['x-request-id']).toBe('abc-123');
+      const made = await req('GET', '/healthz');
+      expect(made.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+    });
+  });
+
+  describe('other routes', () => {
+    it('lists files, with a prefix', async () => {
+      await req('PUT', '/v1/files/list/a', { body: Buffer.from('a') });
+      await req('PUT', '/v1/files/list/b', { body: Buffer.from('bb') });
+      await req('PUT', '/v1/files/other', { body: Buffer.from('c') });
+      const all = await req('GET', '/v1/files');
+      expect(all.status).toBe(200);
+      expect(json(all).files.map((f: { path: string }) => f.path)).toEqual(expect.arrayContaining(['list/a', 'list/b', 'other']));
+      const some = await req('GET', '/v1/files?prefix=list%2F');
+      expect(json(some)).toEqual({
+        files: [
+          { path: 'list/a', version: 1, size: 1, sha256: createHash('sha256').update('a').digest('hex'), updated: '2023-11-14T22:13:20.000Z', chunks: 1 },
+          { path: 'list/b', version: 1, size: 2, sha256: createHash('sha256').update('bb').digest('hex'), updated: '2023-11-14T22:13:20.000Z', chunks: 1 },
+        ],
+      });
+    });
+
+    it('deletes: 204, then 404 for the file and for a second delete', async () => {
+      await req('PUT', '/v1/files/doomed.txt', { body: Buffer.from('x') });
+      const del = await req('DELETE', '/v1/files/doomed.txt');
+      expect(del.status).toBe(204);
+      expect(del.body.length).toBe(0);
+      const get = await req('GET', '/v1/files/doomed.txt');
+      expect(get.status).toBe(404);
+      expect(json(get)).toEqual({ error: { code: 'not_found', message: 'no such file' } });
+      const again = await req('DELETE', '/v1/files/doomed.txt');
+      expect(again.status).toBe(404);
+      expect(json(again).error.code).toBe('not_found');
+    });
+
+    it('lists nodes with their states', async () => {
+      const r = await req('GET', '/v1/nodes');
+      expect(r.status).toBe(200);
+      expect(json(r)).toEqual({
+        nodes: [
+          { serverId: 'a'.repeat(32), address: '127.0.0.1:7000', state: 'self', lastSeen: null },
+          { serverId: 'b'.repeat(32), address: '127.0.0.1:7001', state: 'connected', lastSeen: '2023-11-14T22:13:20.000Z' },
+          { serverId: '', address: '127.0.0.1:7002', state: 'disconnected', lastSeen: null },
+        ],
+      });
+    });
+
+    it('recovers and reports the summary (int64 above 2^32 intact)', async () => {
+      const r = await req('POST', '/v1/recover');
+      expect(r.status).toBe(200);
+      expect(json(r)).toEqual({ peers: 2, chunks: 2 ** 33, manifests: 4, bytes: 5 * 2 ** 40, files: 3, durationMs: 1234 });
+    });
+
+    it('shows node info, health and readiness', async () => {
+      const info = await req('GET', '/v1/node');
+      expect(json(info)).toEqual({ serverId: 'a'.repeat(32), peerAddress: '127.0.0.1:7000', protocolVersion: 1, chunkSize: MiB, replicas: 3 });
+      const h = await req('GET', '/healthz');
+      expect(h.status).toBe(200);
+      expect(json(h)).toEqual({ status: 'ok' });
+      const ready = await req('GET', '/readyz');
+      expect(ready.status).toBe(200);
+    });
+  });
+
+  describe('errors', () => {
+    const badPaths = [
+      ['..', '/v1/files/..'],
+      ['.. inside', '/v1/files/a/../b'],
+      ['. segment', '/v1/files/a/./b'],
+      ['%2e%2e', '/v1/files/%2e%2e/etc/passwd'],
+      ['%2E%2E alone', '/v1/files/%2E%2E'],
+      ['%00', '/v1/files/a%00b'],
+      ['control char', '/v1/files/a%0Ab'],
+      ['empty segment', '/v1/files/a//b'],
+      ['leading slash', '/v1/files//etc'],
+      ['trailing slash', '/v1/files/a/'],
+      ['bad percent escape', '/v1/files/a%zzb'],
+      ['truncated escape', '/v1/files/a%2'],
+      ['invalid UTF-8', '/v1/files/%FF'],
+      ['backslash', '/v1/files/a%5Cb'],
+      ['encoded slash', '/v1/files/a%2Fb'],
+      ['too long', `/v1/files/${'x'.repeat(1025)}`],
+    ];
+    it.each(badPaths)('rejects %s with 400 before reaching the node', async (_name, path) => {
+      const before = fake.calls.length;
+      for (const method of ['PUT', 'GET', 'DELETE']) {
+        const r = await req(method, path, method === 'PUT' ? { body: Buffer.from('data') } : {});
+        expect([method, r.status]).toEqual([method, 400]);
+        expect(json(r).error.code).toBe('invalid_argument');
+      }
+      expect(fake.calls.length).toBe(before);
+    });
+
+    it('rejects a bad version query with 400', async () => {
+      const before = fake.calls.length;
+      for (const q of ['0', '-1', 'x', '1.5', '1&version=2']) {
+        const r = await req('GET', `/v1/files/a?version=${q}`);
+        expect([q, r.status]).toEqual([q, 400]);
+      }
+      expect(fake.calls.length).toBe(before);
+    });
+
+    it.each([
+      ['not_found', 404],
+      ['invalid_argument', 400],
+      ['data_loss', 500],
+      ['unavailable', 503],
+    ])('maps %s from the node to %d with the JSON error shape', async (code, status) => {
+      const path = `/v1/files/err/${code}/f`;
+      for (const [method, opts] of [['GET', {}], ['PUT', { body: seeded(3 * MiB, 1) }], ['DELETE', {}]] as const) {
+        const r = await req(method, path, opts);
+        expect([method, r.status]).toEqual([method, status]);
+        expect(r.headers['content-type']).toMatch(/^application\/json/);
+        const body = json(r);
+        expect(Object.keys(body)).toEqual(['error']);
+        expect(body.error.code).toBe(code);
+        expect(typeof body.error.message).toBe('string');
+      }
+      const list = await req('GET', `/v1/files?prefix=err/${code}/`);
+      expect(list.status).toBe(status);
+    });
+
+    it('answers unknown routes and methods with a 404 JSON error', async () => {
+      for (const [method, path] of [['GET', '/nope'], ['GET', '/v1'], ['POST', '/v1/files/a'], ['PUT', '/v1/files']]) {
+        const r = await req(method, path);
+        expect([method, path, r.status]).toEqual([method, path, 404]);
+        expect(json(r)).toEqual({ error: { code: 'not_found', message: 'no such route' } });
+      }
+    });
+
+    it('cancels the node call when the client aborts mid-upload', async () => {
+      const path = 'aborted/upload.bin';
+      const client = http.request({ host: '127.0.0.1', port: gw.port, method: 'PUT', path: `/v1/files/${path}`, headers: { 'content-length': 10 * MiB }, agent: false });
+      client.on('error', () => undefined);
+      client.write(seeded(2 * MiB, 9));
+      await eventually(() => (fake.uploads.find((u) => u.path === path)?.frames.length ?? 0) >= 1);
+      client.destroy();
+      await eventually(() => fake.uploads.find((u) => u.path === path)!.cancelled);
+      const rec = fake.uploads.find((u) => u.path === path)!;
+      expect(rec.stored).toBe(false);
+      expect(fake.latest(path)).toBeUndefined();
+    });
+
+    it('breaks the response when the node fails after the download header', async () => {
+      // Keep-alive: with it a response that merely ends short would leave the client waiting, not broken.
+      const agent = new http.Agent({ keepAlive: true });
+      const outcome = await new Promise<{ status: number; length: string | undefined; received: number; broken: boolean }>((resolve) => {
+        const timer = setTimeout(() => resolve({ status: -1, length: undefined, received: -1, broken: false }), 5000);
+        const r = http.get({ host: '127.0.0.1', port: gw.port, path: '/v1/files/err/after-header', agent }, (res) => {
+          let received = 0;
+          res.on('data', (d: Buffer) => (received += d.length));
+          const finish = (broken: boolean) => {
+            clearTimeout(timer);
+            resolve({ status: res.statusCode ?? 0, length: res.headers['content-length'], received, broken });
+          };
+          res.on('end', () => finish(false));
+          res.on('error', () => finish(true));
+          res.on('aborted', () => finish(true));
+        });
+        r.on('error', () => resolve({ status: 0, length: undefined, received: 0, broken: true }));
+      });
+      agent.destroy();
+      expect(outcome.status).toBe(200);
+      expect(outcome.length).toBe(String(BROKEN_DOWNLOAD_SIZE));
+      expect(outcome.broken).toBe(true);
+      expect(outcome.received).toBeLessThan(BROKEN_DOWNLOAD_SIZE);
+    });
+  });
+});
+
+describe('readiness when the node is down', () => {
+  it('answers /readyz 503 once the node stops, 200 while it runs, and /healthz 200 throughout', async () => {
+    const fake = await new FakeNode().start();
+    const node = new NodeClient({}, { address: fake.address });
+    const gw = await startGateway({ node, log }, { host: '127.0.0.1', port: 0 });
+    try {
+      expect((await request(gw.port, 'GET', '/readyz')).status).toBe(200);
+      await fake.stop();
+      const started = Date.now();
+      const down = await request(gw.port, 'GET', '/readyz');
+      expect(Date.now() - started).toBeLessThan(3000);
+      expect(down.status).toBe(503);
+      expect(json(down).error.code).toBe('unavailable');
+      const listed = await request(gw.port, 'GET', '/v1/files');
+      expect(listed.status).toBe(503);
+      expect((await request(gw.port, 'GET', '/healthz')).status).toBe(200);
+    } finally {
+      await gw.close();
+      node.close();
+      await fake.stop();
+    }
+  });
+});
