@@ -1,0 +1,34 @@
+import { ConfigError } from '@distri-vault/shared';
+import { loadStorageConfig } from './config';
+
+describe('storage-service config', () => {
+  it('has defaults that give a working local node', () => {
+    expect(loadStorageConfig({})).toEqual({
+      STORAGE_HOST: '127.0.0.1',
+      STORAGE_PORT: 7103,
+      STORAGE_DATA_DIR: '.vault/node1/data',
+      LOG_LEVEL: 'info',
+    });
+  });
+
+  it('reads every variable', () => {
+    expect(loadStorageConfig({ STORAGE_HOST: '0.0.0.0', STORAGE_PORT: '0', STORAGE_DATA_DIR: '/srv/data', LOG_LEVEL: 'debug' })).toEqual({
+      STORAGE_HOST: '0.0.0.0',
+      STORAGE_PORT: 0,
+      STORAGE_DATA_DIR: '/srv/data',
+      LOG_LEVEL: 'debug',
+    });
+  });
+
+  it('names every bad variable', () => {
+    let err: unknown;
+    try {
+      loadStorageConfig({ STORAGE_PORT: '70000', LOG_LEVEL: 'loud', STORAGE_DATA_DIR: '' });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    const msg = (err as Error).message;
+    for (const key of ['STORAGE_PORT', 'LOG_LEVEL', 'STORAGE_DATA_DIR']) expect(msg).toContain(key);
+  });
+});

@@ -1,0 +1,28 @@
+/**
+ * The storage-service's configuration: the only file of the app that reads process.env.
+ *
+ * Variables (default):
+ *   STORAGE_HOST      interface to bind (127.0.0.1)
+ *   STORAGE_PORT      TCP port to listen on; 0 asks the OS for a free one (7103)
+ *   STORAGE_DATA_DIR  the node's data directory, one sub-directory per folder; created when missing
+ *                     (.vault/node1/data, relative to the working directory)
+ *   LOG_LEVEL         pino level: fatal, error, warn, info, debug, trace or silent (info)
+ */
+import { z } from 'zod';
+import { loadConfig, logLevelVar, portVar } from '@distri-vault/shared';
+
+/** Schema of the storage-service's environment. */
+export const storageConfigSchema = z.object({
+  STORAGE_HOST: z.string().min(1).default('127.0.0.1'),
+  STORAGE_PORT: portVar(7103),
+  STORAGE_DATA_DIR: z.string().min(1).default('.vault/node1/data'),
+  LOG_LEVEL: logLevelVar(),
+});
+
+/** The validated configuration. */
+export type StorageConfig = z.infer<typeof storageConfigSchema>;
+
+/** Reads and validates the configuration; throws ConfigError naming every bad variable. */
+export function loadStorageConfig(env: NodeJS.ProcessEnv = process.env): StorageConfig {
+  return loadConfig(storageConfigSchema, env);
+}

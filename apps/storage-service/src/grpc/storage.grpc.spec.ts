@@ -1,0 +1,133 @@
+import { promises as fs } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import pino from 'pino';
+import { MAX_CHUNK_OBJECT_BYTES, type RunningServer, callUnary, createClient, startGrpcServer } from '@distri-vault/shared';
+import { ObjectKind } from '@distri-vault/shared/generated/vault/common/v1/object';
+import { StorageServiceClient } from '@distri-vault/shared/generated/vault/storage/v1/storage';
+import { DiskObjectStore } from '../domain/disk-object-store';
+import { Rng, folderId, forEachLimit, makeObject, objectsWithPrefix } from '../testing/fixtures';
+import { storageServiceEntry } from './storage.grpc';
+
+const log = pino({ level: 'silent' });
+const CHUNK = ObjectKind.OBJECT_KIND_CHUNK;
+const MANIFEST = ObjectKind.OBJECT_KIND_MANIFEST;
+const F = folderId(1);
+
+// The raw gRPC status of a unary call (0 on success), straight from grpc-js.
+function statusOf<Req, Res>(method: (req: Req, cb: (err: grpc.ServiceError | null, res: Res) => void) => unknown, client: grpc.Client, req: Req): Promise<{ code: number; res?: Res; details?: string }> {
+  return new Promise((resolve) => {
+    method.call(client, req, (err: grpc.ServiceError | null, res: Res) => resolve(err ? { code: err.code, details: err.details } : { code: grpc.status.OK, res }));
+  });
+}
+
+// Reads a ListObjects stream to its end: the batches and the final status.
+function listAll(client: StorageServiceClient, req: { folder: string; kind: ObjectKind; startAfter: string }): Promise<{ code: number; batches: string[][] }> {
+  return new Promise((resolve) => {
+    const batches: string[][] = [];
+    const call = client.listObjects(req);
+    call.on('data', (msg: { ids: string[] }) => batches.push(msg.ids));
+    call.on('error', (err: grpc.ServiceError) => resolve({ code: err.code, batches }));
+    call.on('end', () => resolve({ code: grpc.status.OK, batches }));
+  });
+}
+
+describe('StorageService over gRPC', () => {
+  let dir: string;
+  let store: DiskObjectStore;
+  let srv: RunningServer;
+  let client: StorageServiceClient;
+  beforeAll(async () => {
+    dir = await fs.mkdtemp(join(tmpdir(), 'storage-grpc-'));
+    store = await DiskObjectStore.open({ log }, { dataDir: dir });
+    srv = await startGrpcServer({ host: '127.0.0.1', port: 0, log, services: [storageServiceEntry(store, log)] });
+    client = createClient(StorageServiceClient, `127.0.0.1:${srv.port}`);
+  });
+  afterAll(async () => {
+    client?.close();
+    await srv?.close();
+    await store?.close();
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  it('puts, gets, has, stats, lists folders and deletes', async () => {
+    const o = makeObject(new Rng(1), MAX_CHUNK_OBJECT_BYTES);
+    await expect(callUnary(client, client.putObject, { folder: F, kind: CHUNK, id: o.id, data: o.data })).resolves.toEqual({ created: true });
+    await expect(callUnary(client, client.putObject, { folder: F, kind: CHUNK, id: o.id, data: o.data })).resolves.toEqual({ created: false });
+    const got = await callUnary(client, client.getObject, { folder: F, kind: CHUNK, id: o.id });
+    expect(got.data.equals(o.data)).toBe(true);
+    const other = makeObject(new Rng(2), 1);
+    await expect(callUnary(client, client.hasObjects, { folder: F, kind: CHUNK, ids: [other.id, o.id] })).resolves.toEqual({ present: [false, true] });
+    await expect(callUnary(client, client.statFolder, { folder: F })).resolves.toEqual({ chunks: 1, chunkBytes: MAX_CHUNK_OBJECT_BYTES, manifests: 0, manifestBytes: 0 });
+    await expect(callUnary(client, client.listFolders, {})).resolves.toEqual({ folders: [F] });
+    await expect(callUnary(client, client.deleteObject, { folder: F, kind: CHUNK, id: o.id })).resolves.toEqual({ deleted: true });
+    await expect(callUnary(client, client.deleteObject, { folder: F, kind: CHUNK, id: o.id })).resolves.toEqual({ deleted: false });
+  });
+
+  it('answers INVALID_ARGUMENT for malformed requests to every RPC', async () => {
+    // A folder no other test touches, so the end can check nothing was created in it.
+    const H = folderId(6);
+    const o = makeObject(new Rng(3), 10);
+    const bad = [
+      { folder: '../x', kind: CHUNK, id: o.id },
+      { folder: H.toUpperCase(), kind: CHUNK, id: o.id },
+      { folder: H, kind: ObjectKind.OBJECT_KIND_UNSPECIFIED, id: o.id },
+      { folder: H, kind: 7 as ObjectKind, id: o.id },
+      { folder: H, kind: CHUNK, id: '..' },
+      { folder: H, kind: CHUNK, id: o.id.toUpperCase() },
+      { folder: H, kind: CHUNK, id: `/${o.id.slice(1)}` },
+    ];
+    for (const req of bad) {
+      expect((await statusOf(client.putObject, client, { ...req, data: o.data })).code).toBe(grpc.status.INVALID_ARGUMENT);
+      expect((await statusOf(client.getObject, client, req)).code).toBe(grpc.status.INVALID_ARGUMENT);
+      expect((await statusOf(client.hasObjects, client, { folder: req.folder, kind: req.kind, ids: [req.id] })).code).toBe(grpc.status.INVALID_ARGUMENT);
+      expect((await statusOf(client.deleteObject, client, req)).code).toBe(grpc.status.INVALID_ARGUMENT);
+      expect((await listAll(client, { folder: req.folder, kind: req.kind, startAfter: req.id === o.id ? '' : req.id })).code).toBe(grpc.status.INVALID_ARGUMENT);
+    }
+    expect((await statusOf(client.statFolder, client, { folder: '..' })).code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect((await statusOf(client.statFolder, client, { folder: '' })).code).toBe(grpc.status.INVALID_ARGUMENT);
+    const big = makeObject(new Rng(4), MAX_CHUNK_OBJECT_BYTES + 1);
+    expect((await statusOf(client.putObject, client, { folder: H, kind: CHUNK, id: big.id, data: big.data })).code).toBe(grpc.status.INVALID_ARGUMENT);
+    await expect(callUnary(client, client.putObject, { folder: H, kind: MANIFEST, id: big.id, data: big.data })).resolves.toEqual({ created: true });
+    const ids = Array.from({ length: 10_001 }, (_, i) => i.toString(16).padStart(64, '0'));
+    expect((await statusOf(client.hasObjects, client, { folder: H, kind: CHUNK, ids })).code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect((await statusOf(client.hasObjects, client, { folder: H, kind: CHUNK, ids: ids.slice(1) })).code).toBe(grpc.status.OK);
+    await expect(fs.readdir(join(dir, H, 'chunks'))).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('answers NOT_FOUND for an absent object', async () => {
+    const o = makeObject(new Rng(5), 10);
+    expect((await statusOf(client.getObject, client, { folder: F, kind: CHUNK, id: o.id })).code).toBe(grpc.status.NOT_FOUND);
+    expect((await statusOf(client.getObject, client, { folder: folderId(3), kind: MANIFEST, id: o.id })).code).toBe(grpc.status.NOT_FOUND);
+  });
+
+  it('answers DATA_LOSS for a wrong hash on put and for a corrupt object on get', async () => {
+    const o = makeObject(new Rng(6), 2000);
+    const wrong = makeObject(new Rng(7), 2000);
+    expect((await statusOf(client.putObject, client, { folder: F, kind: CHUNK, id: wrong.id, data: o.data })).code).toBe(grpc.status.DATA_LOSS);
+    await callUnary(client, client.putObject, { folder: F, kind: CHUNK, id: o.id, data: o.data });
+    const path = store.objectPath(F, 'chunk', o.id);
+    const bytes = await fs.readFile(path);
+    bytes[0] = (bytes[0] as number) ^ 0xff;
+    await fs.writeFile(path, bytes);
+    expect((await statusOf(client.getObject, client, { folder: F, kind: CHUNK, id: o.id })).code).toBe(grpc.status.DATA_LOSS);
+    expect((await statusOf(client.getObject, client, { folder: F, kind: CHUNK, id: o.id })).code).toBe(grpc.status.NOT_FOUND);
+    expect(await fs.readdir(join(dir, '.quarantine'))).toHaveLength(1);
+  });
+
+  it('streams ListObjects in sorted batches of at most 1,000, resumable, and nothing for an absent folder', async () => {
+    const G = folderId(4);
+    const objs = [...Array.from({ length: 300 }, (_, i) => makeObject(new Rng(100 + i), 8)), ...objectsWithPrefix(new Rng(9), 'a0', 1000)];
+    await forEachLimit(objs, 16, (o) => callUnary(client, client.putObject, { folder: G, kind: CHUNK, id: o.id, data: o.data }));
+    const ids = objs.map((o) => o.id).sort();
+    const all = await listAll(client, { folder: G, kind: CHUNK, startAfter: '' });
+    expect(all.code).toBe(grpc.status.OK);
+    expect(all.batches.map((b) => b.length)).toEqual([1000, 300]);
+    expect(all.batches.flat()).toEqual(ids);
+    const rest = await listAll(client, { folder: G, kind: CHUNK, startAfter: ids[1000]! });
+    expect(rest.batches.flat()).toEqual(ids.slice(1001));
+    await expect(listAll(client, { folder: G, kind: MANIFEST, startAfter: '' })).resolves.toEqual({ code: grpc.status.OK, batches: [] });
+    await expect(listAll(client, { folder: folderId(5), kind: CHUNK, startAfter: '' })).resolves.toEqual({ code: grpc.status.OK, batches: [] });
+  }, 60_000);
+});

@@ -1,0 +1,77 @@
+/**
+ * The gRPC adapter of vault.storage.v1.StorageService: maps each request to one ObjectStore call (with the
+ * call's AbortSignal) and the result back. Validation and errors belong to the domain; the shared handler
+ * wrappers turn thrown domain errors into statuses.
+ */
+import type { Logger } from 'pino';
+import { InvalidArgumentError, type ServiceEntry, errorCodeOf, serverStream, unary, writeMessage } from '@distri-vault/shared';
+import { ObjectKind as ProtoKind } from '@distri-vault/shared/generated/vault/common/v1/object';
+import { StorageServiceService, type StorageServiceServer } from '@distri-vault/shared/generated/vault/storage/v1/storage';
+import type { ObjectKind, ObjectStore } from '../domain/object-store';
+
+/** Fully qualified service name, used for health and reflection. */
+export const STORAGE_SERVICE_NAME = 'vault.storage.v1.StorageService';
+
+/** The domain kind of a wire kind; UNSPECIFIED and unknown values are InvalidArgumentError. */
+export function kindFromProto(kind: ProtoKind): ObjectKind {
+  if (kind === ProtoKind.OBJECT_KIND_CHUNK) return 'chunk';
+  if (kind === ProtoKind.OBJECT_KIND_MANIFEST) return 'manifest';
+  throw new InvalidArgumentError(`invalid object kind ${kind}: want OBJECT_KIND_CHUNK or OBJECT_KIND_MANIFEST`);
+}
+
+// Times one call and logs it at debug (one line per object would flood info at thousands of chunks/s).
+async function logged<T>(log: Logger, fields: Record<string, unknown>, fn: () => Promise<T>): Promise<T> {
+  const started = performance.now();
+  try {
+    const res = await fn();
+    log.debug({ ...fields, ms: Math.round((performance.now() - started) * 100) / 100 }, 'rpc ok');
+    return res;
+  } catch (err) {
+    const code = errorCodeOf(err);
+    // Bugs are logged with their cause by the shared handler wrapper. Corruption and a full disk need an
+    // operator's eye; bad requests and misses are routine during sync and repair.
+    if (code === 'data_loss' || code === 'resource_exhausted') log.warn({ ...fields, code }, (err as Error).message);
+    else if (code !== 'internal') log.debug({ ...fields, code }, (err as Error).message);
+    throw err;
+  }
+}
+
+/** The StorageService handlers over `store`. */
+export function createStorageHandlers(store: ObjectStore, log: Logger): StorageServiceServer {
+  return {
+    putObject: unary(log, 'PutObject', (req, signal) =>
+      logged(log, { rpc: 'PutObject', folder: req.folder, chunk: req.id, bytes: req.data.length }, () =>
+        store.put(req.folder, kindFromProto(req.kind), req.id, req.data, { signal }),
+      ),
+    ),
+    getObject: unary(log, 'GetObject', (req, signal) =>
+      logged(log, { rpc: 'GetObject', folder: req.folder, chunk: req.id }, async () => ({
+        data: await store.get(req.folder, kindFromProto(req.kind), req.id, { signal }),
+      })),
+    ),
+    hasObjects: unary(log, 'HasObjects', (req, signal) =>
+      logged(log, { rpc: 'HasObjects', folder: req.folder, ids: req.ids.length }, async () => ({
+        present: await store.has(req.folder, kindFromProto(req.kind), req.ids, { signal }),
+      })),
+    ),
+    listObjects: serverStream(log, 'ListObjects', (call, signal) => {
+      const req = call.request;
+      return logged(log, { rpc: 'ListObjects', folder: req.folder }, async () => {
+        const batches = store.list(req.folder, kindFromProto(req.kind), { startAfter: req.startAfter, signal });
+        for await (const ids of batches) await writeMessage(call, { ids }, signal);
+      });
+    }),
+    deleteObject: unary(log, 'DeleteObject', (req, signal) =>
+      logged(log, { rpc: 'DeleteObject', folder: req.folder, chunk: req.id }, async () => ({
+        deleted: await store.delete(req.folder, kindFromProto(req.kind), req.id, { signal }),
+      })),
+    ),
+    statFolder: unary(log, 'StatFolder', (req, signal) => logged(log, { rpc: 'StatFolder', folder: req.folder }, () => store.stat(req.folder, { signal }))),
+    listFolders: unary(log, 'ListFolders', (_req, signal) => logged(log, { rpc: 'ListFolders' }, async () => ({ folders: await store.folders({ signal }) }))),
+  };
+}
+
+/** The service entry to pass to startGrpcServer. */
+export function storageServiceEntry(store: ObjectStore, log: Logger): ServiceEntry {
+  return { name: STORAGE_SERVICE_NAME, definition: StorageServiceService, implementation: createStorageHandlers(store, log) };
+}

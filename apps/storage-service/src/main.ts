@@ -1,0 +1,30 @@
+/**
+ * storage-service bootstrap: config -> logger -> object store -> gRPC server (health, reflection) ->
+ * announce the bound port -> stop cleanly on signals.
+ */
+import { announceListening, createLogger, failStartup, onShutdown, startGrpcServer } from '@distri-vault/shared';
+import { loadStorageConfig } from './config';
+import { DiskObjectStore } from './domain/disk-object-store';
+import { storageServiceEntry } from './grpc/storage.grpc';
+
+const SERVICE = 'storage-service';
+
+async function main(): Promise<void> {
+  // Until the config is read, log at info so a bad configuration is still reported.
+  let log = createLogger(SERVICE, 'info');
+  try {
+    const config = loadStorageConfig();
+    log = createLogger(SERVICE, config.LOG_LEVEL);
+    const store = await DiskObjectStore.open({ log }, { dataDir: config.STORAGE_DATA_DIR });
+    const server = await startGrpcServer({ host: config.STORAGE_HOST, port: config.STORAGE_PORT, services: [storageServiceEntry(store, log)], log });
+    announceListening(log, 'storage', config.STORAGE_HOST, server.port);
+    onShutdown(log, async () => {
+      await server.close();
+      await store.close();
+    });
+  } catch (err) {
+    failStartup(log, err);
+  }
+}
+
+void main();
