@@ -279,6 +279,9 @@ describe('readiness when the node is down', () => {
       expect(json(down).error.code).toBe('unavailable');
       const listed = await request(gw.port, 'GET', '/v1/files');
       expect(listed.status).toBe(503);
+      // Transport details (addresses, socket errors) stay in the log.
+      expect(json(listed)).toEqual({ error: { code: 'unavailable', message: 'home node unreachable' } });
+      expect(listed.headers['etag']).toBeUndefined();
       expect((await request(gw.port, 'GET', '/healthz')).status).toBe(200);
     } finally {
       await gw.close();

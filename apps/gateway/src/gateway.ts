@@ -37,6 +37,8 @@ export async function startGateway(components: { node: NodeClient; log: Logger }
     abortOnError: false,
   });
   app.disable('x-powered-by');
+  // The only ETag clients should see is a file's SHA-256, not express's hash of a JSON body.
+  app.set('etag', false);
   app.use(requestLogger(log));
   app.useGlobalFilters(new ErrorFilter(log));
   await app.listen(options.port, options.host);

@@ -4,7 +4,7 @@
  * an AbortSignal that cancels the call; statuses come back as domain errors.
  */
 import { Metadata } from '@grpc/grpc-js';
-import { bindSignal, callUnary, createClient, fromStatus, grpcCallOptions, VaultError } from '@distri-vault/shared';
+import { bindSignal, callUnary, createClient, fromStatus as statusToError, grpcCallOptions, UnavailableError, VaultError } from '@distri-vault/shared';
 import {
   type FileInfo,
   type GetNodeInfoResponse,
@@ -15,6 +15,19 @@ import {
   NodeServiceClient,
 } from '@distri-vault/shared/generated/vault/node/v1/node';
 import { pumpUpload } from './streaming';
+
+/**
+ * A status as a domain error. grpc-js fills UNAVAILABLE with connection details (addresses, socket
+ * errors) that say nothing useful to an HTTP client and describe the inside of the deployment, so those
+ * become one plain message; the cause keeps the details for the log.
+ */
+function fromStatus(err: unknown, what: string): VaultError {
+  const e = statusToError(err, what);
+  if (e instanceof UnavailableError && /No connection established|ECONNREFUSED|ECONNRESET|Connection dropped|Name resolution failed/i.test(e.message)) {
+    return new UnavailableError('home node unreachable', { cause: err });
+  }
+  return e;
+}
 
 /** One version being downloaded: its header, and its bytes in order. */
 export interface Download {
@@ -127,31 +140,35 @@ export class NodeClient {
 
   /** Latest version of every live file whose path starts with `prefix`, sorted by path. */
   async listFiles(prefix: string, signal: AbortSignal): Promise<FileInfo[]> {
-    const res = await callUnary(this.client, this.client.listFiles, { prefix }, { signal, what: 'ListFiles' });
+    const res = await this.unary(this.client, this.client.listFiles, { prefix }, { signal, what: 'ListFiles' });
     return res.files;
   }
 
   /** Records a deletion; NotFoundError for an unknown path. Returns the deletion's version. */
   async deleteFile(path: string, signal: AbortSignal): Promise<number> {
-    const res = await callUnary(this.client, this.client.deleteFile, { path }, { signal, what: 'DeleteFile' });
+    const res = await this.unary(this.client, this.client.deleteFile, { path }, { signal, what: 'DeleteFile' });
     return res.version;
   }
 
   /** The node itself, then its peers. */
   async listNodes(signal: AbortSignal): Promise<ListNodesResponse['nodes']> {
-    const res = await callUnary(this.client, this.client.listNodes, {}, { signal, what: 'ListNodes' });
+    const res = await this.unary(this.client, this.client.listNodes, {}, { signal, what: 'ListNodes' });
     return res.nodes;
   }
 
   /** Restores the node's folder from its peers; resolves with what was restored. */
   recoverFolder(signal: AbortSignal): Promise<RecoverFolderResponse> {
-    return callUnary(this.client, this.client.recoverFolder, {}, { signal, what: 'RecoverFolder' });
+    return this.unary(this.client, this.client.recoverFolder, {}, { signal, what: 'RecoverFolder' });
   }
 
   /** Identity and settings of the node; `timeoutMs` bounds the wait. */
   nodeInfo(signal: AbortSignal, timeoutMs?: number): Promise<GetNodeInfoResponse> {
-    return callUnary(this.client, this.client.getNodeInfo, {}, { signal, timeoutMs, what: 'GetNodeInfo' });
+    return this.unary(this.client, this.client.getNodeInfo, {}, { signal, timeoutMs, what: 'GetNodeInfo' });
   }
+
+  private unary: typeof callUnary = (client, method, req, opts) => callUnary(client, method, req, opts).catch((err: unknown) => {
+    throw fromStatus(err, opts?.what ?? 'call');
+  });
 
   /** Closes the channel. */
   close(): void {
