@@ -1,0 +1,105 @@
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { promisify } from 'node:util';
+import { callUnary, createClient } from '@distri-vault/shared';
+import { ObjectKind } from '@distri-vault/shared/generated/vault/common/v1/object';
+import { StorageServiceClient } from '@distri-vault/shared/generated/vault/storage/v1/storage';
+import { Rng, folderId, makeObject } from './testing/fixtures';
+
+const root = join(__dirname, '../../..');
+const mainJs = join(root, 'dist/apps/storage-service/main.js');
+
+interface Running {
+  child: ChildProcess;
+  port: number;
+  lines: Array<Record<string, unknown>>;
+}
+
+// Starts the bundled service and resolves with the port from its "listening" line.
+function start(env: Record<string, string>): Promise<Running> {
+  const child = spawn(process.execPath, [mainJs], { cwd: root, env: { PATH: process.env['PATH'] ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines: Array<Record<string, unknown>> = [];
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('no listening line within 10 s')), 10_000);
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      let rec: Record<string, unknown>;
+      try {
+        rec = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        rec = { notJson: line };
+      }
+      lines.push(rec);
+      if (rec['msg'] === 'listening') {
+        clearTimeout(timer);
+        resolve({ child, port: rec['port'] as number, lines });
+      }
+    });
+    // 'close' (not 'exit') so every line of stdout has been read before the rejection.
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      reject(Object.assign(new Error(`exited with ${code} before listening`), { lines, code }));
+    });
+  });
+}
+
+function stop(child: ChildProcess): Promise<number | null> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null) return resolve(child.exitCode);
+    child.once('exit', (code) => resolve(code));
+    child.kill('SIGTERM');
+  });
+}
+
+describe('storage-service process', () => {
+  let dir: string;
+  const children: ChildProcess[] = [];
+  beforeAll(async () => {
+    await promisify(execFile)(process.execPath, ['tools/build.mjs', 'storage-service', '--quiet'], { cwd: root });
+    dir = await fs.mkdtemp(join(tmpdir(), 'storage-proc-'));
+  }, 60_000);
+  afterAll(async () => {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  it('serves on port 0, keeps objects across a restart, and stops cleanly', async () => {
+    const env = { STORAGE_PORT: '0', STORAGE_DATA_DIR: join(dir, 'data'), LOG_LEVEL: 'info' };
+    const F = folderId(1);
+    const o = makeObject(new Rng(42), 100_000);
+
+    const first = await start(env);
+    children.push(first.child);
+    expect(first.port).toBeGreaterThan(0);
+    expect(first.lines.at(-1)).toMatchObject({ msg: 'listening', name: 'storage', host: '127.0.0.1', service: 'storage-service' });
+    let client = createClient(StorageServiceClient, `127.0.0.1:${first.port}`);
+    await expect(callUnary(client, client.putObject, { folder: F, kind: ObjectKind.OBJECT_KIND_CHUNK, id: o.id, data: o.data })).resolves.toEqual({ created: true });
+    expect((await callUnary(client, client.getObject, { folder: F, kind: ObjectKind.OBJECT_KIND_CHUNK, id: o.id })).data.equals(o.data)).toBe(true);
+    client.close();
+    await expect(stop(first.child)).resolves.toBe(0);
+    // A crash's leftover temp file must be gone after the restart.
+    await fs.writeFile(join(dir, 'data', '.tmp', 'leftover'), 'partial');
+
+    const second = await start(env);
+    children.push(second.child);
+    client = createClient(StorageServiceClient, `127.0.0.1:${second.port}`);
+    expect((await callUnary(client, client.getObject, { folder: F, kind: ObjectKind.OBJECT_KIND_CHUNK, id: o.id })).data.equals(o.data)).toBe(true);
+    await expect(callUnary(client, client.putObject, { folder: F, kind: ObjectKind.OBJECT_KIND_CHUNK, id: o.id, data: o.data })).resolves.toEqual({ created: false });
+    await expect(callUnary(client, client.listFolders, {})).resolves.toEqual({ folders: [F] });
+    expect(await fs.readdir(join(dir, 'data', '.tmp'))).toEqual([]);
+    client.close();
+    await expect(stop(second.child)).resolves.toBe(0);
+    // Nothing the service logged carries the object's bytes.
+    const hexSample = o.data.subarray(0, 16).toString('hex');
+    expect(JSON.stringify([...first.lines, ...second.lines])).not.toContain(hexSample);
+  });
+
+  it('fails fast with a fatal log line on a bad configuration', async () => {
+    const err = await start({ STORAGE_PORT: 'not-a-port', STORAGE_DATA_DIR: join(dir, 'bad') }).catch((e: { lines: Array<Record<string, unknown>>; code: number }) => e);
+    expect(err).toMatchObject({ code: 1 });
+    const fatal = (err as { lines: Array<Record<string, unknown>> }).lines.find((l) => l['msg'] === 'failed to start');
+    expect(JSON.stringify(fatal)).toContain('STORAGE_PORT');
+  });
+});
