@@ -126,6 +126,9 @@ function startProcess({ name, app, env, distDir, output, readyTimeoutMs }) {
     cwd: REPO,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
+    // Own process group: a terminal's Ctrl-C reaches only the launcher, which then stops each child once,
+    // in order (the apps treat a second signal as "exit now").
+    detached: true,
   });
   trackChild(child);
   const ports = {};
@@ -472,4 +475,17 @@ async function startApp(options, app) {
   return { procs, stop };
 }
 
-module.exports = { startNetwork, startApp, startProcess, renderLine, APPS, GLIBC_TUNABLES };
+/**
+ * Stops every process this launcher started that is still running (SIGTERM, SIGKILL after 5 s), whatever
+ * state its network is in (even half started). For signal handlers.
+ */
+function stopAll(signal = 'SIGTERM') {
+  return Promise.all(
+    [...live].map((child) => {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      return stopChild(child, exited, () => child.exitCode !== null || child.signalCode !== null, signal);
+    }),
+  ).then(() => undefined);
+}
+
+module.exports = { startNetwork, startApp, startProcess, stopAll, renderLine, APPS, GLIBC_TUNABLES };
