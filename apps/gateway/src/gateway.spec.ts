@@ -237,6 +237,23 @@ describe('gateway over a fake node', () => {
       expect(fake.latest(path)).toBeUndefined();
     });
 
+    it('cancels the node call when the client goes away mid-download', async () => {
+      const data = seeded(30 * MiB, 77);
+      expect((await req('PUT', '/v1/files/big/leave.bin', { body: data })).status).toBe(201);
+      const before = fake.downloadsCancelled;
+      await new Promise<void>((resolve, reject) => {
+        const r = http.get({ host: '127.0.0.1', port: gw.port, path: '/v1/files/big/leave.bin', agent: false }, (res) => {
+          expect(res.statusCode).toBe(200);
+          res.once('data', () => {
+            r.destroy();
+            resolve();
+          });
+        });
+        r.on('error', (e) => (r.destroyed ? undefined : reject(e)));
+      });
+      await eventually(() => fake.downloadsCancelled > before);
+    });
+
     it('breaks the response when the node fails after the download header', async () => {
       // Keep-alive: with it a response that merely ends short would leave the client waiting, not broken.
       const agent = new http.Agent({ keepAlive: true });

@@ -54,6 +54,8 @@ function errorFor(path: string): VaultError | undefined {
 export class FakeNode {
   /** Every RPC received, by method name, in order. */
   readonly calls: string[] = [];
+  /** DownloadFile calls the caller cancelled. */
+  downloadsCancelled = 0;
   /** Every upload received. */
   readonly uploads: UploadRecord[] = [];
   /** Stored versions per path (a deletion is a version with `deleted`). */
@@ -126,6 +128,7 @@ export class FakeNode {
       }),
       downloadFile: serverStream(log, 'DownloadFile', async (call, signal) => {
         this.calls.push('DownloadFile');
+        call.on('cancelled', () => this.downloadsCancelled++);
         const { path, version } = call.request;
         if (path === 'err/after-header') {
           await writeMessage(call, { step: { $case: 'header', value: { path, version: 1, size: BROKEN_DOWNLOAD_SIZE, sha256: '0'.repeat(64), updatedUnixMs: 0, chunks: 3 } } }, signal);
