@@ -1,6 +1,5 @@
 /** Gateway bootstrap: config -> logger -> node client -> HTTP app -> "listening" -> shutdown hooks. */
-import { announceListening, createLogger, failStartup } from '@distri-vault/shared';
-import { onShutdown } from '@distri-vault/shared';
+import { announceListening, createLogger, failStartup, onShutdown } from '@distri-vault/shared';
 import { loadGatewayConfig } from './config';
 import { startGateway } from './gateway';
 import { NodeClient } from './node-client';
