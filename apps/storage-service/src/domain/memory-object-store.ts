@@ -3,6 +3,7 @@
  * for callers' tests. Holds every object in memory, so it is only for tests and small tools.
  */
 import { NotFoundError } from '@distri-vault/shared/errors';
+import { assertServerId } from '@distri-vault/shared/ids';
 import {
   type FolderStat,
   type ListOptions,
@@ -17,7 +18,6 @@ import {
   assertPut,
   throwIfAborted,
 } from './object-store';
-import { assertServerId } from '@distri-vault/shared/ids';
 
 interface Entry {
   data: Buffer;
