@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { bindSignal, createClient, DataLossError, fromStatus, grpcCallOptions, InvalidArgumentError, writeMessage, CancelledError } from '@distri-vault/shared';
+import { bindSignal, callMetadata, createClient, DataLossError, fromStatus, grpcCallOptions, InvalidArgumentError, writeMessage, CancelledError } from '@distri-vault/shared';
 import {
   PeerServiceClient,
   type GetFileResponse,
@@ -78,7 +78,7 @@ export class PeerLink {
   private connect(): void {
     if (this.stopped) return;
     const log = this.host.log.child({ peer: this.address });
-    const call = this.client.handshake(grpcCallOptions({ waitForReady: true }));
+    const call = this.client.handshake(callMetadata({ waitForReady: true }), grpcCallOptions({}));
     this.call = call;
     let welcomed = false;
     let beat: NodeJS.Timeout | undefined;

@@ -3,7 +3,7 @@
  * Calls wait for the service to be up (waitForReady) within a deadline, so start-up order does not matter.
  */
 import type { ClientReadableStream } from '@grpc/grpc-js';
-import { bindSignal, callUnary, createClient, fromStatus, grpcCallOptions } from '@distri-vault/shared';
+import { bindSignal, callMetadata, callUnary, createClient, fromStatus, grpcCallOptions } from '@distri-vault/shared';
 import { CryptoServiceClient } from '@distri-vault/shared/generated/vault/crypto/v1/crypto';
 import { StorageServiceClient, type ListObjectsResponse } from '@distri-vault/shared/generated/vault/storage/v1/storage';
 import type { ChunkContext, CryptoPort, ObjectKind, StoragePort } from '../domain/ports';
@@ -62,7 +62,8 @@ export class StorageServiceAdapter implements StoragePort {
   async *list(folder: string, kind: ObjectKind, signal?: AbortSignal): AsyncIterable<string[]> {
     const call: ClientReadableStream<ListObjectsResponse> = this.client.listObjects(
       { folder, kind: toWire(kind), startAfter: '' },
-      grpcCallOptions({ waitForReady: true }),
+      callMetadata({ waitForReady: true }),
+      grpcCallOptions({ timeoutMs: this.timeoutMs * 10 }),
     );
     const unbind = bindSignal(call, signal);
     try {

@@ -2,7 +2,7 @@
  * The server side of NodeService: the gateway's (and grpcurl's) way into this node's Vault.
  */
 import type { Logger } from 'pino';
-import { clientStream, InvalidArgumentError, serverStream, unary, writeMessage } from '@distri-vault/shared';
+import { clientStream, messages, InvalidArgumentError, serverStream, unary, writeMessage } from '@distri-vault/shared';
 import { NodeState, type FileInfo as WireFileInfo, type NodeServiceServer, type UploadFileRequest } from '@distri-vault/shared/generated/vault/node/v1/node';
 import type { FileInfo, Vault } from '../domain/vault';
 import type { PeerNetwork } from '../adapters/network';
@@ -39,7 +39,7 @@ export function nodeServer(deps: NodeServerDeps): NodeServiceServer {
   const { log, vault, network } = deps;
   return {
     uploadFile: clientStream(log, 'UploadFile', async (call, signal) => {
-      const it = call[Symbol.asyncIterator]() as AsyncIterator<UploadFileRequest>;
+      const it = messages<UploadFileRequest>(call);
       const head = await it.next();
       if (head.done || head.value.step?.$case !== 'header') throw new InvalidArgumentError('UploadFile: the first message must be the header');
       const h = head.value.step.value;

@@ -14,6 +14,7 @@ import {
   InvalidArgumentError,
   NotFoundError,
   PermissionDeniedError,
+  messages,
   writeMessage,
 } from '@distri-vault/shared';
 import type {
@@ -74,7 +75,7 @@ export function peerServer(deps: PeerServerDeps): PeerServiceServer {
   const { log } = deps;
   return {
     handshake: bidi<HandshakeRequest, HandshakeResponse>(log, 'Handshake', async (call, signal) => {
-      const it = call[Symbol.asyncIterator]() as AsyncIterator<HandshakeRequest>;
+      const it = messages<HandshakeRequest>(call);
       const hello = (await first(it, 'Handshake')).step;
       if (hello?.$case !== 'hello') throw new InvalidArgumentError('Handshake: the first message must be hello');
       const h = hello.value;
@@ -108,7 +109,7 @@ export function peerServer(deps: PeerServerDeps): PeerServiceServer {
     }),
 
     storeChunk: bidi<StoreChunkRequest, StoreChunkResponse>(log, 'StoreChunk', async (call, signal) => {
-      const it = call[Symbol.asyncIterator]() as AsyncIterator<StoreChunkRequest>;
+      const it = messages<StoreChunkRequest>(call);
       const open = (await first(it, 'StoreChunk')).step;
       if (open?.$case !== 'open') throw new InvalidArgumentError('StoreChunk: the first message must be open');
       const folder = assertServerId(open.value.folder);
@@ -132,14 +133,14 @@ export function peerServer(deps: PeerServerDeps): PeerServiceServer {
     }),
 
     getFile: bidi<GetFileRequest, GetFileResponse>(log, 'GetFile', async (call, signal) => {
-      for await (const msg of call as AsyncIterable<GetFileRequest>) {
+      for await (const msg of messages<GetFileRequest>(call)) {
         const folder = assertServerId(msg.folder);
         for (const key of msg.objects) await answer(deps, call, folder, key, (step) => ({ step }), signal);
       }
     }),
 
     syncFolder: bidi<SyncFolderRequest, SyncFolderResponse>(log, 'SyncFolder', async (call, signal) => {
-      const it = call[Symbol.asyncIterator]() as AsyncIterator<SyncFolderRequest>;
+      const it = messages<SyncFolderRequest>(call);
       const open = (await first(it, 'SyncFolder')).step;
       if (open?.$case !== 'open') throw new InvalidArgumentError('SyncFolder: the first message must be open');
       const folder = assertServerId(open.value.folder);

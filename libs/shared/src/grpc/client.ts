@@ -24,12 +24,16 @@ export interface CallOptions {
   waitForReady?: boolean;
 }
 
-/** grpc-js call options from ours. */
+/** grpc-js call options (the deadline) from ours. */
 export function grpcCallOptions(opts: CallOptions = {}): grpc.CallOptions {
   const o: grpc.CallOptions = {};
   if (opts.timeoutMs !== undefined) o.deadline = Date.now() + opts.timeoutMs;
-  if (opts.waitForReady) (o as Record<string, unknown>)['waitForReady'] = true;
   return o;
+}
+
+/** Call metadata from ours: grpc-js reads wait-for-ready from the metadata's options, not the call options. */
+export function callMetadata(opts: CallOptions = {}): grpc.Metadata {
+  return new grpc.Metadata({ waitForReady: opts.waitForReady === true });
 }
 
 /** Ties a call's lifetime to an AbortSignal. Returns a function that unties it. */
@@ -55,7 +59,7 @@ type UnaryMethod<Req, Res> = (
 /** Calls a unary method and resolves with its response; rejects with a domain error. */
 export function callUnary<Req, Res>(client: grpc.Client, method: UnaryMethod<Req, Res>, request: Req, opts: CallOptions & { what?: string } = {}): Promise<Res> {
   return new Promise<Res>((resolve, reject) => {
-    const call = method.call(client, request, new grpc.Metadata(), grpcCallOptions(opts), (err, res) => {
+    const call = method.call(client, request, callMetadata(opts), grpcCallOptions(opts), (err, res) => {
       unbind();
       if (err) reject(fromStatus(err, opts.what ?? 'call'));
       else resolve(res);

@@ -33,3 +33,13 @@ export async function writeMessage<T>(stream: Writable & { write(msg: T): boolea
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 }
+
+/**
+ * The messages of a server-side stream call, for `for await`. Unlike iterating the call directly, this
+ * does not destroy the call when the reading ends: a bidirectional handler must still be able to write
+ * and end with a status after the client half-closes (Node's default iterator destroys the duplex).
+ */
+export function messages<T>(call: NodeJS.ReadableStream & { iterator?: (o: { destroyOnReturn: boolean }) => AsyncIterableIterator<unknown> }): AsyncIterableIterator<T> {
+  const r = call as unknown as import('node:stream').Readable;
+  return r.iterator({ destroyOnReturn: false }) as AsyncIterableIterator<T>;
+}
