@@ -467,6 +467,7 @@ async function startApp(options, app) {
       );
       const failed = settled.find((r) => r.status === 'rejected');
       if (failed) throw failed.reason;
+      procs.sort((a, b) => a.name.localeCompare(b.name));
     }
   } catch (err) {
     await stop();
