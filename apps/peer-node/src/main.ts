@@ -40,17 +40,17 @@ async function main(): Promise<void> {
 
     // Anti-entropy: whenever a peer (re)connects, pull whatever this node's own folder lacks from it.
     // A node restarted on an empty disk with its identity and key kept restores itself this way.
-    const syncing = new Set<string>();
+    // Syncs run one after another, so an object restored from one peer is not fetched again from the next.
+    let syncChain: Promise<void> = Promise.resolve();
     network.onPeerConnected = (peerId) => {
-      if (syncing.has(peerId)) return;
-      syncing.add(peerId);
-      vault
-        .syncFrom(peerId, stopping.signal)
-        .then((r) => {
-          if (r.fetched > 0) nodeLog.info({ peer: peerId, objects: r.fetched, bytes: r.bytes, manifests: r.manifests }, 'restored from peer');
-        })
-        .catch((err) => nodeLog.warn({ peer: peerId, err: (err as Error).message }, 'folder sync failed'))
-        .finally(() => syncing.delete(peerId));
+      syncChain = syncChain.then(() =>
+        vault.syncFrom(peerId, stopping.signal).then(
+          (r) => {
+            if (r.fetched > 0) nodeLog.info({ peer: peerId, objects: r.fetched, bytes: r.bytes, manifests: r.manifests }, 'restored from peer');
+          },
+          (err) => nodeLog.warn({ peer: peerId, err: (err as Error).message }, 'folder sync failed'),
+        ),
+      );
     };
 
     const clientSrv = await startGrpcServer({
