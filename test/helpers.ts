@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 
 /** A deterministic byte stream (xorshift32), optionally starting with `prefix`. */
-export function seededStream(size: number, seed: number, prefix = Buffer.alloc(0)): Readable {
+export function seededStream(size: number, seed: number, prefix: Buffer = Buffer.alloc(0)): Readable {
   let x = seed >>> 0 || 1;
   let left = size;
   let first = true;

@@ -4,9 +4,14 @@
  */
 import type { Logger } from 'pino';
 
-/** Logs the line tools and tests wait for: `{"msg":"listening","name":...,"port":...}`. */
+/**
+ * Logs the line tools and tests wait for: `{"msg":"listening","name":...,"port":...}`. Written whatever
+ * LOG_LEVEL is (even `warn` or `silent`): launchers depend on it to learn the bound port.
+ */
 export function announceListening(log: Logger, name: string, host: string, port: number): void {
-  log.info({ name, host, port, address: `${host}:${port}` }, 'listening');
+  const level = log.levels.values[log.level] ?? 30;
+  const announcer = level > 30 ? log.child({}, { level: 'info' }) : log;
+  announcer.info({ name, host, port, address: `${host}:${port}` }, 'listening');
 }
 
 /** Runs `stop` once on SIGINT/SIGTERM, then exits; a second signal exits at once. */
