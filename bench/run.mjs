@@ -68,6 +68,15 @@ function get(base, path) {
   });
 }
 
+const TICK = 100; // USER_HZ on Linux
+const cpuSeconds = (pid) => {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return process.env.BENCH_CPU === 'sys' ? Number(f[12]) / TICK : process.env.BENCH_CPU === 'user' ? Number(f[11]) / TICK : (Number(f[11]) + Number(f[12])) / TICK;
+  } catch {
+    return NaN;
+  }
+};
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const peakRss = (pid) => {
   try {
@@ -88,19 +97,33 @@ try {
     if (i > 100) throw new Error('peers did not connect');
     await new Promise((r) => setTimeout(r, 200));
   }
+  const procs = [net.gateway, ...net.nodes.flatMap((n) => [n.procs.peer, n.procs.crypto, n.procs.storage])];
+  const cpuNow = () => procs.map((p) => cpuSeconds(p.child.pid));
+  const cpuUp = procs.map(() => 0);
+  const cpuDown = procs.map(() => 0);
+  const addCpu = (acc, before) => cpuNow().forEach((c, i) => (acc[i] += c - before[i]));
   const up = [];
   const down = [];
   for (let r = 0; r < runs; r++) {
+    let before = cpuNow();
     let t = process.hrtime.bigint();
     const info = await put(net.gatewayUrl, `bench/file-${r}.bin`, r + 1);
     up.push(size / 1e6 / (Number(process.hrtime.bigint() - t) / 1e9));
+    addCpu(cpuUp, before);
+    before = cpuNow();
     t = process.hrtime.bigint();
     const got = await get(net.gatewayUrl, `bench/file-${r}.bin`);
     down.push(size / 1e6 / (Number(process.hrtime.bigint() - t) / 1e9));
+    addCpu(cpuDown, before);
     if (got.bytes !== size || got.sha256 !== info.sha256) throw new Error('download differs from upload');
   }
-  const procs = [net.gateway, ...net.nodes.flatMap((n) => [n.procs.peer, n.procs.crypto, n.procs.storage])];
-  const rss = procs.map((p) => ({ process: p.name, peakRssMiB: Math.round(peakRss(p.child.pid)) }));
+  const gb = (size * runs) / 1e9;
+  const rss = procs.map((p, i) => ({
+    process: p.name,
+    peakRssMiB: Math.round(peakRss(p.child.pid)),
+    uploadCpuSecondsPerGB: +(cpuUp[i] / gb).toFixed(2),
+    downloadCpuSecondsPerGB: +(cpuDown[i] / gb).toFixed(2),
+  }));
   const result = {
     file: `${sizeMiB} MiB`,
     runs,
@@ -111,8 +134,10 @@ try {
   };
   console.log(`\nupload   ${sizeMiB} MiB through the gateway, R=3: median ${result.uploadMBps.median} MB/s  (runs: ${result.uploadMBps.all.join(', ')})`);
   console.log(`download ${sizeMiB} MiB through the gateway:      median ${result.downloadMBps.median} MB/s  (runs: ${result.downloadMBps.all.join(', ')})`);
-  console.log('\npeak RSS per process (VmHWM):');
-  for (const r of rss) console.log(`  ${r.process.padEnd(16)} ${String(r.peakRssMiB).padStart(5)} MiB`);
+  console.log('\nper process: peak RSS (VmHWM), CPU seconds per GB moved (upload / download)');
+  for (const r of rss) console.log(`  ${r.process.padEnd(16)} ${String(r.peakRssMiB).padStart(5)} MiB   ${r.uploadCpuSecondsPerGB.toFixed(2).padStart(6)} / ${r.downloadCpuSecondsPerGB.toFixed(2).padStart(6)} CPU-s/GB`);
+  const sum = (k) => rss.reduce((a, r) => a + r[k], 0).toFixed(1);
+  console.log(`  ${'all'.padEnd(16)}         ${sum('uploadCpuSecondsPerGB').padStart(12)} / ${sum('downloadCpuSecondsPerGB').padStart(6)} CPU-s/GB`);
   mkdirSync(join(here, 'results'), { recursive: true });
   writeFileSync(join(here, 'results', 'walking-skeleton.json'), JSON.stringify({ date: new Date().toISOString(), ...result }, null, 2));
 } finally {

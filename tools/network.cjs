@@ -122,7 +122,9 @@ function startProcess({ name, app, env, distDir, output, readyTimeoutMs }) {
   }
   const lines = [];
   const sink = lineSinkFor(output, name);
-  const child = spawn(process.execPath, ['--enable-source-maps', GUARD_ARG, script], {
+  // VAULT_NODE_ARGS: extra node flags for every app process (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`).
+  const extraArgs = (env.VAULT_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, ['--enable-source-maps', ...extraArgs, GUARD_ARG, script], {
     cwd: REPO,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
