@@ -42,7 +42,7 @@ function body(seed) {
 
 function put(base, path, seed) {
   return new Promise((resolve, reject) => {
-    const req = http.request(`${base}/v1/files/${path}`, { method: 'PUT', headers: { 'content-length': size } }, (res) => {
+    const req = http.request(`${base}/v1/files/${path}`, { method: 'PUT', headers: { 'content-length': size, authorization: `Bearer ${net.token}` } }, (res) => {
       let text = '';
       res.on('data', (d) => (text += d));
       res.on('end', () => (res.statusCode === 201 ? resolve(JSON.parse(text)) : reject(new Error(`PUT ${res.statusCode}: ${text}`))));
@@ -55,7 +55,7 @@ function put(base, path, seed) {
 function get(base, path) {
   return new Promise((resolve, reject) => {
     http
-      .get(`${base}/v1/files/${path}`, (res) => {
+      .get(`${base}/v1/files/${path}`, { headers: { authorization: `Bearer ${net.token}` } }, (res) => {
         const h = createHash('sha256');
         let n = 0;
         res.on('data', (d) => {
@@ -92,7 +92,7 @@ const net = await startNetwork({ root, nodes: 3, output: { dir: join(root, 'logs
 try {
   // Wait until the home node sees both peers.
   for (let i = 0; ; i++) {
-    const nodes = await new Promise((resolve) => http.get(`${net.gatewayUrl}/v1/nodes`, (r) => { let t = ''; r.on('data', (d) => (t += d)); r.on('end', () => resolve(JSON.parse(t).nodes)); }));
+    const nodes = await new Promise((resolve) => http.get(`${net.gatewayUrl}/v1/nodes`, { headers: { authorization: `Bearer ${net.token}` } }, (r) => { let t = ''; r.on('data', (d) => (t += d)); r.on('end', () => resolve(JSON.parse(t).nodes)); }));
     if (nodes.filter((n) => n.state === 'connected').length === 2) break;
     if (i > 100) throw new Error('peers did not connect');
     await new Promise((r) => setTimeout(r, 200));

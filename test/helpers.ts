@@ -48,8 +48,16 @@ export interface HttpResult {
   bytes: number;
 }
 
+let bearer: string | null = null;
+
+/** The gateway token `request` sends (as `Authorization: Bearer`) unless the call sets its own header. */
+export function setBearerToken(token: string | null): void {
+  bearer = token;
+}
+
 /** Sends a request, streaming `body` if given; hashes the response body as it arrives. */
 export function request(url: string, method: string, body?: Readable, headers: Record<string, string | number> = {}): Promise<HttpResult> {
+  if (bearer && !Object.keys(headers).some((h) => h.toLowerCase() === 'authorization')) headers = { ...headers, authorization: `Bearer ${bearer}` };
   return new Promise((resolve, reject) => {
     // The path is sent exactly as written: WHATWG URL parsing would resolve '%2e%2e' segments first.
     const u = new URL(url);

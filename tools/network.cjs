@@ -361,6 +361,15 @@ function makeNode(o, i, allNodes) {
   return node;
 }
 
+/** The gateway's first token, saved under <root>/gateway/token on its first start; null if absent. */
+function readToken(root) {
+  try {
+    return fs.readFileSync(path.join(root, 'gateway', 'token'), 'utf8').trim() || null;
+  } catch {
+    return null;
+  }
+}
+
 /**
  * Starts a whole local network: per node crypto + storage (in parallel), then its peer-node; nodes one
  * after another (port 0: each learns the peer addresses of those before it); the gateway last, on node1.
@@ -370,7 +379,8 @@ function makeNode(o, i, allNodes) {
  * options: { root, nodes = 3, basePort = 0, gatewayPort = 0, gatewayHost = '127.0.0.1', gateway = true,
  *   env, nodeEnv(i), output = 'inherit-prefixed' | 'silent' | { dir } | (procName, line) => void,
  *   readyTimeoutMs = 30000, distDir = <repo>/dist/apps }
- * Resolves to { gatewayUrl, gateway: Proc | null, nodes: NodeHandle[], stop() }.
+ * The gateway keeps its bearer tokens in <root>/gateway/ (its first token in <root>/gateway/token).
+ * Resolves to { gatewayUrl, token, gateway: Proc | null, nodes: NodeHandle[], stop() }.
  */
 async function startNetwork(options) {
   const o = normalize(options);
@@ -380,6 +390,8 @@ async function startNetwork(options) {
   let stopped = null;
   const network = {
     gatewayUrl: null,
+    /** The gateway's first read-write bearer token (<root>/gateway/token), or null if that file is gone. */
+    token: null,
     gateway: null,
     nodes,
     /** Stops the gateway, then every node (SIGTERM, SIGKILL after 5 s). Safe to call twice. */
@@ -399,7 +411,7 @@ async function startNetwork(options) {
       gateway = await startProcess({
         name: 'gateway',
         app: 'gateway',
-        env: { ...o.env, GATEWAY_HOST: o.gatewayHost, GATEWAY_PORT: String(o.gatewayPort), GATEWAY_NODE_ADDRESS: nodes[0].clientAddress },
+        env: { ...o.env, GATEWAY_HOST: o.gatewayHost, GATEWAY_PORT: String(o.gatewayPort), GATEWAY_NODE_ADDRESS: nodes[0].clientAddress, GATEWAY_DATA_DIR: path.join(o.root, 'gateway') },
         distDir: o.distDir,
         output: o.output,
         readyTimeoutMs: o.readyTimeoutMs,
@@ -407,6 +419,7 @@ async function startNetwork(options) {
       network.gateway = gateway;
       const host = o.gatewayHost === '0.0.0.0' || o.gatewayHost === '::' ? '127.0.0.1' : o.gatewayHost;
       network.gatewayUrl = `http://${host.includes(':') ? `[${host}]` : host}:${gateway.port}`;
+      network.token = readToken(o.root);
     }
   } catch (err) {
     await network.stop();
@@ -437,7 +450,7 @@ async function startApp(options, app) {
       await start({
         name: 'gateway',
         app,
-        env: { GATEWAY_HOST: o.gatewayHost, GATEWAY_PORT: String(o.gatewayPort), GATEWAY_NODE_ADDRESS: addr(fixedPorts(o, 1).client) },
+        env: { GATEWAY_HOST: o.gatewayHost, GATEWAY_PORT: String(o.gatewayPort), GATEWAY_NODE_ADDRESS: addr(fixedPorts(o, 1).client), GATEWAY_DATA_DIR: path.join(o.root, 'gateway') },
       });
     } else {
       const all = Array.from({ length: o.nodes }, (_, k) => k + 1);
@@ -491,4 +504,4 @@ function stopAll(signal = 'SIGTERM') {
   ).then(() => undefined);
 }
 
-module.exports = { startNetwork, startApp, startProcess, stopAll, renderLine, APPS, GLIBC_TUNABLES };
+module.exports = { startNetwork, startApp, startProcess, stopAll, renderLine, readToken, APPS, GLIBC_TUNABLES };

@@ -7,7 +7,7 @@ import { mkdtemp, readFile, rm, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
-import { eventually, putSeeded, request, seededSha, treeContains, walk } from '../helpers';
+import { eventually, putSeeded, request, seededSha, setBearerToken, treeContains, walk } from '../helpers';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { startNetwork } = require('../../tools/network.cjs');
@@ -32,6 +32,8 @@ describe('local network (3 nodes + gateway)', () => {
     if (process.env['KEEP_TEST_DIRS']) console.log(`system test data and logs: ${root}`);
     net = await startNetwork({ root, nodes: 3, output: { dir: join(root, 'logs') }, env: { LOG_LEVEL: 'info', NODE_HEARTBEAT_MS: '500' } });
     base = net.gatewayUrl;
+    expect(net.token).toMatch(/^dvt_/);
+    setBearerToken(net.token);
     // All three nodes connected to each other before the first put (R = 3 needs both peers).
     await eventually(async () => {
       const r = await request(`${base}/v1/nodes`, 'GET');
@@ -116,6 +118,9 @@ describe('local network (3 nodes + gateway)', () => {
       expect([bad, r.status, r.json?.error?.code]).toEqual([bad, 400, 'invalid_argument']);
     }
     expect((await request(`${base}/v1/files/no/such/file`, 'GET')).status).toBe(404);
+    // The gateway's token is required: a wrong one is refused with the JSON error shape.
+    const denied = await request(`${base}/v1/files`, 'GET', undefined, { authorization: 'Bearer not-a-token' });
+    expect([denied.status, denied.json?.error?.code]).toEqual([401, 'unauthenticated']);
     const put = await putSeeded(base, 'tmp/doomed.txt', 10, 1);
     expect(put.status).toBe(201);
     expect((await request(`${base}/v1/files/tmp/doomed.txt`, 'DELETE')).status).toBe(204);

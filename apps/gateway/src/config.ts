@@ -5,6 +5,8 @@
  * - GATEWAY_HOST (127.0.0.1): interface the HTTP API listens on.
  * - GATEWAY_PORT (8080): HTTP port; 0 asks the OS for a free one (the bound port is logged in "listening").
  * - GATEWAY_NODE_ADDRESS (127.0.0.1:7100): host:port of the home peer-node's NodeService (gRPC).
+ * - GATEWAY_DATA_DIR (.vault/gateway): bearer tokens (tokens.json, and on first start the first token in
+ *   `token`), both 0600.
  * - LOG_LEVEL (info): pino level (fatal, error, warn, info, debug, trace, silent).
  */
 import { z } from 'zod';
@@ -15,6 +17,7 @@ export const GatewayConfigSchema = z.object({
   GATEWAY_HOST: z.string().min(1).default('127.0.0.1'),
   GATEWAY_PORT: portVar(8080),
   GATEWAY_NODE_ADDRESS: addressVar('127.0.0.1:7100'),
+  GATEWAY_DATA_DIR: z.string().min(1).default('.vault/gateway'),
   LOG_LEVEL: logLevelVar(),
 });
 
@@ -26,6 +29,8 @@ export interface GatewayConfig {
   port: number;
   /** host:port of the home node's NodeService. */
   nodeAddress: string;
+  /** Directory of the token store. */
+  dataDir: string;
   /** pino log level. */
   logLevel: string;
 }
@@ -33,5 +38,5 @@ export interface GatewayConfig {
 /** Reads and validates the gateway's configuration; throws ConfigError naming every bad variable. */
 export function loadGatewayConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig {
   const c = loadConfig(GatewayConfigSchema, env);
-  return { host: c.GATEWAY_HOST, port: c.GATEWAY_PORT, nodeAddress: c.GATEWAY_NODE_ADDRESS, logLevel: c.LOG_LEVEL };
+  return { host: c.GATEWAY_HOST, port: c.GATEWAY_PORT, nodeAddress: c.GATEWAY_NODE_ADDRESS, dataDir: c.GATEWAY_DATA_DIR, logLevel: c.LOG_LEVEL };
 }

@@ -1,12 +1,26 @@
 import * as http from 'node:http';
 import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import pino from 'pino';
+import { TokenStore } from './auth/token-store';
 import { startGateway, type RunningGateway } from './gateway';
 import { NodeClient } from './node-client';
 import { BROKEN_DOWNLOAD_SIZE, eventually, FakeNode, json, request, seeded } from './testing/fake-node';
 
 const MiB = 1024 * 1024;
 const log = pino({ level: 'silent' });
+const tokenDirs: string[] = [];
+afterAll(() => tokenDirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+/** A token store in a fresh temp dir, and its first (read-write) token. */
+async function openTokens(): Promise<{ tokens: TokenStore; admin: string; dir: string }> {
+  const dir = mkdtempSync(join(tmpdir(), 'gw-tokens-'));
+  tokenDirs.push(dir);
+  const { store, created } = await TokenStore.open(dir);
+  return { tokens: store, admin: created!.token, dir };
+}
 
 /** Splits a buffer into pieces of odd sizes, as a client's writes would arrive. */
 function* pieces(data: Buffer, size = 100_003): Iterable<Buffer> {
@@ -17,12 +31,16 @@ describe('gateway over a fake node', () => {
   let fake: FakeNode;
   let node: NodeClient;
   let gw: RunningGateway;
-  const req = (method: string, path: string, opts?: Parameters<typeof request>[3]) => request(gw.port, method, path, opts);
+  let admin: string;
+  const req = (method: string, path: string, opts: Parameters<typeof request>[3] = {}) =>
+    request(gw.port, method, path, { ...opts, headers: { authorization: `Bearer ${admin}`, ...opts.headers } });
 
   beforeAll(async () => {
     fake = await new FakeNode().start();
     node = new NodeClient({}, { address: fake.address });
-    gw = await startGateway({ node, log }, { host: '127.0.0.1', port: 0 });
+    const t = await openTokens();
+    admin = t.admin;
+    gw = await startGateway({ node, log, tokens: t.tokens }, { host: '127.0.0.1', port: 0 });
   });
   afterAll(async () => {
     await gw.close();
@@ -96,6 +114,52 @@ describe('gateway over a fake node', () => {
       expect(echoed.headers['x-request-id']).toBe('abc-123');
       const made = await req('GET', '/healthz');
       expect(made.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+    });
+  });
+
+  describe('bearer tokens', () => {
+    it('answers 401 with no token, a malformed one or an unknown one; health needs none', async () => {
+      for (const authorization of [undefined, 'Basic abc', `Bearer dvt_000000000000_${'a'.repeat(43)}`, `Bearer ${admin}x`]) {
+        const r = await request(gw.port, 'GET', '/v1/files', { headers: authorization ? { authorization } : {} });
+        expect(r.status).toBe(401);
+        expect(json(r).error.code).toBe('unauthenticated');
+        expect(r.headers['www-authenticate']).toMatch(/^Bearer /);
+      }
+      expect((await request(gw.port, 'PUT', '/v1/files/no-token.txt', { body: Buffer.from('x') })).status).toBe(401);
+      expect(fake.uploads.some((u) => u.path === 'no-token.txt')).toBe(false);
+      expect((await request(gw.port, 'GET', '/healthz')).status).toBe(200);
+      expect((await request(gw.port, 'GET', '/readyz')).status).toBe(200);
+    });
+
+    it('creates a read-only token that reads but gets 403 on writes and on token routes; revoking it gives 401', async () => {
+      const created = await req('POST', '/v1/tokens', { body: Buffer.from(JSON.stringify({ name: 'ci reader', scope: 'read' })) });
+      expect(created.status).toBe(201);
+      const c = json(created);
+      expect(c).toMatchObject({ name: 'ci reader', scope: 'read' });
+      const ro = { authorization: `Bearer ${c.token}` };
+      await req('PUT', '/v1/files/ro/seen.txt', { body: Buffer.from('hello') });
+      expect((await request(gw.port, 'GET', '/v1/files/ro/seen.txt', { headers: ro })).body.toString()).toBe('hello');
+      expect((await request(gw.port, 'GET', '/v1/files?prefix=ro/', { headers: ro })).status).toBe(200);
+      for (const [method, path] of [['PUT', '/v1/files/ro/x.txt'], ['DELETE', '/v1/files/ro/seen.txt'], ['POST', '/v1/recover'], ['GET', '/v1/tokens'], ['POST', '/v1/tokens']]) {
+        const r = await request(gw.port, method!, path!, { headers: ro, body: method === 'PUT' ? Buffer.from('x') : undefined });
+        expect([method, path, r.status, json(r).error.code]).toEqual([method, path, 403, 'permission_denied']);
+      }
+      expect(fake.uploads.some((u) => u.path === 'ro/x.txt')).toBe(false);
+      expect(fake.latest('ro/seen.txt')).toBeDefined();
+
+      const listed = json(await req('GET', '/v1/tokens')).tokens;
+      expect(listed.map((t: { id: string }) => t.id)).toContain(c.id);
+      expect(JSON.stringify(listed)).not.toContain(c.token);
+      expect((await req('DELETE', `/v1/tokens/${c.id}`)).status).toBe(204);
+      expect((await request(gw.port, 'GET', '/v1/files', { headers: ro })).status).toBe(401);
+      expect((await req('DELETE', `/v1/tokens/${c.id}`)).status).toBe(404);
+    });
+
+    it('refuses bad token requests with 400', async () => {
+      expect((await req('POST', '/v1/tokens', { body: Buffer.from('{"scope":"admin"}') })).status).toBe(400);
+      expect((await req('POST', '/v1/tokens', { body: Buffer.from('not json') })).status).toBe(400);
+      expect((await req('POST', '/v1/tokens', { body: Buffer.from('{"name":"a/b"}') })).status).toBe(400);
+      expect((await req('POST', '/v1/tokens', { body: Buffer.alloc(5000, 32) })).status).toBe(400);
     });
   });
 
@@ -226,7 +290,7 @@ describe('gateway over a fake node', () => {
 
     it('cancels the node call when the client aborts mid-upload', async () => {
       const path = 'aborted/upload.bin';
-      const client = http.request({ host: '127.0.0.1', port: gw.port, method: 'PUT', path: `/v1/files/${path}`, headers: { 'content-length': 10 * MiB }, agent: false });
+      const client = http.request({ host: '127.0.0.1', port: gw.port, method: 'PUT', path: `/v1/files/${path}`, headers: { 'content-length': 10 * MiB, authorization: `Bearer ${admin}` }, agent: false });
       client.on('error', () => undefined);
       client.write(seeded(2 * MiB, 9));
       await eventually(() => (fake.uploads.find((u) => u.path === path)?.frames.length ?? 0) >= 1);
@@ -242,7 +306,7 @@ describe('gateway over a fake node', () => {
       expect((await req('PUT', '/v1/files/big/leave.bin', { body: data })).status).toBe(201);
       const before = fake.downloadsCancelled;
       await new Promise<void>((resolve, reject) => {
-        const r = http.get({ host: '127.0.0.1', port: gw.port, path: '/v1/files/big/leave.bin', agent: false }, (res) => {
+        const r = http.get({ host: '127.0.0.1', port: gw.port, path: '/v1/files/big/leave.bin', agent: false, headers: { authorization: `Bearer ${admin}` } }, (res) => {
           expect(res.statusCode).toBe(200);
           res.once('data', () => {
             r.destroy();
@@ -259,7 +323,7 @@ describe('gateway over a fake node', () => {
       const agent = new http.Agent({ keepAlive: true });
       const outcome = await new Promise<{ status: number; length: string | undefined; received: number; broken: boolean }>((resolve) => {
         const timer = setTimeout(() => resolve({ status: -1, length: undefined, received: -1, broken: false }), 5000);
-        const r = http.get({ host: '127.0.0.1', port: gw.port, path: '/v1/files/err/after-header', agent }, (res) => {
+        const r = http.get({ host: '127.0.0.1', port: gw.port, path: '/v1/files/err/after-header', agent, headers: { authorization: `Bearer ${admin}` } }, (res) => {
           let received = 0;
           res.on('data', (d: Buffer) => (received += d.length));
           const finish = (broken: boolean) => {
@@ -285,7 +349,8 @@ describe('readiness when the node is down', () => {
   it('answers /readyz 503 once the node stops, 200 while it runs, and /healthz 200 throughout', async () => {
     const fake = await new FakeNode().start();
     const node = new NodeClient({}, { address: fake.address });
-    const gw = await startGateway({ node, log }, { host: '127.0.0.1', port: 0 });
+    const { tokens, admin } = await openTokens();
+    const gw = await startGateway({ node, log, tokens }, { host: '127.0.0.1', port: 0 });
     try {
       expect((await request(gw.port, 'GET', '/readyz')).status).toBe(200);
       await fake.stop();
@@ -294,7 +359,7 @@ describe('readiness when the node is down', () => {
       expect(Date.now() - started).toBeLessThan(3000);
       expect(down.status).toBe(503);
       expect(json(down).error.code).toBe('unavailable');
-      const listed = await request(gw.port, 'GET', '/v1/files');
+      const listed = await request(gw.port, 'GET', '/v1/files', { headers: { authorization: `Bearer ${admin}` } });
       expect(listed.status).toBe(503);
       // Transport details (addresses, socket errors) stay in the log.
       expect(json(listed)).toEqual({ error: { code: 'unavailable', message: 'home node unreachable' } });

@@ -1,15 +1,14 @@
 /**
  * Builds and starts the HTTP API: a Nest app on express with body parsing off (request bodies stay
- * streams), the request logger, and the one exception filter.
+ * streams), the request logger, the bearer-token guard, and the one exception filter.
  */
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
-import type { Logger } from '@distri-vault/shared';
-import { AppModule } from './app.module';
+import { type AppComponents, AppModule } from './app.module';
+import { AuthGuard } from './auth/auth.guard';
 import { ErrorFilter } from './error.filter';
-import type { NodeClient } from './node-client';
 import { PinoNestLogger, requestLogger } from './request-log';
 
 /** Options of a gateway. */
@@ -29,7 +28,7 @@ export interface RunningGateway {
 }
 
 /** Creates the Nest app over `node` and listens on `options.host:options.port`. */
-export async function startGateway(components: { node: NodeClient; log: Logger }, options: GatewayOptions): Promise<RunningGateway> {
+export async function startGateway(components: AppComponents, options: GatewayOptions): Promise<RunningGateway> {
   const { log } = components;
   const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(components), {
     bodyParser: false,
@@ -40,6 +39,7 @@ export async function startGateway(components: { node: NodeClient; log: Logger }
   // The only ETag clients should see is a file's SHA-256, not express's hash of a JSON body.
   app.set('etag', false);
   app.use(requestLogger(log));
+  app.useGlobalGuards(new AuthGuard(components.tokens));
   app.useGlobalFilters(new ErrorFilter(log));
   await app.listen(options.port, options.host);
   const server = app.getHttpServer() as Server;

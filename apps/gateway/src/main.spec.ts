@@ -1,5 +1,7 @@
 import { execFile, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createInterface } from 'node:readline';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { FakeNode, json, request, seeded } from './testing/fake-node';
@@ -12,6 +14,7 @@ describe('gateway process (node dist/apps/gateway/main.js)', () => {
   let fake: FakeNode;
   let child: ChildProcessWithoutNullStreams | undefined;
   const lines: Record<string, unknown>[] = [];
+  const dataDir = mkdtempSync(join(tmpdir(), 'gw-main-'));
 
   beforeAll(async () => {
     await run(process.execPath, [join(root, 'tools/build.mjs'), 'gateway', '--quiet'], { cwd: root });
@@ -24,12 +27,13 @@ describe('gateway process (node dist/apps/gateway/main.js)', () => {
       await exited;
     }
     await fake.stop();
+    rmSync(dataDir, { recursive: true, force: true });
   });
 
   it('announces its bound port, serves PUT and GET, and stops on SIGTERM', async () => {
     child = spawn(process.execPath, [join(root, 'dist/apps/gateway/main.js')], {
       cwd: root,
-      env: { ...process.env, GATEWAY_PORT: '0', GATEWAY_HOST: '127.0.0.1', GATEWAY_NODE_ADDRESS: fake.address, LOG_LEVEL: 'info' },
+      env: { ...process.env, GATEWAY_PORT: '0', GATEWAY_HOST: '127.0.0.1', GATEWAY_NODE_ADDRESS: fake.address, GATEWAY_DATA_DIR: dataDir, LOG_LEVEL: 'info' },
     });
     const stderr: string[] = [];
     child.stderr.on('data', (d) => stderr.push(String(d)));
@@ -49,14 +53,25 @@ describe('gateway process (node dist/apps/gateway/main.js)', () => {
     const port = listening['port'] as number;
     expect(port).toBeGreaterThan(0);
 
+    // First start: a read-write token, saved 0600 under the data dir and shown once on stderr, not in the log.
+    const token = readFileSync(join(dataDir, 'token'), 'utf8').trim();
+    expect(token).toMatch(/^dvt_[0-9a-f]{12}_[\w-]{43}$/);
+    expect(statSync(join(dataDir, 'token')).mode & 0o777).toBe(0o600);
+    expect(statSync(join(dataDir, 'tokens.json')).mode & 0o777).toBe(0o600);
+    expect(stderr.join('')).toContain(token);
+    expect(JSON.stringify(lines)).not.toContain(token);
+    expect(readFileSync(join(dataDir, 'tokens.json'), 'utf8')).not.toContain(token);
+    const auth = { authorization: `Bearer ${token}` };
+    expect((await request(port, 'GET', '/v1/files')).status).toBe(401);
+
     const data = seeded(2 * 1024 * 1024 + 3, 42);
-    const put = await request(port, 'PUT', '/v1/files/proc/test.bin', { body: data, headers: { 'x-request-id': 'proc-1' } });
+    const put = await request(port, 'PUT', '/v1/files/proc/test.bin', { body: data, headers: { 'x-request-id': 'proc-1', ...auth } });
     expect(put.status).toBe(201);
     expect(json(put)).toMatchObject({ path: 'proc/test.bin', version: 1, size: data.length });
-    const get = await request(port, 'GET', '/v1/files/proc/test.bin');
+    const get = await request(port, 'GET', '/v1/files/proc/test.bin', { headers: auth });
     expect(get.status).toBe(200);
     expect(get.body.equals(data)).toBe(true);
-    expect((await request(port, 'GET', '/v1/files/%2e%2e')).status).toBe(400);
+    expect((await request(port, 'GET', '/v1/files/%2e%2e', { headers: auth })).status).toBe(400);
 
     // One JSON line per request, with the route pattern and no file name.
     await new Promise((r) => setTimeout(r, 100));
@@ -72,7 +87,7 @@ describe('gateway process (node dist/apps/gateway/main.js)', () => {
   it('fails start-up naming a bad variable', async () => {
     const res = await run(process.execPath, [join(root, 'dist/apps/gateway/main.js')], {
       cwd: root,
-      env: { ...process.env, GATEWAY_PORT: 'eighty', GATEWAY_NODE_ADDRESS: fake.address },
+      env: { ...process.env, GATEWAY_PORT: 'eighty', GATEWAY_NODE_ADDRESS: fake.address, GATEWAY_DATA_DIR: dataDir },
     }).catch((e: { code: number; stdout: string }) => e);
     expect((res as { code: number }).code).toBe(1);
     expect((res as { stdout: string }).stdout).toContain('GATEWAY_PORT');

@@ -1,5 +1,7 @@
-/** Gateway bootstrap: config -> logger -> node client -> HTTP app -> "listening" -> shutdown hooks. */
+/** Gateway bootstrap: config -> logger -> token store -> node client -> HTTP app -> "listening" -> shutdown hooks. */
+import { join } from 'node:path';
 import { announceListening, createLogger, failStartup, onShutdown } from '@distri-vault/shared';
+import { TokenStore } from './auth/token-store';
 import { loadGatewayConfig } from './config';
 import { startGateway } from './gateway';
 import { NodeClient } from './node-client';
@@ -11,8 +13,15 @@ async function main(): Promise<void> {
   try {
     const config = loadGatewayConfig();
     log = createLogger(NAME, config.logLevel, { node: config.nodeAddress });
+    const { store: tokens, created } = await TokenStore.open(config.dataDir);
+    if (created) {
+      // Shown once, on the terminal (stderr), never in the JSON log; the file keeps it for the local CLI.
+      process.stderr.write(`distri-vault gateway: created a read-write access token (saved in ${created.file}):\n  ${created.token}\n`);
+      log.info({ tokenFile: created.file }, 'first access token created');
+    }
+    log.info({ tokensFile: join(config.dataDir, 'tokens.json') }, 'token store open');
     const node = new NodeClient({}, { address: config.nodeAddress });
-    const gateway = await startGateway({ node, log }, { host: config.host, port: config.port });
+    const gateway = await startGateway({ node, log, tokens }, { host: config.host, port: config.port });
     announceListening(log, NAME, config.host, gateway.port);
     onShutdown(log, async () => {
       await gateway.close();

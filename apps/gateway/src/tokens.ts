@@ -4,3 +4,5 @@
 export const NODE_CLIENT = Symbol('NodeClient');
 /** The pino logger of the process. */
 export const LOGGER = Symbol('Logger');
+/** The TokenStore of bearer tokens. */
+export const TOKEN_STORE = Symbol('TokenStore');
