@@ -3,11 +3,12 @@
  * the gateway, as separate processes on loopback, driven over HTTP and with an external gRPC client.
  */
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
-import { eventually, putSeeded, request, seededSha, setBearerToken, treeContains, walk } from '../helpers';
+import { eventually, putSeeded, request, seededSha, seededStream, setBearerToken, treeContains, walk } from '../helpers';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { startNetwork } = require('../../tools/network.cjs');
@@ -121,6 +122,17 @@ describe('local network (3 nodes + gateway)', () => {
     // The gateway's token is required: a wrong one is refused with the JSON error shape.
     const denied = await request(`${base}/v1/files`, 'GET', undefined, { authorization: 'Bearer not-a-token' });
     expect([denied.status, denied.json?.error?.code]).toEqual([401, 'unauthenticated']);
+    // A range across the chunk boundary, HEAD, and a conditional GET, through the real node.
+    const whole: Buffer[] = [];
+    for await (const b of seededStream(CHUNK + 1, CHUNK + 1 + 11)) whole.push(b as Buffer);
+    const tail = Buffer.concat(whole).subarray(CHUNK - 2);
+    const part = await request(`${base}/v1/files/sizes/one-chunk-plus-one.bin`, 'GET', undefined, { range: `bytes=${CHUNK - 2}-` });
+    expect([part.status, part.headers['content-range'], part.bytes]).toEqual([206, `bytes ${CHUNK - 2}-${CHUNK}/${CHUNK + 1}`, 3]);
+    expect(part.sha256).toBe(createHash('sha256').update(tail).digest('hex'));
+    const head = await request(`${base}/v1/files/sizes/one-chunk-plus-one.bin`, 'HEAD');
+    expect([head.status, head.bytes, head.headers['content-length']]).toEqual([200, 0, String(CHUNK + 1)]);
+    const fresh = await request(`${base}/v1/files/sizes/one-chunk-plus-one.bin`, 'GET', undefined, { 'if-none-match': String(head.headers['etag']) });
+    expect([fresh.status, fresh.bytes]).toEqual([304, 0]);
     const put = await putSeeded(base, 'tmp/doomed.txt', 10, 1);
     expect(put.status).toBe(201);
     expect((await request(`${base}/v1/files/tmp/doomed.txt`, 'DELETE')).status).toBe(204);

@@ -6,6 +6,7 @@
 import { type ArgumentsHost, Catch, type ExceptionFilter, HttpException } from '@nestjs/common';
 import type { HttpRequest as Request, HttpResponse as Response } from './http-types';
 import { ERROR_TABLE, type ErrorCode, type Logger, VaultError } from '@distri-vault/shared';
+import { RangeNotSatisfiableError } from './ranges';
 
 /** The JSON body of every error response. */
 export interface ErrorBody {
@@ -37,6 +38,9 @@ const BY_HTTP: Record<number, ErrorCode> = {
 
 /** The status, code and message to answer for any thrown value. */
 export function describeError(err: unknown): { status: number; code: ErrorCode; message: string; internal: boolean } {
+  // The one HTTP status with no row in the error table: a Range past the end is a bad argument, but
+  // clients (curl -C -, browsers) expect 416 with the file size.
+  if (err instanceof RangeNotSatisfiableError) return { status: 416, code: 'invalid_argument', message: err.message, internal: false };
   if (err instanceof VaultError) {
     if (err.code === 'internal') return { status: 500, code: 'internal', message: 'internal error', internal: true };
     return { status: ERROR_TABLE[err.code].http, code: err.code, message: err.message, internal: false };
@@ -71,6 +75,7 @@ export class ErrorFilter implements ExceptionFilter {
       return;
     }
     if (res.destroyed || res.writableEnded) return;
+    if (err instanceof RangeNotSatisfiableError) res.setHeader('Content-Range', `bytes */${err.size}`);
     const body: ErrorBody = { error: { code: d.code, message: d.message } };
     res.status(d.status).json(body);
   }

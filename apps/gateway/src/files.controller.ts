@@ -6,6 +6,13 @@ import type { NodeClient } from './node-client';
 import { filePathFromUrl, parseContentLength, parsePrefix, parseVersion } from './paths';
 import { closedSignal, pipeDownload, readChunks, writeDownloadHead } from './streaming';
 import { type FileView, fileView } from './views';
+import { type ByteRange, etagOf, noneMatch, parseRange, rangeApplies, sliceFrames } from './ranges';
+
+/** One request header as a string (the first, if repeated). */
+function header(req: Request, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
 
 /** `/v1/files` routes. */
 @Controller('v1/files')
@@ -31,15 +38,41 @@ export class FilesController {
     return fileView(file);
   }
 
-  /** Streams a version of the file (the latest, or `?version=N`). */
+  /**
+   * Streams a version of the file (the latest, or `?version=N`); HEAD sends only the headers. Honours
+   * `Range` (206, or 416 past the end), `If-Range`, and `If-None-Match` (304) against the ETag.
+   */
   @Get('*path')
   async download(@Req() req: Request, @Res() res: Response, @Query('version') version: unknown): Promise<void> {
     const path = filePathFromUrl(req.originalUrl);
     const v = parseVersion(version);
     const signal = closedSignal(res);
-    const { info, frames } = await this.node.download(path, v, signal);
-    writeDownloadHead(res, info);
-    res.locals['bytes'] = await pipeDownload(info, frames, res, signal);
+    const dl = await this.node.download(path, v, signal);
+    const { info } = dl;
+    const etag = etagOf(info.sha256);
+    let range: ByteRange | undefined;
+    try {
+      if (noneMatch(header(req, 'if-none-match'), etag)) {
+        dl.cancel();
+        res.statusCode = 304;
+        res.setHeader('ETag', etag);
+        res.setHeader('X-Vault-Version', String(info.version));
+        res.end();
+        return;
+      }
+      if (rangeApplies(header(req, 'if-range'), etag)) range = parseRange(header(req, 'range'), info.size);
+    } catch (err) {
+      dl.cancel();
+      throw err;
+    }
+    const length = writeDownloadHead(res, info, range);
+    if (req.method === 'HEAD') {
+      dl.cancel();
+      res.end();
+      return;
+    }
+    const frames = range ? sliceFrames(dl.frames, range) : dl.frames;
+    res.locals['bytes'] = await pipeDownload(info, frames, res, signal, length);
   }
 
   /** Deletes the file (records a deletion version): 204, or 404 for an unknown path. */

@@ -163,6 +163,79 @@ describe('gateway over a fake node', () => {
     });
   });
 
+  describe('HEAD, ranges and ETags', () => {
+    const data = seeded(3 * MiB + 100, 99);
+    const sha256 = createHash('sha256').update(data).digest('hex');
+    const etag = `"${sha256}"`;
+    // Larger than the 16 MiB HTTP/2 window, so the node is still sending when the gateway cancels.
+    const big = seeded(30 * MiB, 98);
+    const bigTag = `"${createHash('sha256').update(big).digest('hex')}"`;
+    beforeAll(async () => {
+      expect((await req('PUT', '/v1/files/range/file.bin', { body: data })).status).toBe(201);
+      expect((await req('PUT', '/v1/files/range/big.bin', { body: big })).status).toBe(201);
+      expect((await req('PUT', '/v1/files/range/empty.bin', { body: Buffer.alloc(0) })).status).toBe(201);
+    });
+
+    it('answers HEAD with the headers of GET, no body, and cancels the node call', async () => {
+      const cancelled = fake.downloadsCancelled;
+      const r = await req('HEAD', '/v1/files/range/file.bin');
+      expect(r.status).toBe(200);
+      expect(r.body.length).toBe(0);
+      expect(r.headers).toMatchObject({ 'content-length': String(data.length), etag, 'accept-ranges': 'bytes', 'x-vault-version': '1' });
+      expect(r.headers['last-modified']).toBe(new Date(1_700_000_000_000).toUTCString());
+      expect((await req('HEAD', '/v1/files/range/big.bin')).headers['content-length']).toBe(String(big.length));
+      await eventually(() => fake.downloadsCancelled === cancelled + 1);
+      expect((await req('HEAD', '/v1/files/range/none.bin')).status).toBe(404);
+    });
+
+    it.each([
+      ['bytes=0-0', 0, 0],
+      ['bytes=262143-262145', 262143, 262145],
+      ['bytes=1048570-2097160', 1048570, 2097160],
+      ['bytes=3145700-', 3145700, 3 * MiB + 99],
+      ['bytes=-10', 3 * MiB + 90, 3 * MiB + 99],
+      ['bytes=100-99999999', 100, 3 * MiB + 99],
+    ])('serves %s as 206 with exactly those bytes', async (range, start, end) => {
+      const r = await req('GET', '/v1/files/range/file.bin', { headers: { range } });
+      expect(r.status).toBe(206);
+      expect(r.headers['content-range']).toBe(`bytes ${start}-${end}/${data.length}`);
+      expect(r.headers['content-length']).toBe(String(end - start + 1));
+      expect(r.body.equals(data.subarray(start, end + 1))).toBe(true);
+    });
+
+    it('answers 416 with the size for a range past the end, and ignores ranges it does not serve', async () => {
+      for (const [path, range, size] of [['range/file.bin', `bytes=${data.length}-`, data.length], ['range/empty.bin', 'bytes=0-', 0]] as const) {
+        const r = await req('GET', `/v1/files/${path}`, { headers: { range } });
+        expect(r.status).toBe(416);
+        expect(r.headers['content-range']).toBe(`bytes */${size}`);
+        expect(json(r).error.code).toBe('invalid_argument');
+      }
+      for (const range of ['bytes=0-1,5-6', 'lines=1-2', 'bytes=9-3']) {
+        const r = await req('GET', '/v1/files/range/file.bin', { headers: { range } });
+        expect([range, r.status, r.body.length]).toEqual([range, 200, data.length]);
+      }
+    });
+
+    it('honours If-Range only with the current ETag', async () => {
+      const same = await req('GET', '/v1/files/range/file.bin', { headers: { range: 'bytes=0-9', 'if-range': etag } });
+      expect([same.status, same.body.length]).toEqual([206, 10]);
+      const changed = await req('GET', '/v1/files/range/file.bin', { headers: { range: 'bytes=0-9', 'if-range': '"0000"' } });
+      expect([changed.status, changed.body.length]).toEqual([200, data.length]);
+    });
+
+    it('answers 304 with no body to If-None-Match with the current ETag, 200 otherwise', async () => {
+      for (const inm of [etag, `"zzz", ${etag}`, `W/${etag}`, '*']) {
+        const r = await req('GET', '/v1/files/range/file.bin', { headers: { 'if-none-match': inm } });
+        expect([inm, r.status, r.body.length, r.headers['etag']]).toEqual([inm, 304, 0, etag]);
+      }
+      const cancelled = fake.downloadsCancelled;
+      expect((await req('GET', '/v1/files/range/big.bin', { headers: { 'if-none-match': bigTag } })).status).toBe(304);
+      await eventually(() => fake.downloadsCancelled === cancelled + 1);
+      const stale = await req('GET', '/v1/files/range/file.bin', { headers: { 'if-none-match': '"0000"' } });
+      expect([stale.status, stale.body.equals(data)]).toEqual([200, true]);
+    });
+  });
+
   describe('other routes', () => {
     it('lists files, with a prefix', async () => {
       await req('PUT', '/v1/files/list/a', { body: Buffer.from('a') });

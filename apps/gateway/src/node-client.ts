@@ -35,6 +35,8 @@ export interface Download {
   info: FileInfo;
   /** The plaintext frames; iterate once. Breaking out early cancels the call. Fails with domain errors. */
   frames: AsyncIterable<Buffer>;
+  /** Cancels the call without reading the frames (HEAD, 304). Safe to call at any time, and twice. */
+  cancel(): void;
 }
 
 /** Options of a NodeClient. */
@@ -135,7 +137,11 @@ export class NodeClient {
         if (!finished) call.cancel();
       }
     }
-    return { info, frames: frames() };
+    const cancel = () => {
+      unbind();
+      call.cancel();
+    };
+    return { info, frames: frames(), cancel };
   }
 
   /** Latest version of every live file whose path starts with `prefix`, sorted by path. */

@@ -106,30 +106,38 @@ export async function pumpUpload(sink: UploadSink, header: UploadHeader, body: A
 /** What the download response needs from the HTTP response object. */
 export type DownloadTarget = Writable & Pick<ServerResponse, 'statusCode' | 'setHeader' | 'headersSent'>;
 
-/** Sets the status and headers of a download response from the version's header. */
-export function writeDownloadHead(res: DownloadTarget, info: FileInfo): void {
-  res.statusCode = 200;
+/**
+ * Sets the status and headers of a download response from the version's header: 200 with the whole
+ * file, or 206 with Content-Range when `range` is given. Returns the number of body bytes to send.
+ */
+export function writeDownloadHead(res: DownloadTarget, info: FileInfo, range?: { start: number; end: number }): number {
+  const length = range ? range.end - range.start + 1 : info.size;
+  res.statusCode = range ? 206 : 200;
   res.setHeader('Content-Type', 'application/octet-stream');
-  res.setHeader('Content-Length', String(info.size));
+  res.setHeader('Content-Length', String(length));
+  if (range) res.setHeader('Content-Range', `bytes ${range.start}-${range.end}/${info.size}`);
+  res.setHeader('Accept-Ranges', 'bytes');
   res.setHeader('ETag', `"${info.sha256}"`);
   res.setHeader('X-Vault-Version', String(info.version));
+  res.setHeader('Last-Modified', new Date(info.updatedUnixMs).toUTCString());
+  return length;
 }
 
 /**
  * Writes the frames of one version to `res` (whose head is already set), pausing the source while
- * `res` is full. Ends the response only when exactly `info.size` bytes went out; any failure destroys
+ * `res` is full. Ends the response only when exactly `expected` (default `info.size`) bytes went out; any failure destroys
  * it instead, so a client never mistakes a truncated body for a complete one. Returns the bytes sent.
  */
-export async function pipeDownload(info: FileInfo, frames: AsyncIterable<Buffer>, res: DownloadTarget, signal: AbortSignal): Promise<number> {
+export async function pipeDownload(info: FileInfo, frames: AsyncIterable<Buffer>, res: DownloadTarget, signal: AbortSignal, expected = info.size): Promise<number> {
   let sent = 0;
   try {
     for await (const frame of frames) {
       if (signal.aborted) throw new CancelledError('download cancelled');
-      if (sent + frame.length > info.size) throw new DataLossError(`node sent more than the ${info.size} bytes it announced`);
+      if (sent + frame.length > expected) throw new DataLossError(`node sent more than the ${expected} bytes it announced`);
       sent += frame.length;
       await writeMessage(res, frame, signal);
     }
-    if (sent !== info.size) throw new DataLossError(`node sent ${sent} of the ${info.size} bytes it announced`);
+    if (sent !== expected) throw new DataLossError(`node sent ${sent} of the ${expected} bytes it announced`);
     res.end();
     return sent;
   } catch (err) {
