@@ -1,0 +1,95 @@
+#!/usr/bin/env node
+/**
+ * Creates each node's identity (Ed25519) and vault key (32 random bytes) in the formats the peer-node and
+ * crypto-service read, and prints the kubectl commands that load them into the two Secrets the
+ * StatefulSet mounts. Node core only; never overwrites a file; files 0600, directories 0700.
+ *
+ *   node deploy/make-node-secrets.mjs --out ./vault-secrets --nodes 3 [--namespace distri-vault]
+ *
+ * <out>/peer-node-<i>/identity.json and <out>/peer-node-<i>/vault-key.json. Keep <out> offline and backed
+ * up: a lost vault key means that node's files cannot be decrypted by anyone.
+ */
+import { createHash, createPublicKey, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+
+const { values } = parseArgs({
+  options: {
+    out: { type: 'string' },
+    nodes: { type: 'string', default: '3' },
+    first: { type: 'string', default: '0' },
+    namespace: { type: 'string', default: 'distri-vault' },
+  },
+});
+const nodes = Number(values.nodes);
+const first = Number(values.first);
+if (!values.out || !Number.isInteger(nodes) || nodes < 1 || !Number.isInteger(first) || first < 0) {
+  console.error('usage: make-node-secrets.mjs --out DIR [--nodes N] [--first I] [--namespace NS]');
+  process.exit(2);
+}
+const out = resolve(values.out);
+
+const ALPHABET = 'abcdefghijklmnopqrstuvwxyz234567';
+/** RFC 4648 base32, lowercase, no padding (as apps/peer-node/src/domain/identity.ts). */
+function base32(bytes) {
+  let bits = 0;
+  let value = 0;
+  let s = '';
+  for (const b of bytes) {
+    value = (value << 8) | b;
+    bits += 8;
+    while (bits >= 5) {
+      s += ALPHABET[(value >>> (bits - 5)) & 31];
+      bits -= 5;
+    }
+  }
+  if (bits > 0) s += ALPHABET[(value << (5 - bits)) & 31];
+  return s;
+}
+
+function identity() {
+  const { privateKey } = generateKeyPairSync('ed25519');
+  const der = createPublicKey(privateKey).export({ format: 'der', type: 'spki' });
+  const publicKey = Buffer.from(der.subarray(der.length - 32));
+  const serverId = base32(createHash('sha256').update(publicKey).digest().subarray(0, 20));
+  const body = { version: 1, serverId, publicKey: publicKey.toString('base64'), privateKey: privateKey.export({ format: 'pem', type: 'pkcs8' }), createdUnixMs: Date.now() };
+  return { serverId, text: JSON.stringify(body, null, 2) };
+}
+
+function vaultKey() {
+  const raw = randomBytes(32);
+  const text = JSON.stringify({ version: 1, key: raw.toString('base64'), createdUnixMs: Date.now() }) + '\n';
+  raw.fill(0);
+  return text;
+}
+
+const pods = [];
+for (let i = first; i < first + nodes; i++) {
+  const pod = `peer-node-${i}`;
+  const dir = join(out, pod);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const idPath = join(dir, 'identity.json');
+  const keyPath = join(dir, 'vault-key.json');
+  if (existsSync(idPath) || existsSync(keyPath)) {
+    console.error(`${dir} already holds an identity or key; not overwriting it`);
+    process.exit(1);
+  }
+  const id = identity();
+  writeFileSync(idPath, id.text, { mode: 0o600, flag: 'wx' });
+  writeFileSync(keyPath, vaultKey(), { mode: 0o600, flag: 'wx' });
+  pods.push(pod);
+  console.log(`${pod}: server ID ${id.serverId}`);
+}
+
+const all = Array.from({ length: first + nodes }, (_, i) => `peer-node-${i}`);
+const from = (file) => all.map((p) => `--from-file=${p}=${join(out, p, file)}`).join(' \\\n    ');
+console.log(`
+Load them (every node's entries, ${all[0]}..${all[all.length - 1]}):
+  kubectl create namespace ${values.namespace} --dry-run=client -o yaml | kubectl apply -f -
+  kubectl -n ${values.namespace} create secret generic distri-vault-identities \\
+    ${from('identity.json')} \\
+    --dry-run=client -o yaml | kubectl apply -f -
+  kubectl -n ${values.namespace} create secret generic distri-vault-vault-keys \\
+    ${from('vault-key.json')} \\
+    --dry-run=client -o yaml | kubectl apply -f -`);

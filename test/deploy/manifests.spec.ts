@@ -1,0 +1,316 @@
+/**
+ * deploy/ without a cluster: every object of the base and of each overlay validates against the
+ * Kubernetes schemas (kubernetes-models), and the checks schemas cannot make hold: ports, probes and
+ * Service targets agree with the environment the apps read; every variable set is read and every variable
+ * read is set (and parses with the app's own config schema); selectors match; discovery names agree with
+ * the headless Service; overlays patch objects that exist; containers are locked down; no secret material
+ * is committed.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { loadCryptoConfig } from '../../apps/crypto-service/src/config';
+import { loadGatewayConfig } from '../../apps/gateway/src/config';
+import { readConfig as readNodeConfig } from '../../apps/peer-node/src/config';
+import { loadStorageConfig } from '../../apps/storage-service/src/config';
+import {
+  DEPLOY,
+  KUSTOMIZATIONS,
+  appEnvVars,
+  appOf,
+  applyJsonPatch,
+  expand,
+  find,
+  podSpec,
+  readKustomization,
+  render,
+  resolveEnv,
+  selects,
+  type Obj,
+} from './k8s';
+
+const APPS = ['peer-node', 'crypto-service', 'storage-service', 'gateway'];
+/**
+ * Variables whose defaults suit a laptop, not a pod (loopback binds, relative paths, fixed local ports,
+ * no peers): the manifests must set these. Every other variable has a default the app's own schema
+ * accepts (checked below), so tunables added later do not have to be in the manifests.
+ */
+const REQUIRED: Record<string, string[]> = {
+  'peer-node': ['NODE_HOST', 'NODE_CLIENT_PORT', 'NODE_PEER_PORT', 'NODE_ADVERTISE_ADDRESS', 'NODE_IDENTITY_DIR', 'NODE_CRYPTO_ADDRESS', 'NODE_STORAGE_ADDRESS', 'NODE_BOOTSTRAP', 'NODE_REPLICAS', 'LOG_LEVEL'],
+  'crypto-service': ['CRYPTO_HOST', 'CRYPTO_PORT', 'CRYPTO_KEY_DIR', 'LOG_LEVEL'],
+  'storage-service': ['STORAGE_HOST', 'STORAGE_PORT', 'STORAGE_DATA_DIR', 'LOG_LEVEL'],
+  gateway: ['GATEWAY_HOST', 'GATEWAY_PORT', 'GATEWAY_NODE_ADDRESS', 'LOG_LEVEL'],
+};
+const CONFIG_READERS: Record<string, (env: NodeJS.ProcessEnv) => unknown> = {
+  'peer-node': readNodeConfig,
+  'crypto-service': loadCryptoConfig,
+  'storage-service': loadStorageConfig,
+  gateway: loadGatewayConfig,
+};
+
+/** kubernetes-models class of an apiVersion/kind, e.g. apps/v1 StatefulSet. */
+function modelOf(o: Obj): new (data: Obj) => { validate(): void } {
+  const mod = require(`kubernetes-models/${o.apiVersion}/${o.kind}`); // eslint-disable-line @typescript-eslint/no-require-imports
+  return mod[o.kind];
+}
+
+const rendered = Object.fromEntries(KUSTOMIZATIONS.map((k) => [k, render(join(DEPLOY, k))]));
+const OVERLAYS = ['overlays/dev', 'overlays/prod'];
+
+/** Every container of every workload with its pod spec, workload and pod names for ordinal `i`. */
+function containersOf(objects: Obj[]) {
+  return objects.flatMap((w) => {
+    const spec = podSpec(w);
+    if (!spec) return [];
+    const podName = w.kind === 'StatefulSet' ? `${w.metadata.name}-0` : `${w.metadata.name}-5d8f7c9b4-x2k7p`;
+    return (spec.containers as Obj[]).map((c) => ({ w, spec, c, pod: { name: podName, namespace: w.metadata.namespace } }));
+  });
+}
+
+describe.each(KUSTOMIZATIONS)('deploy/%s', (k) => {
+  const { objects } = rendered[k];
+
+  it('validates every object against the Kubernetes schemas', () => {
+    expect(objects.length).toBeGreaterThan(5);
+    for (const o of objects) {
+      const Model = modelOf(o);
+      expect(() => new Model(o).validate()).not.toThrow();
+    }
+  });
+
+  it('schema validation does catch a wrong type and a missing required field (the check can fail)', () => {
+    const sts = structuredClone(find(objects, 'StatefulSet', 'peer-node'));
+    sts.spec.replicas = 'three';
+    expect(() => new (modelOf(sts))(sts).validate()).toThrow();
+    const svc = structuredClone(find(objects, 'Service', 'gateway'));
+    delete svc.spec.ports[0].port;
+    expect(() => new (modelOf(svc))(svc).validate()).toThrow();
+  });
+
+  it('runs each app in exactly one container, and each container runs a known app', () => {
+    const apps = containersOf(objects).map(({ c }) => appOf(c));
+    expect([...apps].sort()).toEqual([...APPS].sort());
+  });
+
+  it('sets every required variable, only variables the app reads, and values its config accepts', () => {
+    for (const { c, pod } of containersOf(objects)) {
+      const app = appOf(c);
+      const reads = appEnvVars(app);
+      const set = (c.env as Obj[]).map((e) => e.name);
+      expect(new Set(set).size).toBe(set.length);
+      // Helpers (downward API) are allowed only when something in the container references them.
+      const refs = JSON.stringify([c.env.map((e: Obj) => e.value ?? ''), (c.volumeMounts ?? []).map((m: Obj) => m.subPathExpr ?? '')]);
+      for (const name of set) {
+        if (reads.includes(name)) continue;
+        expect({ container: c.name, helper: name, referenced: refs.includes(`$(${name})`) }).toEqual({ container: c.name, helper: name, referenced: true });
+        expect(c.env.find((e: Obj) => e.name === name).valueFrom?.fieldRef).toBeDefined();
+      }
+      for (const v of REQUIRED[app]) expect(reads).toContain(v);
+      expect({ container: c.name, missing: REQUIRED[app].filter((v) => !set.includes(v)) }).toEqual({ container: c.name, missing: [] });
+      const env = resolveEnv(c, objects, pod);
+      for (const [name, v] of Object.entries(env)) expect({ name, unresolved: /\$\(/.test(v) }).toEqual({ name, unresolved: false });
+      expect(() => CONFIG_READERS[app](env)).not.toThrow();
+    }
+  });
+
+  it('selectors match the pod labels of their workloads, Services and policies select existing pods', () => {
+    const pods = objects.filter((o) => podSpec(o));
+    for (const w of pods) expect(selects(w.spec.selector.matchLabels, w.spec.template.metadata.labels)).toBe(true);
+    const podLabels = pods.map((w) => w.spec.template.metadata.labels);
+    for (const svc of objects.filter((o) => o.kind === 'Service')) expect(podLabels.filter((l) => selects(svc.spec.selector, l))).toHaveLength(1);
+    for (const pdb of objects.filter((o) => o.kind === 'PodDisruptionBudget')) expect(podLabels.filter((l) => selects(pdb.spec.selector.matchLabels, l))).toHaveLength(1);
+    for (const np of objects.filter((o) => o.kind === 'NetworkPolicy')) {
+      const sel = np.spec.podSelector.matchLabels;
+      if (sel) expect(podLabels.filter((l) => selects(sel, l))).toHaveLength(1);
+      for (const rule of [...(np.spec.ingress ?? []).flatMap((r: Obj) => r.from ?? []), ...(np.spec.egress ?? []).flatMap((r: Obj) => r.to ?? [])]) {
+        if (rule.namespaceSelector) continue; // DNS: kube-dns in kube-system
+        expect(podLabels.filter((l) => selects(rule.podSelector.matchLabels, l))).toHaveLength(1);
+      }
+    }
+  });
+
+  it('container ports, probe ports and Service target ports are the ports the apps are told to use', () => {
+    for (const w of objects.filter((o) => podSpec(o))) {
+      // Service target ports name a port of some container of the selected pods; headless ports are the same numbers.
+      const podPorts = Object.fromEntries(podSpec(w)!.containers.flatMap((c: Obj) => (c.ports ?? []).map((p: Obj) => [p.name, p.containerPort])));
+      for (const svc of objects.filter((o) => o.kind === 'Service' && selects(o.spec.selector, w.spec.template.metadata.labels))) {
+        for (const p of svc.spec.ports) expect({ svc: svc.metadata.name, port: p.name, target: podPorts[p.targetPort] }).toEqual({ svc: svc.metadata.name, port: p.name, target: expect.any(Number) });
+        if (svc.spec.clusterIP === 'None') for (const p of svc.spec.ports) expect(p.port).toBe(podPorts[p.targetPort]);
+      }
+    }
+    for (const { spec, c, pod } of containersOf(objects)) {
+      const env = resolveEnv(c, objects, pod);
+      const ports = Object.fromEntries((c.ports ?? []).map((p: Obj) => [p.name, p.containerPort]));
+      const app = appOf(c);
+      if (app === 'peer-node') {
+        expect(ports).toEqual({ client: Number(env.NODE_CLIENT_PORT), peer: Number(env.NODE_PEER_PORT) });
+        expect(env.NODE_HOST).toBe('0.0.0.0');
+        expect([c.readinessProbe.grpc.port, c.livenessProbe.grpc.port].sort()).toEqual([ports.client, ports.peer].sort());
+        // The node's services are the containers next to it, on the pod's loopback.
+        const sibling = (name: string) => {
+          const s = (spec.containers as Obj[]).find((x) => appOf(x) === name) as Obj;
+          return resolveEnv(s, objects, pod);
+        };
+        const crypto = sibling('crypto-service');
+        const storage = sibling('storage-service');
+        expect(env.NODE_CRYPTO_ADDRESS).toBe(`${crypto.CRYPTO_HOST}:${crypto.CRYPTO_PORT}`);
+        expect(env.NODE_STORAGE_ADDRESS).toBe(`${storage.STORAGE_HOST}:${storage.STORAGE_PORT}`);
+      } else if (app === 'crypto-service' || app === 'storage-service') {
+        const [host, port] = app === 'crypto-service' ? [env.CRYPTO_HOST, env.CRYPTO_PORT] : [env.STORAGE_HOST, env.STORAGE_PORT];
+        expect(host).toBe('127.0.0.1'); // never on the pod network
+        expect(c.ports ?? []).toEqual([]);
+        for (const probe of [c.readinessProbe, c.livenessProbe]) expect(probe.exec.command).toEqual(['node', '/app/bin/grpc-health-probe.cjs', `${host}:${port}`]);
+      } else {
+        expect(ports).toEqual({ http: Number(env.GATEWAY_PORT) });
+        expect(env.GATEWAY_HOST).toBe('0.0.0.0');
+        expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'http' });
+        expect(c.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'http' });
+      }
+    }
+  });
+
+  it('discovery: the headless Service, the advertised names, the bootstrap list and the gateway agree', () => {
+    const sts = find(objects, 'StatefulSet', 'peer-node');
+    const ns = sts.metadata.namespace;
+    const svc = find(objects, 'Service', sts.spec.serviceName);
+    expect(svc.spec.clusterIP).toBe('None');
+    expect(svc.spec.publishNotReadyAddresses).toBe(true);
+    const node = (sts.spec.template.spec.containers as Obj[]).find((c) => appOf(c) === 'peer-node') as Obj;
+    const fqdn = (i: number) => `${sts.metadata.name}-${i}.${svc.metadata.name}.${ns}.svc.cluster.local`;
+    for (let i = 0; i < sts.spec.replicas; i++) {
+      const env = resolveEnv(node, objects, { name: `${sts.metadata.name}-${i}`, namespace: ns });
+      expect(env.NODE_ADVERTISE_ADDRESS).toBe(`${fqdn(i)}:${env.NODE_PEER_PORT}`);
+      const boot = env.NODE_BOOTSTRAP.split(',');
+      expect(boot.length).toBeGreaterThanOrEqual(Math.min(3, sts.spec.replicas));
+      // Every bootstrap entry is a node that exists at this scale, on its peer port.
+      for (const a of boot) expect(Array.from({ length: sts.spec.replicas }, (_, j) => `${fqdn(j)}:${env.NODE_PEER_PORT}`)).toContain(a);
+    }
+    const gw = find(objects, 'Deployment', 'gateway');
+    const gwEnv = resolveEnv(gw.spec.template.spec.containers[0], objects, { name: 'gateway-x', namespace: ns });
+    const node0 = resolveEnv(node, objects, { name: `${sts.metadata.name}-0`, namespace: ns });
+    expect(gwEnv.GATEWAY_NODE_ADDRESS).toBe(`${fqdn(0)}:${node0.NODE_CLIENT_PORT}`);
+  });
+
+  it("mounts each node's identity, vault key and data where the apps are told to find them", () => {
+    const sts = find(objects, 'StatefulSet', 'peer-node');
+    const spec = sts.spec.template.spec;
+    const ns = sts.metadata.namespace;
+    const claims = (sts.spec.volumeClaimTemplates as Obj[]).map((v) => v.metadata.name);
+    const secretsVol = (spec.volumes as Obj[]).find((v) => v.name === 'node-secrets') as Obj;
+    const items = (secretName: string) =>
+      (secretsVol.projected.sources as Obj[]).find((s) => s.secret?.name === secretName)?.secret.items.map((i: Obj) => `${i.key}=>${i.path}`);
+    const pods = Array.from({ length: sts.spec.replicas }, (_, i) => `peer-node-${i}`);
+    expect(items('distri-vault-identities')).toEqual(pods.map((p) => `${p}=>${p}/identity/identity.json`));
+    expect(items('distri-vault-vault-keys')).toEqual(pods.map((p) => `${p}=>${p}/keys/vault-key.json`));
+    const expectations: Record<string, [string, string, string]> = {
+      'peer-node': ['NODE_IDENTITY_DIR', 'node-secrets', 'peer-node-1/identity'],
+      'crypto-service': ['CRYPTO_KEY_DIR', 'node-secrets', 'peer-node-1/keys'],
+      'storage-service': ['STORAGE_DATA_DIR', 'data', ''],
+    };
+    for (const c of spec.containers as Obj[]) {
+      const [v, volume, sub] = expectations[appOf(c)];
+      const env = resolveEnv(c, objects, { name: 'peer-node-1', namespace: ns });
+      const mounts = (c.volumeMounts ?? []) as Obj[];
+      expect(mounts).toHaveLength(1);
+      const m = mounts[0];
+      expect({ path: m.mountPath, volume: m.name, sub: m.subPathExpr ? expand(m.subPathExpr, env) : '' }).toEqual({ path: env[v], volume, sub });
+      expect(m.readOnly ?? false).toBe(volume !== 'data');
+      expect(volume === 'data' ? claims : (spec.volumes as Obj[]).map((x) => x.name)).toContain(volume);
+    }
+  });
+
+  it('locks down every pod and container, with probes, requests and limits', () => {
+    for (const { spec, c } of containersOf(objects)) {
+      expect(spec.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: expect.any(Number), seccompProfile: { type: 'RuntimeDefault' } });
+      expect(spec.securityContext.runAsUser).toBeGreaterThan(0);
+      expect(spec.automountServiceAccountToken).toBe(false);
+      expect(c.securityContext).toEqual({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, runAsNonRoot: true, capabilities: { drop: ['ALL'] } });
+      expect(c.resources).toEqual({ requests: { cpu: expect.anything(), memory: expect.any(String) }, limits: { cpu: expect.anything(), memory: expect.any(String) } });
+      expect(c.readinessProbe).toBeDefined();
+      expect(c.livenessProbe).toBeDefined();
+      if (appOf(c) === 'peer-node') expect([c.readinessProbe.grpc, c.livenessProbe.grpc]).toEqual([expect.anything(), expect.anything()]);
+    }
+  });
+
+  it('a disruption budget keeps a majority of the nodes, and lets one go', () => {
+    const sts = find(objects, 'StatefulSet', 'peer-node');
+    const pdb = find(objects, 'PodDisruptionBudget', 'peer-node');
+    expect(pdb.spec.minAvailable).toBeGreaterThan(sts.spec.replicas / 2);
+    expect(pdb.spec.minAvailable).toBeLessThan(sts.spec.replicas);
+  });
+
+  it('network policies: deny by default; gateway -> client port, node <-> node on the peer port, DNS; nothing else', () => {
+    const deny = find(objects, 'NetworkPolicy', 'default-deny');
+    expect(deny.spec).toEqual({ podSelector: {}, policyTypes: ['Ingress', 'Egress'] });
+    const sts = find(objects, 'StatefulSet', 'peer-node');
+    const node = sts.spec.template.spec.containers.find((c: Obj) => appOf(c) === 'peer-node');
+    const port = (name: string) => node.ports.find((p: Obj) => p.name === name).containerPort;
+    const name = (r: Obj) => r.podSelector?.matchLabels?.['app.kubernetes.io/name'] ?? (r.namespaceSelector ? 'dns' : '?');
+    const summary = (np: Obj, dir: 'ingress' | 'egress') =>
+      (np.spec[dir] as Obj[]).flatMap((r) => (r[dir === 'ingress' ? 'from' : 'to'] ?? [{ any: true }]).flatMap((peer: Obj) => r.ports.map((p: Obj) => `${peer.any ? '*' : name(peer)}:${p.port}/${p.protocol}`)));
+    const np = find(objects, 'NetworkPolicy', 'peer-node');
+    expect(summary(np, 'ingress')).toEqual([`gateway:${port('client')}/TCP`, `peer-node:${port('peer')}/TCP`]);
+    expect(summary(np, 'egress')).toEqual([`peer-node:${port('peer')}/TCP`, 'dns:53/UDP', 'dns:53/TCP']);
+    const gw = find(objects, 'NetworkPolicy', 'gateway');
+    const gwPort = find(objects, 'Deployment', 'gateway').spec.template.spec.containers[0].ports[0].containerPort;
+    expect(summary(gw, 'ingress')).toEqual([`*:${gwPort}/TCP`]);
+    expect(summary(gw, 'egress')).toEqual([`peer-node:${port('client')}/TCP`, 'dns:53/UDP', 'dns:53/TCP']);
+    expect(objects.filter((o) => o.kind === 'NetworkPolicy')).toHaveLength(3);
+  });
+
+  it('contains no Secret (they are created by the operator) and every image is the one distri-vault image', () => {
+    expect(objects.filter((o) => o.kind === 'Secret')).toEqual([]);
+    const images = new Set(containersOf(objects).map(({ c }) => c.image));
+    expect([...images]).toEqual(['ghcr.io/example/distri-vault:0.1.0']);
+  });
+});
+
+describe('kustomizations', () => {
+  it('list every manifest of their directory, and only existing ones', () => {
+    for (const k of KUSTOMIZATIONS) {
+      const dir = join(DEPLOY, k);
+      const yamls = readdirSync(dir).filter((f) => /\.ya?ml$/.test(f) && f !== 'kustomization.yaml');
+      const listed = (readKustomization(dir).resources as string[]).filter((r) => /\.ya?ml$/.test(r));
+      expect([...listed].sort()).toEqual([...yamls].sort());
+    }
+    // Every file the base lists is read by the renderer (a listed file that does not exist throws).
+    expect(rendered.base.files.map((f) => relative(DEPLOY, f)).sort()).toEqual(readdirSync(join(DEPLOY, 'base')).filter((f) => f !== 'kustomization.yaml').map((f) => `base/${f}`).sort());
+  });
+
+  it.each(OVERLAYS)('%s builds on the base and patches only objects that exist', (k) => {
+    const kz = readKustomization(join(DEPLOY, k));
+    expect(kz.resources).toEqual(['../../base']);
+    const base = rendered.base.objects;
+    for (const p of kz.patches) expect(base.filter((o) => o.kind === p.target.kind && o.metadata.name === p.target.name)).toHaveLength(1);
+  });
+
+  it('the renderer refuses a patch whose path does not exist (so the overlay checks can fail)', () => {
+    const sts = structuredClone(find(rendered.base.objects, 'StatefulSet', 'peer-node'));
+    expect(() => applyJsonPatch(sts, [{ op: 'replace', path: '/spec/template/spec/containers/3/resources', value: {} }], 'test')).toThrow(/does not exist/);
+    expect(() => applyJsonPatch(sts, [{ op: 'replace', path: '/spec/replica', value: 1 }], 'test')).toThrow(/does not exist/);
+  });
+
+  it('dev is 3 nodes and 1 gateway; prod is 5 nodes, each on its own host, with more resources', () => {
+    const dev = rendered['overlays/dev'].objects;
+    const prod = rendered['overlays/prod'].objects;
+    expect(find(dev, 'StatefulSet', 'peer-node').spec.replicas).toBe(3);
+    expect(find(dev, 'Deployment', 'gateway').spec.replicas).toBe(1);
+    const sts = find(prod, 'StatefulSet', 'peer-node');
+    expect(sts.spec.replicas).toBe(5);
+    const anti = sts.spec.template.spec.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution;
+    expect(anti).toEqual([{ topologyKey: 'kubernetes.io/hostname', labelSelector: { matchLabels: sts.spec.template.metadata.labels } }]);
+    const mem = (objs: Obj[]) => find(objs, 'StatefulSet', 'peer-node').spec.template.spec.containers[0].resources.limits.memory;
+    const mi = (s: string) => (s.endsWith('Gi') ? parseFloat(s) * 1024 : parseFloat(s));
+    expect(mi(mem(prod))).toBeGreaterThan(mi(mem(dev)));
+  });
+});
+
+describe('secret material', () => {
+  it('no file under deploy/ holds a private key or a vault key', () => {
+    const walk = (d: string): string[] =>
+      readdirSync(d, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(join(d, e.name)) : [join(d, e.name)]));
+    for (const f of walk(DEPLOY)) {
+      const text = readFileSync(f, 'utf8');
+      expect({ f, pem: /-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text), key: /"key"\s*:\s*"[A-Za-z0-9+/]{43}="/.test(text) }).toEqual({ f, pem: false, key: false });
+    }
+  });
+});
