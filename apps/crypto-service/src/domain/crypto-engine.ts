@@ -13,6 +13,7 @@ import {
 import {
   assertEnvelopeShape,
   chunkAssociatedData,
+  chunkNonce,
   DATA_KEY_BYTES,
   ENVELOPE_OVERHEAD,
   ENVELOPE_VERSION,
@@ -105,7 +106,7 @@ export class CryptoEngine {
       throw new InvalidArgumentError(`chunk plaintext of ${plaintext.length} bytes exceeds ${MAX_CHUNK_PLAINTEXT_BYTES}`);
     }
     const key = this.unwrap(wrappedKey, context.folder);
-    const ciphertext = sealEnvelope(key, chunkAssociatedData(context), plaintext);
+    const ciphertext = sealEnvelope(key, chunkAssociatedData(context), plaintext, chunkNonce(context.index));
     return { ciphertext, id: objectId(ciphertext) };
   }
 

@@ -55,7 +55,7 @@ describe('envelope v1', () => {
     expect(() => openEnvelope(key, ad, Buffer.alloc(0))).toThrow(InvalidArgumentError);
     const v2 = Buffer.from(env);
     v2[0] = 2;
-    expect(() => openEnvelope(key, ad, v2)).toThrow(InvalidArgumentError);
+    expect(() => openEnvelope(key, ad, v2)).toThrow(DataLossError);
     expect(() => openEnvelope(key, ad, env, 'x', 28)).toThrow(InvalidArgumentError);
   });
 

@@ -5,6 +5,15 @@
  *
  * The associated data is never stored: it is recomputed from the request, so an envelope opens only in
  * the context it was sealed for (folder, file version, index, last-ness).
+ *
+ * Nonces. A reader takes the nonce from the envelope, so how it is chosen is the writer's business:
+ * - chunks: uint32 BE chunk index | 8 random bytes (chunkNonce). Every data key belongs to one file
+ *   version, so two chunks of a version (different indices) can never share a nonce; only re-sealing the
+ *   same index under the same data key (a retried upload) draws a second random 64-bit tail (collision
+ *   chance 2^-64 per retry pair).
+ * - wrapped data keys and manifests: 12 random bytes under the long-lived HKDF sub-keys, one seal per file
+ *   version each; NIST SP 800-38D's 2^32 random-nonce limit per key is billions of versions away.
+ * The format is frozen: golden vectors in envelope.vectors.spec.ts.
  */
 import { createCipheriv, createDecipheriv, createHash, randomFillSync, type KeyObject } from 'node:crypto';
 import { DataLossError, InvalidArgumentError } from '@distri-vault/shared';
@@ -61,11 +70,27 @@ export function chunkAssociatedData(ctx: ChunkContext): Buffer {
   return Buffer.concat([CHUNK_AD_PREFIX, Buffer.from(ctx.folder, 'utf8'), Buffer.from([0]), ctx.fileId, tail]);
 }
 
-/** Seals `plaintext` under `key` (AES-256-GCM, fresh random nonce) bound to `ad`. */
-export function sealEnvelope(key: KeyObject, ad: Uint8Array, plaintext: Uint8Array): Buffer {
+/** A chunk's nonce: uint32 BE index, then 8 random bytes (distinct indices never collide). */
+export function chunkNonce(index: number): Buffer {
+  const nonce = Buffer.allocUnsafe(NONCE_BYTES);
+  nonce.writeUInt32BE(index, 0);
+  randomFillSync(nonce, 4, NONCE_BYTES - 4);
+  return nonce;
+}
+
+/**
+ * Seals `plaintext` under `key` (AES-256-GCM) bound to `ad`, with `nonce` (12 bytes) or a fresh random
+ * one. A nonce must never be passed twice for one key: fixed nonces are for chunkNonce and test vectors.
+ */
+export function sealEnvelope(key: KeyObject, ad: Uint8Array, plaintext: Uint8Array, nonce?: Uint8Array): Buffer {
   const out = Buffer.allocUnsafe(plaintext.length + ENVELOPE_OVERHEAD);
   out[0] = ENVELOPE_VERSION;
-  randomFillSync(out, 1, NONCE_BYTES);
+  if (nonce) {
+    if (nonce.length !== NONCE_BYTES) throw new RangeError(`nonce must be ${NONCE_BYTES} bytes`);
+    out.set(nonce, 1);
+  } else {
+    randomFillSync(out, 1, NONCE_BYTES);
+  }
   const cipher = createCipheriv('aes-256-gcm', key, out.subarray(1, 1 + NONCE_BYTES), { authTagLength: TAG_BYTES });
   cipher.setAAD(ad);
   let pos = 1 + NONCE_BYTES;
@@ -76,15 +101,16 @@ export function sealEnvelope(key: KeyObject, ad: Uint8Array, plaintext: Uint8Arr
 }
 
 /**
- * Checks an envelope's shape without a key: InvalidArgumentError when it is shorter than the overhead,
- * longer than `maxBytes`, or carries an unknown version byte.
+ * Checks an envelope's shape without a key: InvalidArgumentError when it is shorter than the overhead or
+ * longer than `maxBytes`; DataLossError when its version byte is unknown (a flipped header bit reads as
+ * corruption, like any other tampering).
  */
 export function assertEnvelopeShape(envelope: Uint8Array, what: string, maxBytes: number): void {
   if (envelope.length < ENVELOPE_OVERHEAD) {
     throw new InvalidArgumentError(`${what}: envelope of ${envelope.length} bytes is shorter than the ${ENVELOPE_OVERHEAD}-byte minimum`);
   }
   if (envelope.length > maxBytes) throw new InvalidArgumentError(`${what}: envelope of ${envelope.length} bytes exceeds ${maxBytes}`);
-  if (envelope[0] !== ENVELOPE_VERSION) throw new InvalidArgumentError(`${what}: unknown envelope version ${envelope[0]}`);
+  if (envelope[0] !== ENVELOPE_VERSION) throw new DataLossError(`${what}: unknown envelope version ${envelope[0]}`);
 }
 
 /**
