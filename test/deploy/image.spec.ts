@@ -228,7 +228,7 @@ describe('Dockerfile', () => {
     const standalone: [string, Record<string, string>][] = [
       ['storage-service', { STORAGE_HOST: '127.0.0.1', STORAGE_PORT: '0', STORAGE_DATA_DIR: 'data' }],
       ['crypto-service', { CRYPTO_HOST: '127.0.0.1', CRYPTO_PORT: '0', CRYPTO_KEY_DIR: 'keys' }],
-      ['gateway', { GATEWAY_HOST: '127.0.0.1', GATEWAY_PORT: '0', GATEWAY_NODE_ADDRESS: '127.0.0.1:9' }],
+      ['gateway', { GATEWAY_HOST: '127.0.0.1', GATEWAY_PORT: '0', GATEWAY_NODE_ADDRESS: '127.0.0.1:9', GATEWAY_DATA_DIR: 'gateway' }],
     ];
     it.each(standalone)('%s starts from the image layout with production dependencies only, and stops on SIGTERM', async (app, appEnv) => {
       const dirs = Object.fromEntries(Object.entries(appEnv).map(([k, v]) => [k, /_DIR$/.test(k) ? join(work, v) : v]));

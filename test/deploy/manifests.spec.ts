@@ -38,7 +38,7 @@ const REQUIRED: Record<string, string[]> = {
   'peer-node': ['NODE_HOST', 'NODE_CLIENT_PORT', 'NODE_PEER_PORT', 'NODE_ADVERTISE_ADDRESS', 'NODE_IDENTITY_DIR', 'NODE_CRYPTO_ADDRESS', 'NODE_STORAGE_ADDRESS', 'NODE_BOOTSTRAP', 'NODE_REPLICAS', 'LOG_LEVEL'],
   'crypto-service': ['CRYPTO_HOST', 'CRYPTO_PORT', 'CRYPTO_KEY_DIR', 'LOG_LEVEL'],
   'storage-service': ['STORAGE_HOST', 'STORAGE_PORT', 'STORAGE_DATA_DIR', 'LOG_LEVEL'],
-  gateway: ['GATEWAY_HOST', 'GATEWAY_PORT', 'GATEWAY_NODE_ADDRESS', 'LOG_LEVEL'],
+  gateway: ['GATEWAY_HOST', 'GATEWAY_PORT', 'GATEWAY_NODE_ADDRESS', 'GATEWAY_DATA_DIR', 'LOG_LEVEL'],
 };
 const CONFIG_READERS: Record<string, (env: NodeJS.ProcessEnv) => unknown> = {
   'peer-node': readNodeConfig,
@@ -216,6 +216,19 @@ describe.each(KUSTOMIZATIONS)('deploy/%s', (k) => {
       expect(m.readOnly ?? false).toBe(volume !== 'data');
       expect(volume === 'data' ? claims : (spec.volumes as Obj[]).map((x) => x.name)).toContain(volume);
     }
+  });
+
+  it("mounts the gateway's token store from its own claim, where GATEWAY_DATA_DIR points", () => {
+    const gw = find(objects, 'Deployment', 'gateway');
+    const c = gw.spec.template.spec.containers[0];
+    const env = resolveEnv(c, objects, { name: 'gateway-x', namespace: gw.metadata.namespace });
+    expect(c.volumeMounts).toEqual([{ name: 'gateway-data', mountPath: env.GATEWAY_DATA_DIR }]);
+    const vol = gw.spec.template.spec.volumes.find((v: Obj) => v.name === 'gateway-data');
+    const pvc = find(objects, 'PersistentVolumeClaim', vol.persistentVolumeClaim.claimName);
+    expect(pvc.spec.accessModes).toEqual(['ReadWriteOnce']);
+    // One writer of the token file: one replica, never two pods during a rollout.
+    expect(gw.spec.replicas).toBe(1);
+    expect(gw.spec.strategy).toEqual({ type: 'Recreate' });
   });
 
   it('locks down every pod and container, with probes, requests and limits', () => {
