@@ -5,6 +5,8 @@
  *   CRYPTO_HOST     interface to bind (127.0.0.1)
  *   CRYPTO_PORT     TCP port to listen on; 0 asks the OS for a free one (7102)
  *   CRYPTO_KEY_DIR  directory holding vault-key.json; created 0700 with the key on first start (.vault/node1/keys)
+ *   CRYPTO_PASSPHRASE_FILE  file holding the key file's passphrase (one line); when set, a new key file is
+ *                   written protected (scrypt), and a protected one is opened with it (empty: no passphrase)
  *   LOG_LEVEL       pino level: fatal, error, warn, info, debug, trace or silent (info)
  */
 import { z } from 'zod';
@@ -15,6 +17,7 @@ export const cryptoConfigSchema = z.object({
   CRYPTO_HOST: z.string().min(1).default('127.0.0.1'),
   CRYPTO_PORT: portVar(7102),
   CRYPTO_KEY_DIR: z.string().min(1).default('.vault/node1/keys'),
+  CRYPTO_PASSPHRASE_FILE: z.string().default(''),
   LOG_LEVEL: logLevelVar(),
 });
 

@@ -141,6 +141,53 @@ describe('crypto-service process', () => {
     expect(await fs.readFile(path, 'utf8')).toBe('{"version":1,"key":"tooshort","createdUnixMs":1}');
   }, 15_000);
 
+  it('imports and exports recovery keys offline, and serves a passphrase-protected key', async () => {
+    const golden = 'DVRK1-IBAU-EQ2E-IVDE-OSCJ-JJFU-YTKO-J5IF-CUST-KRKV-MV2Y-LFNF-WXC5-LZPT-XJTS';
+    const keys = join(dir, 'imported');
+    const passFile = join(dir, 'passphrase');
+    await fs.writeFile(passFile, 'a long passphrase\n', { mode: 0o600 });
+    const env = { PATH: process.env['PATH'] ?? '', CRYPTO_KEY_DIR: keys, CRYPTO_PASSPHRASE_FILE: passFile };
+    const cli = (args: string[], input: string, extra: Record<string, string> = {}) =>
+      new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+        const child = execFile(process.execPath, [mainJs, ...args], { cwd: root, env: { ...env, ...extra }, timeout: 20_000 }, (err, stdout, stderr) =>
+          resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+        );
+        child.stdin!.end(input);
+      });
+
+    const typo = await cli(['import-recovery-key'], golden.replace('IBAU', 'IBAV'));
+    expect(typo.code).toBe(1);
+    expect(typo.stderr).toContain('mistyped');
+    await expect(fs.stat(keys)).rejects.toMatchObject({ code: 'ENOENT' });
+
+    const imp = await cli(['import-recovery-key'], `${golden}\n`);
+    expect(imp).toMatchObject({ code: 0, stderr: '' });
+    expect(imp.stdout).toBe(`imported vault key b3843b13d779dc7b into ${join(keys, 'vault-key.json')} (passphrase-protected)\n`);
+    expect(await fs.readFile(join(keys, 'vault-key.json'), 'utf8')).not.toContain('QEFCQ0RFRkdISUpLTE1OT1BRUlNUVVZXWFlaW1xdXl8=');
+    expect(await cli(['export-recovery-key'], '')).toEqual({ code: 0, stdout: `${golden}\n`, stderr: '' });
+    expect((await cli(['import-recovery-key'], golden)).stderr).toContain('already exists');
+
+    const server = start({ ...env, CRYPTO_PORT: '0' });
+    running.push(server);
+    const client = createClient(CryptoServiceClient, `127.0.0.1:${await listeningPort(server)}`);
+    try {
+      expect((await callUnary(client, client.getKeyInfo, {}, { timeoutMs: 5_000 })).keyFingerprint).toBe('b3843b13d779dc7b');
+    } finally {
+      client.close();
+    }
+    expect(await stop(server)).toBe(0);
+
+    await fs.writeFile(passFile, 'the wrong passphrase\n');
+    const wrong = start({ ...env, CRYPTO_PORT: '0' });
+    running.push(wrong);
+    expect(await wrong.exited).toBe(1);
+    expect(JSON.stringify(wrong.lines.find((l) => l['msg'] === 'failed to start'))).toContain('wrong passphrase for vault key file');
+    const exp = await cli(['export-recovery-key'], '');
+    expect(exp.code).toBe(1);
+    expect(exp.stdout).toBe('');
+    expect(exp.stderr).toContain('wrong passphrase');
+  }, 60_000);
+
   it('refuses to start on invalid configuration', async () => {
     const p = start({ CRYPTO_PORT: '70000', CRYPTO_KEY_DIR: join(dir, 'unused') });
     running.push(p);

@@ -1,12 +1,26 @@
-/** crypto-service bootstrap: config -> logger -> vault key -> engine -> gRPC server -> announce -> shutdown. */
+/**
+ * crypto-service bootstrap: config -> logger -> vault key -> engine -> gRPC server -> announce -> shutdown.
+ *
+ * Also two offline commands on the same configuration (CRYPTO_KEY_DIR, CRYPTO_PASSPHRASE_FILE):
+ *   main.js export-recovery-key   prints the vault key as a printable recovery key on stdout
+ *   main.js import-recovery-key   reads a recovery key on stdin and writes the key file (never replaces one)
+ */
+import { promises as fs } from 'node:fs';
 import { announceListening, createLogger, failStartup, onShutdown, startGrpcServer } from '@distri-vault/shared';
 import { CryptoServiceService } from '@distri-vault/shared/generated/vault/crypto/v1/crypto';
 import { loadCryptoConfig, type CryptoConfig } from './config';
 import { CryptoEngine } from './domain/crypto-engine';
-import { loadOrCreateVaultKey } from './domain/vault-key';
+import { exportRecoveryKey, importRecoveryKey, loadOrCreateVaultKey } from './domain/vault-key';
 import { CRYPTO_SERVICE_NAME, cryptoServiceImpl } from './grpc/crypto.grpc';
 
 const SERVICE = 'crypto-service';
+
+/** The passphrase in CRYPTO_PASSPHRASE_FILE (first line), or undefined when the variable is empty. */
+async function readPassphrase(config: CryptoConfig): Promise<string | undefined> {
+  if (!config.CRYPTO_PASSPHRASE_FILE) return undefined;
+  const text = await fs.readFile(config.CRYPTO_PASSPHRASE_FILE, 'utf8');
+  return text.split(/\r?\n/)[0];
+}
 
 async function main(): Promise<void> {
   let config: CryptoConfig;
@@ -17,8 +31,10 @@ async function main(): Promise<void> {
   }
   const log = createLogger(SERVICE, config.LOG_LEVEL);
   try {
-    const { key, created, path } = await loadOrCreateVaultKey(config.CRYPTO_KEY_DIR);
-    log.info({ path, fingerprint: key.fingerprint, created }, created ? 'vault key created' : 'vault key loaded');
+    const passphrase = await readPassphrase(config);
+    const { key, created, path, protected: isProtected } = await loadOrCreateVaultKey(config.CRYPTO_KEY_DIR, { passphrase });
+    log.info({ path, fingerprint: key.fingerprint, created, protected: isProtected }, created ? 'vault key created' : 'vault key loaded');
+    if (passphrase !== undefined && !isProtected) log.warn({ path }, 'a passphrase is configured but the key file is not protected by one (export the recovery key, move the file away and import it with the passphrase)');
     const engine = new CryptoEngine({ vaultKey: key });
     const server = await startGrpcServer({
       host: config.CRYPTO_HOST,
@@ -33,4 +49,33 @@ async function main(): Promise<void> {
   }
 }
 
-void main();
+async function readStdin(): Promise<string> {
+  const parts: Buffer[] = [];
+  for await (const chunk of process.stdin) parts.push(chunk as Buffer);
+  return Buffer.concat(parts).toString('utf8');
+}
+
+/** The offline commands: plain text out, exit 0 on success, 1 with a one-line message on failure. */
+async function command(name: string): Promise<void> {
+  try {
+    const config = loadCryptoConfig();
+    const passphrase = await readPassphrase(config);
+    if (name === 'export-recovery-key') {
+      process.stdout.write(`${await exportRecoveryKey(config.CRYPTO_KEY_DIR, passphrase)}\n`);
+    } else {
+      const loaded = await importRecoveryKey(config.CRYPTO_KEY_DIR, await readStdin(), { passphrase });
+      process.stdout.write(`imported vault key ${loaded.key.fingerprint} into ${loaded.path}${loaded.protected ? ' (passphrase-protected)' : ''}\n`);
+    }
+  } catch (err) {
+    process.stderr.write(`${name}: ${(err as Error).message}\n`);
+    process.exitCode = 1;
+  }
+}
+
+const cmd = process.argv[2];
+if (cmd === undefined) void main();
+else if (cmd === 'export-recovery-key' || cmd === 'import-recovery-key') void command(cmd);
+else {
+  process.stderr.write(`unknown command ${cmd}; usage: main.js [export-recovery-key | import-recovery-key]\n`);
+  process.exitCode = 2;
+}
