@@ -9,4 +9,5 @@ export * from './grpc/server';
 export * from './grpc/handlers';
 export * from './grpc/client';
 export * from './grpc/streams';
+export * from './grpc/codec';
 export * from './process';

@@ -5,13 +5,29 @@
 import * as grpc from '@grpc/grpc-js';
 import { fromStatus } from './status';
 import { CHANNEL_OPTIONS } from './options';
+import { withBulkCodecs } from './codec';
 
 /** A generated ts-proto client constructor. */
 type ClientCtor<C> = new (address: string, credentials: grpc.ChannelCredentials, options?: grpc.ChannelOptions) => C;
 
-/** Creates a client with the project's channel options. */
+const fastCtors = new WeakMap<object, ClientCtor<unknown>>();
+
+/** The generated constructor rebuilt over the same service with the bulk codecs (see codec.ts). */
+function withFastCodecs<C>(Ctor: ClientCtor<C>): ClientCtor<C> {
+  const generated = Ctor as unknown as { service?: grpc.ServiceDefinition; serviceName?: string };
+  if (!generated.service) return Ctor;
+  let fast = fastCtors.get(Ctor);
+  if (!fast) {
+    const def = withBulkCodecs(generated.service);
+    fast = (def === generated.service ? Ctor : grpc.makeGenericClientConstructor(def, generated.serviceName ?? '')) as ClientCtor<unknown>;
+    fastCtors.set(Ctor, fast);
+  }
+  return fast as ClientCtor<C>;
+}
+
+/** Creates a client with the project's channel options and the bulk-message codecs. */
 export function createClient<C>(Ctor: ClientCtor<C>, address: string, credentials = grpc.credentials.createInsecure()): C {
-  return new Ctor(address, credentials, CHANNEL_OPTIONS);
+  return new (withFastCodecs(Ctor))(address, credentials, CHANNEL_OPTIONS);
 }
 
 /** Options of one call. */
