@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { CancelledError, DataLossError, InvalidArgumentError, MAX_CHUNK_PLAINTEXT_BYTES, MAX_OBJECT_BYTES } from '@distri-vault/shared';
-import { CryptoEngine, MAX_MANIFEST_PLAINTEXT_BYTES } from './crypto-engine';
+import { CryptoEngine, MAX_MANIFEST_PLAINTEXT_BYTES, MAX_SEAL_CHUNK_BYTES } from './crypto-engine';
 import type { ChunkContext } from './envelope';
 import { loadOrCreateVaultKey } from './vault-key';
 import { FOLDER_A, FOLDER_B, makeTempDir, removeTempDir, seededBytes } from '../testing/fixtures';
@@ -40,7 +40,7 @@ describe('CryptoEngine', () => {
   });
 
   describe('chunks', () => {
-    it.each([0, 1, 4095, 65536, MAX_CHUNK_PLAINTEXT_BYTES - 1, MAX_CHUNK_PLAINTEXT_BYTES])('round-trips %i bytes', async (n) => {
+    it.each([0, 1, 4095, 65536, MAX_CHUNK_PLAINTEXT_BYTES, MAX_SEAL_CHUNK_BYTES])('round-trips %i bytes', async (n) => {
       const key = await engine.createDataKey(FOLDER_A);
       const pt = seededBytes(`chunk-${n}`, n);
       const sealed = await engine.sealChunk(key, ctx(), pt);
@@ -53,8 +53,8 @@ describe('CryptoEngine', () => {
 
     it('rejects a chunk one byte over the limit', async () => {
       const key = await engine.createDataKey(FOLDER_A);
-      await expect(engine.sealChunk(key, ctx(), Buffer.alloc(MAX_CHUNK_PLAINTEXT_BYTES + 1))).rejects.toBeInstanceOf(InvalidArgumentError);
-      await expect(engine.openChunk(key, ctx(), Buffer.alloc(MAX_CHUNK_PLAINTEXT_BYTES + 30, 1))).rejects.toBeInstanceOf(InvalidArgumentError);
+      await expect(engine.sealChunk(key, ctx(), Buffer.alloc(MAX_SEAL_CHUNK_BYTES + 1))).rejects.toBeInstanceOf(InvalidArgumentError);
+      await expect(engine.openChunk(key, ctx(), Buffer.alloc(MAX_SEAL_CHUNK_BYTES + 30, 1))).rejects.toBeInstanceOf(InvalidArgumentError);
     });
 
     it('opens the extreme index and the last flag', async () => {

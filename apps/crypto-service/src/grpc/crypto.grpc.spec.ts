@@ -1,9 +1,9 @@
 import * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
 import { createHash } from 'node:crypto';
-import { callUnary, createClient, DataLossError, InvalidArgumentError, MAX_CHUNK_PLAINTEXT_BYTES, startGrpcServer, type RunningServer } from '@distri-vault/shared';
+import { callUnary, createClient, DataLossError, InvalidArgumentError, startGrpcServer, type RunningServer } from '@distri-vault/shared';
 import { CryptoServiceClient, CryptoServiceService, type ChunkContext } from '@distri-vault/shared/generated/vault/crypto/v1/crypto';
-import { CryptoEngine } from '../domain/crypto-engine';
+import { CryptoEngine, MAX_SEAL_CHUNK_BYTES } from '../domain/crypto-engine';
 import { loadOrCreateVaultKey } from '../domain/vault-key';
 import { FOLDER_A, FOLDER_B, makeTempDir, removeTempDir, seededBytes } from '../testing/fixtures';
 import { CRYPTO_SERVICE_NAME, cryptoServiceImpl } from './crypto.grpc';
@@ -58,7 +58,7 @@ describe('CryptoService over gRPC', () => {
   it('CreateDataKey, SealChunk and OpenChunk round-trip a maximal chunk', async () => {
     const { wrappedKey } = await callUnary(client, client.createDataKey, { folder: FOLDER_A });
     expect(wrappedKey.length).toBe(61);
-    const plaintext = seededBytes('grpc-chunk', MAX_CHUNK_PLAINTEXT_BYTES);
+    const plaintext = seededBytes('grpc-chunk', MAX_SEAL_CHUNK_BYTES);
     const sealed = await callUnary(client, client.sealChunk, { wrappedKey, context: context(), plaintext });
     expect(sealed.ciphertext.length).toBe(plaintext.length + 29);
     expect(sealed.id).toBe(createHash('sha256').update(sealed.ciphertext).digest('hex'));
@@ -94,7 +94,7 @@ describe('CryptoService over gRPC', () => {
     expect((await rawCall(client, client.sealChunk, { wrappedKey, context: context({ fileId: Buffer.alloc(15) }), plaintext: Buffer.from('x') })).code).toBe(INVALID);
     expect((await rawCall(client, client.sealChunk, { wrappedKey, context: undefined, plaintext: Buffer.from('x') })).code).toBe(INVALID);
     expect((await rawCall(client, client.sealChunk, { wrappedKey: wrappedKey.subarray(0, 60), context: context(), plaintext: Buffer.from('x') })).code).toBe(INVALID);
-    expect((await rawCall(client, client.sealChunk, { wrappedKey, context: context(), plaintext: Buffer.alloc(MAX_CHUNK_PLAINTEXT_BYTES + 1) })).code).toBe(INVALID);
+    expect((await rawCall(client, client.sealChunk, { wrappedKey, context: context(), plaintext: Buffer.alloc(MAX_SEAL_CHUNK_BYTES + 1) })).code).toBe(INVALID);
     expect((await rawCall(client, client.openChunk, { wrappedKey, context: context({ folder: 'x' }), ciphertext: chunk })).code).toBe(INVALID);
     expect((await rawCall(client, client.openChunk, { wrappedKey, context: context(), ciphertext: chunk.subarray(0, 28) })).code).toBe(INVALID);
     const badVersion = Buffer.from(wrappedKey);
