@@ -1,0 +1,283 @@
+/**
+ * Local rehearsal of deploy/overlays/dev: every container of the rendered StatefulSet and Deployment is
+ * started as a real process with exactly the environment the manifests give it (ConfigMap keys, downward
+ * API, $(VAR) expansion), its volumes laid out as the kubelet would (the Secrets made by
+ * deploy/make-node-secrets.mjs and projected per the items lists, subPathExpr, claims), plus the image's
+ * ENV. What cannot exist on one machine is mapped, and only that:
+ *   - each pod gets its own loopback address as its pod IP (binding 0.0.0.0 becomes binding that IP), and
+ *     another one for the pod's own 127.0.0.1 (where crypto and storage listen);
+ *   - cluster DNS: a preload (passed by the launcher as VAULT_NODE_ARGS, which no app reads) answers the
+ *     pods' stable names peer-node-<i>.peer-node.<ns>.svc.cluster.local with their pod IPs (from a file,
+ *     so a pod added later resolves everywhere, as the headless Service's records would);
+ *   - mount paths become directories under a temp dir.
+ * Then: peers find each other by their advertised DNS names, a put/get goes through the gateway, every
+ * node holds the copies, the probes the manifests define pass, and scaling the StatefulSet to 4 as the
+ * README says adds a node the others discover.
+ */
+import { execFile } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+import { promisify } from 'node:util';
+import { eventually, putSeeded, request, seededSha, setBearerToken, walk } from '../helpers';
+import { DEPLOY, REPO, appOf, applyJsonPatch, expand, find, render, resolveEnv, type Obj } from './k8s';
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { startProcess } = require('../../tools/network.cjs');
+const run = promisify(execFile);
+const MiB = 1024 * 1024;
+
+jest.setTimeout(180_000);
+
+/** The image's ENV (Dockerfile, runtime stage): part of every container's environment. */
+function imageEnv(): Record<string, string> {
+  const text = readFileSync(join(REPO, 'Dockerfile'), 'utf8').replace(/\\\n/g, ' ');
+  const runtime = text.slice(text.lastIndexOf('\nFROM '));
+  const env: Record<string, string> = {};
+  for (const line of runtime.split('\n').filter((l) => l.startsWith('ENV '))) {
+    for (const m of line.slice(4).matchAll(/([A-Z_]+)=(\S+)/g)) env[m[1]] = m[2];
+  }
+  return env;
+}
+
+/**
+ * A preload standing in for cluster DNS: dns.lookup / dns.promises.lookup (what grpc-js uses) answer the
+ * names in the JSON file `hostsFile`, read at each lookup, so pods added later resolve everywhere.
+ */
+function dnsPreload(hostsFile: string): string {
+  const code = `import dns from 'node:dns';
+import { readFileSync } from 'node:fs';
+const one = (h) => { const a = JSON.parse(readFileSync(${JSON.stringify(hostsFile)}, 'utf8'))[h]; return a && { address: a, family: 4 }; };
+const pl = dns.promises.lookup.bind(dns.promises);
+dns.promises.lookup = async (h, o) => (one(h) ? ((o && o.all) ? [one(h)] : one(h)) : pl(h, o));
+const prt = dns.promises.resolveTxt.bind(dns.promises);
+dns.promises.resolveTxt = async (h) => { if (one(h)) throw Object.assign(new Error('no TXT'), { code: 'ENODATA' }); return prt(h); };
+const l = dns.lookup;
+dns.lookup = (h, o, cb) => { if (typeof o === 'function') { cb = o; o = {}; } const r = one(h); if (!r) return l(h, o, cb); const opts = typeof o === 'number' ? {} : (o || {}); process.nextTick(() => (opts.all ? cb(null, [r]) : cb(null, r.address, 4))); };
+`;
+  return `--import=data:text/javascript;base64,${Buffer.from(code).toString('base64')}`;
+}
+
+describe('rehearsal of deploy/overlays/dev on loopback', () => {
+  let root: string;
+  let objects: Obj[];
+  let ns: string;
+  let sts: Obj;
+  let secretsDir: string;
+  const serverIds: Record<string, string> = {};
+  const procs: any[] = [];
+  const podIp: Record<string, string> = {};
+  const podLoopback: Record<string, string> = {};
+  const hosts: Record<string, string> = {};
+  const volumesOf = (pod: string) => join(root, 'pods', pod, 'volumes');
+  let gatewayUrl: string;
+  let gatewayEnv: Record<string, string>;
+  let token: string;
+
+  /** Runs make-node-secrets.mjs, as the README tells operators to, and records the server IDs. */
+  async function makeSecrets(first: number, nodes: number): Promise<void> {
+    const { stdout } = await run(process.execPath, [join(DEPLOY, 'make-node-secrets.mjs'), '--out', secretsDir, '--first', String(first), '--nodes', String(nodes)]);
+    for (const m of stdout.matchAll(/^(peer-node-\d+): server ID ([a-z2-7]{32})$/gm)) serverIds[m[1]] = m[2];
+  }
+
+  /**
+   * What `kubectl create secret generic <name> --from-file=<key>=<file>` (README) stores: key -> file content.
+   * The README's command takes every node's identity.json / vault-key.json under the secrets directory.
+   */
+  function secretData(name: string, pods: string[]): Record<string, string> {
+    const file = name === 'distri-vault-identities' ? 'identity.json' : 'vault-key.json';
+    return Object.fromEntries(pods.map((p) => [p, readFileSync(join(secretsDir, p, file), 'utf8')]));
+  }
+
+  /** Lays out a pod's volumes as the kubelet would and returns mountPath -> host directory per container. */
+  function mountVolumes(w: Obj, pod: string, c: Obj, env: Record<string, string>): Record<string, string> {
+    const spec = w.spec.template.spec;
+    const out: Record<string, string> = {};
+    for (const m of c.volumeMounts ?? []) {
+      const volRoot = join(volumesOf(pod), m.name);
+      const vol = (spec.volumes ?? []).find((v: Obj) => v.name === m.name);
+      if (vol?.projected) {
+        const mode = vol.projected.defaultMode;
+        for (const src of vol.projected.sources) {
+          const pods = Array.from({ length: w.spec.replicas }, (_, i) => `${w.metadata.name}-${i}`);
+          const data = secretData(src.secret.name, pods);
+          for (const item of src.secret.items) {
+            if (!(item.key in data)) throw new Error(`Secret ${src.secret.name} has no key ${item.key}: the pod would not start`);
+            const f = join(volRoot, item.path);
+            mkdirSync(join(f, '..'), { recursive: true });
+            writeFileSync(f, data[item.key]);
+            chmodSync(f, mode);
+          }
+        }
+      } else {
+        // A claim (volumeClaimTemplates or persistentVolumeClaim): an empty, writable directory.
+        const claims = [...(w.spec.volumeClaimTemplates ?? []).map((v: Obj) => v.metadata.name), ...(spec.volumes ?? []).filter((v: Obj) => v.persistentVolumeClaim).map((v: Obj) => v.name)];
+        if (!claims.includes(m.name)) throw new Error(`volume ${m.name} is neither projected nor a claim`);
+        mkdirSync(volRoot, { recursive: true });
+      }
+      out[m.mountPath] = m.subPathExpr ? join(volRoot, expand(m.subPathExpr, env)) : volRoot;
+    }
+    return out;
+  }
+
+  /** The pod's environment mapped onto this machine (see the file comment), nothing else changed. */
+  function mapEnv(env: Record<string, string>, pod: string, mounts: Record<string, string>): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const [k, v] of Object.entries(env)) {
+      let x = v === '0.0.0.0' ? podIp[pod] : v.replace(/\b127\.0\.0\.1\b/g, podLoopback[pod]);
+      for (const [mountPath, dir] of Object.entries(mounts)) if (x === mountPath || x.startsWith(`${mountPath}/`)) x = dir + x.slice(mountPath.length);
+      out[k] = x;
+    }
+    return out;
+  }
+
+  /** Starts one container of a pod as a process; returns its mapped env. */
+  async function startContainer(w: Obj, pod: string, c: Obj): Promise<{ env: Record<string, string>; proc: any }> {
+    const env = resolveEnv(c, objects, { name: pod, namespace: ns });
+    const mounts = mountVolumes(w, pod, c, env);
+    const mapped = mapEnv(env, pod, mounts);
+    const proc = await startProcess({
+      name: `${pod}/${c.name}`,
+      app: appOf(c),
+      env: { ...imageEnv(), ...mapped, VAULT_NODE_ARGS: dnsPreload(join(root, 'cluster-dns.json')) },
+      distDir: join(REPO, 'dist/apps'),
+      output: { dir: join(root, 'logs') },
+      readyTimeoutMs: 60_000,
+    });
+    procs.push(proc);
+    return { env: mapped, proc };
+  }
+
+  /** Starts every container of StatefulSet pod `i` at once, as the kubelet does. */
+  async function startNodePod(i: number): Promise<Record<string, Record<string, string>>> {
+    const pod = `${sts.metadata.name}-${i}`;
+    const started = await Promise.all(sts.spec.template.spec.containers.map((c: Obj) => startContainer(sts, pod, c)));
+    return Object.fromEntries(sts.spec.template.spec.containers.map((c: Obj, j: number) => [c.name, started[j].env]));
+  }
+
+  const fqdn = (i: number) => `${sts.metadata.name}-${i}.${sts.spec.serviceName}.${ns}.svc.cluster.local`;
+  const nodeEnvs: Record<string, Record<string, Record<string, string>>> = {};
+
+  function addPod(i: number): void {
+    const pod = `${sts.metadata.name}-${i}`;
+    podIp[pod] = `127.31.0.${10 + i}`;
+    podLoopback[pod] = `127.32.0.${10 + i}`;
+    hosts[fqdn(i)] = podIp[pod];
+    writeFileSync(join(root, 'cluster-dns.json'), JSON.stringify(hosts));
+  }
+
+  beforeAll(async () => {
+    root = mkdtempSync(join(tmpdir(), 'dv-k8s-'));
+    if (process.env['KEEP_TEST_DIRS']) console.log(`rehearsal data and logs: ${root}`);
+    secretsDir = join(root, 'secrets');
+    objects = render(join(DEPLOY, 'overlays/dev')).objects;
+    sts = find(objects, 'StatefulSet', 'peer-node');
+    ns = sts.metadata.namespace;
+    await makeSecrets(0, sts.spec.replicas);
+    for (let i = 0; i < sts.spec.replicas; i++) addPod(i);
+    podIp.gateway = '127.31.0.100';
+    podLoopback.gateway = '127.32.0.100';
+    const started = await Promise.all(Array.from({ length: sts.spec.replicas }, (_, i) => startNodePod(i)));
+    started.forEach((e, i) => (nodeEnvs[`peer-node-${i}`] = e));
+    const gw = find(objects, 'Deployment', 'gateway');
+    const g = await startContainer(gw, 'gateway', gw.spec.template.spec.containers[0]);
+    gatewayEnv = g.env;
+    gatewayUrl = `http://${g.env.GATEWAY_HOST}:${g.proc.port}`;
+    token = readFileSync(join(g.env.GATEWAY_DATA_DIR, 'token'), 'utf8').trim();
+    setBearerToken(token);
+  });
+
+  afterAll(async () => {
+    setBearerToken(null);
+    await Promise.all(procs.map((p) => p.stop()));
+    if (root && !process.env['KEEP_TEST_DIRS']) rmSync(root, { recursive: true, force: true });
+  });
+
+  it('runs with the manifests’ ports and the mapped addresses only', () => {
+    const n0 = nodeEnvs['peer-node-0'];
+    expect(n0['peer-node']).toMatchObject({ NODE_HOST: podIp['peer-node-0'], NODE_CLIENT_PORT: '7100', NODE_PEER_PORT: '7101', NODE_ADVERTISE_ADDRESS: `${fqdn(0)}:7101` });
+    expect(n0['peer-node'].NODE_BOOTSTRAP).toBe([0, 1, 2].map((i) => `${fqdn(i)}:7101`).join(','));
+    expect(n0['crypto-service']).toMatchObject({ CRYPTO_HOST: podLoopback['peer-node-0'], CRYPTO_PORT: '7102' });
+    expect(gatewayEnv).toMatchObject({ GATEWAY_HOST: podIp.gateway, GATEWAY_PORT: '8080', GATEWAY_NODE_ADDRESS: `${fqdn(0)}:7100` });
+  });
+
+  it('each node runs with the identity from its Secret, and the peers find each other by their stable names', async () => {
+    const nodes = await eventually(async () => {
+      const r = await request(`${gatewayUrl}/v1/nodes`, 'GET');
+      const list = r.json?.nodes ?? [];
+      return list.filter((n: any) => n.state === 'connected').length === 2 ? list : null;
+    }, 30_000, 'both peers connected');
+    const byId = Object.fromEntries(nodes.map((n: any) => [n.serverId, n]));
+    expect(byId[serverIds['peer-node-0']].state).toBe('self');
+    expect(byId[serverIds['peer-node-1']]).toMatchObject({ state: 'connected', address: `${fqdn(1)}:7101` });
+    expect(byId[serverIds['peer-node-2']]).toMatchObject({ state: 'connected', address: `${fqdn(2)}:7101` });
+    expect((await request(`${gatewayUrl}/v1/node`, 'GET')).json).toMatchObject({ serverId: serverIds['peer-node-0'], peerAddress: `${fqdn(0)}:7101` });
+  });
+
+  it('puts and gets a file through the gateway, with a copy on every node’s data volume', async () => {
+    const size = 3 * MiB + 1;
+    const sha = await seededSha(size, 77);
+    const put = await putSeeded(gatewayUrl, 'k8s/rehearsal.bin', size, 77);
+    expect(put.status).toBe(201);
+    expect(put.json).toMatchObject({ size, sha256: sha, version: 1 });
+    const get = await request(`${gatewayUrl}/v1/files/k8s/rehearsal.bin`, 'GET');
+    expect({ status: get.status, bytes: get.bytes, sha: get.sha256 }).toEqual({ status: 200, bytes: size, sha });
+    const owner = serverIds['peer-node-0'];
+    const chunks = async (pod: string) => (await walk(join(volumesOf(pod), 'data', owner, 'chunks'))).map((p) => basename(p)).sort();
+    const c0 = await chunks('peer-node-0');
+    expect(c0).toHaveLength(Math.ceil(size / MiB));
+    expect(await chunks('peer-node-1')).toEqual(c0);
+    expect(await chunks('peer-node-2')).toEqual(c0);
+  });
+
+  it('passes the probes the manifests define', async () => {
+    for (let i = 0; i < sts.spec.replicas; i++) {
+      const pod = `peer-node-${i}`;
+      for (const c of sts.spec.template.spec.containers as Obj[]) {
+        for (const probe of [c.readinessProbe, c.livenessProbe]) {
+          if (probe.exec) {
+            // The exec probe's command, in the container: node /app/bin/... host:port (mapped like the env).
+            const [, script, addr] = probe.exec.command;
+            expect(script).toBe('/app/bin/grpc-health-probe.cjs');
+            await expect(run(process.execPath, [join(DEPLOY, 'image/grpc-health-probe.cjs'), addr.replace('127.0.0.1', podLoopback[pod])])).resolves.toBeDefined();
+          } else {
+            // The kubelet's native gRPC probe dials the pod IP on the port; the same health check.
+            await expect(run(process.execPath, [join(DEPLOY, 'image/grpc-health-probe.cjs'), `${podIp[pod]}:${probe.grpc.port}`])).resolves.toBeDefined();
+          }
+        }
+      }
+    }
+    const gw = find(objects, 'Deployment', 'gateway').spec.template.spec.containers[0];
+    for (const probe of [gw.readinessProbe, gw.livenessProbe]) {
+      const port = gw.ports.find((p: Obj) => p.name === probe.httpGet.port).containerPort;
+      const r = await request(`http://${podIp.gateway}:${port}${probe.httpGet.path}`, 'GET', undefined, { authorization: '' });
+      expect(r.status).toBe(200);
+    }
+  });
+
+  it('scaling the StatefulSet to 4 as the README says adds a node the others discover', async () => {
+    // README: make the new node's secrets, add its entries to both Secrets and both items lists, scale.
+    await makeSecrets(3, 1);
+    applyJsonPatch(
+      sts,
+      [
+        { op: 'replace', path: '/spec/replicas', value: 4 },
+        { op: 'add', path: '/spec/template/spec/volumes/0/projected/sources/0/secret/items/-', value: { key: 'peer-node-3', path: 'peer-node-3/identity/identity.json' } },
+        { op: 'add', path: '/spec/template/spec/volumes/0/projected/sources/1/secret/items/-', value: { key: 'peer-node-3', path: 'peer-node-3/keys/vault-key.json' } },
+      ],
+      'scale',
+    );
+    addPod(3);
+    // The new pod's name appears in the cluster's DNS (the headless Service publishes it); the running
+    // nodes learn the node from its Hello (it dials them through the bootstrap list) and dial it back.
+    nodeEnvs['peer-node-3'] = await startNodePod(3);
+    const nodes = await eventually(async () => {
+      const r = await request(`${gatewayUrl}/v1/nodes`, 'GET');
+      const list = r.json?.nodes ?? [];
+      return list.filter((n: any) => n.state === 'connected').length === 3 ? list : null;
+    }, 30_000, 'peer-node-3 connected to peer-node-0');
+    expect(nodes.find((n: any) => n.serverId === serverIds['peer-node-3'])).toMatchObject({ state: 'connected', address: `${fqdn(3)}:7101` });
+    const get = await request(`${gatewayUrl}/v1/files/k8s/rehearsal.bin`, 'GET');
+    expect(get.status).toBe(200);
+  });
+});
