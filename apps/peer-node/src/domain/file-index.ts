@@ -35,10 +35,21 @@ export class FileIndex {
     return list && list.length ? list[list.length - 1]!.manifest.version : 0;
   }
 
+  /**
+   * The versions of `path` a client sees, ascending: history records (manifests with `removes`) and the
+   * versions they remove are left out.
+   */
+  versions(path: string): IndexedVersion[] {
+    const list = this.files.get(path) ?? [];
+    if (!list.some((v) => v.manifest.removes)) return list;
+    const removed = new Set(list.flatMap((v) => v.manifest.removes ?? []));
+    return list.filter((v) => !v.manifest.removes && !removed.has(v.manifest.version));
+  }
+
   /** The latest version if it is live, or a specific version if it exists and is live. */
   get(path: string, version?: number): IndexedVersion | undefined {
-    const list = this.files.get(path);
-    if (!list || list.length === 0) return undefined;
+    const list = this.versions(path);
+    if (list.length === 0) return undefined;
     const v = version === undefined ? list[list.length - 1] : list.find((x) => x.manifest.version === version);
     return v && !v.manifest.deleted ? v : undefined;
   }
@@ -46,9 +57,9 @@ export class FileIndex {
   /** Latest live version of each path under `prefix`, sorted by path. */
   list(prefix = ''): IndexedVersion[] {
     const out: IndexedVersion[] = [];
-    for (const [path, list] of this.files) {
+    for (const path of this.files.keys()) {
       if (!path.startsWith(prefix)) continue;
-      const latest = list[list.length - 1];
+      const latest = this.versions(path).at(-1);
       if (latest && !latest.manifest.deleted) out.push(latest);
     }
     return out.sort((a, b) => (a.manifest.path < b.manifest.path ? -1 : a.manifest.path > b.manifest.path ? 1 : 0));

@@ -18,6 +18,8 @@ const schema = z.object({
   fileId: z.string(),
   wrappedKey: z.string(),
   chunks: z.array(chunkRef),
+  /** Set on a history record that removes these versions of the path (DeleteVersion); not a version itself. */
+  removes: z.array(z.number().int().min(1)).optional(),
 });
 
 /** One chunk of a version: its ID (SHA-256 of the ciphertext) and plaintext size. */

@@ -19,6 +19,8 @@ export interface FileInfo {
   sha256: string;
   updatedUnixMs: number;
   chunks: number;
+  /** A deletion record (only in versions()). */
+  deleted?: boolean;
 }
 
 /** What a recovery restored. */
@@ -54,7 +56,9 @@ export interface VaultOptions {
 const sha256hex = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 function infoOf(m: Manifest): FileInfo {
-  return { path: m.path, version: m.version, size: m.size, sha256: m.sha256, updatedUnixMs: m.createdUnixMs, chunks: m.chunks.length };
+  const info: FileInfo = { path: m.path, version: m.version, size: m.size, sha256: m.sha256, updatedUnixMs: m.createdUnixMs, chunks: m.chunks.length };
+  if (m.deleted) info.deleted = true;
+  return info;
 }
 
 /** Runs tasks with at most `limit` in flight; the first failure aborts the rest and is rethrown. */
@@ -263,6 +267,64 @@ export class Vault {
       });
       await Promise.all(replicas.map((r) => r.close()));
       return info.version;
+    } catch (err) {
+      replicas.forEach((r) => r.abort());
+      throw err;
+    }
+  }
+
+  /** Every version of `path` still in its history, deletions included, oldest first; NotFoundError if none. */
+  versions(path: string): FileInfo[] {
+    assertFilePath(path);
+    const list = this.index.versions(path);
+    if (list.length === 0) throw new NotFoundError(`no such file: ${path}`);
+    return list.map((v) => infoOf(v.manifest));
+  }
+
+  /**
+   * Writes a new version of `path` with the content of `version`: a new manifest over the same chunks,
+   * data key and file ID (chunks are bound to those, not to a version number), so no bytes are copied.
+   */
+  async restore(path: string, version: number, signal: AbortSignal): Promise<FileInfo> {
+    assertFilePath(path);
+    if (!this.index.get(path, version)) throw new NotFoundError(`no such version: ${path} v${version}`);
+    return this.writeRecord(path, signal, () => {
+      const old = this.index.get(path, version);
+      if (!old) throw new NotFoundError(`no such version: ${path} v${version}`);
+      return { ...old.manifest, version: this.index.latestVersion(path) + 1, createdUnixMs: Date.now() };
+    });
+  }
+
+  /**
+   * Removes one version (or every version) of `path` from its history by writing a history record
+   * naming them. Their chunks stay on disk until garbage collection exists. Returns how many were removed.
+   */
+  async deleteVersion(path: string, version: number | 'all', signal: AbortSignal): Promise<number> {
+    assertFilePath(path);
+    const pick = () => {
+      const list = this.index.versions(path).map((v) => v.manifest.version);
+      const removes = version === 'all' ? list : list.filter((v) => v === version);
+      if (removes.length === 0) throw new NotFoundError(version === 'all' ? `no such file: ${path}` : `no such version: ${path} v${version}`);
+      return removes;
+    };
+    pick();
+    let count = 0;
+    await this.writeRecord(path, signal, () => {
+      const removes = pick();
+      count = removes.length;
+      const base = { format: 1 as const, path, deleted: true, size: 0, sha256: '', fileId: '', wrappedKey: '', chunks: [] };
+      return { ...base, version: this.index.latestVersion(path) + 1, createdUnixMs: Date.now(), removes };
+    });
+    return count;
+  }
+
+  /** Commits the manifest `make()` builds (under the path's lock) on the owner and R-1 peers. */
+  private async writeRecord(path: string, signal: AbortSignal, make: () => Manifest): Promise<FileInfo> {
+    const replicas = await this.openReplicas(signal);
+    try {
+      const info = await this.locks.run(path, () => this.commitManifest(make(), replicas, signal));
+      await Promise.all(replicas.map((r) => r.close()));
+      return info;
     } catch (err) {
       replicas.forEach((r) => r.abort());
       throw err;
