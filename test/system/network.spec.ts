@@ -140,6 +140,22 @@ describe('local network (3 nodes + gateway)', () => {
     expect((await request(`${base}/v1/files/tmp/doomed.txt`, 'DELETE')).status).toBe(404);
   });
 
+  it('keeps versions: lists them, restores an old one as the newest, deletes one', async () => {
+    const [a, b] = [await putSeeded(base, 'ver/doc.bin', 3 * CHUNK + 5, 501), await putSeeded(base, 'ver/doc.bin', 1000, 502)];
+    expect([a.json.version, b.json.version]).toEqual([1, 2]);
+    const listed = await request(`${base}/v1/versions/ver/doc.bin`, 'GET');
+    expect(listed.json.versions.map((v: any) => [v.version, v.size])).toEqual([[1, 3 * CHUNK + 5], [2, 1000]]);
+    expect((await request(`${base}/v1/files/ver/doc.bin?version=1`, 'GET')).sha256).toBe(a.json.sha256);
+    const restored = await request(`${base}/v1/versions/ver/doc.bin?version=1`, 'POST');
+    expect([restored.status, restored.json.version, restored.json.sha256]).toEqual([201, 3, a.json.sha256]);
+    expect((await request(`${base}/v1/files/ver/doc.bin`, 'GET')).sha256).toBe(a.json.sha256);
+    expect((await request(`${base}/v1/versions/ver/doc.bin?version=3`, 'DELETE')).json).toEqual({ removed: 1 });
+    const now = await request(`${base}/v1/files/ver/doc.bin`, 'GET');
+    expect([now.headers['x-vault-version'], now.sha256]).toEqual(['2', b.json.sha256]);
+    expect((await request(`${base}/v1/versions/ver/doc.bin?all=true`, 'DELETE')).json).toEqual({ removed: 2 });
+    expect((await request(`${base}/v1/files/ver/doc.bin`, 'GET')).status).toBe(404);
+  });
+
   it('is reachable with an external gRPC client (buf curl over reflection)', async () => {
     const node = net.nodes[1];
     for (const [addr, service] of [

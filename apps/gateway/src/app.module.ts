@@ -5,6 +5,7 @@ import { FilesController } from './files.controller';
 import { HealthController } from './health.controller';
 import { NetworkController } from './network.controller';
 import { TokensController } from './tokens.controller';
+import { VersionsController } from './versions.controller';
 import type { TokenStore } from './auth/token-store';
 import type { NodeClient } from './node-client';
 import { LOGGER, NODE_CLIENT, TOKEN_STORE } from './tokens';
@@ -26,7 +27,7 @@ export class AppModule {
   static forRoot(components: AppComponents): DynamicModule {
     return {
       module: AppModule,
-      controllers: [FilesController, NetworkController, HealthController, TokensController],
+      controllers: [FilesController, VersionsController, NetworkController, HealthController, TokensController],
       providers: [
         { provide: NODE_CLIENT, useValue: components.node },
         { provide: LOGGER, useValue: components.log },

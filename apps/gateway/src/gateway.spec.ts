@@ -174,7 +174,7 @@ describe('gateway over a fake node', () => {
       expect((await req('PUT', '/v1/files/range/file.bin', { body: data })).status).toBe(201);
       expect((await req('PUT', '/v1/files/range/big.bin', { body: big })).status).toBe(201);
       expect((await req('PUT', '/v1/files/range/empty.bin', { body: Buffer.alloc(0) })).status).toBe(201);
-    });
+    }, 30_000);
 
     it('answers HEAD with the headers of GET, no body, and cancels the node call', async () => {
       const cancelled = fake.downloadsCancelled;
@@ -233,6 +233,53 @@ describe('gateway over a fake node', () => {
       await eventually(() => fake.downloadsCancelled === cancelled + 1);
       const stale = await req('GET', '/v1/files/range/file.bin', { headers: { 'if-none-match': '"0000"' } });
       expect([stale.status, stale.body.equals(data)]).toEqual([200, true]);
+    });
+  });
+
+  describe('versions', () => {
+    it('lists, reads, restores and deletes versions', async () => {
+      for (const body of ['first', 'second', 'third']) expect((await req('PUT', '/v1/files/ver/a%20b.txt', { body: Buffer.from(body) })).status).toBe(201);
+      const listed = await req('GET', '/v1/versions/ver/a%20b.txt');
+      expect(listed.status).toBe(200);
+      expect(json(listed).versions.map((v: { path: string; version: number }) => [v.path, v.version])).toEqual([['ver/a b.txt', 1], ['ver/a b.txt', 2], ['ver/a b.txt', 3]]);
+      expect((await req('GET', '/v1/files/ver/a%20b.txt?version=1')).body.toString()).toBe('first');
+
+      const restored = await req('POST', '/v1/versions/ver/a%20b.txt?version=1');
+      expect(restored.status).toBe(201);
+      expect(json(restored)).toMatchObject({ path: 'ver/a b.txt', version: 4, size: 5 });
+      expect((await req('GET', '/v1/files/ver/a%20b.txt')).body.toString()).toBe('first');
+
+      const gone = await req('DELETE', '/v1/versions/ver/a%20b.txt?version=4');
+      expect([gone.status, json(gone)]).toEqual([200, { removed: 1 }]);
+      expect((await req('GET', '/v1/files/ver/a%20b.txt')).body.toString()).toBe('third');
+
+      expect((await req('DELETE', '/v1/files/ver/a%20b.txt')).status).toBe(204);
+      const withTombstone = json(await req('GET', '/v1/versions/ver/a%20b.txt')).versions;
+      expect(withTombstone.at(-1)).toMatchObject({ version: 5, deleted: true });
+      expect(withTombstone[0].deleted).toBeUndefined();
+
+      const all = await req('DELETE', '/v1/versions/ver/a%20b.txt?all=true');
+      expect([all.status, json(all)]).toEqual([200, { removed: 4 }]);
+      expect((await req('GET', '/v1/versions/ver/a%20b.txt')).status).toBe(404);
+    });
+
+    it('answers 400 for a missing or bad version, 404 for unknown ones, 403 for read-only tokens', async () => {
+      await req('PUT', '/v1/files/ver/b.txt', { body: Buffer.from('x') });
+      const before = fake.calls.length;
+      for (const [method, q] of [['POST', ''], ['POST', '?version=0'], ['DELETE', ''], ['DELETE', '?version=1&all=true'], ['DELETE', '?all=yes']]) {
+        const r = await req(method!, `/v1/versions/ver/b.txt${q}`);
+        expect([method, q, r.status, json(r).error.code]).toEqual([method, q, 400, 'invalid_argument']);
+      }
+      expect((await req('GET', '/v1/versions/ver/%2e%2e')).status).toBe(400);
+      expect(fake.calls.length).toBe(before);
+      expect((await req('POST', '/v1/versions/ver/b.txt?version=7')).status).toBe(404);
+      expect((await req('DELETE', '/v1/versions/ver/b.txt?version=7')).status).toBe(404);
+      expect((await req('GET', '/v1/versions/ver/none.txt')).status).toBe(404);
+      const ro = json(await req('POST', '/v1/tokens', { body: Buffer.from('{"scope":"read"}') })).token;
+      const h = { authorization: `Bearer ${ro}` };
+      expect((await request(gw.port, 'GET', '/v1/versions/ver/b.txt', { headers: h })).status).toBe(200);
+      expect((await request(gw.port, 'POST', '/v1/versions/ver/b.txt?version=1', { headers: h })).status).toBe(403);
+      expect((await request(gw.port, 'DELETE', '/v1/versions/ver/b.txt?version=1', { headers: h })).status).toBe(403);
     });
   });
 
@@ -389,7 +436,7 @@ describe('gateway over a fake node', () => {
         r.on('error', (e) => (r.destroyed ? undefined : reject(e)));
       });
       await eventually(() => fake.downloadsCancelled > before);
-    });
+    }, 30_000);
 
     it('breaks the response when the node fails after the download header', async () => {
       // Keep-alive: with it a response that merely ends short would leave the client waiting, not broken.

@@ -156,6 +156,26 @@ export class NodeClient {
     return res.version;
   }
 
+  /** Every version of a file still in its history, deletions included, oldest first. */
+  async listVersions(path: string, signal: AbortSignal): Promise<FileInfo[]> {
+    const res = await this.unary(this.client, this.client.listVersions, { path }, { signal, what: 'ListVersions' });
+    return res.versions;
+  }
+
+  /** Writes a new version with the content of `version`; resolves with the new version. */
+  async restoreVersion(path: string, version: number, signal: AbortSignal): Promise<FileInfo> {
+    const res = await this.unary(this.client, this.client.restoreVersion, { path, version }, { signal, what: 'RestoreVersion' });
+    if (!res.file) throw new VaultError('internal', 'node answered a restore without file info');
+    return res.file;
+  }
+
+  /** Removes one version, or all, from the file's history; resolves with the number removed. */
+  async deleteVersion(path: string, version: number | 'all', signal: AbortSignal): Promise<number> {
+    const req = version === 'all' ? { path, version: 0, all: true } : { path, version, all: false };
+    const res = await this.unary(this.client, this.client.deleteVersion, req, { signal, what: 'DeleteVersion' });
+    return res.removed;
+  }
+
   /** The node itself, then its peers. */
   async listNodes(signal: AbortSignal): Promise<ListNodesResponse['nodes']> {
     const res = await this.unary(this.client, this.client.listNodes, {}, { signal, what: 'ListNodes' });

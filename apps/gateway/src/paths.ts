@@ -6,6 +6,8 @@ import { assertFilePath, InvalidArgumentError } from '@distri-vault/shared';
 
 /** URL prefix of the file routes. */
 export const FILES_PREFIX = '/v1/files/';
+/** URL prefix of the version routes. */
+export const VERSIONS_PREFIX = '/v1/versions/';
 
 function decodeSegment(segment: string): string {
   let decoded: string;
@@ -21,15 +23,15 @@ function decodeSegment(segment: string): string {
 }
 
 /**
- * The file path named by a raw request URL (`/v1/files/<path>[?query]`): each '/'-separated segment
+ * The file path named by a raw request URL (`<prefix><path>[?query]`, prefix `/v1/files/` by default): each '/'-separated segment
  * percent-decoded, then checked with assertFilePath. Throws InvalidArgumentError for a bad escape,
  * an empty, '.' or '..' segment (including a trailing slash), control characters, backslashes.
  */
-export function filePathFromUrl(url: string): string {
+export function filePathFromUrl(url: string, prefix = FILES_PREFIX): string {
   const q = url.search(/[?#]/);
   const pathname = q === -1 ? url : url.slice(0, q);
-  if (!pathname.startsWith(FILES_PREFIX)) throw new InvalidArgumentError('invalid path: empty');
-  const raw = pathname.slice(FILES_PREFIX.length);
+  if (!pathname.startsWith(prefix)) throw new InvalidArgumentError('invalid path: empty');
+  const raw = pathname.slice(prefix.length);
   return assertFilePath(raw.split('/').map(decodeSegment).join('/'));
 }
 

@@ -15,6 +15,8 @@ export interface FileView {
   updated: string;
   /** Number of chunks. */
   chunks: number;
+  /** Present (true) on deletion records in version listings. */
+  deleted?: true;
 }
 
 /** One member of the network as the home node sees it. */
@@ -61,7 +63,9 @@ export interface NodeInfoView {
 
 /** FileInfo -> FileView. */
 export function fileView(f: FileInfo): FileView {
-  return { path: f.path, version: f.version, size: f.size, sha256: f.sha256, updated: new Date(f.updatedUnixMs).toISOString(), chunks: f.chunks };
+  const v: FileView = { path: f.path, version: f.version, size: f.size, sha256: f.sha256, updated: new Date(f.updatedUnixMs).toISOString(), chunks: f.chunks };
+  if (f.deleted) v.deleted = true;
+  return v;
 }
 
 /** NodeInfo -> NodeView. */

@@ -119,6 +119,9 @@ const EXPECTED_SERVICES: Record<string, { ts: Record<string, unknown>; methods: 
       ListNodes: ['unary', 'ListNodesRequest', 'ListNodesResponse'],
       RecoverFolder: ['unary', 'RecoverFolderRequest', 'RecoverFolderResponse'],
       GetNodeInfo: ['unary', 'GetNodeInfoRequest', 'GetNodeInfoResponse'],
+      ListVersions: ['unary', 'ListVersionsRequest', 'ListVersionsResponse'],
+      RestoreVersion: ['unary', 'RestoreVersionRequest', 'RestoreVersionResponse'],
+      DeleteVersion: ['unary', 'DeleteVersionRequest', 'DeleteVersionResponse'],
     },
   },
 };
@@ -481,10 +484,10 @@ describe('proto contracts', () => {
     });
 
     it('int64 in nested and repeated messages (FileInfo.size in ListFilesResponse)', () => {
-      const file = (i: number, size: number): nodePb.FileInfo => ({ path: `docs/f${i}.bin`, version: i + 1, size, sha256: 'ab'.repeat(32), updatedUnixMs: 1_700_000_000_000 + i, chunks: Math.ceil(size / 2 ** 20) });
+      const file = (i: number, size: number): nodePb.FileInfo => ({ path: `docs/f${i}.bin`, version: i + 1, size, sha256: 'ab'.repeat(32), updatedUnixMs: 1_700_000_000_000 + i, chunks: Math.ceil(size / 2 ** 20), deleted: false });
       const ts: nodePb.ListFilesResponse = { files: [file(0, 0), file(1, 2 ** 32 - 1), file(2, 2 ** 32), file(3, 2 ** 32 + 1), file(4, 3 * 2 ** 40)] };
       const pl = {
-        files: ts.files.map((f) => ({ path: f.path, version: f.version, size: f.size, sha256: f.sha256, updated_unix_ms: f.updatedUnixMs, chunks: f.chunks })),
+        files: ts.files.map((f) => ({ path: f.path, version: f.version, size: f.size, sha256: f.sha256, updated_unix_ms: f.updatedUnixMs, chunks: f.chunks, deleted: f.deleted })),
       };
       expect(viaProtoLoader('vault.node.v1.ListFilesResponse', ts)).toEqual(pl);
       expect(viaTsProto('vault.node.v1.ListFilesResponse', pl)).toEqual(ts);

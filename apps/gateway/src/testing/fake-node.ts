@@ -58,8 +58,8 @@ export class FakeNode {
   downloadsCancelled = 0;
   /** Every upload received. */
   readonly uploads: UploadRecord[] = [];
-  /** Stored versions per path (a deletion is a version with `deleted`). */
-  readonly files = new Map<string, { info: FileInfo; data: Buffer; deleted: boolean }[]>();
+  /** Stored versions per path (a deletion is a version with `deleted`; `removed` ones are out of the history). */
+  readonly files = new Map<string, { info: FileInfo; data: Buffer; deleted: boolean; removed?: boolean }[]>();
   private server?: RunningServer;
   private readonly log = pino({ level: 'silent' });
 
@@ -81,8 +81,13 @@ export class FakeNode {
 
   /** The latest live version of a path. */
   latest(path: string): { info: FileInfo; data: Buffer } | undefined {
-    const v = this.files.get(path)?.at(-1);
+    const v = this.history(path).at(-1);
     return v && !v.deleted ? v : undefined;
+  }
+
+  /** The versions of a path still in its history. */
+  history(path: string): { info: FileInfo; data: Buffer; deleted: boolean }[] {
+    return (this.files.get(path) ?? []).filter((v) => !v.removed);
   }
 
   private impl(): NodeServiceServer {
@@ -120,6 +125,7 @@ export class FakeNode {
           sha256: createHash('sha256').update(data).digest('hex'),
           updatedUnixMs: 1_700_000_000_000 + versions.length,
           chunks: Math.ceil(data.length / (1024 * 1024)),
+          deleted: false,
         };
         versions.push({ info, data, deleted: false });
         this.files.set(rec.path, versions);
@@ -131,14 +137,14 @@ export class FakeNode {
         call.on('cancelled', () => this.downloadsCancelled++);
         const { path, version } = call.request;
         if (path === 'err/after-header') {
-          await writeMessage(call, { step: { $case: 'header', value: { path, version: 1, size: BROKEN_DOWNLOAD_SIZE, sha256: '0'.repeat(64), updatedUnixMs: 0, chunks: 3 } } }, signal);
+          await writeMessage(call, { step: { $case: 'header', value: { path, version: 1, size: BROKEN_DOWNLOAD_SIZE, sha256: '0'.repeat(64), updatedUnixMs: 0, chunks: 3, deleted: false } } }, signal);
           await writeMessage(call, { step: { $case: 'data', value: Buffer.alloc(BROKEN_DOWNLOAD_SIZE / 3, 7) } }, signal);
           throw new DataLossError('chunk 2 failed verification');
         }
         const err = errorFor(path);
         if (err) throw err;
-        const versions = this.files.get(path) ?? [];
-        const v = version === undefined ? versions.at(-1) : versions[version - 1];
+        const versions = this.history(path);
+        const v = version === undefined ? versions.at(-1) : versions.find((x) => x.info.version === version);
         if (!v || v.deleted) throw new NotFoundError('no such file');
         await writeMessage(call, { step: { $case: 'header', value: v.info } }, signal);
         for (let off = 0; off < v.data.length; off += 256 * 1024) {
@@ -163,8 +169,32 @@ export class FakeNode {
         const live = this.latest(req.path);
         if (!live) throw new NotFoundError('no such file');
         const versions = this.files.get(req.path)!;
-        versions.push({ info: { ...live.info, version: versions.length + 1 }, data: Buffer.alloc(0), deleted: true });
+        versions.push({ info: { ...live.info, version: versions.length + 1, size: 0, sha256: '', chunks: 0, deleted: true }, data: Buffer.alloc(0), deleted: true });
         return { version: versions.length };
+      }),
+      listVersions: unary(log, 'ListVersions', async (req) => {
+        this.calls.push('ListVersions');
+        const err = errorFor(req.path);
+        if (err) throw err;
+        const list = this.history(req.path);
+        if (list.length === 0) throw new NotFoundError('no such file');
+        return { versions: list.map((v) => v.info) };
+      }),
+      restoreVersion: unary(log, 'RestoreVersion', async (req) => {
+        this.calls.push('RestoreVersion');
+        const old = this.history(req.path).find((v) => v.info.version === req.version && !v.deleted);
+        if (!old) throw new NotFoundError('no such version');
+        const versions = this.files.get(req.path)!;
+        const info = { ...old.info, version: versions.length + 1, updatedUnixMs: 1_700_000_000_000 + versions.length };
+        versions.push({ info, data: old.data, deleted: false });
+        return { file: info };
+      }),
+      deleteVersion: unary(log, 'DeleteVersion', async (req) => {
+        this.calls.push('DeleteVersion');
+        const hit = this.history(req.path).filter((v) => req.all || v.info.version === req.version);
+        if (hit.length === 0) throw new NotFoundError('no such version');
+        for (const v of hit) (v as { removed?: boolean }).removed = true;
+        return { removed: hit.length };
       }),
       listNodes: unary(log, 'ListNodes', async () => {
         this.calls.push('ListNodes');

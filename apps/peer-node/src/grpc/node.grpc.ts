@@ -18,7 +18,7 @@ export interface NodeServerDeps {
 }
 
 function wireInfo(f: FileInfo): WireFileInfo {
-  return { path: f.path, version: f.version, size: f.size, sha256: f.sha256, updatedUnixMs: f.updatedUnixMs, chunks: f.chunks };
+  return { path: f.path, version: f.version, size: f.size, sha256: f.sha256, updatedUnixMs: f.updatedUnixMs, chunks: f.chunks, deleted: f.deleted ?? false };
 }
 
 const STATE = { connected: NodeState.NODE_STATE_CONNECTED, connecting: NodeState.NODE_STATE_DISCONNECTED, disconnected: NodeState.NODE_STATE_DISCONNECTED, self: NodeState.NODE_STATE_SELF };
@@ -66,6 +66,18 @@ export function nodeServer(deps: NodeServerDeps): NodeServiceServer {
         ...network.members().map((m) => ({ serverId: m.serverId, address: m.address, state: STATE[m.state], lastSeenUnixMs: m.lastSeenUnixMs })),
       ],
     })),
+
+    listVersions: unary(log, 'ListVersions', async (req) => ({ versions: vault.versions(req.path).map(wireInfo) })),
+
+    restoreVersion: unary(log, 'RestoreVersion', async (req, signal) => {
+      if (!(req.version >= 1)) throw new InvalidArgumentError('RestoreVersion: version must be >= 1');
+      return { file: wireInfo(await vault.restore(req.path, req.version, signal)) };
+    }),
+
+    deleteVersion: unary(log, 'DeleteVersion', async (req, signal) => {
+      if (!req.all && !(req.version >= 1)) throw new InvalidArgumentError('DeleteVersion: give a version >= 1, or all');
+      return { removed: await vault.deleteVersion(req.path, req.all ? 'all' : req.version, signal) };
+    }),
 
     recoverFolder: unary(log, 'RecoverFolder', async (_req, signal) => vault.recover(signal)),
 

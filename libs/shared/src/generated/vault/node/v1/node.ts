@@ -54,6 +54,8 @@ export interface FileInfo {
   updatedUnixMs: number;
   /** Number of chunks. */
   chunks: number;
+  /** True for a deletion record (ListVersions only; size and sha256 are then empty). */
+  deleted: boolean;
 }
 
 /** First message of UploadFile. */
@@ -188,8 +190,50 @@ export interface GetNodeInfoResponse {
   replicas: number;
 }
 
+/** Request of ListVersions. */
+export interface ListVersionsRequest {
+  /** Path of the file. */
+  path: string;
+}
+
+/** Response of ListVersions. */
+export interface ListVersionsResponse {
+  /** Versions oldest first; deletion records have `deleted` set. */
+  versions: FileInfo[];
+}
+
+/** Request of RestoreVersion. */
+export interface RestoreVersionRequest {
+  /** Path of the file. */
+  path: string;
+  /** The version whose content becomes the newest version. */
+  version: number;
+}
+
+/** Response of RestoreVersion. */
+export interface RestoreVersionResponse {
+  /** The new version written. */
+  file?: FileInfo | undefined;
+}
+
+/** Request of DeleteVersion. */
+export interface DeleteVersionRequest {
+  /** Path of the file. */
+  path: string;
+  /** The version to remove; ignored when `all` is set. */
+  version: number;
+  /** Remove every version: the file is gone from listings and from its history. */
+  all: boolean;
+}
+
+/** Response of DeleteVersion. */
+export interface DeleteVersionResponse {
+  /** Number of versions removed. */
+  removed: number;
+}
+
 function createBaseFileInfo(): FileInfo {
-  return { path: "", version: 0, size: 0, sha256: "", updatedUnixMs: 0, chunks: 0 };
+  return { path: "", version: 0, size: 0, sha256: "", updatedUnixMs: 0, chunks: 0, deleted: false };
 }
 
 export const FileInfo: MessageFns<FileInfo> = {
@@ -211,6 +255,9 @@ export const FileInfo: MessageFns<FileInfo> = {
     }
     if (message.chunks !== 0) {
       writer.uint32(48).int64(message.chunks);
+    }
+    if (message.deleted !== false) {
+      writer.uint32(56).bool(message.deleted);
     }
     return writer;
   },
@@ -276,6 +323,14 @@ export const FileInfo: MessageFns<FileInfo> = {
             message.chunks = longToNumber(reader.int64());
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.deleted = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -299,6 +354,7 @@ export const FileInfo: MessageFns<FileInfo> = {
     message.sha256 = object.sha256 ?? "";
     message.updatedUnixMs = object.updatedUnixMs ?? 0;
     message.chunks = object.chunks ?? 0;
+    message.deleted = object.deleted ?? false;
     return message;
   },
 };
@@ -1367,6 +1423,372 @@ export const GetNodeInfoResponse: MessageFns<GetNodeInfoResponse> = {
   },
 };
 
+function createBaseListVersionsRequest(): ListVersionsRequest {
+  return { path: "" };
+}
+
+export const ListVersionsRequest: MessageFns<ListVersionsRequest> = {
+  encode(message: ListVersionsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.path !== "") {
+      writer.uint32(10).string(message.path);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListVersionsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListVersionsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<ListVersionsRequest>): ListVersionsRequest {
+    return ListVersionsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListVersionsRequest>): ListVersionsRequest {
+    const message = createBaseListVersionsRequest();
+    message.path = object.path ?? "";
+    return message;
+  },
+};
+
+function createBaseListVersionsResponse(): ListVersionsResponse {
+  return { versions: [] };
+}
+
+export const ListVersionsResponse: MessageFns<ListVersionsResponse> = {
+  encode(message: ListVersionsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.versions) {
+      FileInfo.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListVersionsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListVersionsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.versions.push(FileInfo.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<ListVersionsResponse>): ListVersionsResponse {
+    return ListVersionsResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListVersionsResponse>): ListVersionsResponse {
+    const message = createBaseListVersionsResponse();
+    message.versions = object.versions?.map((e) => FileInfo.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseRestoreVersionRequest(): RestoreVersionRequest {
+  return { path: "", version: 0 };
+}
+
+export const RestoreVersionRequest: MessageFns<RestoreVersionRequest> = {
+  encode(message: RestoreVersionRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.path !== "") {
+      writer.uint32(10).string(message.path);
+    }
+    if (message.version !== 0) {
+      writer.uint32(16).int64(message.version);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RestoreVersionRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRestoreVersionRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.version = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<RestoreVersionRequest>): RestoreVersionRequest {
+    return RestoreVersionRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RestoreVersionRequest>): RestoreVersionRequest {
+    const message = createBaseRestoreVersionRequest();
+    message.path = object.path ?? "";
+    message.version = object.version ?? 0;
+    return message;
+  },
+};
+
+function createBaseRestoreVersionResponse(): RestoreVersionResponse {
+  return { file: undefined };
+}
+
+export const RestoreVersionResponse: MessageFns<RestoreVersionResponse> = {
+  encode(message: RestoreVersionResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.file !== undefined) {
+      FileInfo.encode(message.file, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RestoreVersionResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRestoreVersionResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.file = FileInfo.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<RestoreVersionResponse>): RestoreVersionResponse {
+    return RestoreVersionResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RestoreVersionResponse>): RestoreVersionResponse {
+    const message = createBaseRestoreVersionResponse();
+    message.file = (object.file !== undefined && object.file !== null) ? FileInfo.fromPartial(object.file) : undefined;
+    return message;
+  },
+};
+
+function createBaseDeleteVersionRequest(): DeleteVersionRequest {
+  return { path: "", version: 0, all: false };
+}
+
+export const DeleteVersionRequest: MessageFns<DeleteVersionRequest> = {
+  encode(message: DeleteVersionRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.path !== "") {
+      writer.uint32(10).string(message.path);
+    }
+    if (message.version !== 0) {
+      writer.uint32(16).int64(message.version);
+    }
+    if (message.all !== false) {
+      writer.uint32(24).bool(message.all);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteVersionRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteVersionRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.version = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.all = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<DeleteVersionRequest>): DeleteVersionRequest {
+    return DeleteVersionRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DeleteVersionRequest>): DeleteVersionRequest {
+    const message = createBaseDeleteVersionRequest();
+    message.path = object.path ?? "";
+    message.version = object.version ?? 0;
+    message.all = object.all ?? false;
+    return message;
+  },
+};
+
+function createBaseDeleteVersionResponse(): DeleteVersionResponse {
+  return { removed: 0 };
+}
+
+export const DeleteVersionResponse: MessageFns<DeleteVersionResponse> = {
+  encode(message: DeleteVersionResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.removed !== 0) {
+      writer.uint32(8).int64(message.removed);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteVersionResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteVersionResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.removed = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<DeleteVersionResponse>): DeleteVersionResponse {
+    return DeleteVersionResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<DeleteVersionResponse>): DeleteVersionResponse {
+    const message = createBaseDeleteVersionResponse();
+    message.removed = object.removed ?? 0;
+    return message;
+  },
+};
+
 /** File operations on the node's own folder, and views of the network. */
 export type NodeServiceService = typeof NodeServiceService;
 export const NodeServiceService = {
@@ -1446,6 +1868,49 @@ export const NodeServiceService = {
     responseSerialize: (value: GetNodeInfoResponse): Buffer => Buffer.from(GetNodeInfoResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetNodeInfoResponse => GetNodeInfoResponse.decode(value),
   },
+  /**
+   * Every version of a file still recorded, deletions included, oldest first. NOT_FOUND for a path with
+   * no version.
+   */
+  listVersions: {
+    path: "/vault.node.v1.NodeService/ListVersions" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListVersionsRequest): Buffer => Buffer.from(ListVersionsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListVersionsRequest => ListVersionsRequest.decode(value),
+    responseSerialize: (value: ListVersionsResponse): Buffer =>
+      Buffer.from(ListVersionsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListVersionsResponse => ListVersionsResponse.decode(value),
+  },
+  /**
+   * Makes an old version the newest: writes a new version with the same content (no bytes are copied).
+   * NOT_FOUND for an unknown or deleted version.
+   */
+  restoreVersion: {
+    path: "/vault.node.v1.NodeService/RestoreVersion" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RestoreVersionRequest): Buffer =>
+      Buffer.from(RestoreVersionRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RestoreVersionRequest => RestoreVersionRequest.decode(value),
+    responseSerialize: (value: RestoreVersionResponse): Buffer =>
+      Buffer.from(RestoreVersionResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RestoreVersionResponse => RestoreVersionResponse.decode(value),
+  },
+  /**
+   * Removes versions from the file's history (one, or all). The latest remaining live version becomes
+   * the file's current one. NOT_FOUND for an unknown version.
+   */
+  deleteVersion: {
+    path: "/vault.node.v1.NodeService/DeleteVersion" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DeleteVersionRequest): Buffer => Buffer.from(DeleteVersionRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DeleteVersionRequest => DeleteVersionRequest.decode(value),
+    responseSerialize: (value: DeleteVersionResponse): Buffer =>
+      Buffer.from(DeleteVersionResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DeleteVersionResponse => DeleteVersionResponse.decode(value),
+  },
 } as const;
 
 export interface NodeServiceServer extends UntypedServiceImplementation {
@@ -1467,6 +1932,21 @@ export interface NodeServiceServer extends UntypedServiceImplementation {
   recoverFolder: handleUnaryCall<RecoverFolderRequest, RecoverFolderResponse>;
   /** Identity and settings of this node. */
   getNodeInfo: handleUnaryCall<GetNodeInfoRequest, GetNodeInfoResponse>;
+  /**
+   * Every version of a file still recorded, deletions included, oldest first. NOT_FOUND for a path with
+   * no version.
+   */
+  listVersions: handleUnaryCall<ListVersionsRequest, ListVersionsResponse>;
+  /**
+   * Makes an old version the newest: writes a new version with the same content (no bytes are copied).
+   * NOT_FOUND for an unknown or deleted version.
+   */
+  restoreVersion: handleUnaryCall<RestoreVersionRequest, RestoreVersionResponse>;
+  /**
+   * Removes versions from the file's history (one, or all). The latest remaining live version becomes
+   * the file's current one. NOT_FOUND for an unknown version.
+   */
+  deleteVersion: handleUnaryCall<DeleteVersionRequest, DeleteVersionResponse>;
 }
 
 export interface NodeServiceClient extends Client {
@@ -1580,6 +2060,63 @@ export interface NodeServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetNodeInfoResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Every version of a file still recorded, deletions included, oldest first. NOT_FOUND for a path with
+   * no version.
+   */
+  listVersions(
+    request: ListVersionsRequest,
+    callback: (error: ServiceError | null, response: ListVersionsResponse) => void,
+  ): ClientUnaryCall;
+  listVersions(
+    request: ListVersionsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListVersionsResponse) => void,
+  ): ClientUnaryCall;
+  listVersions(
+    request: ListVersionsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListVersionsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Makes an old version the newest: writes a new version with the same content (no bytes are copied).
+   * NOT_FOUND for an unknown or deleted version.
+   */
+  restoreVersion(
+    request: RestoreVersionRequest,
+    callback: (error: ServiceError | null, response: RestoreVersionResponse) => void,
+  ): ClientUnaryCall;
+  restoreVersion(
+    request: RestoreVersionRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RestoreVersionResponse) => void,
+  ): ClientUnaryCall;
+  restoreVersion(
+    request: RestoreVersionRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RestoreVersionResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Removes versions from the file's history (one, or all). The latest remaining live version becomes
+   * the file's current one. NOT_FOUND for an unknown version.
+   */
+  deleteVersion(
+    request: DeleteVersionRequest,
+    callback: (error: ServiceError | null, response: DeleteVersionResponse) => void,
+  ): ClientUnaryCall;
+  deleteVersion(
+    request: DeleteVersionRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: DeleteVersionResponse) => void,
+  ): ClientUnaryCall;
+  deleteVersion(
+    request: DeleteVersionRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: DeleteVersionResponse) => void,
   ): ClientUnaryCall;
 }
 
