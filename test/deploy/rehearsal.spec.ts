@@ -15,7 +15,7 @@
  * README says adds a node the others discover.
  */
 import { execFile } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
@@ -131,6 +131,20 @@ describe('rehearsal of deploy/overlays/dev on loopback', () => {
     return out;
   }
 
+  /**
+   * Appends each process's lines to <root>/logs/<pod>-<container>.log. Synchronous and tolerant of lines
+   * that arrive after the process exited or the directory was removed (the launcher's { dir } sink ends
+   * its stream on exit and throws "write after end" on a late line).
+   */
+  function keepLog(procName: string, line: string): void {
+    try {
+      mkdirSync(join(root, 'logs'), { recursive: true });
+      appendFileSync(join(root, 'logs', `${procName.replace(/\//g, '-')}.log`), `${line}\n`);
+    } catch {
+      /* the test's directory is gone: nothing to keep */
+    }
+  }
+
   /** Starts one container of a pod as a process; returns its mapped env. */
   async function startContainer(w: Obj, pod: string, c: Obj): Promise<{ env: Record<string, string>; proc: any }> {
     const env = resolveEnv(c, objects, { name: pod, namespace: ns });
@@ -141,7 +155,7 @@ describe('rehearsal of deploy/overlays/dev on loopback', () => {
       app: appOf(c),
       env: { ...imageEnv(), ...mapped, VAULT_NODE_ARGS: dnsPreload(join(root, 'cluster-dns.json')) },
       distDir: join(REPO, 'dist/apps'),
-      output: { dir: join(root, 'logs') },
+      output: keepLog,
       readyTimeoutMs: 60_000,
     });
     procs.push(proc);
