@@ -114,6 +114,12 @@ describe('local network (3 nodes + gateway)', () => {
   it('lists files, rejects bad paths and unknown files, and deletes', async () => {
     const list = await request(`${base}/v1/files`, 'GET');
     expect(list.json.files.map((f: any) => f.path).sort()).toEqual(files.map((f) => f.path).sort());
+    // Pages of 2 under sizes/ (4 files), as the node cuts them.
+    const sized = files.map((f) => f.path).filter((p) => p.startsWith('sizes/')).sort();
+    const p1 = (await request(`${base}/v1/files?prefix=sizes/&limit=2`, 'GET')).json;
+    expect([p1.files.map((f: any) => f.path), p1.next]).toEqual([sized.slice(0, 2), sized[1]]);
+    const p2 = (await request(`${base}/v1/files?prefix=sizes/&limit=2&after=${encodeURIComponent(p1.next)}`, 'GET')).json;
+    expect([p2.files.map((f: any) => f.path), p2.next]).toEqual([sized.slice(2, 4), null]);
     for (const bad of ['..%2Fetc%2Fpasswd', 'a/%2e%2e/b', 'nul%00byte', 'a//b']) {
       const r = await request(`${base}/v1/files/${bad}`, 'PUT', undefined, { 'content-length': 0 });
       expect([bad, r.status, r.json?.error?.code]).toEqual([bad, 400, 'invalid_argument']);

@@ -3,7 +3,7 @@ import { Controller, Delete, Get, HttpCode, Inject, Put, Query, Req, Res } from 
 import type { HttpRequest as Request, HttpResponse as Response } from './http-types';
 import { NODE_CLIENT } from './tokens';
 import type { NodeClient } from './node-client';
-import { filePathFromUrl, parseContentLength, parsePrefix, parseVersion } from './paths';
+import { filePathFromUrl, parseContentLength, parseLimit, parsePrefix, parseVersion } from './paths';
 import { closedSignal, pipeDownload, readChunks, writeDownloadHead } from './streaming';
 import { type FileView, fileView } from './views';
 import { type ByteRange, etagOf, noneMatch, parseRange, rangeApplies, sliceFrames } from './ranges';
@@ -19,11 +19,21 @@ function header(req: Request, name: string): string | undefined {
 export class FilesController {
   constructor(@Inject(NODE_CLIENT) private readonly node: NodeClient) {}
 
-  /** Lists the latest version of every live file, optionally under `?prefix=`. */
+  /**
+   * Lists the latest version of every live file, sorted by path, optionally under `?prefix=`, a page of
+   * `?limit=` (default and maximum in paths.ts) at a time; `next` (the `?after=` of the next page) is null
+   * on the last page.
+   */
   @Get()
-  async list(@Query('prefix') prefix: unknown, @Res({ passthrough: true }) res: Response): Promise<{ files: FileView[] }> {
-    const files = await this.node.listFiles(parsePrefix(prefix), closedSignal(res));
-    return { files: files.map(fileView) };
+  async list(
+    @Query('prefix') prefix: unknown,
+    @Query('limit') limit: unknown,
+    @Query('after') after: unknown,
+    @Res({ passthrough: true }) res: Response,
+  ): Promise<{ files: FileView[]; next: string | null }> {
+    const page = { limit: parseLimit(limit), startAfter: parsePrefix(after, 'after') };
+    const { files, next } = await this.node.listFiles(parsePrefix(prefix), closedSignal(res), page);
+    return { files: files.map(fileView), next: next || null };
   }
 
   /** Streams the request body into a new version of the file. */

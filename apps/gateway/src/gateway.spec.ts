@@ -283,6 +283,31 @@ describe('gateway over a fake node', () => {
     });
   });
 
+  describe('listing pages', () => {
+    it('pages through a prefix with limit and after, and refuses bad values', async () => {
+      for (let i = 0; i < 7; i++) await req('PUT', `/v1/files/page/f${i}.txt`, { body: Buffer.from(String(i)) });
+      await req('PUT', '/v1/files/pagez.txt', { body: Buffer.from('outside') });
+      const seen: string[] = [];
+      let after: string | null = '';
+      let pages = 0;
+      while (after !== null) {
+        const r = await req('GET', `/v1/files?prefix=page%2F&limit=3${after ? `&after=${encodeURIComponent(after)}` : ''}`);
+        expect(r.status).toBe(200);
+        const body = json(r);
+        seen.push(...body.files.map((f: { path: string }) => f.path));
+        after = body.next;
+        pages++;
+      }
+      expect(seen).toEqual([0, 1, 2, 3, 4, 5, 6].map((i) => `page/f${i}.txt`));
+      expect(pages).toBe(3);
+      expect(json(await req('GET', '/v1/files?prefix=page/&limit=7')).next).toBeNull();
+      for (const q of ['limit=0', 'limit=-1', 'limit=10001', 'limit=x', 'after=a&after=b']) {
+        const r = await req('GET', `/v1/files?${q}`);
+        expect([q, r.status]).toEqual([q, 400]);
+      }
+    });
+  });
+
   describe('other routes', () => {
     it('lists files, with a prefix', async () => {
       await req('PUT', '/v1/files/list/a', { body: Buffer.from('a') });
@@ -297,6 +322,7 @@ describe('gateway over a fake node', () => {
           { path: 'list/a', version: 1, size: 1, sha256: createHash('sha256').update('a').digest('hex'), updated: '2023-11-14T22:13:20.000Z', chunks: 1 },
           { path: 'list/b', version: 1, size: 2, sha256: createHash('sha256').update('bb').digest('hex'), updated: '2023-11-14T22:13:20.000Z', chunks: 1 },
         ],
+        next: null,
       });
     });
 

@@ -144,10 +144,14 @@ export class NodeClient {
     return { info, frames: frames(), cancel };
   }
 
-  /** Latest version of every live file whose path starts with `prefix`, sorted by path. */
-  async listFiles(prefix: string, signal: AbortSignal): Promise<FileInfo[]> {
-    const res = await this.unary(this.client, this.client.listFiles, { prefix }, { signal, what: 'ListFiles' });
-    return res.files;
+  /**
+   * Latest version of every live file whose path starts with `prefix`, sorted by path: at most `limit`
+   * (0: all) after `startAfter`; `next` is the startAfter of the following page, empty at the end.
+   */
+  async listFiles(prefix: string, signal: AbortSignal, page: { startAfter?: string; limit?: number } = {}): Promise<{ files: FileInfo[]; next: string }> {
+    const req = { prefix, startAfter: page.startAfter ?? '', limit: page.limit ?? 0 };
+    const res = await this.unary(this.client, this.client.listFiles, req, { signal, what: 'ListFiles' });
+    return { files: res.files, next: res.nextStartAfter };
   }
 
   /** Records a deletion; NotFoundError for an unknown path. Returns the deletion's version. */

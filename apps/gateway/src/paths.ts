@@ -44,13 +44,26 @@ export function parseVersion(value: unknown): number | undefined {
   return Number(value);
 }
 
-/** The `prefix` query value: absent (all files) or one string. */
-export function parsePrefix(value: unknown): string {
+/** The `prefix` (or `after`) query value: absent (empty) or one string. */
+export function parsePrefix(value: unknown, name = 'prefix'): string {
   if (value === undefined) return '';
-  if (typeof value !== 'string') throw new InvalidArgumentError('invalid prefix: give it once');
+  if (typeof value !== 'string') throw new InvalidArgumentError(`invalid ${name}: give it once`);
   // eslint-disable-next-line no-control-regex
-  if (/[\u0000-\u001f\u007f]/.test(value)) throw new InvalidArgumentError('invalid prefix: contains a control character');
+  if (/[\u0000-\u001f\u007f]/.test(value)) throw new InvalidArgumentError(`invalid ${name}: contains a control character`);
   return value;
+}
+
+/** Files per listing page when `limit` is not given, and the most one page may hold. */
+export const DEFAULT_PAGE = 1000;
+export const MAX_PAGE = 10000;
+
+/** The `limit` query value: absent (DEFAULT_PAGE) or 1..MAX_PAGE. */
+export function parseLimit(value: unknown): number {
+  if (value === undefined) return DEFAULT_PAGE;
+  if (typeof value !== 'string' || !/^[1-9][0-9]{0,4}$/.test(value) || Number(value) > MAX_PAGE) {
+    throw new InvalidArgumentError(`invalid limit: want 1-${MAX_PAGE}`);
+  }
+  return Number(value);
 }
 
 /** A Content-Length header as the upload's expected size, when present. */

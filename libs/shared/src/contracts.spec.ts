@@ -485,14 +485,15 @@ describe('proto contracts', () => {
 
     it('int64 in nested and repeated messages (FileInfo.size in ListFilesResponse)', () => {
       const file = (i: number, size: number): nodePb.FileInfo => ({ path: `docs/f${i}.bin`, version: i + 1, size, sha256: 'ab'.repeat(32), updatedUnixMs: 1_700_000_000_000 + i, chunks: Math.ceil(size / 2 ** 20), deleted: false });
-      const ts: nodePb.ListFilesResponse = { files: [file(0, 0), file(1, 2 ** 32 - 1), file(2, 2 ** 32), file(3, 2 ** 32 + 1), file(4, 3 * 2 ** 40)] };
+      const ts: nodePb.ListFilesResponse = { files: [file(0, 0), file(1, 2 ** 32 - 1), file(2, 2 ** 32), file(3, 2 ** 32 + 1), file(4, 3 * 2 ** 40)], nextStartAfter: 'docs/f4.bin' };
       const pl = {
         files: ts.files.map((f) => ({ path: f.path, version: f.version, size: f.size, sha256: f.sha256, updated_unix_ms: f.updatedUnixMs, chunks: f.chunks, deleted: f.deleted })),
+        next_start_after: 'docs/f4.bin',
       };
       expect(viaProtoLoader('vault.node.v1.ListFilesResponse', ts)).toEqual(pl);
       expect(viaTsProto('vault.node.v1.ListFilesResponse', pl)).toEqual(ts);
       expect(viaProtoLoader('vault.node.v1.UploadFileResponse', { file: ts.files[4] })).toEqual({ file: pl.files[4] });
-      expect(viaProtoLoader('vault.node.v1.ListFilesResponse', { files: [] })).toEqual({ files: [] });
+      expect(viaProtoLoader('vault.node.v1.ListFilesResponse', { files: [], nextStartAfter: '' })).toEqual({ files: [], next_start_after: '' });
     });
 
     it('bytes with all 256 values (ObjectFrame.data)', () => {

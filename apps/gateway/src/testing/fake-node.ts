@@ -159,8 +159,11 @@ export class FakeNode {
           .filter((p) => p.startsWith(req.prefix))
           .sort()
           .map((p) => this.latest(p)?.info)
-          .filter((f): f is FileInfo => f !== undefined);
-        return { files };
+          .filter((f): f is FileInfo => f !== undefined)
+          .filter((f) => !req.startAfter || f.path > req.startAfter);
+        const more = req.limit > 0 && files.length > req.limit;
+        const page = more ? files.slice(0, req.limit) : files;
+        return { files: page, nextStartAfter: more ? page[page.length - 1]!.path : '' };
       }),
       deleteFile: unary(log, 'DeleteFile', async (req) => {
         this.calls.push('DeleteFile');

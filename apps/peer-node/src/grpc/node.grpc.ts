@@ -56,7 +56,14 @@ export function nodeServer(deps: NodeServerDeps): NodeServiceServer {
       }
     }),
 
-    listFiles: unary(log, 'ListFiles', async (req) => ({ files: vault.list(req.prefix).map(wireInfo) })),
+    listFiles: unary(log, 'ListFiles', async (req) => {
+      if (req.limit < 0) throw new InvalidArgumentError('ListFiles: limit must be >= 0');
+      let files = vault.list(req.prefix);
+      if (req.startAfter) files = files.filter((f) => f.path > req.startAfter);
+      const more = req.limit > 0 && files.length > req.limit;
+      if (more) files = files.slice(0, req.limit);
+      return { files: files.map(wireInfo), nextStartAfter: more ? files[files.length - 1]!.path : '' };
+    }),
 
     deleteFile: unary(log, 'DeleteFile', async (req, signal) => ({ version: await vault.delete(req.path, signal) })),
 

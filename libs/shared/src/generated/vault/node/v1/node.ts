@@ -110,12 +110,18 @@ export interface DownloadFileResponse {
 export interface ListFilesRequest {
   /** Only paths starting with this prefix; empty for all. */
   prefix: string;
+  /** Only paths sorted after this one (the previous page's next_start_after); empty to start at the beginning. */
+  startAfter: string;
+  /** At most this many files; 0 for no limit. */
+  limit: number;
 }
 
 /** Response of ListFiles. */
 export interface ListFilesResponse {
   /** Latest version of each live file, sorted by path. */
   files: FileInfo[];
+  /** Set when more files follow: the start_after of the next page (the last path of this one). */
+  nextStartAfter: string;
 }
 
 /** Request of DeleteFile. */
@@ -711,13 +717,19 @@ export const DownloadFileResponse: MessageFns<DownloadFileResponse> = {
 };
 
 function createBaseListFilesRequest(): ListFilesRequest {
-  return { prefix: "" };
+  return { prefix: "", startAfter: "", limit: 0 };
 }
 
 export const ListFilesRequest: MessageFns<ListFilesRequest> = {
   encode(message: ListFilesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.prefix !== "") {
       writer.uint32(10).string(message.prefix);
+    }
+    if (message.startAfter !== "") {
+      writer.uint32(18).string(message.startAfter);
+    }
+    if (message.limit !== 0) {
+      writer.uint32(24).int64(message.limit);
     }
     return writer;
   },
@@ -743,6 +755,22 @@ export const ListFilesRequest: MessageFns<ListFilesRequest> = {
             message.prefix = reader.string();
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.startAfter = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.limit = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -761,18 +789,23 @@ export const ListFilesRequest: MessageFns<ListFilesRequest> = {
   fromPartial(object: DeepPartial<ListFilesRequest>): ListFilesRequest {
     const message = createBaseListFilesRequest();
     message.prefix = object.prefix ?? "";
+    message.startAfter = object.startAfter ?? "";
+    message.limit = object.limit ?? 0;
     return message;
   },
 };
 
 function createBaseListFilesResponse(): ListFilesResponse {
-  return { files: [] };
+  return { files: [], nextStartAfter: "" };
 }
 
 export const ListFilesResponse: MessageFns<ListFilesResponse> = {
   encode(message: ListFilesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.files) {
       FileInfo.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextStartAfter !== "") {
+      writer.uint32(18).string(message.nextStartAfter);
     }
     return writer;
   },
@@ -798,6 +831,14 @@ export const ListFilesResponse: MessageFns<ListFilesResponse> = {
             message.files.push(FileInfo.decode(reader, reader.uint32()));
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextStartAfter = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -816,6 +857,7 @@ export const ListFilesResponse: MessageFns<ListFilesResponse> = {
   fromPartial(object: DeepPartial<ListFilesResponse>): ListFilesResponse {
     const message = createBaseListFilesResponse();
     message.files = object.files?.map((e) => FileInfo.fromPartial(e)) || [];
+    message.nextStartAfter = object.nextStartAfter ?? "";
     return message;
   },
 };
@@ -1817,7 +1859,7 @@ export const NodeServiceService = {
       Buffer.from(DownloadFileResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): DownloadFileResponse => DownloadFileResponse.decode(value),
   },
-  /** Lists the latest version of every live file, sorted by path. */
+  /** Lists the latest version of every live file, sorted by path, a page at a time when a limit is given. */
   listFiles: {
     path: "/vault.node.v1.NodeService/ListFiles" as const,
     requestStream: false as const,
@@ -1922,7 +1964,7 @@ export interface NodeServiceServer extends UntypedServiceImplementation {
   uploadFile: handleClientStreamingCall<UploadFileRequest, UploadFileResponse>;
   /** Streams a file back: a header first, then the plaintext in order. NOT_FOUND for an unknown path. */
   downloadFile: handleServerStreamingCall<DownloadFileRequest, DownloadFileResponse>;
-  /** Lists the latest version of every live file, sorted by path. */
+  /** Lists the latest version of every live file, sorted by path, a page at a time when a limit is given. */
   listFiles: handleUnaryCall<ListFilesRequest, ListFilesResponse>;
   /** Deletes a file: records a deletion (tombstone) version. NOT_FOUND for an unknown path. */
   deleteFile: handleUnaryCall<DeleteFileRequest, DeleteFileResponse>;
@@ -1981,7 +2023,7 @@ export interface NodeServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<DownloadFileResponse>;
-  /** Lists the latest version of every live file, sorted by path. */
+  /** Lists the latest version of every live file, sorted by path, a page at a time when a limit is given. */
   listFiles(
     request: ListFilesRequest,
     callback: (error: ServiceError | null, response: ListFilesResponse) => void,
