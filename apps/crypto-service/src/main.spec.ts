@@ -3,7 +3,7 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
-import { callUnary, createClient } from '@distri-vault/shared';
+import { callUnary, createClient, DataLossError } from '@distri-vault/shared';
 import { CryptoServiceClient } from '@distri-vault/shared/generated/vault/crypto/v1/crypto';
 import { FOLDER_A, makeTempDir, removeTempDir, seededBytes } from './testing/fixtures';
 
@@ -186,6 +186,58 @@ describe('crypto-service process', () => {
     expect(exp.code).toBe(1);
     expect(exp.stdout).toBe('');
     expect(exp.stderr).toContain('wrong passphrase');
+  }, 60_000);
+
+  it('rotates and retires vault keys offline; the restarted service seals under the new key and opens with the old', async () => {
+    const keys = join(dir, 'rotating');
+    const env = { PATH: process.env['PATH'] ?? '', CRYPTO_KEY_DIR: keys, CRYPTO_PORT: '0' };
+    const run = (args: string[]) =>
+      new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
+        execFile(process.execPath, [mainJs, ...args], { cwd: root, env, timeout: 20_000 }, (err, stdout, stderr) =>
+          resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+        ),
+      );
+    const serve = async () => {
+      const p = start(env);
+      running.push(p);
+      const client = createClient(CryptoServiceClient, `127.0.0.1:${await listeningPort(p)}`);
+      return { p, client };
+    };
+    const fileId = seededBytes('rotating-file', 16);
+    const context = { folder: FOLDER_A, fileId, index: 0, last: true };
+
+    const a = await serve();
+    const oldFp = (await callUnary(a.client, a.client.getKeyInfo, {})).keyFingerprint;
+    const { wrappedKey } = await callUnary(a.client, a.client.createDataKey, { folder: FOLDER_A });
+    const sealed = await callUnary(a.client, a.client.sealChunk, { wrappedKey, context, plaintext: Buffer.from('before rotation') });
+    a.client.close();
+    expect(await stop(a.p)).toBe(0);
+
+    const rot = await run(['rotate-vault-key']);
+    expect(rot.code).toBe(0);
+    expect(rot.stdout).toContain(`${oldFp} is kept to open older data`);
+    const b = await serve();
+    try {
+      const newFp = (await callUnary(b.client, b.client.getKeyInfo, {})).keyFingerprint;
+      expect(newFp).not.toBe(oldFp);
+      expect(JSON.stringify(b.p.lines.find((l) => l['msg'] === 'vault key loaded'))).toContain(oldFp);
+      expect((await callUnary(b.client, b.client.openChunk, { wrappedKey, context, ciphertext: sealed.ciphertext })).plaintext.toString()).toBe('before rotation');
+    } finally {
+      b.client.close();
+    }
+    expect(await stop(b.p)).toBe(0);
+
+    expect((await run(['retire-vault-key', 'nothex'])).code).toBe(1);
+    const ret = await run(['retire-vault-key', oldFp]);
+    expect([ret.code, ret.stdout.includes(`vault key ${oldFp} retired`)]).toEqual([0, true]);
+    const c = await serve();
+    try {
+      const res = await callUnary(c.client, c.client.openChunk, { wrappedKey, context, ciphertext: sealed.ciphertext }).catch((e: unknown) => e);
+      expect(res).toBeInstanceOf(DataLossError);
+    } finally {
+      c.client.close();
+    }
+    expect(await stop(c.p)).toBe(0);
   }, 60_000);
 
   it('refuses to start on invalid configuration', async () => {

@@ -1,16 +1,18 @@
 /**
  * crypto-service bootstrap: config -> logger -> vault key -> engine -> gRPC server -> announce -> shutdown.
  *
- * Also two offline commands on the same configuration (CRYPTO_KEY_DIR, CRYPTO_PASSPHRASE_FILE):
- *   main.js export-recovery-key   prints the vault key as a printable recovery key on stdout
- *   main.js import-recovery-key   reads a recovery key on stdin and writes the key file (never replaces one)
+ * Also offline commands on the same configuration (CRYPTO_KEY_DIR, CRYPTO_PASSPHRASE_FILE):
+ *   main.js export-recovery-key    prints the vault key as a printable recovery key on stdout
+ *   main.js import-recovery-key    reads a recovery key on stdin and writes the key file (never replaces one)
+ *   main.js rotate-vault-key       makes a fresh vault key current, keeping the old one to open older data
+ *   main.js retire-vault-key <fp>  deletes a previous vault key: what only it wrapped becomes unreadable
  */
 import { promises as fs } from 'node:fs';
 import { announceListening, createLogger, failStartup, onShutdown, startGrpcServer } from '@distri-vault/shared';
 import { CryptoServiceService } from '@distri-vault/shared/generated/vault/crypto/v1/crypto';
 import { loadCryptoConfig, type CryptoConfig } from './config';
 import { CryptoEngine } from './domain/crypto-engine';
-import { exportRecoveryKey, importRecoveryKey, loadOrCreateVaultKey } from './domain/vault-key';
+import { exportRecoveryKey, importRecoveryKey, loadKeyring, retireVaultKey, rotateVaultKey } from './domain/vault-key';
 import { CRYPTO_SERVICE_NAME, cryptoServiceImpl } from './grpc/crypto.grpc';
 
 const SERVICE = 'crypto-service';
@@ -32,10 +34,12 @@ async function main(): Promise<void> {
   const log = createLogger(SERVICE, config.LOG_LEVEL);
   try {
     const passphrase = await readPassphrase(config);
-    const { key, created, path, protected: isProtected } = await loadOrCreateVaultKey(config.CRYPTO_KEY_DIR, { passphrase });
-    log.info({ path, fingerprint: key.fingerprint, created, protected: isProtected }, created ? 'vault key created' : 'vault key loaded');
+    const { current, previous } = await loadKeyring(config.CRYPTO_KEY_DIR, { passphrase });
+    const { key, created, path, protected: isProtected } = current;
+    const previousFingerprints = previous.map((k) => k.fingerprint);
+    log.info({ path, fingerprint: key.fingerprint, created, protected: isProtected, previousFingerprints }, created ? 'vault key created' : 'vault key loaded');
     if (passphrase !== undefined && !isProtected) log.warn({ path }, 'a passphrase is configured but the key file is not protected by one (export the recovery key, move the file away and import it with the passphrase)');
-    const engine = new CryptoEngine({ vaultKey: key });
+    const engine = new CryptoEngine({ vaultKey: key, previousKeys: previous });
     const server = await startGrpcServer({
       host: config.CRYPTO_HOST,
       port: config.CRYPTO_PORT,
@@ -62,6 +66,16 @@ async function command(name: string): Promise<void> {
     const passphrase = await readPassphrase(config);
     if (name === 'export-recovery-key') {
       process.stdout.write(`${await exportRecoveryKey(config.CRYPTO_KEY_DIR, passphrase)}\n`);
+    } else if (name === 'rotate-vault-key') {
+      const r = await rotateVaultKey(config.CRYPTO_KEY_DIR, { passphrase });
+      process.stdout.write(
+        `vault key ${r.current.key.fingerprint} is current; ${r.previous} is kept to open older data until retired. ` +
+          `Restart the crypto-service and write down the new recovery key (export-recovery-key).\n`,
+      );
+    } else if (name === 'retire-vault-key') {
+      const fp = process.argv[3] ?? '';
+      await retireVaultKey(config.CRYPTO_KEY_DIR, fp, { passphrase });
+      process.stdout.write(`vault key ${fp} retired: what only it wrapped is unreadable for good. Restart the crypto-service.\n`);
     } else {
       const loaded = await importRecoveryKey(config.CRYPTO_KEY_DIR, await readStdin(), { passphrase });
       process.stdout.write(`imported vault key ${loaded.key.fingerprint} into ${loaded.path}${loaded.protected ? ' (passphrase-protected)' : ''}\n`);
@@ -74,8 +88,8 @@ async function command(name: string): Promise<void> {
 
 const cmd = process.argv[2];
 if (cmd === undefined) void main();
-else if (cmd === 'export-recovery-key' || cmd === 'import-recovery-key') void command(cmd);
+else if (['export-recovery-key', 'import-recovery-key', 'rotate-vault-key', 'retire-vault-key'].includes(cmd)) void command(cmd);
 else {
-  process.stderr.write(`unknown command ${cmd}; usage: main.js [export-recovery-key | import-recovery-key]\n`);
+  process.stderr.write(`unknown command ${cmd}; usage: main.js [export-recovery-key | import-recovery-key | rotate-vault-key | retire-vault-key <fingerprint>]\n`);
   process.exitCode = 2;
 }

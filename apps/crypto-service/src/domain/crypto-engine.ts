@@ -6,6 +6,7 @@ import { createHash, createSecretKey, randomBytes, type KeyObject } from 'node:c
 import {
   assertServerId,
   CancelledError,
+  DataLossError,
   InvalidArgumentError,
   MAX_CHUNK_PLAINTEXT_BYTES,
   MAX_OBJECT_BYTES,
@@ -41,8 +42,10 @@ export const MAX_CHUNK_ENVELOPE_BYTES = MAX_SEAL_CHUNK_BYTES + ENVELOPE_OVERHEAD
 
 /** What the engine is built from. */
 export interface CryptoEngineComponents {
-  /** The node's vault key (derived sub-keys only). */
+  /** The node's vault key (derived sub-keys only): seals everything new. */
   vaultKey: VaultKey;
+  /** Rotated-out vault keys, tried in order after the current one to open data keys and manifests. */
+  previousKeys?: VaultKey[];
 }
 
 /** Tuning of the engine. */
@@ -75,13 +78,15 @@ export interface KeyInfo {
  * failed authentication as DataLossError without returning any plaintext.
  */
 export class CryptoEngine {
-  private readonly vaultKey: VaultKey;
+  private vaultKey: VaultKey;
+  private previousKeys: VaultKey[];
   private readonly cacheSize: number;
   // Map iteration order is insertion order: re-inserting on hit makes the first key the least recently used.
   private readonly dataKeys = new Map<string, KeyObject>();
 
   constructor(components: CryptoEngineComponents, options: CryptoEngineOptions = {}) {
     this.vaultKey = components.vaultKey;
+    this.previousKeys = components.previousKeys ?? [];
     this.cacheSize = options.dataKeyCacheSize ?? 256;
     if (!Number.isInteger(this.cacheSize) || this.cacheSize < 0) throw new RangeError('dataKeyCacheSize must be a non-negative integer');
   }
@@ -141,13 +146,67 @@ export class CryptoEngine {
   async openManifest(folder: string, ciphertext: Uint8Array, signal?: AbortSignal): Promise<Buffer> {
     checkSignal(signal);
     assertServerId(folder);
-    return openEnvelope(this.vaultKey.manifestKey, manifestAssociatedData(folder), ciphertext, 'manifest', MAX_OBJECT_BYTES);
+    const ad = manifestAssociatedData(folder);
+    return this.withEachKey((k) => openEnvelope(k.manifestKey, ad, ciphertext, 'manifest', MAX_OBJECT_BYTES));
+  }
+
+  /**
+   * Re-wraps a data key (wrapped by the current or a previous vault key) under the current one. The data
+   * key itself does not change, so the chunks it sealed stay as they are: this is key rotation without
+   * re-encryption. DataLossError when no key of the keyring wrapped it.
+   */
+  async rewrapDataKey(folder: string, wrappedKey: Uint8Array, signal?: AbortSignal): Promise<Buffer> {
+    checkSignal(signal);
+    assertServerId(folder);
+    assertWrappedKey(wrappedKey);
+    const raw = this.unwrapRaw(wrappedKey, folder);
+    try {
+      return sealEnvelope(this.vaultKey.wrapKey, wrapAssociatedData(folder), raw);
+    } finally {
+      raw.fill(0);
+    }
+  }
+
+  /** Replaces the keyring (after a rotation or retirement) and forgets every cached data key. */
+  setKeys(components: CryptoEngineComponents): void {
+    this.vaultKey = components.vaultKey;
+    this.previousKeys = components.previousKeys ?? [];
+    this.dataKeys.clear();
+  }
+
+  /** Fingerprints of the previous vault keys still kept. */
+  get previousFingerprints(): string[] {
+    return this.previousKeys.map((k) => k.fingerprint);
   }
 
   /** Public facts about the vault key. */
   async keyInfo(signal?: AbortSignal): Promise<KeyInfo> {
     checkSignal(signal);
     return { keyFingerprint: this.vaultKey.fingerprint, formatVersion: ENVELOPE_VERSION, createdUnixMs: this.vaultKey.createdUnixMs };
+  }
+
+  /** The raw data key (caller zero-fills it); DataLossError unless a key of the keyring wrapped it for `folder`. */
+  private unwrapRaw(wrappedKey: Uint8Array, folder: string): Buffer {
+    const ad = wrapAssociatedData(folder);
+    return this.withEachKey((k) => openEnvelope(k.wrapKey, ad, wrappedKey, 'wrapped data key'));
+  }
+
+  /**
+   * Runs `open` with the current vault key, then each previous one, until one authenticates. A wrong key
+   * fails GCM authentication, so trying costs one small decryption per key; wrapped keys and manifests
+   * carry no key ID. Rethrows the first DataLossError when none fits, any other error at once.
+   */
+  private withEachKey<T>(open: (key: VaultKey) => T): T {
+    let first: unknown;
+    for (const key of [this.vaultKey, ...this.previousKeys]) {
+      try {
+        return open(key);
+      } catch (err) {
+        if (!(err instanceof DataLossError)) throw err;
+        first ??= err;
+      }
+    }
+    throw first;
   }
 
   /** Unwraps a data key (DataLossError if it was not wrapped by this vault key for this folder). */
@@ -161,7 +220,7 @@ export class CryptoEngine {
       this.dataKeys.set(cacheKey, hit);
       return hit;
     }
-    const raw = openEnvelope(this.vaultKey.wrapKey, wrapAssociatedData(folder), wrappedKey, 'wrapped data key');
+    const raw = this.unwrapRaw(wrappedKey, folder);
     const key = createSecretKey(raw);
     raw.fill(0);
     if (this.cacheSize > 0) {

@@ -181,7 +181,7 @@ export async function loadOrCreateVaultKey(dir: string, opts: VaultKeyOptions = 
  * Writes a key file for `raw` (zero-filled afterwards) into `dir`: version 2 sealed under
  * scrypt(passphrase) when opts.passphrase is set, else version 1. False when a key file already exists.
  */
-async function writeKeyFile(dir: string, raw: Buffer, createdUnixMs: number, opts: VaultKeyOptions): Promise<boolean> {
+async function writeKeyFile(dir: string, raw: Buffer, createdUnixMs: number, opts: VaultKeyOptions, name = VAULT_KEY_FILE): Promise<boolean> {
   try {
     await fs.mkdir(dir, { recursive: true, mode: 0o700 });
     throwIfAborted(opts.signal);
@@ -200,7 +200,7 @@ async function writeKeyFile(dir: string, raw: Buffer, createdUnixMs: number, opt
     } else {
       body = { version: VAULT_KEY_FILE_VERSION, key: raw.toString('base64'), createdUnixMs };
     }
-    return await publishAtomically(dir, join(dir, VAULT_KEY_FILE), Buffer.from(JSON.stringify(body) + '\n', 'utf8'));
+    return await publishAtomically(dir, join(dir, name), Buffer.from(JSON.stringify(body) + '\n', 'utf8'));
   } finally {
     raw.fill(0);
   }
@@ -255,6 +255,77 @@ export async function importRecoveryKey(dir: string, recoveryKey: string, opts: 
   const loaded = await readKeyFile(path, opts.passphrase);
   if (!loaded) throw new VaultKeyFileError(path, 'missing right after it was written');
   return { ...loaded, created: true, path };
+}
+
+/** File name of a previous (rotated-out) vault key: vault-key.<fingerprint>.json. */
+export function previousKeyFile(fingerprint: string): string {
+  return `vault-key.${fingerprint}.json`;
+}
+const PREVIOUS_KEY_RE = /^vault-key\.([0-9a-f]{16})\.json$/;
+const NEXT_KEY_FILE = 'vault-key.next.json';
+
+/** The current vault key and the previous ones still kept to open older data. */
+export interface Keyring {
+  /** Seals everything new. */
+  current: LoadedVaultKey;
+  /** Rotated-out keys, kept to open (and re-wrap) what they sealed until retired. */
+  previous: VaultKey[];
+}
+
+/**
+ * Loads (or creates) the current key and every previous key file `vault-key.<fingerprint>.json` of `dir`
+ * (opened with the same passphrase). A previous file with the current key's fingerprint (left by a
+ * rotation interrupted before its last step) is skipped.
+ */
+export async function loadKeyring(dir: string, opts: VaultKeyOptions = {}): Promise<Keyring> {
+  const current = await loadOrCreateVaultKey(dir, opts);
+  const previous: VaultKey[] = [];
+  for (const name of (await fs.readdir(dir)).sort()) {
+    const m = PREVIOUS_KEY_RE.exec(name);
+    if (!m || m[1] === current.key.fingerprint) continue;
+    const got = await readKeyFile(join(dir, name), opts.passphrase);
+    if (!got) continue;
+    if (got.key.fingerprint !== m[1]) throw new VaultKeyFileError(join(dir, name), 'its key does not match the fingerprint in its name');
+    previous.push(got.key);
+  }
+  return { current, previous };
+}
+
+/**
+ * Rotates the vault key of `dir` (the service must be restarted to use it): the current key file is kept
+ * as `vault-key.<old fingerprint>.json` and a fresh key becomes `vault-key.json` (protected when
+ * opts.passphrase is set). Every step is atomic; an interrupted rotation leaves either the old or the new
+ * key current, and the old one still on disk. Data keys wrapped by the old key keep opening until it is
+ * retired; re-wrap them (CryptoEngine.rewrapDataKey) first. Write down the new recovery key.
+ */
+export async function rotateVaultKey(dir: string, opts: VaultKeyOptions = {}): Promise<{ previous: string; current: LoadedVaultKey }> {
+  const path = join(dir, VAULT_KEY_FILE);
+  const old = await readKeyFile(path, opts.passphrase);
+  if (!old) throw new VaultKeyFileError(path, 'does not exist: nothing to rotate');
+  const keep = join(dir, previousKeyFile(old.key.fingerprint));
+  if (!(await exists(keep))) await fs.link(path, keep);
+  await fs.rm(join(dir, NEXT_KEY_FILE), { force: true });
+  const raw = randomBytes(VAULT_KEY_BYTES);
+  if (!(await writeKeyFile(dir, raw, (opts.now ?? Date.now)(), opts, NEXT_KEY_FILE))) throw new FailedPreconditionError('a concurrent rotation is under way');
+  await fs.rename(join(dir, NEXT_KEY_FILE), path);
+  await fsyncDir(dir);
+  const current = await readKeyFile(path, opts.passphrase);
+  if (!current) throw new VaultKeyFileError(path, 'missing right after rotation');
+  return { previous: old.key.fingerprint, current: { ...current, created: true, path } };
+}
+
+/**
+ * Retires (deletes) a previous vault key: every data key and manifest only it wrapped becomes unreadable
+ * for good, copies on peers included (crypto-shredding). Refuses the current key and unknown fingerprints.
+ */
+export async function retireVaultKey(dir: string, fingerprint: string, opts: VaultKeyOptions = {}): Promise<void> {
+  if (!/^[0-9a-f]{16}$/.test(fingerprint)) throw new InvalidArgumentError(`${JSON.stringify(fingerprint)} is not a key fingerprint (16 hex characters)`);
+  const current = await readKeyFile(join(dir, VAULT_KEY_FILE), opts.passphrase);
+  if (current?.key.fingerprint === fingerprint) throw new FailedPreconditionError(`${fingerprint} is the current vault key; rotate first`);
+  const path = join(dir, previousKeyFile(fingerprint));
+  if (!(await exists(path))) throw new FailedPreconditionError(`no previous vault key ${fingerprint} in ${dir}`);
+  await fs.unlink(path);
+  await fsyncDir(dir);
 }
 
 const BASE32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
