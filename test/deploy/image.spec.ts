@@ -111,6 +111,11 @@ function productionNodeModules(dest: string): void {
   }
 }
 
+/** Files below an absolute directory (symlinks are not followed), absolute paths. */
+function filesUnderAbs(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? filesUnderAbs(join(dir, e.name)) : [join(dir, e.name)]));
+}
+
 describe('Dockerfile', () => {
   it('is multi-stage: build, production dependencies, runtime', () => {
     expect(dockerfile.stages.map((s) => s.name)).toEqual(['build', 'deps', 'runtime']);
@@ -230,7 +235,11 @@ describe('Dockerfile', () => {
       ['crypto-service', { CRYPTO_HOST: '127.0.0.1', CRYPTO_PORT: '0', CRYPTO_KEY_DIR: 'keys' }],
       ['gateway', { GATEWAY_HOST: '127.0.0.1', GATEWAY_PORT: '0', GATEWAY_NODE_ADDRESS: '127.0.0.1:9', GATEWAY_DATA_DIR: 'gateway' }],
     ];
-    it.each(standalone)('%s starts from the image layout with production dependencies only, and stops on SIGTERM', async (app, appEnv) => {
+    /** Every path in the image's /app except the node_modules links. */
+    const imageTree = () => filesUnderAbs(join(image, 'app')).filter((f) => !f.includes('/node_modules/')).sort();
+
+    it.each(standalone)('%s starts from the image layout with production dependencies only, writes nothing into the image, and stops on SIGTERM', async (app, appEnv) => {
+      const before = imageTree();
       const dirs = Object.fromEntries(Object.entries(appEnv).map(([k, v]) => [k, /_DIR$/.test(k) ? join(work, v) : v]));
       const child = execFile(process.execPath, ['--enable-source-maps', join(image, `app/dist/apps/${app}/main.js`)], {
         cwd: join(image, 'app'),
@@ -247,6 +256,8 @@ describe('Dockerfile', () => {
       const exited = new Promise((r) => child.once('exit', (code) => r(code)));
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
+      // Read-only root filesystem in the pod: the app wrote only into the directories it was given.
+      expect(imageTree()).toEqual(before);
     });
   });
 });
