@@ -5,6 +5,7 @@
 import { announceListening, createLogger, failStartup, onShutdown, startGrpcServer } from '@distri-vault/shared';
 import { loadStorageConfig } from './config';
 import { DiskObjectStore } from './domain/disk-object-store';
+import { Scrubber } from './domain/scrubber';
 import { storageServiceEntry } from './grpc/storage.grpc';
 
 const SERVICE = 'storage-service';
@@ -15,10 +16,16 @@ async function main(): Promise<void> {
   try {
     const config = loadStorageConfig();
     log = createLogger(SERVICE, config.LOG_LEVEL);
-    const store = await DiskObjectStore.open({ log }, { dataDir: config.STORAGE_DATA_DIR });
-    const server = await startGrpcServer({ host: config.STORAGE_HOST, port: config.STORAGE_PORT, services: [storageServiceEntry(store, log)], log });
+    const store = await DiskObjectStore.open(
+      { log },
+      { dataDir: config.STORAGE_DATA_DIR, folderQuotaBytes: config.STORAGE_FOLDER_QUOTA_BYTES, reserveBytes: config.STORAGE_RESERVE_BYTES },
+    );
+    const scrubber = new Scrubber({ target: store, log }, { bytesPerSecond: config.STORAGE_SCRUB_BYTES_PER_SEC, intervalMs: config.STORAGE_SCRUB_INTERVAL_S * 1000 });
+    const server = await startGrpcServer({ host: config.STORAGE_HOST, port: config.STORAGE_PORT, services: [storageServiceEntry(store, log, scrubber)], log });
     announceListening(log, 'storage', config.STORAGE_HOST, server.port);
+    scrubber.start();
     onShutdown(log, async () => {
+      await scrubber.stop();
       await server.close();
       await store.close();
     });

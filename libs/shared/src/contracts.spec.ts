@@ -107,6 +107,7 @@ const EXPECTED_SERVICES: Record<string, { ts: Record<string, unknown>; methods: 
       DeleteObject: ['unary', 'DeleteObjectRequest', 'DeleteObjectResponse'],
       StatFolder: ['unary', 'StatFolderRequest', 'StatFolderResponse'],
       ListFolders: ['unary', 'ListFoldersRequest', 'ListFoldersResponse'],
+      GetScrubStatus: ['unary', 'GetScrubStatusRequest', 'GetScrubStatusResponse'],
     },
   },
   'vault.node.v1.NodeService': {

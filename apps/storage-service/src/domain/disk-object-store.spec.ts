@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { DataLossError, NotFoundError } from '@distri-vault/shared/errors';
+import { DataLossError, NotFoundError, ResourceExhaustedError } from '@distri-vault/shared/errors';
 import { DiskObjectStore } from './disk-object-store';
 import { describeObjectStoreCompliance } from './object-store.compliance';
 import { Rng, folderId, makeObject } from '../testing/fixtures';
@@ -148,5 +148,93 @@ describe('DiskObjectStore on disk', () => {
     expect(ids).toEqual([o.id]);
     await expect(store.stat(F)).resolves.toEqual({ chunks: 1, chunkBytes: 50, manifests: 0, manifestBytes: 0 });
     await expect(store.folders()).resolves.toEqual([F]);
+  });
+});
+
+describe('DiskObjectStore limits and index', () => {
+  const F = folderId(1);
+  const G = folderId(2);
+  let dir: string;
+  const stores: DiskObjectStore[] = [];
+  const open = async (options: { folderQuotaBytes?: number; reserveBytes?: number } = {}) => {
+    const s = await DiskObjectStore.open({}, { dataDir: dir, ...options });
+    stores.push(s);
+    return s;
+  };
+  beforeEach(async () => {
+    dir = await tempDir();
+  });
+  afterEach(async () => {
+    for (const s of stores.splice(0)) await s.close();
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  it('enforces the folder quota with ResourceExhaustedError, leaves nothing partial, and frees space on delete', async () => {
+    const store = await open({ folderQuotaBytes: 10_000 });
+    const rng = new Rng(20);
+    const a = makeObject(rng, 6000);
+    const b = makeObject(rng, 4000);
+    const c = makeObject(rng, 1);
+    await store.put(F, 'chunk', a.id, a.data);
+    await store.put(F, 'manifest', b.id, b.data);
+    const before = await snapshotTree(dir);
+    await expect(store.put(F, 'chunk', c.id, c.data)).rejects.toBeInstanceOf(ResourceExhaustedError);
+    expect(await snapshotTree(dir)).toEqual(before);
+    // Another folder has its own quota; a duplicate of a present object is still a success.
+    await expect(store.put(G, 'chunk', c.id, c.data)).resolves.toEqual({ created: true });
+    await expect(store.put(F, 'chunk', a.id, a.data)).resolves.toEqual({ created: false });
+    await store.delete(F, 'chunk', a.id);
+    await expect(store.put(F, 'chunk', c.id, c.data)).resolves.toEqual({ created: true });
+  });
+
+  it('lets concurrent puts fill the quota but never overshoot it', async () => {
+    const store = await open({ folderQuotaBytes: 50_000 });
+    const objs = Array.from({ length: 20 }, (_, i) => makeObject(new Rng(100 + i), 5000));
+    const results = await Promise.allSettled(objs.map((o) => store.put(F, 'chunk', o.id, o.data)));
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(10);
+    for (const r of results) if (r.status === 'rejected') expect(r.reason).toBeInstanceOf(ResourceExhaustedError);
+    await expect(store.stat(F)).resolves.toEqual({ chunks: 10, chunkBytes: 50_000, manifests: 0, manifestBytes: 0 });
+    expect(await fs.readdir(join(dir, '.tmp'))).toEqual([]);
+  });
+
+  it('counts objects already on disk against the quota after a restart', async () => {
+    const first = await open();
+    const a = makeObject(new Rng(21), 8000);
+    await first.put(F, 'chunk', a.id, a.data);
+    const store = await open({ folderQuotaBytes: 10_000 });
+    const b = makeObject(new Rng(22), 2001);
+    await expect(store.put(F, 'chunk', b.id, b.data)).rejects.toBeInstanceOf(ResourceExhaustedError);
+  });
+
+  it('keeps a reserve of free disk: a put that would eat into it is ResourceExhaustedError and writes nothing', async () => {
+    // A reserve larger than any disk simulates a full one with the real free-space check.
+    const store = await open({ reserveBytes: Number.MAX_SAFE_INTEGER });
+    const o = makeObject(new Rng(23), 100);
+    const before = await snapshotTree(dir);
+    await expect(store.put(F, 'chunk', o.id, o.data)).rejects.toBeInstanceOf(ResourceExhaustedError);
+    expect(await snapshotTree(dir)).toEqual(before);
+    const roomy = await open({ reserveBytes: 1024 * 1024 });
+    await expect(roomy.put(F, 'chunk', o.id, o.data)).resolves.toEqual({ created: true });
+  });
+
+  it('answers stat from its index, which put, delete, quarantine and a missed read keep equal to a fresh scan', async () => {
+    const store = await open();
+    const rng = new Rng(24);
+    const objs = Array.from({ length: 50 }, (_, i) => makeObject(rng, 100 + i));
+    for (const o of objs) await store.put(F, 'chunk', o.id, o.data);
+    await store.delete(F, 'chunk', objs[0]!.id);
+    const corrupt = objs[1]!;
+    await fs.truncate(store.objectPath(F, 'chunk', corrupt.id), 3);
+    await expect(store.get(F, 'chunk', corrupt.id)).rejects.toBeInstanceOf(DataLossError);
+    const gone = objs[2]!;
+    await fs.unlink(store.objectPath(F, 'chunk', gone.id));
+    await expect(store.get(F, 'chunk', gone.id)).rejects.toBeInstanceOf(NotFoundError);
+    const expected = { chunks: 47, chunkBytes: objs.slice(3).reduce((n, o) => n + o.data.length, 0), manifests: 0, manifestBytes: 0 };
+    await expect(store.stat(F)).resolves.toEqual(expected);
+    const listed: string[] = [];
+    for await (const b of store.list(F, 'chunk')) listed.push(...b);
+    expect(listed).toEqual(objs.slice(3).map((o) => o.id).sort());
+    const fresh = await open();
+    await expect(fresh.stat(F)).resolves.toEqual(expected);
   });
 });

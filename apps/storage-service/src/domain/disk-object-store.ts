@@ -9,9 +9,15 @@
  * Writes go temp file -> fsync -> rename -> fsync of the directory (and of every parent whose entry a new
  * directory added), so an acknowledged put survives a crash and a crash never leaves a partial object
  * visible. Reads verify SHA-256 every time.
+ *
+ * Index: per folder, an in-memory map shard -> id -> size for each kind, built by one scan of the folder on
+ * its first use and kept up to date by every put, delete and quarantine. StatFolder, ListObjects, quotas
+ * and the scrubber read it instead of walking the tree. The files themselves stay the only source of
+ * truth (nothing to get out of step after a crash); presence checks before a put and HasObjects still ask
+ * the disk, so an object removed behind the store's back is re-accepted at once.
  */
-import { randomBytes } from 'node:crypto';
-import { promises as fs } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, promises as fs } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { DataLossError, NotFoundError, ResourceExhaustedError } from '@distri-vault/shared/errors';
@@ -44,6 +50,33 @@ export interface DiskObjectStoreComponents {
 export interface DiskObjectStoreOptions {
   /** The node's data directory; created when missing. */
   dataDir: string;
+  /** Most bytes (chunks + manifests) one folder may hold; 0 or absent means no limit. */
+  folderQuotaBytes?: number;
+  /** Free disk space a put must leave untouched; 0 or absent means none. */
+  reserveBytes?: number;
+}
+
+/** What the scrubber found when it re-read one object. */
+export type VerifyOutcome = 'ok' | 'corrupt' | 'missing';
+
+/** One indexed object, as the scrubber walks them. */
+export interface IndexedObject {
+  folder: string;
+  kind: ObjectKind;
+  id: string;
+  size: number;
+}
+
+interface KindIndex {
+  count: number;
+  bytes: number;
+  shards: Map<string, Map<string, number>>;
+}
+
+interface FolderIndex {
+  kinds: Record<ObjectKind, KindIndex>;
+  // Bytes of puts that passed the quota check and are being written.
+  pending: number;
 }
 
 /** Directory name of each kind inside a folder. */
@@ -65,6 +98,9 @@ export class DiskObjectStore implements ObjectStore {
   private readonly quarantineDir: string;
   private readonly log?: Logger;
   private readonly locks = new KeyedLock();
+  private readonly folderQuotaBytes: number;
+  private readonly reserveBytes: number;
+  private readonly indexes = new Map<string, Promise<FolderIndex>>();
 
   /** Prefer `open`, which also prepares the directory; a constructed store needs `start()` before use. */
   constructor(components: DiskObjectStoreComponents, options: DiskObjectStoreOptions) {
@@ -72,6 +108,8 @@ export class DiskObjectStore implements ObjectStore {
     this.tmpDir = join(this.root, TMP_DIR);
     this.quarantineDir = join(this.root, QUARANTINE_DIR);
     this.log = components.log;
+    this.folderQuotaBytes = options.folderQuotaBytes ?? 0;
+    this.reserveBytes = options.reserveBytes ?? 0;
   }
 
   /** Creates a store and prepares its data directory. */
@@ -97,9 +135,18 @@ export class DiskObjectStore implements ObjectStore {
     throwIfAborted(options.signal);
     const target = this.objectPath(folder, k, id);
     // One put per object at a time: a concurrent duplicate waits, then sees the object and writes nothing.
+    const index = await this.index(folder);
     return this.locks.run(target, async () => {
       if (await exists(target)) return { created: false };
       throwIfAborted(options.signal);
+      // Quota and reserve are checked and the bytes reserved in one synchronous step, so concurrent puts
+      // cannot together overshoot the quota.
+      await this.checkReserve(data.byteLength);
+      const used = index.kinds.chunk.bytes + index.kinds.manifest.bytes + index.pending;
+      if (this.folderQuotaBytes > 0 && used + data.byteLength > this.folderQuotaBytes) {
+        throw new ResourceExhaustedError(`folder ${folder} is over its quota of ${this.folderQuotaBytes} bytes`);
+      }
+      index.pending += data.byteLength;
       const tmp = join(this.tmpDir, `${id}.${randomBytes(8).toString('hex')}`);
       let placed = false;
       try {
@@ -118,7 +165,9 @@ export class DiskObjectStore implements ObjectStore {
       } catch (err) {
         throw diskError(err);
       } finally {
+        index.pending -= data.byteLength;
         if (!placed) await fs.rm(tmp, { force: true }).catch(() => undefined);
+        else indexAdd(index, k, id, data.byteLength);
       }
       return { created: true };
     });
@@ -132,7 +181,10 @@ export class DiskObjectStore implements ObjectStore {
     try {
       fh = await fs.open(path, 'r');
     } catch (err) {
-      if (isCode(err, 'ENOENT') || isCode(err, 'ENOTDIR')) throw new NotFoundError(`${k} ${id} not found in folder ${folder}`);
+      if (isCode(err, 'ENOENT') || isCode(err, 'ENOTDIR')) {
+        await this.forget(folder, k, id);
+        throw new NotFoundError(`${k} ${id} not found in folder ${folder}`);
+      }
       throw err;
     }
     let data: Buffer | undefined;
@@ -160,14 +212,16 @@ export class DiskObjectStore implements ObjectStore {
 
   async *list(folder: string, kind: ObjectKind, options: ListOptions = {}): AsyncGenerator<string[]> {
     const { kind: k, startAfter, batchSize } = assertList(folder, kind, options);
-    const kindDir = join(this.root, folder, KIND_DIRS[k]);
+    throwIfAborted(options.signal);
+    if (!(await this.folderExists(folder))) return;
+    const kindIndex = (await this.index(folder)).kinds[k];
     const fromShard = startAfter.slice(0, 2);
-    const shards = (await readdirOrEmpty(kindDir)).filter((s) => SHARD_PATTERN.test(s) && s >= fromShard).sort();
+    const shards = [...kindIndex.shards.keys()].filter((s) => s >= fromShard).sort();
     let batch: string[] = [];
     for (const shard of shards) {
       throwIfAborted(options.signal);
-      // Only one shard's listing is held at a time, whatever the folder's size.
-      const ids = (await readdirOrEmpty(join(kindDir, shard))).filter((n) => isObjectId(n) && n.startsWith(shard) && n > startAfter).sort();
+      // Only one shard's IDs are copied at a time, whatever the folder's size.
+      const ids = [...(kindIndex.shards.get(shard)?.keys() ?? [])].filter((id) => id > startAfter).sort();
       for (const id of ids) {
         batch.push(id);
         if (batch.length === batchSize) {
@@ -189,9 +243,13 @@ export class DiskObjectStore implements ObjectStore {
       try {
         await fs.unlink(path);
       } catch (err) {
-        if (isCode(err, 'ENOENT') || isCode(err, 'ENOTDIR')) return false;
+        if (isCode(err, 'ENOENT') || isCode(err, 'ENOTDIR')) {
+          await this.forget(folder, k, id);
+          return false;
+        }
         throw diskError(err);
       }
+      await this.forget(folder, k, id);
       await fsyncDir(dirname(path));
       return true;
     });
@@ -199,24 +257,65 @@ export class DiskObjectStore implements ObjectStore {
 
   async stat(folder: string, options: StoreCallOptions = {}): Promise<FolderStat> {
     assertServerId(folder);
-    const totals: Record<ObjectKind, { count: number; bytes: number }> = { chunk: { count: 0, bytes: 0 }, manifest: { count: 0, bytes: 0 } };
-    for (const kind of OBJECT_KINDS) {
-      const kindDir = join(this.root, folder, KIND_DIRS[kind]);
-      for (const shard of (await readdirOrEmpty(kindDir)).filter((s) => SHARD_PATTERN.test(s))) {
-        throwIfAborted(options.signal);
-        const ids = (await readdirOrEmpty(join(kindDir, shard))).filter((n) => isObjectId(n) && n.startsWith(shard));
-        const sizes = await mapLimit(ids, FS_CONCURRENCY, async (id) => {
-          const st = await fs.lstat(join(kindDir, shard, id)).catch(() => undefined);
-          return st?.isFile() ? st.size : -1;
-        });
-        for (const size of sizes) {
-          if (size < 0) continue;
-          totals[kind].count++;
-          totals[kind].bytes += size;
+    throwIfAborted(options.signal);
+    if (!(await this.folderExists(folder))) return { chunks: 0, chunkBytes: 0, manifests: 0, manifestBytes: 0 };
+    const { chunk, manifest } = (await this.index(folder)).kinds;
+    return { chunks: chunk.count, chunkBytes: chunk.bytes, manifests: manifest.count, manifestBytes: manifest.bytes };
+  }
+
+  /**
+   * Every indexed object of every folder, folder by folder and shard by shard (a snapshot of one shard at
+   * a time, so objects put meanwhile may or may not be visited). For the scrubber.
+   */
+  async *indexed(signal?: AbortSignal): AsyncGenerator<IndexedObject> {
+    for (const folder of await this.folders({ signal })) {
+      const index = await this.index(folder);
+      for (const kind of OBJECT_KINDS) {
+        const kindIndex = index.kinds[kind];
+        for (const shard of [...kindIndex.shards.keys()].sort()) {
+          throwIfAborted(signal);
+          const entries = [...(kindIndex.shards.get(shard) ?? [])].sort((a, b) => (a[0] < b[0] ? -1 : 1));
+          for (const [id, size] of entries) yield { folder, kind, id, size };
         }
       }
     }
-    return { chunks: totals.chunk.count, chunkBytes: totals.chunk.bytes, manifests: totals.manifest.count, manifestBytes: totals.manifest.bytes };
+  }
+
+  /**
+   * Re-reads one indexed object and checks its hash, streaming (never the whole file in memory). A corrupt
+   * object is quarantined, a missing one dropped from the index; both are logged.
+   */
+  async verify(folder: string, kind: ObjectKind, id: string, signal?: AbortSignal): Promise<VerifyOutcome> {
+    const k = assertKey(folder, kind, id);
+    throwIfAborted(signal);
+    const path = this.objectPath(folder, k, id);
+    let fh: fs.FileHandle;
+    try {
+      fh = await fs.open(path, 'r');
+    } catch (err) {
+      if (isCode(err, 'ENOENT') || isCode(err, 'ENOTDIR')) {
+        await this.forget(folder, k, id);
+        this.log?.warn({ folder, kind: k, chunk: id, code: 'not_found' }, 'indexed object missing on disk');
+        return 'missing';
+      }
+      throw err;
+    }
+    let ino: number;
+    let ok = false;
+    try {
+      const st = await fh.stat();
+      ino = st.ino;
+      if (st.isFile() && st.size <= MAX_BYTES_BY_KIND[k]) {
+        const hash = createHash('sha256');
+        for await (const piece of createReadStream('', { fd: fh, autoClose: false, highWaterMark: 256 * 1024 })) hash.update(piece as Buffer);
+        ok = hash.digest('hex') === id;
+      }
+    } finally {
+      await fh.close();
+    }
+    if (ok) return 'ok';
+    await this.quarantine(folder, k, id, path, ino);
+    return 'corrupt';
   }
 
   async folders(options: StoreCallOptions = {}): Promise<string[]> {
@@ -252,9 +351,63 @@ export class DiskObjectStore implements ObjectStore {
       if (!st || st.ino !== ino) return;
       const name = `${folder}.${kind}.${id}.${Date.now()}.${randomBytes(4).toString('hex')}`;
       await fs.rename(path, join(this.quarantineDir, name));
+      await this.forget(folder, kind, id);
       await fsyncDir(dirname(path));
       this.log?.warn({ folder, kind, chunk: id, bytes: st.size, code: 'data_loss', quarantined: name }, 'corrupt object quarantined');
     });
+  }
+
+  // The folder's index, built by one scan on first use (concurrent callers share the scan).
+  private index(folder: string): Promise<FolderIndex> {
+    let p = this.indexes.get(folder);
+    if (!p) {
+      p = this.scanFolder(folder);
+      this.indexes.set(folder, p);
+      p.catch(() => this.indexes.delete(folder));
+    }
+    return p;
+  }
+
+  private async scanFolder(folder: string): Promise<FolderIndex> {
+    const started = performance.now();
+    const index: FolderIndex = { kinds: { chunk: emptyKindIndex(), manifest: emptyKindIndex() }, pending: 0 };
+    for (const kind of OBJECT_KINDS) {
+      const kindDir = join(this.root, folder, KIND_DIRS[kind]);
+      for (const shard of (await readdirOrEmpty(kindDir)).filter((s) => SHARD_PATTERN.test(s))) {
+        const ids = (await readdirOrEmpty(join(kindDir, shard))).filter((n) => isObjectId(n) && n.startsWith(shard));
+        const sizes = await mapLimit(ids, FS_CONCURRENCY, async (id) => {
+          const st = await fs.lstat(join(kindDir, shard, id)).catch(() => undefined);
+          return st?.isFile() ? st.size : -1;
+        });
+        ids.forEach((id, i) => {
+          if ((sizes[i] as number) >= 0) indexAdd(index, kind, id, sizes[i] as number);
+        });
+      }
+    }
+    const { chunk, manifest } = index.kinds;
+    this.log?.debug({ folder, chunks: chunk.count, manifests: manifest.count, ms: Math.round(performance.now() - started) }, 'folder indexed');
+    return index;
+  }
+
+  // Drops an object from an already built index (a folder never indexed has nothing to drop).
+  private async forget(folder: string, kind: ObjectKind, id: string): Promise<void> {
+    const p = this.indexes.get(folder);
+    if (p) indexRemove(await p, kind, id);
+  }
+
+  private async folderExists(folder: string): Promise<boolean> {
+    if (this.indexes.has(folder)) return true;
+    return exists(join(this.root, folder));
+  }
+
+  // Rejects a put that would leave less than the reserve of free disk space.
+  private async checkReserve(bytes: number): Promise<void> {
+    if (this.reserveBytes <= 0) return;
+    const st = await fs.statfs(this.root);
+    const free = Number(st.bavail) * Number(st.bsize);
+    if (free - bytes < this.reserveBytes) {
+      throw new ResourceExhaustedError(`storage is full: ${free} bytes free, ${this.reserveBytes} kept in reserve`);
+    }
   }
 
   // Creates `dir` (and up to `depth` missing parents), fsyncing each parent that gained an entry, under a
@@ -277,6 +430,39 @@ export class DiskObjectStore implements ObjectStore {
       await fsyncDir(dirname(dir));
     });
   }
+}
+
+function emptyKindIndex(): KindIndex {
+  return { count: 0, bytes: 0, shards: new Map() };
+}
+
+function indexAdd(index: FolderIndex, kind: ObjectKind, id: string, size: number): void {
+  const k = index.kinds[kind];
+  const shard = id.slice(0, 2);
+  let ids = k.shards.get(shard);
+  if (!ids) {
+    ids = new Map();
+    k.shards.set(shard, ids);
+  }
+  const old = ids.get(id);
+  if (old !== undefined) {
+    k.bytes -= old;
+    k.count--;
+  }
+  ids.set(id, size);
+  k.count++;
+  k.bytes += size;
+}
+
+function indexRemove(index: FolderIndex, kind: ObjectKind, id: string): void {
+  const k = index.kinds[kind];
+  const ids = k.shards.get(id.slice(0, 2));
+  const size = ids?.get(id);
+  if (ids === undefined || size === undefined) return;
+  ids.delete(id);
+  if (ids.size === 0) k.shards.delete(id.slice(0, 2));
+  k.count--;
+  k.bytes -= size;
 }
 
 /** Runs tasks with the same key one after another (in-process). */

@@ -184,6 +184,28 @@ export function describeObjectStoreCompliance(name: string, create: () => Promis
       await expect(store.put(F, 'chunk', o.id, o.data)).resolves.toEqual({ created: true });
     });
 
+    // Decision: the store deletes exactly the object named and never cascades or refuses. It cannot see
+    // which chunks a manifest references (manifests are encrypted), so reference tracking belongs to the
+    // peer-node, which must delete a chunk only once no kept manifest of its folder lists it.
+    it('deletes only the object named: no cascade to chunks a manifest references, no refusal', async () => {
+      const rng = new Rng(15);
+      const chunk = makeObject(rng, 500);
+      const v1 = makeObject(rng, 60);
+      const v2 = makeObject(rng, 61);
+      for (const folder of [F, G]) await store.put(folder, 'chunk', chunk.id, chunk.data);
+      await store.put(F, 'manifest', v1.id, v1.data);
+      await store.put(F, 'manifest', v2.id, v2.data);
+      await expect(store.delete(F, 'manifest', v1.id)).resolves.toBe(true);
+      expect((await store.get(F, 'chunk', chunk.id)).equals(chunk.data)).toBe(true);
+      expect((await store.get(F, 'manifest', v2.id)).equals(v2.data)).toBe(true);
+      await expect(store.delete(F, 'chunk', chunk.id)).resolves.toBe(true);
+      await expect(store.get(F, 'chunk', chunk.id)).rejects.toBeInstanceOf(NotFoundError);
+      expect((await store.get(F, 'manifest', v2.id)).equals(v2.data)).toBe(true);
+      expect((await store.get(G, 'chunk', chunk.id)).equals(chunk.data)).toBe(true);
+      await expect(store.stat(F)).resolves.toEqual({ chunks: 0, chunkBytes: 0, manifests: 1, manifestBytes: 61 });
+      await expect(store.stat(G)).resolves.toEqual({ chunks: 1, chunkBytes: 500, manifests: 0, manifestBytes: 0 });
+    });
+
     it('gets an absent object as NotFoundError', async () => {
       const o = makeObject(new Rng(12), 10);
       await expect(store.get(F, 'chunk', o.id)).rejects.toBeInstanceOf(NotFoundError);

@@ -7,6 +7,7 @@ import { MAX_CHUNK_OBJECT_BYTES, type RunningServer, callUnary, createClient, st
 import { ObjectKind } from '@distri-vault/shared/generated/vault/common/v1/object';
 import { StorageServiceClient } from '@distri-vault/shared/generated/vault/storage/v1/storage';
 import { DiskObjectStore } from '../domain/disk-object-store';
+import { Scrubber } from '../domain/scrubber';
 import { Rng, folderId, forEachLimit, makeObject, objectsWithPrefix } from '../testing/fixtures';
 import { storageServiceEntry } from './storage.grpc';
 
@@ -130,4 +131,60 @@ describe('StorageService over gRPC', () => {
     await expect(listAll(client, { folder: G, kind: MANIFEST, startAfter: '' })).resolves.toEqual({ code: grpc.status.OK, batches: [] });
     await expect(listAll(client, { folder: folderId(5), kind: CHUNK, startAfter: '' })).resolves.toEqual({ code: grpc.status.OK, batches: [] });
   }, 60_000);
+});
+
+describe('StorageService over gRPC: limits and scrub status', () => {
+  let dir: string;
+  let store: DiskObjectStore;
+  let scrubber: Scrubber;
+  let srv: RunningServer;
+  let client: StorageServiceClient;
+  beforeAll(async () => {
+    dir = await fs.mkdtemp(join(tmpdir(), 'storage-grpc-limits-'));
+    store = await DiskObjectStore.open({ log }, { dataDir: dir, folderQuotaBytes: 1536 * 1024 });
+    scrubber = new Scrubber({ target: store, log }, { bytesPerSecond: 0, intervalMs: 0 });
+    srv = await startGrpcServer({ host: '127.0.0.1', port: 0, log, services: [storageServiceEntry(store, log, scrubber)] });
+    client = createClient(StorageServiceClient, `127.0.0.1:${srv.port}`);
+  });
+  afterAll(async () => {
+    client?.close();
+    await srv?.close();
+    await store?.close();
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  it('answers RESOURCE_EXHAUSTED over the folder quota (a disk-full simulation) and keeps nothing of the rejected put', async () => {
+    const a = makeObject(new Rng(40), 1024 * 1024);
+    const b = makeObject(new Rng(41), 512 * 1024 + 1);
+    await expect(callUnary(client, client.putObject, { folder: F, kind: CHUNK, id: a.id, data: a.data })).resolves.toEqual({ created: true });
+    const res = await statusOf(client.putObject, client, { folder: F, kind: CHUNK, id: b.id, data: b.data });
+    expect(res.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+    await expect(callUnary(client, client.hasObjects, { folder: F, kind: CHUNK, ids: [b.id] })).resolves.toEqual({ present: [false] });
+    await expect(callUnary(client, client.statFolder, { folder: F })).resolves.toEqual({ chunks: 1, chunkBytes: a.data.length, manifests: 0, manifestBytes: 0 });
+    expect(await fs.readdir(join(dir, '.tmp'))).toEqual([]);
+    expect(await fs.readdir(join(dir, F, 'chunks', b.id.slice(0, 2))).catch(() => [])).not.toContain(b.id);
+  });
+
+  it('reports the scrubber: disabled by default, then a pass with the corrupt and missing objects', async () => {
+    const G = folderId(7);
+    const bare = await statusOf(client.getScrubStatus, client, {});
+    expect(bare).toMatchObject({ code: grpc.status.OK, res: { passesCompleted: 0, problems: [] } });
+    const good = makeObject(new Rng(42), 3000);
+    const bad = makeObject(new Rng(43), 3000);
+    const gone = makeObject(new Rng(44), 3000);
+    for (const o of [good, bad, gone]) await callUnary(client, client.putObject, { folder: G, kind: MANIFEST, id: o.id, data: o.data });
+    await fs.truncate(store.objectPath(G, 'manifest', bad.id), 10);
+    await fs.unlink(store.objectPath(G, 'manifest', gone.id));
+    await scrubber.runPass();
+    const st = await callUnary(client, client.getScrubStatus, {});
+    expect(st.passesCompleted).toBe(1);
+    expect(st.last).toMatchObject({ corrupt: 1, missing: 1 });
+    expect(st.problems.map((p) => [p.folder, p.kind, p.id, p.problem])).toEqual(
+      expect.arrayContaining([
+        [G, MANIFEST, bad.id, 'corrupt'],
+        [G, MANIFEST, gone.id, 'missing'],
+      ]),
+    );
+    expect(st.problems).toHaveLength(2);
+  });
 });

@@ -8,6 +8,7 @@ import { InvalidArgumentError, type ServiceEntry, errorCodeOf, serverStream, una
 import { ObjectKind as ProtoKind } from '@distri-vault/shared/generated/vault/common/v1/object';
 import { StorageServiceService, type StorageServiceServer } from '@distri-vault/shared/generated/vault/storage/v1/storage';
 import type { ObjectKind, ObjectStore } from '../domain/object-store';
+import type { ScrubStatus } from '../domain/scrubber';
 
 /** Fully qualified service name, used for health and reflection. */
 export const STORAGE_SERVICE_NAME = 'vault.storage.v1.StorageService';
@@ -36,8 +37,18 @@ async function logged<T>(log: Logger, fields: Record<string, unknown>, fn: () =>
   }
 }
 
+/** The wire kind of a domain kind. */
+export function kindToProto(kind: ObjectKind): ProtoKind {
+  return kind === 'chunk' ? ProtoKind.OBJECT_KIND_CHUNK : ProtoKind.OBJECT_KIND_MANIFEST;
+}
+
+/** Where GetScrubStatus reads from; absent means a store without a scrubber (reported as disabled). */
+export interface ScrubStatusSource {
+  status(): ScrubStatus;
+}
+
 /** The StorageService handlers over `store`. */
-export function createStorageHandlers(store: ObjectStore, log: Logger): StorageServiceServer {
+export function createStorageHandlers(store: ObjectStore, log: Logger, scrubber?: ScrubStatusSource): StorageServiceServer {
   return {
     putObject: unary(log, 'PutObject', (req, signal) =>
       logged(log, { rpc: 'PutObject', folder: req.folder, chunk: req.id, bytes: req.data.length }, () =>
@@ -68,10 +79,21 @@ export function createStorageHandlers(store: ObjectStore, log: Logger): StorageS
     ),
     statFolder: unary(log, 'StatFolder', (req, signal) => logged(log, { rpc: 'StatFolder', folder: req.folder }, () => store.stat(req.folder, { signal }))),
     listFolders: unary(log, 'ListFolders', (_req, signal) => logged(log, { rpc: 'ListFolders' }, async () => ({ folders: await store.folders({ signal }) }))),
+    getScrubStatus: unary(log, 'GetScrubStatus', async () => {
+      const st = scrubber?.status() ?? { enabled: false, bytesPerSecond: 0, passesCompleted: 0, problems: [] };
+      return {
+        enabled: st.enabled,
+        bytesPerSecond: st.bytesPerSecond,
+        passesCompleted: st.passesCompleted,
+        current: st.current,
+        last: st.last,
+        problems: st.problems.map((p) => ({ folder: p.folder, kind: kindToProto(p.kind), id: p.id, problem: p.problem, foundAtMs: p.foundAtMs })),
+      };
+    }),
   };
 }
 
 /** The service entry to pass to startGrpcServer. */
-export function storageServiceEntry(store: ObjectStore, log: Logger): ServiceEntry {
-  return { name: STORAGE_SERVICE_NAME, definition: StorageServiceService, implementation: createStorageHandlers(store, log) };
+export function storageServiceEntry(store: ObjectStore, log: Logger, scrubber?: ScrubStatusSource): ServiceEntry {
+  return { name: STORAGE_SERVICE_NAME, definition: StorageServiceService, implementation: createStorageHandlers(store, log, scrubber) };
 }

@@ -2,7 +2,7 @@
  * Deterministic test data: a seeded generator (mulberry32), objects with their IDs, and IDs that share a
  * prefix (to fill one shard past a batch).
  */
-import { createHash } from 'node:crypto';
+import { createCipheriv, createHash } from 'node:crypto';
 
 /** A seeded pseudo-random generator of 32-bit values. */
 export class Rng {
@@ -78,4 +78,11 @@ export async function forEachLimit<T>(items: readonly T[], limit: number, fn: (i
     while (next < items.length) await fn(items[next++] as T);
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+
+/** An object of `size` bytes from AES-128-CTR keyed by `seed`: deterministic and fast for large data. */
+export function makeFastObject(seed: string, size: number): TestObject {
+  const key = createHash('sha256').update(seed).digest().subarray(0, 16);
+  const data = createCipheriv('aes-128-ctr', key, Buffer.alloc(16)).update(Buffer.alloc(size));
+  return { id: sha256(data), data };
 }

@@ -34,6 +34,7 @@ const impl: StorageServiceServer = {
   deleteObject: unary(log, 'DeleteObject', async () => ({ deleted: false })),
   statFolder: unary(log, 'StatFolder', async () => ({ chunks: 2 ** 40, chunkBytes: 1, manifests: 0, manifestBytes: 0 })),
   listFolders: unary(log, 'ListFolders', async () => ({ folders: [] })),
+  getScrubStatus: unary(log, 'GetScrubStatus', async () => ({ enabled: false, bytesPerSecond: 0, passesCompleted: 0, problems: [] })),
 };
 
 describe('gRPC server glue', () => {

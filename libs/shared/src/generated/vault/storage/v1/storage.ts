@@ -136,6 +136,60 @@ export interface ListFoldersResponse {
   folders: string[];
 }
 
+/** Request of GetScrubStatus. */
+export interface GetScrubStatusRequest {
+}
+
+/** Counters of one scrub pass. */
+export interface ScrubPass {
+  /** When the pass started, in ms since the Unix epoch. */
+  startedAtMs: number;
+  /** When it finished, in ms since the Unix epoch; 0 while it runs. */
+  finishedAtMs: number;
+  /** Objects re-read and re-hashed so far. */
+  objectsChecked: number;
+  /** Bytes of those objects. */
+  bytesChecked: number;
+  /** Objects whose bytes no longer matched their ID (now quarantined). */
+  corrupt: number;
+  /** Objects in the index whose file was gone. */
+  missing: number;
+}
+
+/** One corrupt or missing object found by the scrubber. */
+export interface ScrubProblem {
+  /** Server ID naming the folder. */
+  folder: string;
+  /** Chunk or manifest. */
+  kind: ObjectKind;
+  /** Lowercase hex SHA-256 of the object. */
+  id: string;
+  /** "corrupt" or "missing". */
+  problem: string;
+  /** When it was found, in ms since the Unix epoch. */
+  foundAtMs: number;
+}
+
+/** Response of GetScrubStatus. */
+export interface GetScrubStatusResponse {
+  /** False when the scrubber is disabled (STORAGE_SCRUB_BYTES_PER_SEC=0). */
+  enabled: boolean;
+  /** Configured rate limit. */
+  bytesPerSecond: number;
+  /** Passes finished since the service started. */
+  passesCompleted: number;
+  /** The pass in progress, if any. */
+  current?:
+    | ScrubPass
+    | undefined;
+  /** The last finished pass, if any. */
+  last?:
+    | ScrubPass
+    | undefined;
+  /** Problems found since the service started, oldest first (at most 1,000). */
+  problems: ScrubProblem[];
+}
+
 function createBasePutObjectRequest(): PutObjectRequest {
   return { folder: "", kind: 0, id: "", data: Buffer.alloc(0) };
 }
@@ -1076,6 +1130,384 @@ export const ListFoldersResponse: MessageFns<ListFoldersResponse> = {
   },
 };
 
+function createBaseGetScrubStatusRequest(): GetScrubStatusRequest {
+  return {};
+}
+
+export const GetScrubStatusRequest: MessageFns<GetScrubStatusRequest> = {
+  encode(_: GetScrubStatusRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetScrubStatusRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetScrubStatusRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<GetScrubStatusRequest>): GetScrubStatusRequest {
+    return GetScrubStatusRequest.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<GetScrubStatusRequest>): GetScrubStatusRequest {
+    const message = createBaseGetScrubStatusRequest();
+    return message;
+  },
+};
+
+function createBaseScrubPass(): ScrubPass {
+  return { startedAtMs: 0, finishedAtMs: 0, objectsChecked: 0, bytesChecked: 0, corrupt: 0, missing: 0 };
+}
+
+export const ScrubPass: MessageFns<ScrubPass> = {
+  encode(message: ScrubPass, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.startedAtMs !== 0) {
+      writer.uint32(8).int64(message.startedAtMs);
+    }
+    if (message.finishedAtMs !== 0) {
+      writer.uint32(16).int64(message.finishedAtMs);
+    }
+    if (message.objectsChecked !== 0) {
+      writer.uint32(24).int64(message.objectsChecked);
+    }
+    if (message.bytesChecked !== 0) {
+      writer.uint32(32).int64(message.bytesChecked);
+    }
+    if (message.corrupt !== 0) {
+      writer.uint32(40).int64(message.corrupt);
+    }
+    if (message.missing !== 0) {
+      writer.uint32(48).int64(message.missing);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ScrubPass {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseScrubPass();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.startedAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.finishedAtMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.objectsChecked = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.bytesChecked = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.corrupt = longToNumber(reader.int64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.missing = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<ScrubPass>): ScrubPass {
+    return ScrubPass.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ScrubPass>): ScrubPass {
+    const message = createBaseScrubPass();
+    message.startedAtMs = object.startedAtMs ?? 0;
+    message.finishedAtMs = object.finishedAtMs ?? 0;
+    message.objectsChecked = object.objectsChecked ?? 0;
+    message.bytesChecked = object.bytesChecked ?? 0;
+    message.corrupt = object.corrupt ?? 0;
+    message.missing = object.missing ?? 0;
+    return message;
+  },
+};
+
+function createBaseScrubProblem(): ScrubProblem {
+  return { folder: "", kind: 0, id: "", problem: "", foundAtMs: 0 };
+}
+
+export const ScrubProblem: MessageFns<ScrubProblem> = {
+  encode(message: ScrubProblem, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.folder !== "") {
+      writer.uint32(10).string(message.folder);
+    }
+    if (message.kind !== 0) {
+      writer.uint32(16).int32(message.kind);
+    }
+    if (message.id !== "") {
+      writer.uint32(26).string(message.id);
+    }
+    if (message.problem !== "") {
+      writer.uint32(34).string(message.problem);
+    }
+    if (message.foundAtMs !== 0) {
+      writer.uint32(40).int64(message.foundAtMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ScrubProblem {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseScrubProblem();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.folder = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.kind = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.problem = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.foundAtMs = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<ScrubProblem>): ScrubProblem {
+    return ScrubProblem.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ScrubProblem>): ScrubProblem {
+    const message = createBaseScrubProblem();
+    message.folder = object.folder ?? "";
+    message.kind = object.kind ?? 0;
+    message.id = object.id ?? "";
+    message.problem = object.problem ?? "";
+    message.foundAtMs = object.foundAtMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseGetScrubStatusResponse(): GetScrubStatusResponse {
+  return { enabled: false, bytesPerSecond: 0, passesCompleted: 0, current: undefined, last: undefined, problems: [] };
+}
+
+export const GetScrubStatusResponse: MessageFns<GetScrubStatusResponse> = {
+  encode(message: GetScrubStatusResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.enabled !== false) {
+      writer.uint32(8).bool(message.enabled);
+    }
+    if (message.bytesPerSecond !== 0) {
+      writer.uint32(16).int64(message.bytesPerSecond);
+    }
+    if (message.passesCompleted !== 0) {
+      writer.uint32(24).int64(message.passesCompleted);
+    }
+    if (message.current !== undefined) {
+      ScrubPass.encode(message.current, writer.uint32(34).fork()).join();
+    }
+    if (message.last !== undefined) {
+      ScrubPass.encode(message.last, writer.uint32(42).fork()).join();
+    }
+    for (const v of message.problems) {
+      ScrubProblem.encode(v!, writer.uint32(50).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetScrubStatusResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetScrubStatusResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.enabled = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.bytesPerSecond = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.passesCompleted = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.current = ScrubPass.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.last = ScrubPass.decode(reader, reader.uint32());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.problems.push(ScrubProblem.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<GetScrubStatusResponse>): GetScrubStatusResponse {
+    return GetScrubStatusResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetScrubStatusResponse>): GetScrubStatusResponse {
+    const message = createBaseGetScrubStatusResponse();
+    message.enabled = object.enabled ?? false;
+    message.bytesPerSecond = object.bytesPerSecond ?? 0;
+    message.passesCompleted = object.passesCompleted ?? 0;
+    message.current = (object.current !== undefined && object.current !== null)
+      ? ScrubPass.fromPartial(object.current)
+      : undefined;
+    message.last = (object.last !== undefined && object.last !== null) ? ScrubPass.fromPartial(object.last) : undefined;
+    message.problems = object.problems?.map((e) => ScrubProblem.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 /**
  * Content-addressed object store, one folder per server ID. Every write is verified against its ID
  * and made durable (temp file, fsync, rename) before it is acknowledged; every read is verified too.
@@ -1157,6 +1589,18 @@ export const StorageServiceService = {
     responseSerialize: (value: ListFoldersResponse): Buffer => Buffer.from(ListFoldersResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListFoldersResponse => ListFoldersResponse.decode(value),
   },
+  /** Progress of the background scrubber and the corrupt or missing objects it found (to repair from a peer). */
+  getScrubStatus: {
+    path: "/vault.storage.v1.StorageService/GetScrubStatus" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetScrubStatusRequest): Buffer =>
+      Buffer.from(GetScrubStatusRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetScrubStatusRequest => GetScrubStatusRequest.decode(value),
+    responseSerialize: (value: GetScrubStatusResponse): Buffer =>
+      Buffer.from(GetScrubStatusResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetScrubStatusResponse => GetScrubStatusResponse.decode(value),
+  },
 } as const;
 
 export interface StorageServiceServer extends UntypedServiceImplementation {
@@ -1177,6 +1621,8 @@ export interface StorageServiceServer extends UntypedServiceImplementation {
   statFolder: handleUnaryCall<StatFolderRequest, StatFolderResponse>;
   /** The folders present on this node's disk. */
   listFolders: handleUnaryCall<ListFoldersRequest, ListFoldersResponse>;
+  /** Progress of the background scrubber and the corrupt or missing objects it found (to repair from a peer). */
+  getScrubStatus: handleUnaryCall<GetScrubStatusRequest, GetScrubStatusResponse>;
 }
 
 export interface StorageServiceClient extends Client {
@@ -1285,6 +1731,22 @@ export interface StorageServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListFoldersResponse) => void,
+  ): ClientUnaryCall;
+  /** Progress of the background scrubber and the corrupt or missing objects it found (to repair from a peer). */
+  getScrubStatus(
+    request: GetScrubStatusRequest,
+    callback: (error: ServiceError | null, response: GetScrubStatusResponse) => void,
+  ): ClientUnaryCall;
+  getScrubStatus(
+    request: GetScrubStatusRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetScrubStatusResponse) => void,
+  ): ClientUnaryCall;
+  getScrubStatus(
+    request: GetScrubStatusRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetScrubStatusResponse) => void,
   ): ClientUnaryCall;
 }
 
