@@ -69,6 +69,9 @@ describe('rehearsal of deploy/overlays/dev on loopback', () => {
   const podIp: Record<string, string> = {};
   const podLoopback: Record<string, string> = {};
   const hosts: Record<string, string> = {};
+  /** Files of the read-only projected Secret volumes, as laid out: path -> content. */
+  const projected = new Map<string, string>();
+  const projectedRoots = new Set<string>();
   const volumesOf = (pod: string) => join(root, 'pods', pod, 'volumes');
   let gatewayUrl: string;
   let gatewayEnv: Record<string, string>;
@@ -107,6 +110,8 @@ describe('rehearsal of deploy/overlays/dev on loopback', () => {
             mkdirSync(join(f, '..'), { recursive: true });
             writeFileSync(f, data[item.key]);
             chmodSync(f, mode);
+            projected.set(f, data[item.key]);
+            projectedRoots.add(volRoot);
           }
         }
       } else {
@@ -267,6 +272,13 @@ describe('rehearsal of deploy/overlays/dev on loopback', () => {
       const r = await request(`http://${podIp.gateway}:${port}${probe.httpGet.path}`, 'GET', undefined, { authorization: '' });
       expect(r.status).toBe(200);
     }
+  });
+
+  it('writes nothing into the read-only Secret volumes (the processes run as root here, so this is checked, not enforced)', async () => {
+    expect(projectedRoots.size).toBe(sts.spec.replicas);
+    const now = (await Promise.all([...projectedRoots].map((r) => walk(r)))).flat().sort();
+    expect(now).toEqual([...projected.keys()].sort());
+    for (const f of now) expect(readFileSync(f, 'utf8')).toBe(projected.get(f));
   });
 
   it('scaling the StatefulSet to 4 as the README says adds a node the others discover', async () => {
