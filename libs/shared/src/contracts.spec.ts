@@ -95,6 +95,7 @@ const EXPECTED_SERVICES: Record<string, { ts: Record<string, unknown>; methods: 
       SealManifest: ['unary', 'SealManifestRequest', 'SealManifestResponse'],
       OpenManifest: ['unary', 'OpenManifestRequest', 'OpenManifestResponse'],
       GetKeyInfo: ['unary', 'GetKeyInfoRequest', 'GetKeyInfoResponse'],
+      RewrapDataKey: ['unary', 'RewrapDataKeyRequest', 'RewrapDataKeyResponse'],
     },
   },
   'vault.storage.v1.StorageService': {

@@ -70,6 +70,8 @@ export interface KeyInfo {
   formatVersion: number;
   /** When the vault key was created, Unix milliseconds. */
   createdUnixMs: number;
+  /** Fingerprints of the previous vault keys still kept. */
+  previousFingerprints: string[];
 }
 
 /**
@@ -182,7 +184,12 @@ export class CryptoEngine {
   /** Public facts about the vault key. */
   async keyInfo(signal?: AbortSignal): Promise<KeyInfo> {
     checkSignal(signal);
-    return { keyFingerprint: this.vaultKey.fingerprint, formatVersion: ENVELOPE_VERSION, createdUnixMs: this.vaultKey.createdUnixMs };
+    return {
+      keyFingerprint: this.vaultKey.fingerprint,
+      formatVersion: ENVELOPE_VERSION,
+      createdUnixMs: this.vaultKey.createdUnixMs,
+      previousFingerprints: this.previousFingerprints,
+    };
   }
 
   /** The raw data key (caller zero-fills it); DataLossError unless a key of the keyring wrapped it for `folder`. */

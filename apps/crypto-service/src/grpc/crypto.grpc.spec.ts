@@ -51,7 +51,7 @@ describe('CryptoService over gRPC', () => {
 
   it('GetKeyInfo returns the fingerprint, format version and creation time', async () => {
     const info = await callUnary(client, client.getKeyInfo, {});
-    expect(info).toEqual({ keyFingerprint: fingerprint, formatVersion: 1, createdUnixMs: expect.any(Number) });
+    expect(info).toEqual({ keyFingerprint: fingerprint, formatVersion: 1, createdUnixMs: expect.any(Number), previousFingerprints: [] });
     expect(info.createdUnixMs).toBeGreaterThan(1_600_000_000_000);
   });
 
@@ -159,5 +159,50 @@ describe('CryptoService over gRPC', () => {
     } finally {
       health.close();
     }
+  });
+});
+
+describe('CryptoService RewrapDataKey over gRPC (rotation)', () => {
+  let dir: string;
+  let srv: RunningServer;
+  let client: CryptoServiceClient;
+
+  afterAll(async () => {
+    client?.close();
+    await srv?.close();
+    await removeTempDir(dir);
+  });
+
+  it('re-wraps a data key of a previous vault key under the current one; the old chunk opens with it unchanged', async () => {
+    dir = await makeTempDir();
+    const k1 = (await loadOrCreateVaultKey(`${dir}/k1`)).key;
+    const k2 = (await loadOrCreateVaultKey(`${dir}/k2`)).key;
+    const stranger = new CryptoEngine({ vaultKey: (await loadOrCreateVaultKey(`${dir}/k3`)).key });
+    const before = new CryptoEngine({ vaultKey: k1 });
+    srv = await startGrpcServer({
+      host: '127.0.0.1',
+      port: 0,
+      log,
+      services: [{ name: CRYPTO_SERVICE_NAME, definition: CryptoServiceService, implementation: cryptoServiceImpl(new CryptoEngine({ vaultKey: k2, previousKeys: [k1] }), log) }],
+    });
+    client = createClient(CryptoServiceClient, `127.0.0.1:${srv.port}`);
+    const fileId = seededBytes('rewrap-file', 16);
+    const ctx = { folder: FOLDER_A, fileId, index: 0, last: true };
+    const oldWrapped = await before.createDataKey(FOLDER_A);
+    const chunk = await before.sealChunk(oldWrapped, ctx, Buffer.from('sealed before rotation'));
+
+    expect(await callUnary(client, client.getKeyInfo, {})).toMatchObject({ keyFingerprint: k2.fingerprint, previousFingerprints: [k1.fingerprint] });
+    const res = await callUnary(client, client.rewrapDataKey, { folder: FOLDER_A, wrappedKey: oldWrapped });
+    expect(res.keyFingerprint).toBe(k2.fingerprint);
+    expect(res.wrappedKey).toHaveLength(61);
+    const onlyNew = new CryptoEngine({ vaultKey: k2 });
+    expect((await onlyNew.openChunk(res.wrappedKey, ctx, chunk.ciphertext)).toString()).toBe('sealed before rotation');
+    await expect(onlyNew.openChunk(oldWrapped, ctx, chunk.ciphertext)).rejects.toBeInstanceOf(DataLossError);
+
+    const foreign = await stranger.createDataKey(FOLDER_A);
+    expect((await rawCall(client, client.rewrapDataKey, { folder: FOLDER_A, wrappedKey: foreign })).code).toBe(grpc.status.DATA_LOSS);
+    expect((await rawCall(client, client.rewrapDataKey, { folder: FOLDER_B, wrappedKey: oldWrapped })).code).toBe(grpc.status.DATA_LOSS);
+    expect((await rawCall(client, client.rewrapDataKey, { folder: 'bad', wrappedKey: oldWrapped })).code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect((await rawCall(client, client.rewrapDataKey, { folder: FOLDER_A, wrappedKey: oldWrapped.subarray(0, 60) })).code).toBe(grpc.status.INVALID_ARGUMENT);
   });
 });

@@ -56,6 +56,12 @@ export function cryptoServiceImpl(engine: CryptoEngine, log: Logger): CryptoServ
       })),
     ),
     getKeyInfo: unary(log, 'GetKeyInfo', (_req, signal) => timed('GetKeyInfo', {}, () => engine.keyInfo(signal))),
+    rewrapDataKey: unary(log, 'RewrapDataKey', (req, signal) =>
+      timed('RewrapDataKey', { folder: req.folder }, async () => ({
+        wrappedKey: await engine.rewrapDataKey(req.folder, req.wrappedKey, signal),
+        keyFingerprint: (await engine.keyInfo(signal)).keyFingerprint,
+      })),
+    ),
   };
 }
 

@@ -127,6 +127,24 @@ export interface GetKeyInfoResponse {
   formatVersion: number;
   /** Unix time in milliseconds when the key was created. */
   createdUnixMs: number;
+  /** Fingerprints of the previous (rotated-out) vault keys still kept to open older data. */
+  previousFingerprints: string[];
+}
+
+/** Request of RewrapDataKey. */
+export interface RewrapDataKeyRequest {
+  /** Server ID of the folder the key was wrapped for. */
+  folder: string;
+  /** The wrapped data key, as stored in a manifest. */
+  wrappedKey: Buffer;
+}
+
+/** Response of RewrapDataKey. */
+export interface RewrapDataKeyResponse {
+  /** The same data key wrapped by the current vault key. */
+  wrappedKey: Buffer;
+  /** Fingerprint of the vault key that wrapped it. */
+  keyFingerprint: string;
 }
 
 function createBaseChunkContext(): ChunkContext {
@@ -914,7 +932,7 @@ export const GetKeyInfoRequest: MessageFns<GetKeyInfoRequest> = {
 };
 
 function createBaseGetKeyInfoResponse(): GetKeyInfoResponse {
-  return { keyFingerprint: "", formatVersion: 0, createdUnixMs: 0 };
+  return { keyFingerprint: "", formatVersion: 0, createdUnixMs: 0, previousFingerprints: [] };
 }
 
 export const GetKeyInfoResponse: MessageFns<GetKeyInfoResponse> = {
@@ -927,6 +945,9 @@ export const GetKeyInfoResponse: MessageFns<GetKeyInfoResponse> = {
     }
     if (message.createdUnixMs !== 0) {
       writer.uint32(24).int64(message.createdUnixMs);
+    }
+    for (const v of message.previousFingerprints) {
+      writer.uint32(34).string(v!);
     }
     return writer;
   },
@@ -968,6 +989,14 @@ export const GetKeyInfoResponse: MessageFns<GetKeyInfoResponse> = {
             message.createdUnixMs = longToNumber(reader.int64());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.previousFingerprints.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -988,6 +1017,141 @@ export const GetKeyInfoResponse: MessageFns<GetKeyInfoResponse> = {
     message.keyFingerprint = object.keyFingerprint ?? "";
     message.formatVersion = object.formatVersion ?? 0;
     message.createdUnixMs = object.createdUnixMs ?? 0;
+    message.previousFingerprints = object.previousFingerprints?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseRewrapDataKeyRequest(): RewrapDataKeyRequest {
+  return { folder: "", wrappedKey: Buffer.alloc(0) };
+}
+
+export const RewrapDataKeyRequest: MessageFns<RewrapDataKeyRequest> = {
+  encode(message: RewrapDataKeyRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.folder !== "") {
+      writer.uint32(10).string(message.folder);
+    }
+    if (message.wrappedKey.length !== 0) {
+      writer.uint32(18).bytes(message.wrappedKey);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RewrapDataKeyRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRewrapDataKeyRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.folder = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.wrappedKey = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<RewrapDataKeyRequest>): RewrapDataKeyRequest {
+    return RewrapDataKeyRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RewrapDataKeyRequest>): RewrapDataKeyRequest {
+    const message = createBaseRewrapDataKeyRequest();
+    message.folder = object.folder ?? "";
+    message.wrappedKey = object.wrappedKey ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseRewrapDataKeyResponse(): RewrapDataKeyResponse {
+  return { wrappedKey: Buffer.alloc(0), keyFingerprint: "" };
+}
+
+export const RewrapDataKeyResponse: MessageFns<RewrapDataKeyResponse> = {
+  encode(message: RewrapDataKeyResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.wrappedKey.length !== 0) {
+      writer.uint32(10).bytes(message.wrappedKey);
+    }
+    if (message.keyFingerprint !== "") {
+      writer.uint32(18).string(message.keyFingerprint);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RewrapDataKeyResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRewrapDataKeyResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.wrappedKey = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.keyFingerprint = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<RewrapDataKeyResponse>): RewrapDataKeyResponse {
+    return RewrapDataKeyResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RewrapDataKeyResponse>): RewrapDataKeyResponse {
+    const message = createBaseRewrapDataKeyResponse();
+    message.wrappedKey = object.wrappedKey ?? Buffer.alloc(0);
+    message.keyFingerprint = object.keyFingerprint ?? "";
     return message;
   },
 };
@@ -1064,6 +1228,21 @@ export const CryptoServiceService = {
     responseSerialize: (value: GetKeyInfoResponse): Buffer => Buffer.from(GetKeyInfoResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetKeyInfoResponse => GetKeyInfoResponse.decode(value),
   },
+  /**
+   * Re-wraps a data key (wrapped by the current or a previous vault key) under the current vault key.
+   * The data key does not change, so the chunks it sealed stay valid: rotation without re-encryption.
+   * DATA_LOSS when no key of the keyring wrapped it for this folder.
+   */
+  rewrapDataKey: {
+    path: "/vault.crypto.v1.CryptoService/RewrapDataKey" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RewrapDataKeyRequest): Buffer => Buffer.from(RewrapDataKeyRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RewrapDataKeyRequest => RewrapDataKeyRequest.decode(value),
+    responseSerialize: (value: RewrapDataKeyResponse): Buffer =>
+      Buffer.from(RewrapDataKeyResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RewrapDataKeyResponse => RewrapDataKeyResponse.decode(value),
+  },
 } as const;
 
 export interface CryptoServiceServer extends UntypedServiceImplementation {
@@ -1079,6 +1258,12 @@ export interface CryptoServiceServer extends UntypedServiceImplementation {
   openManifest: handleUnaryCall<OpenManifestRequest, OpenManifestResponse>;
   /** Public facts about the vault key (never the key itself). */
   getKeyInfo: handleUnaryCall<GetKeyInfoRequest, GetKeyInfoResponse>;
+  /**
+   * Re-wraps a data key (wrapped by the current or a previous vault key) under the current vault key.
+   * The data key does not change, so the chunks it sealed stay valid: rotation without re-encryption.
+   * DATA_LOSS when no key of the keyring wrapped it for this folder.
+   */
+  rewrapDataKey: handleUnaryCall<RewrapDataKeyRequest, RewrapDataKeyResponse>;
 }
 
 export interface CryptoServiceClient extends Client {
@@ -1177,6 +1362,26 @@ export interface CryptoServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetKeyInfoResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Re-wraps a data key (wrapped by the current or a previous vault key) under the current vault key.
+   * The data key does not change, so the chunks it sealed stay valid: rotation without re-encryption.
+   * DATA_LOSS when no key of the keyring wrapped it for this folder.
+   */
+  rewrapDataKey(
+    request: RewrapDataKeyRequest,
+    callback: (error: ServiceError | null, response: RewrapDataKeyResponse) => void,
+  ): ClientUnaryCall;
+  rewrapDataKey(
+    request: RewrapDataKeyRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RewrapDataKeyResponse) => void,
+  ): ClientUnaryCall;
+  rewrapDataKey(
+    request: RewrapDataKeyRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RewrapDataKeyResponse) => void,
   ): ClientUnaryCall;
 }
 
