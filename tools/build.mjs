@@ -6,7 +6,7 @@ import { build } from 'esbuild';
 import { dirname, join } from 'node:path';
 
 const root = join(dirname(new URL(import.meta.url).pathname), '..');
-export const APPS = ['crypto-service', 'storage-service', 'peer-node', 'gateway'];
+export const APPS = ['crypto-service', 'storage-service', 'peer-node', 'gateway', 'cli'];
 const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
 const apps = wanted.length ? wanted : APPS;
 

@@ -1,0 +1,158 @@
+/**
+ * The real command (tools/distri-vault.cjs -> dist/apps/cli/main.js) against a real local network:
+ * 3 nodes + gateway started with tools/network.cjs, token read from the gateway's data dir.
+ */
+import { execFile, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { Readable } from 'node:stream';
+import { promisify } from 'node:util';
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { startNetwork } = require('../../../tools/network.cjs');
+const ROOT = join(__dirname, '../../..');
+const CLI = join(ROOT, 'tools/distri-vault.cjs');
+const MiB = 1024 * 1024;
+
+// A project's testTimeout is not applied under the root config's `projects`: set it here.
+jest.setTimeout(120_000);
+
+/** Deterministic bytes (xorshift32), generated in pieces. */
+function seeded(size: number, seed: number): Readable {
+  let x = seed >>> 0 || 1;
+  let left = size;
+  return new Readable({
+    read() {
+      if (left <= 0) return void this.push(null);
+      const n = Math.min(left, 256 * 1024);
+      const b = Buffer.alloc(n);
+      for (let i = 0; i < n; i++) {
+        x ^= x << 13;
+        x ^= x >>> 17;
+        x ^= x << 5;
+        b[i] = x & 0xff;
+      }
+      left -= n;
+      this.push(b);
+    },
+  });
+}
+
+async function sha(file: string): Promise<string> {
+  const h = createHash('sha256');
+  h.update(await readFile(file));
+  return h.digest('hex');
+}
+
+interface Result {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+describe('distri-vault CLI against a local network', () => {
+  let root: string;
+  let net: any;
+  let env: NodeJS.ProcessEnv;
+
+  const cli = (args: string[], extraEnv: NodeJS.ProcessEnv = {}, stdin?: Buffer): Promise<Result> =>
+    new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, [CLI, ...args], { cwd: root, env: { ...env, ...extraEnv } });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d) => (stdout += d));
+      child.stderr.on('data', (d) => (stderr += d));
+      child.on('error', reject);
+      child.on('close', (code) => resolve({ code, stdout, stderr }));
+      child.stdin.end(stdin);
+    });
+  const json = async (args: string[], extraEnv?: NodeJS.ProcessEnv) => {
+    const r = await cli(['--json', ...args], extraEnv);
+    if (r.code !== 0) throw new Error(`distri-vault ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+    return JSON.parse(r.stdout);
+  };
+
+  beforeAll(async () => {
+    await promisify(execFile)(process.execPath, [join(ROOT, 'tools/build.mjs'), '--quiet'], { cwd: ROOT });
+    root = await mkdtemp(join(tmpdir(), 'dv-cli-'));
+    net = await startNetwork({ root, nodes: 3, output: { dir: join(root, 'logs') }, env: { LOG_LEVEL: 'warn', NODE_HEARTBEAT_MS: '500' } });
+    // No flags: the URL from the environment, the token from the gateway's token file.
+    env = { ...process.env, DISTRI_VAULT_URL: net.gatewayUrl, DISTRI_VAULT_TOKEN_FILE: join(root, 'gateway/token'), DISTRI_VAULT_TOKEN: '' };
+    const until = Date.now() + 20_000;
+    for (;;) {
+      const s = await cli(['--json', 'status']);
+      if (s.code === 0 && JSON.parse(s.stdout).writable) break;
+      if (Date.now() > until) throw new Error(`network not writable: ${s.stdout} ${s.stderr}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }, 120_000);
+
+  afterAll(async () => {
+    await net?.stop();
+    if (root) await rm(root, { recursive: true, force: true });
+  });
+
+  it('puts and gets a 24 MiB file byte for byte, lists it, and reports JSON', async () => {
+    const src = join(root, 'big.bin');
+    await pipeline(seeded(24 * MiB + 7, 4242), createWriteStream(src));
+    const put = await json(['put', src, 'cli/big file.bin']);
+    expect(put).toMatchObject({ path: 'cli/big file.bin', version: 1, size: 24 * MiB + 7, sha256: await sha(src) });
+
+    const dest = join(root, 'back.bin');
+    const got = await json(['get', 'cli/big file.bin', dest]);
+    expect(got).toMatchObject({ path: 'cli/big file.bin', version: 1, size: 24 * MiB + 7, file: dest });
+    expect(await sha(dest)).toBe(put.sha256);
+
+    const ls = await json(['ls', 'cli/']);
+    expect(ls.map((f: { path: string }) => f.path)).toEqual(['cli/big file.bin']);
+    // Human output: a table, no progress bar (stderr is not a terminal).
+    const text = await cli(['ls', 'cli/']);
+    expect([text.code, text.stderr]).toEqual([0, '']);
+    expect(text.stdout).toMatch(/^VERSION\s+SIZE\s+UPDATED\s+PATH\n1\s+24\.0 MiB\s+\S+\s+cli\/big file\.bin\n$/);
+  });
+
+  it('keeps versions and restores an old one; stdin and stdout work', async () => {
+    expect((await cli(['put', '-', 'cli/notes.txt'], {}, Buffer.from('first draft'))).code).toBe(0);
+    expect((await cli(['put', '-', 'cli/notes.txt'], {}, Buffer.from('second draft'))).code).toBe(0);
+    const versions = await json(['versions', 'cli/notes.txt']);
+    expect(versions.map((v: { version: number; size: number }) => [v.version, v.size])).toEqual([[1, 11], [2, 12]]);
+    expect(await json(['restore', 'cli/notes.txt', '1'])).toMatchObject({ version: 3, size: 11 });
+    const cat = await cli(['get', 'cli/notes.txt', '-']);
+    expect([cat.code, cat.stdout]).toEqual([0, 'first draft']);
+    const old = await cli(['get', '--version', '2', 'cli/notes.txt', '-']);
+    expect(old.stdout).toBe('second draft');
+    expect((await json(['rm', 'cli/notes.txt'])).deleted).toBe(true);
+    expect((await json(['versions', 'cli/notes.txt'])).at(-1)).toMatchObject({ version: 4, deleted: true });
+  });
+
+  it('shows nodes and status', async () => {
+    const nodes = await json(['nodes']);
+    expect(nodes.map((n: { state: string }) => n.state).sort()).toEqual(['connected', 'connected', 'self']);
+    expect(await json(['status'])).toMatchObject({ replicas: 3, connected: 2, writable: true });
+  });
+
+  it('exits non-zero with a clear message: 3 not found, 4 bad token, 5 unreachable, 2 usage', async () => {
+    const missing = await cli(['--json', 'get', 'cli/none.bin', join(root, 'none.bin')]);
+    expect(missing.code).toBe(3);
+    expect(JSON.parse(missing.stderr)).toEqual({ error: { code: 'not_found', message: expect.any(String) } });
+    await expect(stat(join(root, 'none.bin.part'))).rejects.toThrow();
+    await expect(stat(join(root, 'none.bin'))).rejects.toThrow();
+
+    const denied = await cli(['ls'], { DISTRI_VAULT_TOKEN: 'dvt_000000000000_' + 'x'.repeat(43) });
+    expect([denied.code, denied.stderr]).toEqual([4, 'distri-vault: unknown or revoked token\n']);
+    const flagWins = await cli(['--token', 'nope', 'ls']);
+    expect(flagWins.code).toBe(4);
+
+    const down = await cli(['--url', 'http://127.0.0.1:9', 'ls']);
+    expect(down.code).toBe(5);
+    expect(down.stderr).toContain('cannot reach the gateway');
+
+    expect((await cli(['restore', 'cli/x', 'zero'])).code).toBe(2);
+    expect((await cli(['frobnicate'])).code).toBe(2);
+    expect((await cli(['put', join(root, 'absent.bin')])).code).toBe(2);
+  });
+});

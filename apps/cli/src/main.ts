@@ -1,0 +1,247 @@
+#!/usr/bin/env node
+/**
+ * distri-vault: the command-line client of the gateway. `distri-vault --help` lists the commands.
+ * Exit codes: 0 ok, 1 other failure, 2 usage or invalid argument, 3 not found, 4 not authenticated or
+ * not allowed, 5 gateway or network unavailable, 6 data failed verification.
+ */
+import { basename } from 'node:path';
+import { Command, CommanderError, Option } from 'commander';
+import { SingleBar, Presets } from 'cli-progress';
+import { CliError, encodePath, EXIT, type FileView, GatewayClient } from './client';
+import { progressAllowed, resolveConnection } from './config';
+
+interface GlobalOpts {
+  url?: string;
+  token?: string;
+  tokenFile?: string;
+  json?: boolean;
+  progress?: boolean;
+}
+
+const out = (s: string) => process.stdout.write(`${s}\n`);
+
+function human(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i]}`;
+}
+
+function table(rows: string[][]): string {
+  if (rows.length === 0) return '';
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  return rows.map((r) => r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]!))).join('  ')).join('\n');
+}
+
+/** A progress bar on stderr (only on a terminal, never with --json), with rate and time left. */
+function bar(opts: GlobalOpts, label: string): { start(total: number): void; update(n: number): void; stop(): void } {
+  if (opts.json || opts.progress === false || !progressAllowed()) return { start() {}, update() {}, stop() {} };
+  const b = new SingleBar({ format: `${label} [{bar}] {percentage}% {done}/{size} {rate} eta {eta_formatted}`, stream: process.stderr, hideCursor: true, etaBuffer: 50, fps: 10 }, Presets.shades_classic);
+  let started = 0;
+  let total = 0;
+  return {
+    start(t) {
+      total = t;
+      started = Date.now();
+      b.start(t, 0, { done: human(0), size: human(t), rate: '' });
+    },
+    update(n) {
+      const s = (Date.now() - started) / 1000;
+      b.update(Math.min(n, total), { done: human(n), size: human(total), rate: s > 0 ? `${human(n / s)}/s` : '' });
+    },
+    stop() {
+      b.stop();
+    },
+  };
+}
+
+function fileRows(files: FileView[]): string[][] {
+  return [['VERSION', 'SIZE', 'UPDATED', 'PATH'], ...files.map((f) => [String(f.version), f.deleted ? '(deleted)' : human(f.size), f.updated, f.path])];
+}
+
+function version(value: string): number {
+  if (!/^[1-9][0-9]{0,15}$/.test(value)) throw new CliError(`invalid version ${JSON.stringify(value)}: want a positive integer`, EXIT.usage, 'invalid_argument');
+  return Number(value);
+}
+
+/** Builds the program; `run` parses and executes it. */
+export function buildProgram(): Command {
+  const program = new Command('distri-vault')
+    .description('Client of a distri_vault gateway: store, fetch and list encrypted, replicated files.')
+    .addOption(new Option('--url <url>', 'gateway URL (env DISTRI_VAULT_URL; default http://127.0.0.1:8080)'))
+    .addOption(new Option('--token <token>', 'bearer token (env DISTRI_VAULT_TOKEN)'))
+    .addOption(new Option('--token-file <file>', 'file holding the token (env DISTRI_VAULT_TOKEN_FILE; default .vault/gateway/token)'))
+    .option('--json', 'machine-readable output on stdout')
+    .option('--no-progress', 'never draw progress bars')
+    .showHelpAfterError('(distri-vault --help lists the commands)')
+    .exitOverride();
+  const ctx = () => {
+    const opts = program.opts<GlobalOpts>();
+    const conn = resolveConnection(opts);
+    return { opts, client: new GatewayClient(conn.url, conn.token) };
+  };
+  const print = (opts: GlobalOpts, value: unknown, text: () => string) => out(opts.json ? JSON.stringify(value) : text());
+
+  program
+    .command('put')
+    .description('upload a local file (or - for stdin) as a new version')
+    .argument('<local>', 'local file, or - for stdin')
+    .argument('[remote]', 'path in the vault (default: the file name)')
+    .action(async (local: string, remote: string | undefined) => {
+      const { opts, client } = ctx();
+      const target = remote ?? basename(local);
+      if (local === '-' && !remote) throw new CliError('give the remote path when reading stdin', EXIT.usage, 'invalid_argument');
+      const p = bar(opts, 'put');
+      const { stat } = await import('node:fs/promises');
+      if (local !== '-') p.start((await stat(local).catch(() => ({ size: 0 }))).size);
+      try {
+        const f = await client.upload(local, target, (n) => p.update(n));
+        p.stop();
+        print(opts, f, () => `stored ${f.path} v${f.version} (${human(f.size)}, sha256 ${f.sha256})`);
+      } finally {
+        p.stop();
+      }
+    });
+
+  program
+    .command('get')
+    .description('download a file (the latest version, or --version N) to a local file or - for stdout')
+    .argument('<remote>', 'path in the vault')
+    .argument('[local]', 'local file, or - for stdout (default: the file name)')
+    .option('-v, --version <n>', 'a specific version')
+    .action(async (remote: string, local: string | undefined, cmd: { version?: string }) => {
+      const { opts, client } = ctx();
+      const dest = local ?? basename(remote);
+      const p = bar(dest === '-' ? { ...opts, progress: false } : opts, 'get');
+      try {
+        const r = await client.download(remote, cmd.version ? version(cmd.version) : undefined, dest, (size) => p.start(size), (n) => p.update(n));
+        p.stop();
+        if (dest !== '-') print(opts, { ...r, file: dest }, () => `wrote ${dest} (${r.path} v${r.version}, ${human(r.size)}, sha256 verified)`);
+      } finally {
+        p.stop();
+      }
+    });
+
+  program
+    .command('ls')
+    .description('list the latest version of every file, optionally under a prefix')
+    .argument('[prefix]', 'only paths starting with this')
+    .action(async (prefix: string | undefined) => {
+      const { opts, client } = ctx();
+      const files: FileView[] = [];
+      let after: string | null = '';
+      while (after !== null) {
+        const q = new URLSearchParams({ limit: '1000' });
+        if (prefix) q.set('prefix', prefix);
+        if (after) q.set('after', after);
+        const page: { files: FileView[]; next: string | null } = await client.json('GET', `/v1/files?${q}`);
+        files.push(...page.files);
+        after = page.next;
+      }
+      print(opts, files, () => (files.length ? table(fileRows(files)) : '(no files)'));
+    });
+
+  program
+    .command('rm')
+    .description('delete a file (its history is kept: see versions and restore)')
+    .argument('<remote>', 'path in the vault')
+    .action(async (remote: string) => {
+      const { opts, client } = ctx();
+      await client.json('DELETE', `/v1/files/${encodePath(remote)}`);
+      print(opts, { path: remote, deleted: true }, () => `deleted ${remote}`);
+    });
+
+  program
+    .command('versions')
+    .description("list a file's versions, oldest first")
+    .argument('<remote>', 'path in the vault')
+    .action(async (remote: string) => {
+      const { opts, client } = ctx();
+      const r: { versions: FileView[] } = await client.json('GET', `/v1/versions/${encodePath(remote)}`);
+      print(opts, r.versions, () => table(fileRows(r.versions)));
+    });
+
+  program
+    .command('restore')
+    .description('make an old version the newest one')
+    .argument('<remote>', 'path in the vault')
+    .argument('<version>', 'the version to restore')
+    .action(async (remote: string, v: string) => {
+      const { opts, client } = ctx();
+      const f: FileView = await client.json('POST', `/v1/versions/${encodePath(remote)}?version=${version(v)}`);
+      print(opts, f, () => `restored ${f.path} v${v} as v${f.version}`);
+    });
+
+  program
+    .command('nodes')
+    .description('the nodes of the network as the gateway\'s node sees them')
+    .action(async () => {
+      const { opts, client } = ctx();
+      const r: { nodes: { serverId: string; address: string; state: string; lastSeen: string | null }[] } = await client.json('GET', '/v1/nodes');
+      print(opts, r.nodes, () => table([['STATE', 'ADDRESS', 'SERVER ID', 'LAST SEEN'], ...r.nodes.map((n) => [n.state, n.address, n.serverId || '-', n.lastSeen ?? '-'])]));
+    });
+
+  program
+    .command('status')
+    .description('is the gateway ready, which node serves it, how many peers are connected')
+    .action(async () => {
+      const { opts, client } = ctx();
+      const node: { serverId: string; peerAddress: string; protocolVersion: number; chunkSize: number; replicas: number } = await client.json('GET', '/v1/node');
+      const r: { nodes: { state: string }[] } = await client.json('GET', '/v1/nodes');
+      const connected = r.nodes.filter((n) => n.state === 'connected').length;
+      const s = { ...node, peers: r.nodes.length - 1, connected, writable: connected >= node.replicas - 1 };
+      print(opts, s, () =>
+        table([
+          ['node', s.serverId],
+          ['peer address', s.peerAddress],
+          ['peers', `${connected} connected of ${s.peers} known`],
+          ['replicas', `${s.replicas} (${s.writable ? 'enough peers to write' : `writes need ${s.replicas - 1} connected peers`})`],
+          ['chunk size', human(s.chunkSize)],
+        ]),
+      );
+    });
+
+  program
+    .command('recover')
+    .description("restore the node's folder from its peers and report what was fetched")
+    .action(async () => {
+      const { opts, client } = ctx();
+      const wait = !opts.json && progressAllowed() ? setInterval(() => process.stderr.write('.'), 1000) : undefined;
+      try {
+        const r: { peers: number; chunks: number; manifests: number; bytes: number; files: number; durationMs: number } = await client.json('POST', '/v1/recover');
+        if (wait) process.stderr.write('\n');
+        print(opts, r, () => `recovered from ${r.peers} peers: ${r.chunks} chunks, ${r.manifests} manifests, ${human(r.bytes)} in ${r.durationMs} ms; ${r.files} files`);
+      } finally {
+        if (wait) clearInterval(wait);
+      }
+    });
+
+  return program;
+}
+
+/** Runs the CLI on `argv` (process.argv shape); resolves with the exit code. */
+export async function run(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return EXIT.ok;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      return err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help' ? EXIT.ok : EXIT.usage;
+    }
+    const e = err instanceof CliError ? err : new CliError((err as Error).message ?? String(err), EXIT.failure);
+    if (program.opts<GlobalOpts>().json) process.stderr.write(`${JSON.stringify({ error: { code: e.code, message: e.message } })}\n`);
+    else process.stderr.write(`distri-vault: ${e.message}\n`);
+    return e.exitCode;
+  }
+}
+
+if (require.main === module) {
+  void run(process.argv).then((code) => {
+    process.exitCode = code;
+  });
+}
