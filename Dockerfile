@@ -18,7 +18,8 @@ COPY apps/crypto-service/src apps/crypto-service/src
 COPY apps/storage-service/src apps/storage-service/src
 COPY apps/peer-node/src apps/peer-node/src
 COPY apps/gateway/src apps/gateway/src
-RUN node tools/build.mjs
+# The four servers only (tools/build.mjs also knows the CLI, which the cluster does not run).
+RUN node tools/build.mjs crypto-service storage-service peer-node gateway
 
 # 2. production dependencies only, from the same lockfile.
 FROM ${NODE_IMAGE} AS deps

@@ -181,8 +181,8 @@ describe('Dockerfile', () => {
       }
       symlinkSync(join(REPO, 'node_modules'), join(src, 'node_modules'));
       const buildRun = build.instrs.filter((x) => x.op === 'RUN').pop() as Instr;
-      expect(buildRun.args).toBe('node tools/build.mjs');
-      execFileSync(process.execPath, ['tools/build.mjs', '--quiet'], { cwd: src, stdio: 'inherit' });
+      expect(buildRun.args).toMatch(/^node tools\/build\.mjs( [a-z-]+)+$/);
+      execFileSync(process.execPath, [...buildRun.args.split(' ').slice(1), '--quiet'], { cwd: src, stdio: 'inherit' });
       // Stage "runtime": lay out /app from the stages and the context.
       image = join(work, 'image');
       const workdir = runtime.instrs.find((x) => x.op === 'WORKDIR')?.args as string;
