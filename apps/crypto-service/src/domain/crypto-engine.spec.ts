@@ -148,13 +148,23 @@ describe('CryptoEngine', () => {
     it.each([0, 1, 100_000])('round-trips %i bytes', async (n) => {
       const pt = seededBytes(`manifest-${n}`, n);
       const sealed = await engine.sealManifest(FOLDER_A, pt);
-      expect(sealed.ciphertext.length).toBe(n + 29);
+      // Padded: 4-byte length + manifest, rounded up to a power of two of at least 1 KiB.
+      expect(sealed.ciphertext.length).toBe(({ 0: 1024, 1: 1024, 100000: 131072 } as Record<number, number>)[n]! + 29);
+      expect(sealed.ciphertext[0]).toBe(2);
       expect(sealed.id).toBe(sha256hex(sealed.ciphertext));
       expect((await engine.openManifest(FOLDER_A, sealed.ciphertext)).equals(pt)).toBe(true);
     });
 
-    it('accepts exactly MAX_OBJECT_BYTES - 29 and rejects one more', async () => {
-      expect(MAX_MANIFEST_PLAINTEXT_BYTES).toBe(MAX_OBJECT_BYTES - 29);
+    it('hides the manifest size within its power of two: a short and a long path look the same', async () => {
+      const short = await engine.sealManifest(FOLDER_A, Buffer.from('{"path":"a"}'));
+      const long = await engine.sealManifest(FOLDER_A, Buffer.from(`{"path":"${'x'.repeat(900)}"}`));
+      expect(short.ciphertext.length).toBe(long.ciphertext.length);
+      expect((await engine.sealManifest(FOLDER_A, Buffer.alloc(1020))).ciphertext.length).toBe(1024 + 29);
+      expect((await engine.sealManifest(FOLDER_A, Buffer.alloc(1021))).ciphertext.length).toBe(2048 + 29);
+    });
+
+    it('accepts exactly MAX_OBJECT_BYTES - 33 and rejects one more', async () => {
+      expect(MAX_MANIFEST_PLAINTEXT_BYTES).toBe(MAX_OBJECT_BYTES - 33);
       const pt = seededBytes('big-manifest', MAX_MANIFEST_PLAINTEXT_BYTES);
       const sealed = await engine.sealManifest(FOLDER_A, pt);
       expect(sealed.ciphertext.length).toBe(MAX_OBJECT_BYTES);

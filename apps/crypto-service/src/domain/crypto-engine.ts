@@ -21,6 +21,10 @@ import {
   FILE_ID_BYTES,
   manifestAssociatedData,
   objectId,
+  padManifest,
+  PADDED_MANIFEST_VERSION,
+  paddedManifestAssociatedData,
+  unpadManifest,
   openEnvelope,
   sealEnvelope,
   WRAPPED_KEY_BYTES,
@@ -29,8 +33,10 @@ import {
 } from './envelope';
 import type { VaultKey } from './vault-key';
 
-/** Largest manifest plaintext: its envelope must fit in one object (MAX_OBJECT_BYTES - 29). */
-export const MAX_MANIFEST_PLAINTEXT_BYTES = MAX_OBJECT_BYTES - ENVELOPE_OVERHEAD;
+/** Largest padded manifest: its envelope must fit in one object (MAX_OBJECT_BYTES - 29). */
+export const MAX_PADDED_MANIFEST_BYTES = MAX_OBJECT_BYTES - ENVELOPE_OVERHEAD;
+/** Largest manifest plaintext: the padded form adds a 4-byte length. */
+export const MAX_MANIFEST_PLAINTEXT_BYTES = MAX_PADDED_MANIFEST_BYTES - 4;
 /**
  * Largest chunk plaintext the service seals: 4 MiB. The node's chunks are at most MAX_CHUNK_PLAINTEXT_BYTES
  * (1 MiB); the service accepts up to four times that so a larger chunk size can be measured
@@ -140,7 +146,8 @@ export class CryptoEngine {
     if (plaintext.length > MAX_MANIFEST_PLAINTEXT_BYTES) {
       throw new InvalidArgumentError(`manifest plaintext of ${plaintext.length} bytes exceeds ${MAX_MANIFEST_PLAINTEXT_BYTES}`);
     }
-    const ciphertext = sealEnvelope(this.vaultKey.manifestKey, manifestAssociatedData(folder), plaintext);
+    const padded = padManifest(plaintext, MAX_PADDED_MANIFEST_BYTES);
+    const ciphertext = sealEnvelope(this.vaultKey.manifestKey, paddedManifestAssociatedData(folder), padded, undefined, PADDED_MANIFEST_VERSION);
     return { ciphertext, id: objectId(ciphertext) };
   }
 
@@ -148,6 +155,12 @@ export class CryptoEngine {
   async openManifest(folder: string, ciphertext: Uint8Array, signal?: AbortSignal): Promise<Buffer> {
     checkSignal(signal);
     assertServerId(folder);
+    if (ciphertext.length > 0 && ciphertext[0] === PADDED_MANIFEST_VERSION) {
+      const ad = paddedManifestAssociatedData(folder);
+      const padded = this.withEachKey((k) => openEnvelope(k.manifestKey, ad, ciphertext, 'manifest', MAX_OBJECT_BYTES, PADDED_MANIFEST_VERSION));
+      return unpadManifest(padded);
+    }
+    // Version 1: manifests written before padding.
     const ad = manifestAssociatedData(folder);
     return this.withEachKey((k) => openEnvelope(k.manifestKey, ad, ciphertext, 'manifest', MAX_OBJECT_BYTES));
   }

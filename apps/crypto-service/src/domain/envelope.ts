@@ -18,8 +18,16 @@
 import { createCipheriv, createDecipheriv, createHash, randomFillSync, type KeyObject } from 'node:crypto';
 import { DataLossError, InvalidArgumentError } from '@distri-vault/shared';
 
-/** The version byte this code writes and the only one it reads. */
+/** The version byte of chunks and wrapped data keys (and of manifests written before padding). */
 export const ENVELOPE_VERSION = 1;
+/**
+ * The version byte of padded manifests: the v1 layout around `uint32 BE length | manifest | zeros`, padded
+ * to a power of two (at least 1 KiB) so a manifest's size tells a peer neither its path's length nor,
+ * beyond a factor of two, its chunk count; associated data "distri-vault/manifest/v2\0" + folder.
+ */
+export const PADDED_MANIFEST_VERSION = 2;
+/** Smallest padded manifest plaintext. */
+export const MIN_PADDED_MANIFEST_BYTES = 1024;
 /** Bytes of the random AES-GCM nonce. */
 export const NONCE_BYTES = 12;
 /** Bytes of the AES-GCM authentication tag. */
@@ -36,6 +44,7 @@ export const FILE_ID_BYTES = 16;
 const WRAP_AD_PREFIX = Buffer.from('distri-vault/wrap/v1\0', 'utf8');
 const CHUNK_AD_PREFIX = Buffer.from('distri-vault/chunk/v1\0', 'utf8');
 const MANIFEST_AD_PREFIX = Buffer.from('distri-vault/manifest/v1\0', 'utf8');
+const MANIFEST_V2_AD_PREFIX = Buffer.from('distri-vault/manifest/v2\0', 'utf8');
 
 /** Where a chunk belongs; bound into its envelope as associated data. */
 export interface ChunkContext {
@@ -57,6 +66,32 @@ export function wrapAssociatedData(folder: string): Buffer {
 /** Associated data of a manifest: "distri-vault/manifest/v1\0" + folder. */
 export function manifestAssociatedData(folder: string): Buffer {
   return Buffer.concat([MANIFEST_AD_PREFIX, Buffer.from(folder, 'utf8')]);
+}
+
+/** Associated data of a padded (version 2) manifest: "distri-vault/manifest/v2\0" + folder. */
+export function paddedManifestAssociatedData(folder: string): Buffer {
+  return Buffer.concat([MANIFEST_V2_AD_PREFIX, Buffer.from(folder, 'utf8')]);
+}
+
+/** `uint32 BE length | plaintext | zeros`, `maxBytes` at most, else the next power of two of at least 1 KiB. */
+export function padManifest(plaintext: Uint8Array, maxBytes: number): Buffer {
+  const need = 4 + plaintext.length;
+  if (need > maxBytes) throw new RangeError(`manifest of ${plaintext.length} bytes does not fit in ${maxBytes} padded bytes`);
+  let size = MIN_PADDED_MANIFEST_BYTES;
+  while (size < need) size *= 2;
+  const out = Buffer.alloc(Math.min(size, maxBytes));
+  out.writeUInt32BE(plaintext.length, 0);
+  out.set(plaintext, 4);
+  return out;
+}
+
+/** Inverse of padManifest; DataLossError when the length or padding is wrong (never for authentic bytes). */
+export function unpadManifest(padded: Buffer): Buffer {
+  const len = padded.length >= 4 ? padded.readUInt32BE(0) : -1;
+  if (len < 0 || len > padded.length - 4 || padded.subarray(4 + len).some((b) => b !== 0)) {
+    throw new DataLossError('manifest: malformed padding');
+  }
+  return padded.subarray(4, 4 + len);
 }
 
 /**
@@ -82,9 +117,9 @@ export function chunkNonce(index: number): Buffer {
  * Seals `plaintext` under `key` (AES-256-GCM) bound to `ad`, with `nonce` (12 bytes) or a fresh random
  * one. A nonce must never be passed twice for one key: fixed nonces are for chunkNonce and test vectors.
  */
-export function sealEnvelope(key: KeyObject, ad: Uint8Array, plaintext: Uint8Array, nonce?: Uint8Array): Buffer {
+export function sealEnvelope(key: KeyObject, ad: Uint8Array, plaintext: Uint8Array, nonce?: Uint8Array, version = ENVELOPE_VERSION): Buffer {
   const out = Buffer.allocUnsafe(plaintext.length + ENVELOPE_OVERHEAD);
-  out[0] = ENVELOPE_VERSION;
+  out[0] = version;
   if (nonce) {
     if (nonce.length !== NONCE_BYTES) throw new RangeError(`nonce must be ${NONCE_BYTES} bytes`);
     out.set(nonce, 1);
@@ -105,12 +140,12 @@ export function sealEnvelope(key: KeyObject, ad: Uint8Array, plaintext: Uint8Arr
  * longer than `maxBytes`; DataLossError when its version byte is unknown (a flipped header bit reads as
  * corruption, like any other tampering).
  */
-export function assertEnvelopeShape(envelope: Uint8Array, what: string, maxBytes: number): void {
+export function assertEnvelopeShape(envelope: Uint8Array, what: string, maxBytes: number, version = ENVELOPE_VERSION): void {
   if (envelope.length < ENVELOPE_OVERHEAD) {
     throw new InvalidArgumentError(`${what}: envelope of ${envelope.length} bytes is shorter than the ${ENVELOPE_OVERHEAD}-byte minimum`);
   }
   if (envelope.length > maxBytes) throw new InvalidArgumentError(`${what}: envelope of ${envelope.length} bytes exceeds ${maxBytes}`);
-  if (envelope[0] !== ENVELOPE_VERSION) throw new DataLossError(`${what}: unknown envelope version ${envelope[0]}`);
+  if (envelope[0] !== version) throw new DataLossError(`${what}: unknown envelope version ${envelope[0]}`);
 }
 
 /**
@@ -118,8 +153,8 @@ export function assertEnvelopeShape(envelope: Uint8Array, what: string, maxBytes
  * InvalidArgumentError for a malformed envelope; DataLossError when authentication fails, in which
  * case no plaintext is returned.
  */
-export function openEnvelope(key: KeyObject, ad: Uint8Array, envelope: Uint8Array, what = 'envelope', maxBytes = Number.MAX_SAFE_INTEGER): Buffer {
-  assertEnvelopeShape(envelope, what, maxBytes);
+export function openEnvelope(key: KeyObject, ad: Uint8Array, envelope: Uint8Array, what = 'envelope', maxBytes = Number.MAX_SAFE_INTEGER, version = ENVELOPE_VERSION): Buffer {
+  assertEnvelopeShape(envelope, what, maxBytes, version);
   const tagAt = envelope.length - TAG_BYTES;
   const decipher = createDecipheriv('aes-256-gcm', key, envelope.subarray(1, 1 + NONCE_BYTES), { authTagLength: TAG_BYTES });
   decipher.setAAD(ad);

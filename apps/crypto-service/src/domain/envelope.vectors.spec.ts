@@ -6,7 +6,7 @@
 import { createSecretKey } from 'node:crypto';
 import { DataLossError } from '@distri-vault/shared';
 import { CryptoEngine } from './crypto-engine';
-import { chunkAssociatedData, manifestAssociatedData, objectId, sealEnvelope, wrapAssociatedData } from './envelope';
+import { chunkAssociatedData, manifestAssociatedData, objectId, padManifest, paddedManifestAssociatedData, sealEnvelope, wrapAssociatedData } from './envelope';
 import { VaultKey } from './vault-key';
 import { FOLDER_A } from '../testing/fixtures';
 
@@ -24,6 +24,9 @@ const VECTORS = {
   chunkId: '439b5f3328c07db47f925799fce40b99d9ccd9bffc9e275668ca7d18c3ea628e',
   wrappedKey:
     '01b0b1b2b3b4b5b6b7b8b9babb061f40016e2d6d8437f48f2232f582c9cc939922c9be203d5359ab8861165ec346f9778b0af223180a9ffa399dc22677',
+  // Padded manifest (version 2): 1053 bytes; its first 48 bytes and its SHA-256.
+  paddedManifestHead: '02d0d1d2d3d4d5d6d7d8d9dadb90e26c204ed1350666247f7653c939c0b01ecb5359c17821fe2f7ddb3fd3126ddfab9f',
+  paddedManifestSha256: 'a9a43d7f8b27bb6b288a9c7829479dc53bb3a4d2b8e19bb5b4370dedab93e6f2',
   manifest:
     '01c0c1c2c3c4c5c6c7c8c9cacbac6f87c3905470fb508d57c615f28924b9cd25252bac426b92988817e3d993a81313ee968fb6c369dc3f8e058dd1874584d75518a6eb417d',
 };
@@ -49,6 +52,24 @@ describe('format v1 golden vectors', () => {
   it('seals a manifest to the committed bytes (HKDF manifest sub-key)', () => {
     const env = sealEnvelope(vault.manifestKey, manifestAssociatedData(FOLDER_A), manifestPlaintext, Buffer.from('c0c1c2c3c4c5c6c7c8c9cacb', 'hex'));
     expect(env.toString('hex')).toBe(VECTORS.manifest);
+  });
+
+  it('seals a padded manifest (version 2) to the committed bytes', async () => {
+    const padded = padManifest(manifestPlaintext, 1 << 20);
+    expect(padded).toHaveLength(1024);
+    const env = sealEnvelope(vault.manifestKey, paddedManifestAssociatedData(FOLDER_A), padded, Buffer.from('d0d1d2d3d4d5d6d7d8d9dadb', 'hex'), 2);
+    expect(env).toHaveLength(1053);
+    expect(env.subarray(0, 48).toString('hex')).toBe(VECTORS.paddedManifestHead);
+    expect(objectId(env)).toBe(VECTORS.paddedManifestSha256);
+    const engine = new CryptoEngine({ vaultKey: vault });
+    expect((await engine.openManifest(FOLDER_A, env)).equals(manifestPlaintext)).toBe(true);
+    // Relabelled as the other version, it opens under neither.
+    const relabelled = Buffer.from(env);
+    relabelled[0] = 1;
+    await expect(engine.openManifest(FOLDER_A, relabelled)).rejects.toThrow(DataLossError);
+    const v1as2 = Buffer.from(VECTORS.manifest, 'hex');
+    v1as2[0] = 2;
+    await expect(engine.openManifest(FOLDER_A, v1as2)).rejects.toThrow(DataLossError);
   });
 
   it('opens the committed envelopes through the engine, and nothing else', async () => {
