@@ -112,6 +112,13 @@ describe.each(KUSTOMIZATIONS)('deploy/%s', (k) => {
     }
   });
 
+  it('every ConfigMap key is read by some container', () => {
+    const refs = containersOf(objects).flatMap(({ c }) => (c.env as Obj[]).map((e) => e.valueFrom?.configMapKeyRef).filter(Boolean));
+    for (const cm of objects.filter((o) => o.kind === 'ConfigMap')) {
+      for (const key of Object.keys(cm.data)) expect({ key, used: refs.some((r) => r.name === cm.metadata.name && r.key === key) }).toEqual({ key, used: true });
+    }
+  });
+
   it('selectors match the pod labels of their workloads, Services and policies select existing pods', () => {
     const pods = objects.filter((o) => podSpec(o));
     for (const w of pods) expect(selects(w.spec.selector.matchLabels, w.spec.template.metadata.labels)).toBe(true);

@@ -23,6 +23,12 @@ async function main(): Promise<void> {
     const scrubber = new Scrubber({ target: store, log }, { bytesPerSecond: config.STORAGE_SCRUB_BYTES_PER_SEC, intervalMs: config.STORAGE_SCRUB_INTERVAL_S * 1000 });
     const server = await startGrpcServer({ host: config.STORAGE_HOST, port: config.STORAGE_PORT, services: [storageServiceEntry(store, log, scrubber)], log });
     announceListening(log, 'storage', config.STORAGE_HOST, server.port);
+    // Index every folder in the background: requests meanwhile wait for their folder's scan.
+    const started = performance.now();
+    store.warmIndex().then(
+      (folders) => log.info({ folders, ms: Math.round(performance.now() - started) }, 'folders indexed'),
+      (err: unknown) => log.error({ err }, 'indexing folders failed'),
+    );
     scrubber.start();
     onShutdown(log, async () => {
       await scrubber.stop();

@@ -238,3 +238,24 @@ describe('DiskObjectStore limits and index', () => {
     await expect(fresh.stat(F)).resolves.toEqual(expected);
   });
 });
+
+describe('DiskObjectStore index warm-up', () => {
+  it('indexes every folder at once and then answers stat without touching the tree', async () => {
+    const dir = await tempDir();
+    try {
+      const first = await DiskObjectStore.open({}, { dataDir: dir });
+      const objs = [folderId(1), folderId(2)].map((f, i) => ({ f, o: makeObject(new Rng(50 + i), 1000 + i) }));
+      for (const { f, o } of objs) await first.put(f, 'chunk', o.id, o.data);
+      const store = await DiskObjectStore.open({}, { dataDir: dir });
+      await expect(store.warmIndex()).resolves.toBe(2);
+      // A file added behind the store's back after indexing is not seen: stat reads the index.
+      const extra = makeObject(new Rng(52), 10);
+      await fs.mkdir(join(dir, folderId(1), 'chunks', extra.id.slice(0, 2)), { recursive: true });
+      await fs.writeFile(store.objectPath(folderId(1), 'chunk', extra.id), extra.data);
+      await expect(store.stat(folderId(1))).resolves.toEqual({ chunks: 1, chunkBytes: 1000, manifests: 0, manifestBytes: 0 });
+      await expect(store.stat(folderId(2))).resolves.toEqual({ chunks: 1, chunkBytes: 1001, manifests: 0, manifestBytes: 0 });
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -264,6 +264,19 @@ export class DiskObjectStore implements ObjectStore {
   }
 
   /**
+   * Builds the index of every folder now (one scan each), so the first StatFolder or ListObjects after a
+   * start does not pay for it. Resolves with the number of folders indexed.
+   */
+  async warmIndex(signal?: AbortSignal): Promise<number> {
+    const folders = await this.folders({ signal });
+    for (const folder of folders) {
+      throwIfAborted(signal);
+      await this.index(folder);
+    }
+    return folders.length;
+  }
+
+  /**
    * Every indexed object of every folder, folder by folder and shard by shard (a snapshot of one shard at
    * a time, so objects put meanwhile may or may not be visited). For the scrubber.
    */
