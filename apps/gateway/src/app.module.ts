@@ -6,9 +6,12 @@ import { HealthController } from './health.controller';
 import { NetworkController } from './network.controller';
 import { TokensController } from './tokens.controller';
 import { VersionsController } from './versions.controller';
+import { MetricsController } from './metrics.controller';
+import type { GatewayMetrics } from './metrics';
+import type { LimitOptions } from './limits';
 import type { TokenStore } from './auth/token-store';
 import type { NodeClient } from './node-client';
-import { LOGGER, NODE_CLIENT, TOKEN_STORE } from './tokens';
+import { LIMITS, LOGGER, METRICS, NODE_CLIENT, TOKEN_STORE } from './tokens';
 
 /** What the module is built from. */
 export interface AppComponents {
@@ -18,6 +21,10 @@ export interface AppComponents {
   log: Logger;
   /** Bearer tokens. */
   tokens: TokenStore;
+  /** Prometheus metrics (a fresh registry when absent). */
+  metrics?: GatewayMetrics;
+  /** Request limits (defaults in config.ts when absent). */
+  limits?: LimitOptions;
 }
 
 /** The gateway's only module. */
@@ -27,11 +34,13 @@ export class AppModule {
   static forRoot(components: AppComponents): DynamicModule {
     return {
       module: AppModule,
-      controllers: [FilesController, VersionsController, NetworkController, HealthController, TokensController],
+      controllers: [FilesController, VersionsController, NetworkController, HealthController, TokensController, MetricsController],
       providers: [
         { provide: NODE_CLIENT, useValue: components.node },
         { provide: LOGGER, useValue: components.log },
         { provide: TOKEN_STORE, useValue: components.tokens },
+        { provide: METRICS, useValue: components.metrics },
+        { provide: LIMITS, useValue: components.limits },
       ],
     };
   }

@@ -7,10 +7,17 @@
  * - GATEWAY_NODE_ADDRESS (127.0.0.1:7100): host:port of the home peer-node's NodeService (gRPC).
  * - GATEWAY_DATA_DIR (.vault/gateway): bearer tokens (tokens.json, and on first start the first token in
  *   `token`), both 0600.
+ * - GATEWAY_MAX_CONCURRENT (64): requests served at once (health probes excepted); more get 429.
+ * - GATEWAY_MAX_UPLOAD_BYTES (1099511627776 = 1 TiB): largest upload; larger ones get 413 and write nothing.
  * - LOG_LEVEL (info): pino level (fatal, error, warn, info, debug, trace, silent).
  */
 import { z } from 'zod';
-import { addressVar, loadConfig, logLevelVar, portVar } from '@distri-vault/shared';
+import { addressVar, intVar, loadConfig, logLevelVar, portVar } from '@distri-vault/shared';
+
+/** Default of GATEWAY_MAX_CONCURRENT. */
+export const DEFAULT_MAX_CONCURRENT = 64;
+/** Default of GATEWAY_MAX_UPLOAD_BYTES (1 TiB). */
+export const DEFAULT_MAX_UPLOAD_BYTES = 2 ** 40;
 
 /** Schema of the gateway's environment. */
 export const GatewayConfigSchema = z.object({
@@ -18,6 +25,8 @@ export const GatewayConfigSchema = z.object({
   GATEWAY_PORT: portVar(8080),
   GATEWAY_NODE_ADDRESS: addressVar('127.0.0.1:7100'),
   GATEWAY_DATA_DIR: z.string().min(1).default('.vault/gateway'),
+  GATEWAY_MAX_CONCURRENT: intVar(DEFAULT_MAX_CONCURRENT, 1, 100_000),
+  GATEWAY_MAX_UPLOAD_BYTES: intVar(DEFAULT_MAX_UPLOAD_BYTES, 1, Number.MAX_SAFE_INTEGER),
   LOG_LEVEL: logLevelVar(),
 });
 
@@ -31,6 +40,10 @@ export interface GatewayConfig {
   nodeAddress: string;
   /** Directory of the token store. */
   dataDir: string;
+  /** Requests served at once. */
+  maxConcurrent: number;
+  /** Largest upload in bytes. */
+  maxUploadBytes: number;
   /** pino log level. */
   logLevel: string;
 }
@@ -38,5 +51,5 @@ export interface GatewayConfig {
 /** Reads and validates the gateway's configuration; throws ConfigError naming every bad variable. */
 export function loadGatewayConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig {
   const c = loadConfig(GatewayConfigSchema, env);
-  return { host: c.GATEWAY_HOST, port: c.GATEWAY_PORT, nodeAddress: c.GATEWAY_NODE_ADDRESS, dataDir: c.GATEWAY_DATA_DIR, logLevel: c.LOG_LEVEL };
+  return { host: c.GATEWAY_HOST, port: c.GATEWAY_PORT, nodeAddress: c.GATEWAY_NODE_ADDRESS, dataDir: c.GATEWAY_DATA_DIR, maxConcurrent: c.GATEWAY_MAX_CONCURRENT, maxUploadBytes: c.GATEWAY_MAX_UPLOAD_BYTES, logLevel: c.LOG_LEVEL };
 }

@@ -38,12 +38,13 @@ const BY_HTTP: Record<number, ErrorCode> = {
 
 /** The status, code and message to answer for any thrown value. */
 export function describeError(err: unknown): { status: number; code: ErrorCode; message: string; internal: boolean } {
-  // The one HTTP status with no row in the error table: a Range past the end is a bad argument, but
-  // clients (curl -C -, browsers) expect 416 with the file size.
-  if (err instanceof RangeNotSatisfiableError) return { status: 416, code: 'invalid_argument', message: err.message, internal: false };
   if (err instanceof VaultError) {
     if (err.code === 'internal') return { status: 500, code: 'internal', message: 'internal error', internal: true };
-    return { status: ERROR_TABLE[err.code].http, code: err.code, message: err.message, internal: false };
+    // A few gateway errors name a more precise HTTP status than their code's row in the table: 413, 429
+    // (resource_exhausted) and 416 (a Range past the end: invalid_argument, with the size).
+    const precise = (err as { httpStatus?: unknown }).httpStatus;
+    const status = typeof precise === 'number' ? precise : ERROR_TABLE[err.code].http;
+    return { status, code: err.code, message: err.message, internal: false };
   }
   if (err instanceof HttpException) {
     const status = err.getStatus();

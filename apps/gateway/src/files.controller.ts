@@ -1,7 +1,8 @@
 /** HTTP routes of files: thin mapping from HTTP to NodeClient calls; the streaming lives in streaming.ts. */
 import { Controller, Delete, Get, HttpCode, Inject, Put, Query, Req, Res } from '@nestjs/common';
 import type { HttpRequest as Request, HttpResponse as Response } from './http-types';
-import { NODE_CLIENT } from './tokens';
+import { LIMITS, NODE_CLIENT } from './tokens';
+import { limitBytes, type LimitOptions } from './limits';
 import type { NodeClient } from './node-client';
 import { filePathFromUrl, parseContentLength, parseLimit, parsePrefix, parseVersion } from './paths';
 import { closedSignal, pipeDownload, readChunks, writeDownloadHead } from './streaming';
@@ -17,7 +18,10 @@ function header(req: Request, name: string): string | undefined {
 /** `/v1/files` routes. */
 @Controller('v1/files')
 export class FilesController {
-  constructor(@Inject(NODE_CLIENT) private readonly node: NodeClient) {}
+  constructor(
+    @Inject(NODE_CLIENT) private readonly node: NodeClient,
+    @Inject(LIMITS) private readonly limits: LimitOptions,
+  ) {}
 
   /**
    * Lists the latest version of every live file, sorted by path, optionally under `?prefix=`, a page of
@@ -43,7 +47,7 @@ export class FilesController {
     const path = filePathFromUrl(req.originalUrl);
     const size = parseContentLength(req.headers['content-length']);
     const signal = closedSignal(res);
-    const { file, bytes } = await this.node.upload(size === undefined ? { path } : { path, size }, readChunks(req, signal), signal);
+    const { file, bytes } = await this.node.upload(size === undefined ? { path } : { path, size }, limitBytes(readChunks(req, signal), this.limits.maxUploadBytes), signal);
     res.locals['bytes'] = bytes;
     return fileView(file);
   }

@@ -491,6 +491,77 @@ describe('gateway over a fake node', () => {
   });
 });
 
+describe('limits and metrics', () => {
+  let fake: FakeNode;
+  let node: NodeClient;
+  let gw: RunningGateway;
+  let auth: { authorization: string };
+  const req = (method: string, path: string, opts: Parameters<typeof request>[3] = {}) => request(gw.port, method, path, { ...opts, headers: { ...auth, ...opts.headers } });
+
+  beforeAll(async () => {
+    fake = await new FakeNode().start();
+    node = new NodeClient({}, { address: fake.address });
+    const { tokens, admin } = await openTokens();
+    auth = { authorization: `Bearer ${admin}` };
+    gw = await startGateway({ node, log, tokens, limits: { maxConcurrent: 2, maxUploadBytes: MiB } }, { host: '127.0.0.1', port: 0 });
+  });
+  afterAll(async () => {
+    await gw.close();
+    node.close();
+    await fake.stop();
+  });
+
+  it('refuses an upload over the size limit with 413, up front or mid-body, writing nothing', async () => {
+    expect((await req('PUT', '/v1/files/lim/ok.bin', { body: seeded(MiB, 1) })).status).toBe(201);
+    const calls = fake.calls.length;
+    const declared = await req('PUT', '/v1/files/lim/big.bin', { body: seeded(MiB + 1, 2) });
+    expect([declared.status, json(declared).error.code]).toEqual([413, 'resource_exhausted']);
+    expect(fake.calls.length).toBe(calls);
+    const chunked = await req('PUT', '/v1/files/lim/chunked.bin', { body: [seeded(MiB, 3), seeded(10, 4)], headers: { 'transfer-encoding': 'chunked' } });
+    expect([chunked.status, json(chunked).error.code]).toEqual([413, 'resource_exhausted']);
+    await eventually(() => fake.uploads.some((u) => u.path === 'lim/chunked.bin' && u.cancelled));
+    expect(fake.latest('lim/chunked.bin')).toBeUndefined();
+  });
+
+  it('answers 429 with Retry-After beyond the concurrency limit; health is exempt', async () => {
+    // Two uploads that stay open (half their declared body sent) fill both slots.
+    const held = [1, 2].map((i) => {
+      const r = http.request({ host: '127.0.0.1', port: gw.port, method: 'PUT', path: `/v1/files/lim/held-${i}.bin`, headers: { ...auth, 'content-length': 1000 }, agent: false });
+      r.on('error', () => undefined);
+      r.write(Buffer.alloc(500));
+      return r;
+    });
+    await eventually(() => fake.uploads.filter((u) => u.path.startsWith('lim/held-')).length === 2);
+    const busy = await req('GET', '/v1/files');
+    expect([busy.status, json(busy).error.code, busy.headers['retry-after']]).toEqual([429, 'resource_exhausted', '1']);
+    expect((await request(gw.port, 'GET', '/healthz')).status).toBe(200);
+    held.forEach((r) => r.destroy());
+    await eventually(() => fake.uploads.filter((u) => u.path.startsWith('lim/held-') && u.cancelled).length === 2);
+    let after = 0;
+    for (let i = 0; i < 50 && after !== 200; i++) {
+      after = (await req('GET', '/v1/files')).status;
+      if (after !== 200) await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(after).toBe(200);
+  });
+
+  it('serves Prometheus metrics to token holders only', async () => {
+    expect((await request(gw.port, 'GET', '/metrics')).status).toBe(401);
+    const m = await req('GET', '/metrics');
+    expect(m.status).toBe(200);
+    expect(m.headers['content-type']).toMatch(/^text\/plain/);
+    const text = m.body.toString();
+    expect(text).toMatch(/vault_gateway_requests_total\{method="PUT",route="[^"]+",status="201"\} 1/);
+    expect(text).toMatch(/vault_gateway_requests_total\{method="PUT",route="[^"]+",status="413"\} 2/);
+    expect(text).toContain(`vault_gateway_file_bytes_total{direction="in"} ${MiB}`);
+    expect(text).toMatch(/vault_gateway_requests_refused_total\{reason="concurrency"\} 1/);
+    expect(text).toMatch(/vault_gateway_requests_refused_total\{reason="size"\} 1/);
+    expect(text).toContain('vault_gateway_request_duration_seconds_bucket{le="0.001"');
+    expect(text).toContain('vault_gateway_process_resident_memory_bytes');
+    expect(text).toMatch(/vault_gateway_requests_in_flight 1\n/);
+  });
+});
+
 describe('readiness when the node is down', () => {
   it('answers /readyz 503 once the node stops, 200 while it runs, and /healthz 200 throughout', async () => {
     const fake = await new FakeNode().start();

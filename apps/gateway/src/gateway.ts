@@ -8,6 +8,9 @@ import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { type AppComponents, AppModule } from './app.module';
 import { AuthGuard } from './auth/auth.guard';
+import { DEFAULT_MAX_CONCURRENT, DEFAULT_MAX_UPLOAD_BYTES } from './config';
+import { LimitGuard } from './limits';
+import { GatewayMetrics } from './metrics';
 import { ErrorFilter } from './error.filter';
 import { PinoNestLogger, requestLogger } from './request-log';
 
@@ -30,7 +33,9 @@ export interface RunningGateway {
 /** Creates the Nest app over `node` and listens on `options.host:options.port`. */
 export async function startGateway(components: AppComponents, options: GatewayOptions): Promise<RunningGateway> {
   const { log } = components;
-  const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(components), {
+  const metrics = components.metrics ?? new GatewayMetrics();
+  const limits = components.limits ?? { maxConcurrent: DEFAULT_MAX_CONCURRENT, maxUploadBytes: DEFAULT_MAX_UPLOAD_BYTES };
+  const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot({ ...components, metrics, limits }), {
     bodyParser: false,
     logger: new PinoNestLogger(log),
     abortOnError: false,
@@ -38,8 +43,8 @@ export async function startGateway(components: AppComponents, options: GatewayOp
   app.disable('x-powered-by');
   // The only ETag clients should see is a file's SHA-256, not express's hash of a JSON body.
   app.set('etag', false);
-  app.use(requestLogger(log));
-  app.useGlobalGuards(new AuthGuard(components.tokens));
+  app.use(requestLogger(log, metrics));
+  app.useGlobalGuards(new AuthGuard(components.tokens), new LimitGuard(limits, metrics));
   app.useGlobalFilters(new ErrorFilter(log));
   await app.listen(options.port, options.host);
   const server = app.getHttpServer() as Server;

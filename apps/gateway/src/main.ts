@@ -21,7 +21,8 @@ async function main(): Promise<void> {
     }
     log.info({ tokensFile: join(config.dataDir, 'tokens.json') }, 'token store open');
     const node = new NodeClient({}, { address: config.nodeAddress });
-    const gateway = await startGateway({ node, log, tokens }, { host: config.host, port: config.port });
+    const limits = { maxConcurrent: config.maxConcurrent, maxUploadBytes: config.maxUploadBytes };
+    const gateway = await startGateway({ node, log, tokens, limits }, { host: config.host, port: config.port });
     announceListening(log, NAME, config.host, gateway.port);
     onShutdown(log, async () => {
       await gateway.close();

@@ -15,6 +15,8 @@ export interface ByteRange {
 
 /** A syntactically valid range that lies wholly past the end of the file: HTTP 416. */
 export class RangeNotSatisfiableError extends InvalidArgumentError {
+  /** Status the error filter answers with (rather than the table's 400). */
+  readonly httpStatus = 416;
   constructor(readonly size: number) {
     super(`range not satisfiable: the file has ${size} bytes`);
     this.name = 'RangeNotSatisfiableError';

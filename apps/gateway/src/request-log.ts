@@ -7,11 +7,12 @@ import { randomUUID } from 'node:crypto';
 import type { Middleware } from './http-types';
 import type { LoggerService } from '@nestjs/common';
 import type { Logger } from '@distri-vault/shared';
+import type { GatewayMetrics } from './metrics';
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /** Express middleware logging each request once it finishes or its connection closes. */
-export function requestLogger(log: Logger): Middleware {
+export function requestLogger(log: Logger, metrics?: GatewayMetrics): Middleware {
   return (req, res, next) => {
     const started = process.hrtime.bigint();
     const sent = req.headers['x-request-id'];
@@ -29,6 +30,7 @@ export function requestLogger(log: Logger): Middleware {
       const fields = { reqId, method: req.method, route, status: res.statusCode, ms: Math.round(ms * 10) / 10, bytes };
       if (res.writableFinished) log.info(fields, 'request');
       else log.warn({ ...fields, aborted: true }, 'request aborted');
+      metrics?.observe({ method: req.method ?? '', route, status: res.statusCode, seconds: ms / 1000, bytes, aborted: !res.writableFinished });
     };
     res.once('finish', done);
     res.once('close', done);

@@ -6,3 +6,7 @@ export const NODE_CLIENT = Symbol('NodeClient');
 export const LOGGER = Symbol('Logger');
 /** The TokenStore of bearer tokens. */
 export const TOKEN_STORE = Symbol('TokenStore');
+/** The GatewayMetrics. */
+export const METRICS = Symbol('GatewayMetrics');
+/** The LimitOptions. */
+export const LIMITS = Symbol('LimitOptions');

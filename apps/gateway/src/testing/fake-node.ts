@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import * as http from 'node:http';
 import pino from 'pino';
 import {
+  CancelledError,
   clientStream,
   DataLossError,
   InvalidArgumentError,
@@ -115,6 +116,8 @@ export class FakeNode {
           }
         }
         if (!rec) throw new InvalidArgumentError('no header');
+        // grpc-js ends the request stream of a cancelled call: what arrived is not a whole upload.
+        if ((call as { cancelled?: boolean }).cancelled) throw new CancelledError('upload cancelled');
         const data = Buffer.concat(parts);
         if (rec.size !== undefined && rec.size !== data.length) throw new InvalidArgumentError('size mismatch');
         const versions = this.files.get(rec.path) ?? [];
