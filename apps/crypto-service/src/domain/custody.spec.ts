@@ -146,7 +146,7 @@ describe('key custody on disk', () => {
     expect(imported.protected).toBe(true);
     expect(JSON.parse(await fs.readFile(imported.path, 'utf8')).kdf).toMatchObject(DEFAULT_SCRYPT);
     expect(await exportRecoveryKey(dir, 'pw')).toBe(recovery);
-  });
+  }, 60_000); // three scrypt runs at 128 MiB each: seconds on a loaded machine
 
   it.each([
     ['bad kdf name', { kdf: { name: 'pbkdf2' } }],
