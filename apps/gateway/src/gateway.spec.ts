@@ -308,6 +308,21 @@ describe('gateway over a fake node', () => {
     });
   });
 
+  describe('OpenAPI', () => {
+    it('serves the generated document at /docs-json and interactive docs at /docs, without a token', async () => {
+      const doc = await request(gw.port, 'GET', '/docs-json');
+      expect(doc.status).toBe(200);
+      const d = json(doc);
+      expect(d.openapi).toMatch(/^3\./);
+      expect(Object.keys(d.paths)).toEqual(expect.arrayContaining(['/v1/files', '/v1/files/{path}', '/v1/versions/{path}', '/v1/nodes', '/v1/node', '/v1/recover', '/v1/tokens', '/v1/tokens/{id}', '/metrics', '/healthz', '/readyz']));
+      expect(Object.keys(d.paths['/v1/files/{path}']).sort()).toEqual(['delete', 'get', 'put']);
+      expect(d.components.securitySchemes.bearer).toMatchObject({ type: 'http', scheme: 'bearer' });
+      const ui = await request(gw.port, 'GET', '/docs');
+      expect(ui.status).toBe(200);
+      expect(ui.body.toString()).toContain('swagger-ui');
+    });
+  });
+
   describe('other routes', () => {
     it('lists files, with a prefix', async () => {
       await req('PUT', '/v1/files/list/a', { body: Buffer.from('a') });

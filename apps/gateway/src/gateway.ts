@@ -11,6 +11,7 @@ import { AuthGuard } from './auth/auth.guard';
 import { DEFAULT_MAX_CONCURRENT, DEFAULT_MAX_UPLOAD_BYTES } from './config';
 import { LimitGuard } from './limits';
 import { GatewayMetrics } from './metrics';
+import { serveOpenApi } from './openapi';
 import { ErrorFilter } from './error.filter';
 import { PinoNestLogger, requestLogger } from './request-log';
 
@@ -46,6 +47,7 @@ export async function startGateway(components: AppComponents, options: GatewayOp
   app.use(requestLogger(log, metrics));
   app.useGlobalGuards(new AuthGuard(components.tokens), new LimitGuard(limits, metrics));
   app.useGlobalFilters(new ErrorFilter(log));
+  serveOpenApi(app);
   await app.listen(options.port, options.host);
   const server = app.getHttpServer() as Server;
   // Uploads of any size: Node's default 5-minute limit on receiving a whole request would cut big ones.
