@@ -11,10 +11,10 @@
  * visible. Reads verify SHA-256 every time.
  *
  * Index: per folder, an in-memory map shard -> id -> size for each kind, built by one scan of the folder on
- * its first use and kept up to date by every put, delete and quarantine. StatFolder, ListObjects, quotas
- * and the scrubber read it instead of walking the tree. The files themselves stay the only source of
- * truth (nothing to get out of step after a crash); presence checks before a put and HasObjects still ask
- * the disk, so an object removed behind the store's back is re-accepted at once.
+ * its first use and kept up to date by every put, delete and quarantine. StatFolder, quotas and the
+ * scrubber read it instead of walking the tree. The files themselves stay the only source of truth
+ * (nothing to get out of step after a crash); presence checks before a put, HasObjects and ListObjects
+ * still ask the disk, so an object removed behind the store's back is re-accepted and re-synced at once.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, promises as fs } from 'node:fs';
@@ -212,16 +212,16 @@ export class DiskObjectStore implements ObjectStore {
 
   async *list(folder: string, kind: ObjectKind, options: ListOptions = {}): AsyncGenerator<string[]> {
     const { kind: k, startAfter, batchSize } = assertList(folder, kind, options);
-    throwIfAborted(options.signal);
-    if (!(await this.folderExists(folder))) return;
-    const kindIndex = (await this.index(folder)).kinds[k];
+    // Listed from the directories, not the index: SyncFolder trusts this list to decide what a peer lacks,
+    // so a file lost behind the service's back must vanish from it at once. Paging reads only the shards
+    // from `startAfter` on, one shard directory at a time.
+    const kindDir = join(this.root, folder, KIND_DIRS[k]);
     const fromShard = startAfter.slice(0, 2);
-    const shards = [...kindIndex.shards.keys()].filter((s) => s >= fromShard).sort();
+    const shards = (await readdirOrEmpty(kindDir)).filter((s) => SHARD_PATTERN.test(s) && s >= fromShard).sort();
     let batch: string[] = [];
     for (const shard of shards) {
       throwIfAborted(options.signal);
-      // Only one shard's IDs are copied at a time, whatever the folder's size.
-      const ids = [...(kindIndex.shards.get(shard)?.keys() ?? [])].filter((id) => id > startAfter).sort();
+      const ids = (await readdirOrEmpty(join(kindDir, shard))).filter((n) => isObjectId(n) && n.startsWith(shard) && n > startAfter).sort();
       for (const id of ids) {
         batch.push(id);
         if (batch.length === batchSize) {

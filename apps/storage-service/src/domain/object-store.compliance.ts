@@ -46,13 +46,13 @@ export function describeObjectStoreCompliance(name: string, create: () => Promis
       const back = await store.get(F, 'chunk', o.id);
       expect(back.equals(o.data)).toBe(true);
       await expect(store.has(F, 'chunk', [o.id])).resolves.toEqual([true]);
-    });
+    }, 30_000);
 
     it.each([MAX_CHUNK_OBJECT_BYTES + 1, MAX_OBJECT_BYTES])('round-trips a manifest of %i bytes', async (size) => {
       const o = makeObject(new Rng(size), size);
       await expect(store.put(F, 'manifest', o.id, o.data)).resolves.toEqual({ created: true });
       expect((await store.get(F, 'manifest', o.id)).equals(o.data)).toBe(true);
-    });
+    }, 30_000);
 
     it.each<[ObjectKind, number]>([
       ['chunk', MAX_CHUNK_OBJECT_BYTES + 1],
@@ -62,7 +62,7 @@ export function describeObjectStoreCompliance(name: string, create: () => Promis
       const before = await h.snapshot();
       await expect(store.put(F, kind, o.id, o.data)).rejects.toBeInstanceOf(InvalidArgumentError);
       expect(await h.snapshot()).toEqual(before);
-    });
+    }, 30_000);
 
     it('keeps chunks and manifests and folders apart', async () => {
       const o = makeObject(new Rng(3), 100);
