@@ -5,7 +5,8 @@
  * deploy/make-node-secrets.mjs and projected per the items lists, subPathExpr, claims), plus the image's
  * ENV. What cannot exist on one machine is mapped, and only that:
  *   - each pod gets its own loopback address as its pod IP (binding 0.0.0.0 becomes binding that IP), and
- *     another one for the pod's own 127.0.0.1 (where crypto and storage listen);
+ *     another one for the pod's own 127.0.0.1 (where crypto and storage listen), in a random 127.a
+ *     range checked free, so the manifests' fixed ports can be kept even when runs overlap;
  *   - cluster DNS: a preload (passed by the launcher as VAULT_NODE_ARGS, which no app reads) answers the
  *     pods' stable names peer-node-<i>.peer-node.<ns>.svc.cluster.local with their pod IPs (from a file,
  *     so a pod added later resolves everywhere, as the headless Service's records would);
@@ -17,6 +18,7 @@
 import { execFile } from 'node:child_process';
 import { appendFileSync, chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createServer } from 'node:net';
 import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
 import { eventually, putSeeded, request, seededSha, setBearerToken, walk } from '../helpers';
@@ -56,6 +58,30 @@ const l = dns.lookup;
 dns.lookup = (h, o, cb) => { if (typeof o === 'function') { cb = o; o = {}; } const r = one(h); if (!r) return l(h, o, cb); const opts = typeof o === 'number' ? {} : (o || {}); process.nextTick(() => (opts.all ? cb(null, [r]) : cb(null, r.address, 4))); };
 `;
   return `--import=data:text/javascript;base64,${Buffer.from(code).toString('base64')}`;
+}
+
+/** True when `port` can be bound on `host` right now. */
+function canBind(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.once('error', () => resolve(false));
+    srv.listen(port, host, () => srv.close(() => resolve(true)));
+  });
+}
+
+/**
+ * A random 127.a prefix whose addresses 127.a.1.x and 127.a.2.x (x = 10..13, up to 4 nodes, and 100) have `ports` free: the pods
+ * keep the manifests' fixed ports, so concurrent runs of this suite (several checkouts, npm test twice)
+ * must not share addresses.
+ */
+async function freeLoopbackNet(ports: number[]): Promise<string> {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const net = `127.${40 + Math.floor(Math.random() * 200)}`;
+    const hostsToTry = [10, 11, 12, 13, 100].flatMap((x) => [`${net}.1.${x}`, `${net}.2.${x}`]);
+    const free = await Promise.all(hostsToTry.flatMap((h) => ports.map((p) => canBind(h, p))));
+    if (free.every(Boolean)) return net;
+  }
+  throw new Error('no free loopback addresses for the rehearsal');
 }
 
 describe('rehearsal of deploy/overlays/dev on loopback', () => {
@@ -177,10 +203,13 @@ describe('rehearsal of deploy/overlays/dev on loopback', () => {
   const fqdn = (i: number) => `${sts.metadata.name}-${i}.${sts.spec.serviceName}.${ns}.svc.cluster.local`;
   const nodeEnvs: Record<string, Record<string, Record<string, string>>> = {};
 
+  /** 127.a: this run's part of the loopback range (other runs of this suite may be going on). */
+  let net16 = '';
+
   function addPod(i: number): void {
     const pod = `${sts.metadata.name}-${i}`;
-    podIp[pod] = `127.31.0.${10 + i}`;
-    podLoopback[pod] = `127.32.0.${10 + i}`;
+    podIp[pod] = `${net16}.1.${10 + i}`;
+    podLoopback[pod] = `${net16}.2.${10 + i}`;
     hosts[fqdn(i)] = podIp[pod];
     writeFileSync(join(root, 'cluster-dns.json'), JSON.stringify(hosts));
   }
@@ -193,9 +222,10 @@ describe('rehearsal of deploy/overlays/dev on loopback', () => {
     sts = find(objects, 'StatefulSet', 'peer-node');
     ns = sts.metadata.namespace;
     await makeSecrets(0, sts.spec.replicas);
+    net16 = await freeLoopbackNet([7100, 7101, 7102, 7103, 8080]);
     for (let i = 0; i < sts.spec.replicas; i++) addPod(i);
-    podIp.gateway = '127.31.0.100';
-    podLoopback.gateway = '127.32.0.100';
+    podIp.gateway = `${net16}.1.100`;
+    podLoopback.gateway = `${net16}.2.100`;
     const started = await Promise.all(Array.from({ length: sts.spec.replicas }, (_, i) => startNodePod(i)));
     started.forEach((e, i) => (nodeEnvs[`peer-node-${i}`] = e));
     const gw = find(objects, 'Deployment', 'gateway');
