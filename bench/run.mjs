@@ -144,3 +144,11 @@ try {
   await net.stop();
   if (!process.env.BENCH_KEEP) rmSync(root, { recursive: true, force: true });
 }
+
+// ---- storage-service (issue #3): bench/storage.mjs in its own process, after the network bench. ----
+// BENCH_STORAGE=0 skips it.
+if (process.env.BENCH_STORAGE !== '0') {
+  const { execFileSync } = await import('node:child_process');
+  console.log('\nstorage-service bench (bench/storage.mjs)');
+  execFileSync(process.execPath, [join(here, 'storage.mjs')], { stdio: 'inherit' });
+}
