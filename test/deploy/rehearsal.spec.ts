@@ -169,7 +169,7 @@ describe('rehearsal of deploy/overlays/dev on loopback', () => {
    */
   function keepLog(procName: string, line: string): void {
     try {
-      mkdirSync(join(root, 'logs'), { recursive: true });
+      // No mkdir here: a line arriving after afterAll removed the directory must not re-create it.
       appendFileSync(join(root, 'logs', `${procName.replace(/\//g, '-')}.log`), `${line}\n`);
     } catch {
       /* the test's directory is gone: nothing to keep */
@@ -218,6 +218,7 @@ describe('rehearsal of deploy/overlays/dev on loopback', () => {
     root = mkdtempSync(join(tmpdir(), 'dv-k8s-'));
     if (process.env['KEEP_TEST_DIRS']) console.log(`rehearsal data and logs: ${root}`);
     secretsDir = join(root, 'secrets');
+    mkdirSync(join(root, 'logs'));
     objects = render(join(DEPLOY, 'overlays/dev')).objects;
     sts = find(objects, 'StatefulSet', 'peer-node');
     ns = sts.metadata.namespace;
