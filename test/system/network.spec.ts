@@ -178,6 +178,11 @@ describe('local network (3 nodes + gateway)', () => {
     const owner = net.nodes[0];
     const ls = await run(BUF, ['curl', '--protocol', 'grpc', '--http2-prior-knowledge', `http://${owner.clientAddress}/vault.node.v1.NodeService/ListFiles`, '-d', '{"prefix":"sizes/"}']);
     expect(JSON.parse(ls.stdout).files.map((f: any) => f.path).sort()).toEqual(files.filter((f) => f.path.startsWith('sizes/')).map((f) => f.path).sort());
+    const page = await run(BUF, ['curl', '--protocol', 'grpc', '--http2-prior-knowledge', `http://${owner.clientAddress}/vault.node.v1.NodeService/ListFiles`, '-d', '{"prefix":"sizes/","limit":1}']);
+    expect(JSON.parse(page.stdout).files).toHaveLength(1);
+    expect(JSON.parse(page.stdout).nextStartAfter).toBe(JSON.parse(page.stdout).files[0].path);
+    const vs = await run(BUF, ['curl', '--protocol', 'grpc', '--http2-prior-knowledge', `http://${owner.clientAddress}/vault.node.v1.NodeService/ListVersions`, '-d', '{"path":"sizes/one-byte.bin"}']);
+    expect(JSON.parse(vs.stdout).versions).toEqual([expect.objectContaining({ path: 'sizes/one-byte.bin', version: '1', size: '1' })]);
   });
 
   it('keeps its identity across a restart and reads everything stored before', async () => {

@@ -135,6 +135,18 @@ describe('distri-vault CLI against a local network', () => {
     expect(await json(['status'])).toMatchObject({ replicas: 3, connected: 2, writable: true });
   });
 
+  it('creates a read-only token, which reads but may not write, and revokes it', async () => {
+    const t = await json(['token', 'create', 'reader', '--read-only']);
+    expect(t).toMatchObject({ name: 'reader', scope: 'read', token: expect.stringMatching(/^dvt_/) });
+    expect((await json(['token', 'list'])).map((x: { id: string }) => x.id)).toContain(t.id);
+    const ro = { DISTRI_VAULT_TOKEN: t.token };
+    expect((await cli(['ls'], ro)).code).toBe(0);
+    const put = await cli(['put', '-', 'cli/ro.txt'], ro, Buffer.from('x'));
+    expect([put.code, put.stderr]).toEqual([4, 'distri-vault: this token is read-only\n']);
+    expect((await json(['token', 'revoke', t.id])).revoked).toBe(true);
+    expect((await cli(['ls'], ro)).code).toBe(4);
+  });
+
   it('exits non-zero with a clear message: 3 not found, 4 bad token, 5 unreachable, 2 usage', async () => {
     const missing = await cli(['--json', 'get', 'cli/none.bin', join(root, 'none.bin')]);
     expect(missing.code).toBe(3);

@@ -220,6 +220,35 @@ export function buildProgram(): Command {
       }
     });
 
+  const token = program.command('token').description('create, list and revoke bearer tokens (needs a read-write token)');
+  token
+    .command('create')
+    .description('create a token; its secret is shown only now')
+    .argument('[name]', 'a label', 'cli')
+    .option('--read-only', 'may only read (GET, HEAD)')
+    .action(async (name: string, cmd: { readOnly?: boolean }) => {
+      const { opts, client } = ctx();
+      const t: { id: string; name: string; scope: string; token: string } = await client.json('POST', '/v1/tokens', { name, scope: cmd.readOnly ? 'read' : 'write' });
+      print(opts, t, () => `created ${t.scope} token ${t.id} (${t.name}); it is shown only once:\n${t.token}`);
+    });
+  token
+    .command('list')
+    .description('every live token (no secrets)')
+    .action(async () => {
+      const { opts, client } = ctx();
+      const r: { tokens: { id: string; name: string; scope: string; created: string }[] } = await client.json('GET', '/v1/tokens');
+      print(opts, r.tokens, () => table([['ID', 'SCOPE', 'CREATED', 'NAME'], ...r.tokens.map((t) => [t.id, t.scope, t.created, t.name])]));
+    });
+  token
+    .command('revoke')
+    .description('revoke a token at once')
+    .argument('<id>', 'the token ID (from token list)')
+    .action(async (id: string) => {
+      const { opts, client } = ctx();
+      await client.json('DELETE', `/v1/tokens/${encodeURIComponent(id)}`);
+      print(opts, { id, revoked: true }, () => `revoked ${id}`);
+    });
+
   return program;
 }
 
