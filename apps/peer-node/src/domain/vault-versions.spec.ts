@@ -22,6 +22,25 @@ function setup() {
   return { storage, peers, vault: make(), make };
 }
 
+describe('Vault reads from an offset', () => {
+  it.each([0, 1, 4095, 4096, 4097, 3 * 4096 + 5, 3 * 4096 + 10, 10_000_000])('from byte %i, reading only the chunks it needs', async (offset) => {
+    const { storage, vault } = setup();
+    const body = Buffer.from(Array.from({ length: 3 * 4096 + 10 }, (_, i) => (i * 7) & 0xff));
+    await vault.upload('o.bin', undefined, one(body), signal());
+    const reads: string[] = [];
+    const get = storage.get.bind(storage);
+    storage.get = (folder: string, kind: 'chunk' | 'manifest', id: string) => {
+      if (kind === 'chunk') reads.push(id);
+      return get(folder, kind, id);
+    };
+    const parts: Buffer[] = [];
+    for await (const p of vault.read('o.bin', undefined, signal(), offset)) parts.push(p);
+    expect(Buffer.concat(parts).equals(body.subarray(offset))).toBe(true);
+    // Only chunks that end after the offset (chunk ends: 4096, 8192, 12288, 12298).
+    expect(reads).toHaveLength([4096, 8192, 12288, 12298].filter((end) => end > offset).length);
+  });
+});
+
 describe('Vault versions', () => {
   it('lists versions with deletions, restores an old one as the newest without new chunks, and survives an index reload', async () => {
     const { storage, vault, make } = setup();

@@ -343,10 +343,15 @@ export class Vault {
    * Streams the plaintext of a version, in order, with up to `window` chunks fetched ahead. Every chunk
    * is verified (hash, then AEAD); a chunk missing or corrupt locally is fetched from a peer and repaired.
    */
-  async *read(path: string, version: number | undefined, signal: AbortSignal): AsyncGenerator<Buffer> {
+  async *read(path: string, version: number | undefined, signal: AbortSignal, offset = 0): AsyncGenerator<Buffer> {
     const v: IndexedVersion | undefined = this.index.get(path, version);
     if (!v) throw new NotFoundError(`no such file: ${path}`);
     const m = v.manifest;
+    // From `offset`: whole chunks before it are skipped; the whole-file digest is then not checked (every
+    // chunk read is still verified by its hash and AEAD tag, bound to its index).
+    let skip = offset;
+    let first = 0;
+    while (first < m.chunks.length && skip >= m.chunks[first]!.size) skip -= m.chunks[first++]!.size;
     const wrappedKey = Buffer.from(m.wrappedKey, 'base64');
     const fileId = Buffer.from(m.fileId, 'base64');
     const n = m.chunks.length;
@@ -358,7 +363,7 @@ export class Vault {
       return plain;
     };
     const ahead: Promise<Buffer>[] = [];
-    let next = 0;
+    let next = first;
     const hash = createHash('sha256');
     const fill = () => {
       while (next < n && ahead.length < this.o.window) {
@@ -372,9 +377,12 @@ export class Vault {
       const plain = await ahead.shift()!;
       fill();
       hash.update(plain);
-      yield plain;
+      if (skip > 0) {
+        yield plain.subarray(skip);
+        skip = 0;
+      } else yield plain;
     }
-    if (hash.digest('hex') !== m.sha256) throw new DataLossError(`${path} v${m.version}: plaintext digest mismatch`);
+    if (offset === 0 && hash.digest('hex') !== m.sha256) throw new DataLossError(`${path} v${m.version}: plaintext digest mismatch`);
   }
 
   /** Reads an object of the owner's folder, repairing it from peers when missing or corrupt locally. */
