@@ -135,6 +135,8 @@ describe('local network (3 nodes + gateway)', () => {
     const part = await request(`${base}/v1/files/sizes/one-chunk-plus-one.bin`, 'GET', undefined, { range: `bytes=${CHUNK - 2}-` });
     expect([part.status, part.headers['content-range'], part.bytes]).toEqual([206, `bytes ${CHUNK - 2}-${CHUNK}/${CHUNK + 1}`, 3]);
     expect(part.sha256).toBe(createHash('sha256').update(tail).digest('hex'));
+    const last = await request(`${base}/v1/files/sizes/one-chunk-plus-one.bin`, 'GET', undefined, { range: `bytes=${CHUNK}-` });
+    expect([last.status, last.bytes, last.sha256]).toEqual([206, 1, createHash('sha256').update(tail.subarray(2)).digest('hex')]);
     const head = await request(`${base}/v1/files/sizes/one-chunk-plus-one.bin`, 'HEAD');
     expect([head.status, head.bytes, head.headers['content-length']]).toEqual([200, 0, String(CHUNK + 1)]);
     const fresh = await request(`${base}/v1/files/sizes/one-chunk-plus-one.bin`, 'GET', undefined, { 'if-none-match': String(head.headers['etag']) });

@@ -7,7 +7,7 @@ import type { NodeClient } from './node-client';
 import { filePathFromUrl, parseContentLength, parseLimit, parsePrefix, parseVersion } from './paths';
 import { closedSignal, pipeDownload, readChunks, writeDownloadHead } from './streaming';
 import { type FileView, fileView } from './views';
-import { type ByteRange, etagOf, noneMatch, parseRange, rangeApplies, sliceFrames } from './ranges';
+import { type ByteRange, etagOf, noneMatch, parseRange, rangeApplies, rangeStartHint, sliceFrames } from './ranges';
 
 /** One request header as a string (the first, if repeated). */
 function header(req: Request, name: string): string | undefined {
@@ -61,7 +61,9 @@ export class FilesController {
     const path = filePathFromUrl(req.originalUrl);
     const v = parseVersion(version);
     const signal = closedSignal(res);
-    const dl = await this.node.download(path, v, signal);
+    // A Range whose start is known up front lets the node skip the chunks before it.
+    const hint = header(req, 'if-range') === undefined ? rangeStartHint(header(req, 'range')) : 0;
+    let dl = await this.node.download(path, v, signal, hint);
     const { info } = dl;
     const etag = etagOf(info.sha256);
     let range: ByteRange | undefined;
@@ -85,7 +87,14 @@ export class FilesController {
       res.end();
       return;
     }
-    const frames = range ? sliceFrames(dl.frames, range) : dl.frames;
+    let skipped = hint;
+    if (skipped > 0 && (!range || range.start < skipped)) {
+      // Not the range the hint promised (cannot happen with rangeStartHint's rules): read from the start.
+      dl.cancel();
+      dl = await this.node.download(path, info.version, signal);
+      skipped = 0;
+    }
+    const frames = range ? sliceFrames(dl.frames, { start: range.start - skipped, end: range.end - skipped }) : dl.frames;
     res.locals['bytes'] = await pipeDownload(info, frames, res, signal, length);
   }
 

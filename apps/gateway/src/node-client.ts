@@ -95,11 +95,11 @@ export class NodeClient {
   }
 
   /**
-   * Starts a download and waits for its header. Errors before the header (NOT_FOUND, ...) are thrown
-   * from here; later ones from iterating `frames`.
+   * Starts a download (from plaintext byte `offset`) and waits for its header. Errors before the header
+   * (NOT_FOUND, ...) are thrown from here; later ones from iterating `frames`.
    */
-  async download(path: string, version: number | undefined, signal: AbortSignal): Promise<Download> {
-    const call = this.client.downloadFile(version === undefined ? { path } : { path, version }, grpcCallOptions());
+  async download(path: string, version: number | undefined, signal: AbortSignal, offset = 0): Promise<Download> {
+    const call = this.client.downloadFile(version === undefined ? { path, offset } : { path, version, offset }, grpcCallOptions());
     const unbind = bindSignal(call, signal);
     const it: AsyncIterator<{ step?: { $case: 'header'; value: FileInfo } | { $case: 'data'; value: Buffer } }> = call[Symbol.asyncIterator]();
     let first;

@@ -56,6 +56,18 @@ export function parseRange(header: string | undefined, size: number): ByteRange 
 }
 
 /**
+ * The first byte a Range header asks for when that is known before the file's size (`bytes=a-` or
+ * `bytes=a-b`), else 0: where the node may start reading. Consistent with parseRange, which then
+ * answers a range starting there (or 416).
+ */
+export function rangeStartHint(header: string | undefined): number {
+  if (header === undefined) return 0;
+  const m = /^bytes=\s*(\d{1,16})\s*-\s*(\d{0,16})\s*$/i.exec(header);
+  if (!m || (m[2] !== '' && Number(m[2]) < Number(m[1]))) return 0;
+  return Number(m[1]);
+}
+
+/**
  * Whether to honour a Range given If-Range: only when If-Range is absent or names the current ETag
  * (a date is never a strong enough validator here).
  */

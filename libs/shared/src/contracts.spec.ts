@@ -538,8 +538,8 @@ describe('proto contracts', () => {
       expect(pl.deserialize(Buffer.from(zero))).toEqual({ step: 'header', header: { path: 'p', size: 0, _size: 'size' } });
       expect(viaTsProto('vault.node.v1.UploadFileRequest', { header: { path: 'p' } })).toEqual({ step: { $case: 'header', value: { path: 'p', size: undefined } } });
       expect(viaTsProto('vault.node.v1.UploadFileRequest', { header: { path: 'p', size: 0 } })).toEqual({ step: { $case: 'header', value: { path: 'p', size: 0 } } });
-      expect(viaTsProto('vault.node.v1.DownloadFileRequest', { path: 'p' })).toEqual({ path: 'p', version: undefined });
-      expect(viaTsProto('vault.node.v1.DownloadFileRequest', { path: 'p', version: 0 })).toEqual({ path: 'p', version: 0 });
+      expect(viaTsProto('vault.node.v1.DownloadFileRequest', { path: 'p' })).toEqual({ path: 'p', version: undefined, offset: 0 });
+      expect(viaTsProto('vault.node.v1.DownloadFileRequest', { path: 'p', version: 0 })).toEqual({ path: 'p', version: 0, offset: 0 });
     });
 
     it('oneof: every SyncFolderResponse case', () => {

@@ -55,6 +55,8 @@ function errorFor(path: string): VaultError | undefined {
 export class FakeNode {
   /** Every RPC received, by method name, in order. */
   readonly calls: string[] = [];
+  /** The offset of every DownloadFile call, in order. */
+  readonly offsets: number[] = [];
   /** DownloadFile calls the caller cancelled. */
   downloadsCancelled = 0;
   /** Every upload received. */
@@ -150,7 +152,8 @@ export class FakeNode {
         const v = version === undefined ? versions.at(-1) : versions.find((x) => x.info.version === version);
         if (!v || v.deleted) throw new NotFoundError('no such file');
         await writeMessage(call, { step: { $case: 'header', value: v.info } }, signal);
-        for (let off = 0; off < v.data.length; off += 256 * 1024) {
+        this.offsets.push(call.request.offset);
+        for (let off = call.request.offset; off < v.data.length; off += 256 * 1024) {
           await writeMessage(call, { step: { $case: 'data', value: v.data.subarray(off, off + 256 * 1024) } }, signal);
         }
       }),

@@ -48,10 +48,11 @@ export function nodeServer(deps: NodeServerDeps): NodeServiceServer {
     }),
 
     downloadFile: serverStream(log, 'DownloadFile', async (call, signal) => {
-      const { path, version } = call.request;
+      const { path, version, offset } = call.request;
+      if (offset < 0) throw new InvalidArgumentError('DownloadFile: offset must be >= 0');
       const info = vault.stat(path, version);
       await writeMessage(call, { step: { $case: 'header', value: wireInfo(info) } }, signal);
-      for await (const data of vault.read(path, info.version, signal)) {
+      for await (const data of vault.read(path, info.version, signal, offset)) {
         await writeMessage(call, { step: { $case: 'data', value: data } }, signal);
       }
     }),

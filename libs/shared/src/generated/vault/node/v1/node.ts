@@ -90,7 +90,14 @@ export interface DownloadFileRequest {
   /** Path of the file. */
   path: string;
   /** A specific version; absent for the latest. */
-  version?: number | undefined;
+  version?:
+    | number
+    | undefined;
+  /**
+   * First plaintext byte to send (0: from the start). Chunks before it are neither read nor decrypted;
+   * the header still describes the whole version. Past the end: no data.
+   */
+  offset: number;
 }
 
 /** One message of DownloadFile: the header, then data. */
@@ -569,7 +576,7 @@ export const UploadFileResponse: MessageFns<UploadFileResponse> = {
 };
 
 function createBaseDownloadFileRequest(): DownloadFileRequest {
-  return { path: "", version: undefined };
+  return { path: "", version: undefined, offset: 0 };
 }
 
 export const DownloadFileRequest: MessageFns<DownloadFileRequest> = {
@@ -579,6 +586,9 @@ export const DownloadFileRequest: MessageFns<DownloadFileRequest> = {
     }
     if (message.version !== undefined) {
       writer.uint32(16).int64(message.version);
+    }
+    if (message.offset !== 0) {
+      writer.uint32(24).int64(message.offset);
     }
     return writer;
   },
@@ -612,6 +622,14 @@ export const DownloadFileRequest: MessageFns<DownloadFileRequest> = {
             message.version = longToNumber(reader.int64());
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.offset = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -631,6 +649,7 @@ export const DownloadFileRequest: MessageFns<DownloadFileRequest> = {
     const message = createBaseDownloadFileRequest();
     message.path = object.path ?? "";
     message.version = object.version ?? undefined;
+    message.offset = object.offset ?? 0;
     return message;
   },
 };
