@@ -11,3 +11,4 @@ export * from './grpc/client';
 export * from './grpc/streams';
 export * from './grpc/codec';
 export * from './process';
+export * from './encoding';

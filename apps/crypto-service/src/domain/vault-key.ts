@@ -6,7 +6,7 @@
 import { createHash, createSecretKey, hkdfSync, randomBytes, scrypt as scryptCb, type KeyObject } from 'node:crypto';
 import { constants as fsc, promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { CancelledError, DataLossError, FailedPreconditionError, InvalidArgumentError } from '@distri-vault/shared';
+import { base32, CancelledError, DataLossError, FailedPreconditionError, InvalidArgumentError } from '@distri-vault/shared';
 import { openEnvelope, sealEnvelope } from './envelope';
 
 /** Name of the key file inside the key directory. */
@@ -338,18 +338,7 @@ export function encodeRecoveryKey(raw: Uint8Array): string {
   if (raw.length !== VAULT_KEY_BYTES) throw new RangeError(`vault key must be ${VAULT_KEY_BYTES} bytes`);
   const check = createHash('sha256').update(RECOVERY_CHECK_PREFIX, 'utf8').update(raw).digest().subarray(0, RECOVERY_CHECK_BYTES);
   const bytes = Buffer.concat([raw, check]);
-  let bits = 0;
-  let acc = 0;
-  let text = '';
-  for (const b of bytes) {
-    acc = (acc << 8) | b;
-    bits += 8;
-    while (bits >= 5) {
-      text += BASE32[(acc >>> (bits - 5)) & 31];
-      bits -= 5;
-    }
-    acc &= 0xff;
-  }
+  const text = base32(bytes).toUpperCase();
   bytes.fill(0);
   return [RECOVERY_KEY_PREFIX, ...(text.match(/.{4}/g) ?? [])].join('-');
 }

@@ -6,7 +6,9 @@
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
-import { isServerId } from '@distri-vault/shared';
+import { base32, isServerId } from '@distri-vault/shared';
+
+export { base32 };
 
 /** The node's identity. */
 export interface Identity {
@@ -19,25 +21,6 @@ export interface Identity {
 }
 
 const FILE = 'identity.json';
-const ALPHABET = 'abcdefghijklmnopqrstuvwxyz234567';
-
-/** RFC 4648 base32, lowercase, no padding. */
-export function base32(bytes: Buffer): string {
-  let bits = 0;
-  let value = 0;
-  let out = '';
-  for (const b of bytes) {
-    value = (value << 8) | b;
-    bits += 8;
-    while (bits >= 5) {
-      out += ALPHABET[(value >>> (bits - 5)) & 31];
-      bits -= 5;
-    }
-  }
-  if (bits > 0) out += ALPHABET[(value << (5 - bits)) & 31];
-  return out;
-}
-
 /** The server ID of an Ed25519 public key: base32 of the first 20 bytes of its SHA-256. */
 export function serverIdOf(publicKey: Buffer): string {
   return base32(createHash('sha256').update(publicKey).digest().subarray(0, 20));
