@@ -9,8 +9,8 @@ import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
+import { seededStream } from '../../../test/helpers';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { startNetwork } = require('../../../tools/network.cjs');
@@ -20,27 +20,6 @@ const MiB = 1024 * 1024;
 
 // A project's testTimeout is not applied under the root config's `projects`: set it here.
 jest.setTimeout(120_000);
-
-/** Deterministic bytes (xorshift32), generated in pieces. */
-function seeded(size: number, seed: number): Readable {
-  let x = seed >>> 0 || 1;
-  let left = size;
-  return new Readable({
-    read() {
-      if (left <= 0) return void this.push(null);
-      const n = Math.min(left, 256 * 1024);
-      const b = Buffer.alloc(n);
-      for (let i = 0; i < n; i++) {
-        x ^= x << 13;
-        x ^= x >>> 17;
-        x ^= x << 5;
-        b[i] = x & 0xff;
-      }
-      left -= n;
-      this.push(b);
-    },
-  });
-}
 
 async function sha(file: string): Promise<string> {
   const h = createHash('sha256');
@@ -98,7 +77,7 @@ describe('distri-vault CLI against a local network', () => {
 
   it('puts and gets a 24 MiB file byte for byte, lists it, and reports JSON', async () => {
     const src = join(root, 'big.bin');
-    await pipeline(seeded(24 * MiB + 7, 4242), createWriteStream(src));
+    await pipeline(seededStream(24 * MiB + 7, 4242), createWriteStream(src));
     const put = await json(['put', src, 'cli/big file.bin']);
     expect(put).toMatchObject({ path: 'cli/big file.bin', version: 1, size: 24 * MiB + 7, sha256: await sha(src) });
 
