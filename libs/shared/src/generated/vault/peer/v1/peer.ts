@@ -61,6 +61,30 @@ export interface Heartbeat {
   sentUnixMs: number;
   /** Members the sender knows (membership spreads this way). */
   knownPeers: PeerAddress[];
+  /**
+   * The sender is shutting down gracefully (a leave notice): receivers mark it `left` at once instead of
+   * waiting for the suspect/down timeouts. It comes back with its next handshake.
+   */
+  leaving: boolean;
+}
+
+/**
+ * A message from one node to another (or to all), carried over the Handshake control streams.
+ * Receivers check it (size, topic, sender), drop duplicates by ID and keep the last ones in memory.
+ */
+export interface PeerMessage {
+  /** Unique ID chosen by the sender: 32 lowercase hex characters (128 random bits). */
+  id: string;
+  /** Server ID of the sender; must be the peer at the other end of the stream. */
+  from: string;
+  /** Server ID of the recipient; empty for a broadcast to every member. */
+  to: string;
+  /** What the message is about: 1-64 characters of [A-Za-z0-9._:/-], starting with a letter or digit. */
+  topic: string;
+  /** Payload, at most 65536 bytes. */
+  body: Buffer;
+  /** Sender's clock when sent, Unix milliseconds. */
+  sentUnixMs: number;
 }
 
 /** One message of Handshake, dialer to dialed. */
@@ -73,6 +97,9 @@ export interface HandshakeRequest {
     | //
     /** Every later message. */
     { $case: "heartbeat"; value: Heartbeat }
+    | //
+    /** A message for the dialed node (or a broadcast), any time after hello. */
+    { $case: "message"; value: PeerMessage }
     | undefined;
 }
 
@@ -86,6 +113,9 @@ export interface HandshakeResponse {
     | //
     /** Every later message. */
     { $case: "heartbeat"; value: Heartbeat }
+    | //
+    /** A message for the dialer (or a broadcast), any time after welcome. */
+    { $case: "message"; value: PeerMessage }
     | undefined;
 }
 
@@ -464,7 +494,7 @@ export const Welcome: MessageFns<Welcome> = {
 };
 
 function createBaseHeartbeat(): Heartbeat {
-  return { sentUnixMs: 0, knownPeers: [] };
+  return { sentUnixMs: 0, knownPeers: [], leaving: false };
 }
 
 export const Heartbeat: MessageFns<Heartbeat> = {
@@ -474,6 +504,9 @@ export const Heartbeat: MessageFns<Heartbeat> = {
     }
     for (const v of message.knownPeers) {
       PeerAddress.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.leaving !== false) {
+      writer.uint32(24).bool(message.leaving);
     }
     return writer;
   },
@@ -507,6 +540,14 @@ export const Heartbeat: MessageFns<Heartbeat> = {
             message.knownPeers.push(PeerAddress.decode(reader, reader.uint32()));
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.leaving = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -526,6 +567,122 @@ export const Heartbeat: MessageFns<Heartbeat> = {
     const message = createBaseHeartbeat();
     message.sentUnixMs = object.sentUnixMs ?? 0;
     message.knownPeers = object.knownPeers?.map((e) => PeerAddress.fromPartial(e)) || [];
+    message.leaving = object.leaving ?? false;
+    return message;
+  },
+};
+
+function createBasePeerMessage(): PeerMessage {
+  return { id: "", from: "", to: "", topic: "", body: Buffer.alloc(0), sentUnixMs: 0 };
+}
+
+export const PeerMessage: MessageFns<PeerMessage> = {
+  encode(message: PeerMessage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.from !== "") {
+      writer.uint32(18).string(message.from);
+    }
+    if (message.to !== "") {
+      writer.uint32(26).string(message.to);
+    }
+    if (message.topic !== "") {
+      writer.uint32(34).string(message.topic);
+    }
+    if (message.body.length !== 0) {
+      writer.uint32(42).bytes(message.body);
+    }
+    if (message.sentUnixMs !== 0) {
+      writer.uint32(48).int64(message.sentUnixMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PeerMessage {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePeerMessage();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.from = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.to = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.topic = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.body = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.sentUnixMs = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<PeerMessage>): PeerMessage {
+    return PeerMessage.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<PeerMessage>): PeerMessage {
+    const message = createBasePeerMessage();
+    message.id = object.id ?? "";
+    message.from = object.from ?? "";
+    message.to = object.to ?? "";
+    message.topic = object.topic ?? "";
+    message.body = object.body ?? Buffer.alloc(0);
+    message.sentUnixMs = object.sentUnixMs ?? 0;
     return message;
   },
 };
@@ -542,6 +699,9 @@ export const HandshakeRequest: MessageFns<HandshakeRequest> = {
         break;
       case "heartbeat":
         Heartbeat.encode(message.step.value, writer.uint32(18).fork()).join();
+        break;
+      case "message":
+        PeerMessage.encode(message.step.value, writer.uint32(34).fork()).join();
         break;
     }
     return writer;
@@ -576,6 +736,14 @@ export const HandshakeRequest: MessageFns<HandshakeRequest> = {
             message.step = { $case: "heartbeat", value: Heartbeat.decode(reader, reader.uint32()) };
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.step = { $case: "message", value: PeerMessage.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -606,6 +774,12 @@ export const HandshakeRequest: MessageFns<HandshakeRequest> = {
         }
         break;
       }
+      case "message": {
+        if (object.step?.value !== undefined && object.step?.value !== null) {
+          message.step = { $case: "message", value: PeerMessage.fromPartial(object.step.value) };
+        }
+        break;
+      }
     }
     return message;
   },
@@ -623,6 +797,9 @@ export const HandshakeResponse: MessageFns<HandshakeResponse> = {
         break;
       case "heartbeat":
         Heartbeat.encode(message.step.value, writer.uint32(18).fork()).join();
+        break;
+      case "message":
+        PeerMessage.encode(message.step.value, writer.uint32(34).fork()).join();
         break;
     }
     return writer;
@@ -657,6 +834,14 @@ export const HandshakeResponse: MessageFns<HandshakeResponse> = {
             message.step = { $case: "heartbeat", value: Heartbeat.decode(reader, reader.uint32()) };
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.step = { $case: "message", value: PeerMessage.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -684,6 +869,12 @@ export const HandshakeResponse: MessageFns<HandshakeResponse> = {
       case "heartbeat": {
         if (object.step?.value !== undefined && object.step?.value !== null) {
           message.step = { $case: "heartbeat", value: Heartbeat.fromPartial(object.step.value) };
+        }
+        break;
+      }
+      case "message": {
+        if (object.step?.value !== undefined && object.step?.value !== null) {
+          message.step = { $case: "message", value: PeerMessage.fromPartial(object.step.value) };
         }
         break;
       }
@@ -1615,7 +1806,7 @@ export type PeerServiceService = typeof PeerServiceService;
 export const PeerServiceService = {
   /**
    * Opens the control channel: protocol version check and exchange of server IDs and known peers,
-   * then heartbeats both ways for as long as the stream stays open.
+   * then heartbeats (with leave notices) and peer messages both ways for as long as the stream stays open.
    * FAILED_PRECONDITION when the protocol versions differ.
    */
   handshake: {
@@ -1668,7 +1859,7 @@ export const PeerServiceService = {
 export interface PeerServiceServer extends UntypedServiceImplementation {
   /**
    * Opens the control channel: protocol version check and exchange of server IDs and known peers,
-   * then heartbeats both ways for as long as the stream stays open.
+   * then heartbeats (with leave notices) and peer messages both ways for as long as the stream stays open.
    * FAILED_PRECONDITION when the protocol versions differ.
    */
   handshake: handleBidiStreamingCall<HandshakeRequest, HandshakeResponse>;
@@ -1689,7 +1880,7 @@ export interface PeerServiceServer extends UntypedServiceImplementation {
 export interface PeerServiceClient extends Client {
   /**
    * Opens the control channel: protocol version check and exchange of server IDs and known peers,
-   * then heartbeats both ways for as long as the stream stays open.
+   * then heartbeats (with leave notices) and peer messages both ways for as long as the stream stays open.
    * FAILED_PRECONDITION when the protocol versions differ.
    */
   handshake(): ClientDuplexStream<HandshakeRequest, HandshakeResponse>;
