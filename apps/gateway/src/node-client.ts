@@ -9,6 +9,8 @@ import {
   type FileInfo,
   type GetNodeInfoResponse,
   type ListNodesResponse,
+  type Message,
+  type SendMessageResponse,
   type RecoverFolderResponse,
   type UploadFileResponse,
   type UploadHeader,
@@ -184,6 +186,17 @@ export class NodeClient {
   async listNodes(signal: AbortSignal): Promise<ListNodesResponse['nodes']> {
     const res = await this.unary(this.client, this.client.listNodes, {}, { signal, what: 'ListNodes' });
     return res.nodes;
+  }
+
+  /** Sends a message to member `to` (empty: every live member); resolves with its ID and recipients. */
+  sendMessage(to: string, topic: string, body: Buffer, signal: AbortSignal): Promise<SendMessageResponse> {
+    return this.unary(this.client, this.client.sendMessage, { to, topic, body }, { signal, what: 'SendMessage' });
+  }
+
+  /** Messages the node kept, received at or after `sinceUnixMs`, optionally of one topic, oldest first. */
+  async listMessages(sinceUnixMs: number, topic: string, signal: AbortSignal): Promise<Message[]> {
+    const res = await this.unary(this.client, this.client.listMessages, { sinceUnixMs, topic }, { signal, what: 'ListMessages' });
+    return res.messages;
   }
 
   /** Restores the node's folder from its peers; resolves with what was restored. */

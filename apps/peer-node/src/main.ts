@@ -8,6 +8,7 @@ import { readConfig } from './config';
 import { loadOrCreateIdentity } from './domain/identity';
 import { Vault } from './domain/vault';
 import { PeerNetwork } from './adapters/network';
+import { DnsDiscovery } from './adapters/discovery';
 import { CryptoServiceAdapter, StorageServiceAdapter } from './adapters/services';
 import { nodeServer } from './grpc/node.grpc';
 import { peerServer } from './grpc/peer.grpc';
@@ -23,7 +24,16 @@ async function main(): Promise<void> {
     const crypto = new CryptoServiceAdapter(cfg.NODE_CRYPTO_ADDRESS, cfg.NODE_SERVICE_TIMEOUT_MS);
     const storage = new StorageServiceAdapter(cfg.NODE_STORAGE_ADDRESS, cfg.NODE_SERVICE_TIMEOUT_MS);
 
-    const network = new PeerNetwork({ serverId: identity.serverId, heartbeatMs: cfg.NODE_HEARTBEAT_MS, window: cfg.NODE_WINDOW }, nodeLog);
+    const network = new PeerNetwork(
+      {
+        serverId: identity.serverId,
+        heartbeatMs: cfg.NODE_HEARTBEAT_MS,
+        window: cfg.NODE_WINDOW,
+        suspectAfterMs: cfg.NODE_SUSPECT_AFTER_MS,
+        downAfterMs: cfg.NODE_DOWN_AFTER_MS,
+      },
+      nodeLog,
+    );
     const peerSrv = await startGrpcServer({
       host: cfg.NODE_HOST,
       port: cfg.NODE_PEER_PORT,
@@ -66,11 +76,18 @@ async function main(): Promise<void> {
       ],
     });
     network.start(cfg.NODE_BOOTSTRAP);
+    const discovery = cfg.NODE_DISCOVERY_DNS
+      ? new DnsDiscovery({ target: cfg.NODE_DISCOVERY_DNS, intervalMs: cfg.NODE_DISCOVERY_INTERVAL_MS }, (addresses) => addresses.forEach((a) => network.addAddress(a)), nodeLog)
+      : undefined;
+    discovery?.start();
     announceListening(nodeLog, 'node-peer', cfg.NODE_HOST, peerSrv.port);
     announceListening(nodeLog, 'node-client', cfg.NODE_HOST, clientSrv.port);
 
     onShutdown(nodeLog, async () => {
       stopping.abort();
+      discovery?.stop();
+      // Tell the peers first, so they mark this node `left` at once instead of waiting for the timeouts.
+      await network.leave();
       network.stop();
       await Promise.all([clientSrv.close(), peerSrv.close()]);
       crypto.close();

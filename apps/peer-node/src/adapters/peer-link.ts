@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { bindSignal, callMetadata, createClient, DataLossError, fromStatus, grpcCallOptions, InvalidArgumentError, writeMessage, CancelledError } from '@distri-vault/shared';
+import { bindSignal, callMetadata, createClient, DataLossError, fromStatus, grpcCallOptions, InvalidArgumentError, writeMessage, CancelledError, UnavailableError } from '@distri-vault/shared';
 import {
   PeerServiceClient,
   type GetFileResponse,
@@ -33,7 +33,10 @@ export interface LinkHost {
   readonly log: Logger;
   knownPeers(): PeerAddress[];
   learn(peers: PeerAddress[]): void;
+  /** The handshake completed (welcome received); the host may stop a link that duplicates another. */
   onConnected(link: PeerLink): void;
+  /** Every step after the welcome (heartbeats, messages). Throws on a malformed step: the link drops the stream. */
+  onControl(link: PeerLink, step: HandshakeResponse['step']): void;
 }
 
 const sha256hex = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -42,6 +45,8 @@ const sha256hex = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 export class PeerLink {
   readonly client: PeerServiceClient;
   serverId = '';
+  /** The address the peer advertises (from its welcome); may differ from the address dialed. */
+  advertised = '';
   state: LinkState = 'connecting';
   lastSeen = 0;
   private call: grpc.ClientDuplexStream<HandshakeRequest, HandshakeResponse> | undefined;
@@ -69,6 +74,18 @@ export class PeerLink {
     this.client.close();
   }
 
+  /** Drops the control stream (a silent peer) and dials again. */
+  reconnect(): void {
+    this.call?.cancel();
+  }
+
+  /** Writes one step on the open control stream, with backpressure; UnavailableError when not connected. */
+  async sendControl(msg: HandshakeRequest, signal?: AbortSignal): Promise<void> {
+    const call = this.call;
+    if (!call || this.state !== 'connected') throw new UnavailableError(`peer ${this.serverId || this.address} is not connected`);
+    await writeMessage(call, msg, signal);
+  }
+
   private retry(delayMs: number): void {
     if (this.stopped || this.state === 'self') return;
     this.timer = setTimeout(() => this.connect(), delayMs);
@@ -82,12 +99,10 @@ export class PeerLink {
     this.call = call;
     let welcomed = false;
     let beat: NodeJS.Timeout | undefined;
-    let watchdog: NodeJS.Timeout | undefined;
     const finish = (why: string, err?: grpc.ServiceError) => {
       if (this.call !== call) return;
       this.call = undefined;
       if (beat) clearInterval(beat);
-      if (watchdog) clearInterval(watchdog);
       if (this.state !== 'self') this.state = 'disconnected';
       if (welcomed) log.warn({ why, code: err?.code }, 'peer disconnected');
       let delay = this.backoffMs;
@@ -115,24 +130,24 @@ export class PeerLink {
         }
         welcomed = true;
         this.serverId = w.serverId;
+        this.advertised = w.advertiseAddress;
         this.state = 'connected';
         this.backoffMs = 250;
         this.host.learn(w.knownPeers);
         log.info({ peerId: w.serverId }, 'peer connected');
         beat = setInterval(() => {
-          call.write({ step: { $case: 'heartbeat', value: { sentUnixMs: Date.now(), knownPeers: this.host.knownPeers() } } });
+          call.write({ step: { $case: 'heartbeat', value: { sentUnixMs: Date.now(), knownPeers: this.host.knownPeers(), leaving: false } } });
         }, this.host.heartbeatMs);
         beat.unref();
-        watchdog = setInterval(() => {
-          if (Date.now() - this.lastSeen > 4 * this.host.heartbeatMs) {
-            log.warn('peer silent; reconnecting');
-            call.cancel();
-          }
-        }, this.host.heartbeatMs);
-        watchdog.unref();
+        // Silence is judged by the network's membership tick, which calls reconnect().
         this.host.onConnected(this);
-      } else if (step?.$case === 'heartbeat') {
-        this.host.learn(step.value.knownPeers);
+      } else {
+        try {
+          this.host.onControl(this, step);
+        } catch (err) {
+          log.warn({ err: (err as Error).message }, 'malformed control step from peer; dropping the stream');
+          call.cancel();
+        }
       }
     });
     call.on('error', (err: grpc.ServiceError) => finish('error', err));

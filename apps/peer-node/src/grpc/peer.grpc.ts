@@ -96,14 +96,14 @@ export function peerServer(deps: PeerServerDeps): PeerServiceServer {
         signal,
       );
       const beat = setInterval(() => {
-        call.write({ step: { $case: 'heartbeat', value: { sentUnixMs: Date.now(), knownPeers: deps.network.knownPeers() } } });
+        call.write({ step: { $case: 'heartbeat', value: { sentUnixMs: Date.now(), knownPeers: deps.network.knownPeers(), leaving: false } } });
       }, deps.network.heartbeatMs);
+      // Heartbeats, leave notices and messages: the network handles (and validates) every later step.
+      const detach = deps.network.attachInbound(h.serverId, (m) => writeMessage(call, m, signal));
       try {
-        for await (const msg of rest(it)) {
-          if (msg.step?.$case !== 'heartbeat') throw new InvalidArgumentError('Handshake: only heartbeats may follow hello');
-          deps.network.learn(msg.step.value.knownPeers);
-        }
+        for await (const msg of rest(it)) deps.network.onInboundControl(h.serverId, msg.step);
       } finally {
+        detach();
         clearInterval(beat);
       }
     }),
