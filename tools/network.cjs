@@ -386,7 +386,7 @@ function readToken(root) {
  *   env, nodeEnv(i), output = 'inherit-prefixed' | 'silent' | { dir } | (procName, line) => void,
  *   readyTimeoutMs = 30000, distDir = <repo>/dist/apps }
  * The gateway keeps its bearer tokens in <root>/gateway/ (its first token in <root>/gateway/token).
- * Resolves to { gatewayUrl, token, gateway: Proc | null, nodes: NodeHandle[], stop() }.
+ * Resolves to { gatewayUrl, token, gateway: Proc | null, nodes: NodeHandle[], addNode({ env }), stop() }.
  */
 async function startNetwork(options) {
   const o = normalize(options);
@@ -400,6 +400,20 @@ async function startNetwork(options) {
     token: null,
     gateway: null,
     nodes,
+    /**
+     * Starts one more node at run time (node<N+1>) and resolves with its handle once it is listening.
+     * extra.env overrides its variables last (e.g. NODE_BOOTSTRAP with one member's address; by default it
+     * is given every running node's peer address, like the others).
+     */
+    async addNode(extra = {}) {
+      if (stopped) throw new Error('addNode: the network is stopped');
+      const i = nodes.length + 1;
+      const env = extra.env ?? {};
+      const node = makeNode({ ...o, nodeEnv: (j) => ({ ...o.nodeEnv(j), ...env }) }, i, nodes);
+      nodes.push(node);
+      await node.start();
+      return node;
+    },
     /** Stops the gateway, then every node (SIGTERM, SIGKILL after 5 s). Safe to call twice. */
     stop() {
       if (!stopped) {
