@@ -204,24 +204,32 @@ describe('membership and messaging (real processes)', () => {
     await eventually(async () => (await Promise.all(watchers.map((w) => stateOf(w, id)))).every((s) => s === NodeState.NODE_STATE_CONNECTED), 20_000, 'connected first');
     const seen = watchers.map(() => [] as number[]);
     let watching = true;
+    let firstRound!: () => void;
+    const watched = new Promise<void>((r) => (firstRound = r));
     const watch = (async () => {
       while (watching) {
         const states = await Promise.all(watchers.map((w) => stateOf(w, id).catch(() => undefined)));
         states.forEach((s, k) => {
           if (s !== undefined && seen[k]!.at(-1) !== s) seen[k]!.push(s);
         });
+        firstRound();
         await new Promise((r) => setTimeout(r, 50));
       }
     })();
+    await watched; // the watchers have seen it connected before the signal
     const t0 = Date.now();
-    await leaver.stop();
+    const stopping = leaver.stop();
     try {
       await eventually(async () => (await Promise.all(watchers.map((w) => stateOf(w, id)))).every((s) => s === NodeState.NODE_STATE_LEFT), 10_000, 'left everywhere');
-      console.log(`SIGTERMed node left on all three ${Date.now() - t0} ms after the signal`);
+      const leftMs = Date.now() - t0;
+      console.log(`SIGTERMed node left on all three ${leftMs} ms after the signal`);
+      expect(leftMs).toBeLessThan(3 * HEARTBEAT_MS + 2000); // the notice, not a timeout (polling every 200 ms)
+      await stopping;
       await new Promise((r) => setTimeout(r, DOWN_AFTER_MS + 1000));
     } finally {
       watching = false;
       await watch;
+      await stopping;
     }
     // Never through suspect or down: the leave notice arrived before any timeout, and the timeouts leave it alone.
     for (const s of seen) expect(s).toEqual([NodeState.NODE_STATE_CONNECTED, NodeState.NODE_STATE_LEFT]);
