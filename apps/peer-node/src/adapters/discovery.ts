@@ -4,14 +4,15 @@
  * peer address (`ip:port`). The network skips this node's own advertised address and recognises itself
  * under any other address by its handshake, and dedupes members reachable under several addresses.
  */
-import { lookup } from 'node:dns/promises';
+import { promises as dns } from 'node:dns';
 import type { Logger } from 'pino';
 
 /** Resolves a host name to its addresses (IPv4 or IPv6 literals). */
 export type Resolver = (host: string) => Promise<string[]>;
 
 /** The system resolver (getaddrinfo: DNS and the hosts file), every address of the name. */
-export const systemResolver: Resolver = async (host) => (await lookup(host, { all: true })).map((a) => a.address);
+// Looked up on the module object at each call, so a preload that stands in for cluster DNS is honoured.
+export const systemResolver: Resolver = async (host) => (await dns.lookup(host, { all: true })).map((a) => a.address);
 
 /** Options of a DnsDiscovery. */
 export interface DnsDiscoveryOptions {

@@ -121,6 +121,19 @@ describe('PeerNetwork membership', () => {
     expect(events).toEqual(['connected', 'left', 'connected', 'suspect', 'down', 'connected']);
     await b3.stop();
   });
+
+  it('a member back at a new address is linked there, and its dead old address is dropped', async () => {
+    const a = await startNode(ID('a'));
+    const b = await startNode(ID('b'), { bootstrap: [a.address] });
+    await until(() => a.net.state(b.id) === 'connected', 10_000, 'connected');
+    const links = () => (a.net as unknown as { links: Map<string, unknown> }).links;
+    await b.stop();
+    const b2 = await startNode(ID('b'), { bootstrap: [a.address] }); // another port
+    await until(() => a.net.state(b.id) === 'connected' && links().has(b2.address), 10_000, 'linked at the new address');
+    expect(a.net.members()).toEqual([expect.objectContaining({ serverId: b.id, address: b2.address, state: 'connected' })]);
+    await until(() => !links().has(b.address), 8000, 'old address dropped');
+    expect([...links().keys()]).toEqual([b2.address]);
+  });
 });
 
 describe('PeerNetwork messages', () => {

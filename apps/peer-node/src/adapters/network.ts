@@ -64,6 +64,7 @@ export class PeerNetwork implements PeersPort, FolderSyncer, LinkHost {
   private readonly box: MessageBox;
   private readonly now: () => number;
   private readonly suspectAfterMs: number;
+  private readonly downAfterMs: number;
   private ticker: NodeJS.Timeout | undefined;
   private stopped = false;
   /** Called whenever a link (re)connects; the node uses it to pull its own folder (anti-entropy). */
@@ -77,8 +78,8 @@ export class PeerNetwork implements PeersPort, FolderSyncer, LinkHost {
   ) {
     this.now = opts.now ?? Date.now;
     this.suspectAfterMs = opts.suspectAfterMs ?? 3 * opts.heartbeatMs;
-    const downAfterMs = opts.downAfterMs ?? Math.max(15_000, this.suspectAfterMs + opts.heartbeatMs);
-    this.membership = new Membership({ suspectAfterMs: this.suspectAfterMs, downAfterMs, now: this.now });
+    this.downAfterMs = opts.downAfterMs ?? Math.max(15_000, this.suspectAfterMs + opts.heartbeatMs);
+    this.membership = new Membership({ suspectAfterMs: this.suspectAfterMs, downAfterMs: this.downAfterMs, now: this.now });
     this.box = new MessageBox(opts.messageCapacity ?? 1000);
     this.startedUnixMs = this.now();
     this.membership.onState((id, state, previous) => {
@@ -118,6 +119,13 @@ export class PeerNetwork implements PeersPort, FolderSyncer, LinkHost {
       if (l.state === 'connected' && now - l.lastSeen > this.suspectAfterMs) {
         this.log.warn({ peer: l.address, peerId: l.serverId }, 'link silent; reconnecting');
         l.reconnect();
+      } else if (l.state !== 'connected' && l.serverId && now - l.lastSeen > this.downAfterMs && [...this.linksOf(l.serverId)].some((o) => o !== l && o.state === 'connected')) {
+        // The member moved (a pod restarted with a new IP) and is linked at its new address: stop redialing
+        // the old one forever. It stays an alias, dialed again only if the member loses every link.
+        this.log.info({ peer: l.address, peerId: l.serverId }, 'dropping a dead address of a member linked elsewhere');
+        this.aliases.set(l.address, l.serverId);
+        this.links.delete(l.address);
+        l.stop();
       }
     }
   }
