@@ -19,8 +19,8 @@ const CLI = join(__dirname, '../../tools/distri-vault.cjs');
 
 jest.setTimeout(240_000);
 
-const HEARTBEAT_MS = 300; // suspect after 3 x 300 ms of silence
-const DOWN_AFTER_MS = 4000;
+const HEARTBEAT_MS = 500; // suspect after 3 x 500 ms of silence
+const DOWN_AFTER_MS = 5000;
 
 describe('membership and messaging (real processes)', () => {
   let root: string;

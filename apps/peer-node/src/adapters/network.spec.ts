@@ -14,7 +14,7 @@ import { DnsDiscovery } from './discovery';
 import { PROTOCOL_VERSION } from '../domain/protocol';
 
 const log = pino({ level: process.env['TEST_LOG'] ?? 'silent' });
-const HB = 100;
+const HB = 200; // suspect after 600 ms: generous for one event loop shared by several nodes on a busy machine
 const ID = (c: string) => c.repeat(32);
 
 interface TestNode {
@@ -28,7 +28,7 @@ interface TestNode {
 const started: TestNode[] = [];
 
 async function startNode(id: string, opts: { host?: string; port?: number; bootstrap?: string[] } = {}): Promise<TestNode> {
-  const net = new PeerNetwork({ serverId: id, heartbeatMs: HB, window: 4, suspectAfterMs: 3 * HB, downAfterMs: 1500 }, log.child({ node: id.slice(0, 1) }));
+  const net = new PeerNetwork({ serverId: id, heartbeatMs: HB, window: 4, suspectAfterMs: 3 * HB, downAfterMs: 2500 }, log.child({ node: id.slice(0, 1) }));
   const host = opts.host ?? '127.0.0.1';
   const srv = await startGrpcServer({ host, port: opts.port ?? 0, log, services: [{ name: 'vault.peer.v1.PeerService', definition: PeerServiceService, implementation: peerServer({ log, storage: new MemoryStorage(), network: net, window: 4 }) }] });
   net.advertiseAddress = `${host}:${srv.port}`;
@@ -102,11 +102,10 @@ describe('PeerNetwork membership', () => {
     a.net.onMemberState((id, s) => id === b.id && events.push(s));
     await until(() => a.net.state(b.id) === 'connected' && b.net.state(a.id) === 'connected', 10_000, 'connected');
     await b.net.leave();
-    const leftAt = Date.now();
-    await until(() => a.net.state(b.id) === 'left', 1000, 'left');
-    expect(Date.now() - leftAt).toBeLessThan(1000); // well before the 300 ms / 1500 ms timeouts would matter
+    // Only a leave notice makes a member `left` (the events below show no suspect before it).
+    await until(() => a.net.state(b.id) === 'left', 2000, 'left');
     await b.stop();
-    await new Promise((r) => setTimeout(r, 2000));
+    await new Promise((r) => setTimeout(r, 3000));
     expect(a.net.state(b.id)).toBe('left'); // timeouts leave a left member alone
     expect(a.net.live()).toEqual([]);
     // b returns on the same port: handshake -> connected.
@@ -114,8 +113,8 @@ describe('PeerNetwork membership', () => {
     await until(() => a.net.state(b.id) === 'connected', 10_000, 'back after leave');
     // A crash (no leave): streams drop silently from a's view of liveness -> suspect, then down.
     await b2.stop();
-    await until(() => a.net.state(b.id) === 'suspect', 3000, 'suspect');
-    await until(() => a.net.state(b.id) === 'down', 5000, 'down');
+    await until(() => a.net.state(b.id) === 'suspect', 5000, 'suspect');
+    await until(() => a.net.state(b.id) === 'down', 10_000, 'down');
     const b3 = await startNode(ID('b'), { port: b.srv.port });
     await until(() => a.net.state(b.id) === 'connected', 10_000, 'back after crash');
     expect(events).toEqual(['connected', 'left', 'connected', 'suspect', 'down', 'connected']);
