@@ -48,12 +48,36 @@ function base32(bytes) {
   return s;
 }
 
+/** CRC-10/ATM over the first `nbits` bits (as serverIdFromHash in libs/shared/src/ids.ts). */
+function crc10(bytes, nbits) {
+  let crc = 0;
+  for (let i = 0; i < nbits; i++) {
+    const bit = (bytes[i >> 3] >> (7 - (i & 7))) & 1;
+    const top = (crc >> 9) & 1;
+    crc = (crc << 1) & 0x3ff;
+    if (top ^ bit) crc ^= 0x233;
+  }
+  return crc;
+}
+
+/** Server ID: 150 bits of SHA-256(public key) and their 10-bit check, base32 (libs/shared/src/ids.ts). */
+function serverIdOf(publicKey) {
+  const hash = createHash('sha256').update(publicKey).digest();
+  const id = Buffer.alloc(20);
+  hash.copy(id, 0, 0, 18);
+  id[18] = hash[18] & 0xfc;
+  const check = crc10(id, 150);
+  id[18] |= check >> 8;
+  id[19] = check & 0xff;
+  return base32(id);
+}
+
 function identity() {
   const { privateKey } = generateKeyPairSync('ed25519');
   const der = createPublicKey(privateKey).export({ format: 'der', type: 'spki' });
   const publicKey = Buffer.from(der.subarray(der.length - 32));
-  const serverId = base32(createHash('sha256').update(publicKey).digest().subarray(0, 20));
-  const body = { version: 1, serverId, publicKey: publicKey.toString('base64'), privateKey: privateKey.export({ format: 'pem', type: 'pkcs8' }), createdUnixMs: Date.now() };
+  const serverId = serverIdOf(publicKey);
+  const body = { version: 2, serverId, publicKey: publicKey.toString('base64'), privateKey: privateKey.export({ format: 'pem', type: 'pkcs8' }), createdUnixMs: Date.now() };
   return { serverId, text: JSON.stringify(body, null, 2) };
 }
 
