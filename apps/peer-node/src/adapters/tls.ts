@@ -77,8 +77,8 @@ export async function loadOrCreateTls(dir: string, serverId: string): Promise<{ 
     if (!cert.checkPrivateKey(createPrivateKey(keyPem))) throw new Error(`TLS key ${keyPath} does not belong to certificate ${certPath}; delete both to create new ones`);
     return { tls: { certPem, keyPem, fingerprint: certFingerprint(cert.raw) }, created: false };
   }
-  const crypto = webcrypto as unknown as Crypto;
-  const keys = (await crypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as CryptoKeyPair;
+  const crypto = webcrypto as unknown as NonNullable<Parameters<typeof x509.X509CertificateGenerator.createSelfSigned>[1]>;
+  const keys = await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify']);
   const now = Date.now();
   const cert = await x509.X509CertificateGenerator.createSelfSigned(
     {
@@ -86,7 +86,7 @@ export async function loadOrCreateTls(dir: string, serverId: string): Promise<{ 
       notBefore: new Date(now - 60 * 60 * 1000),
       notAfter: new Date(now + 20 * 365 * 24 * 60 * 60 * 1000),
       signingAlgorithm: ALG,
-      keys,
+      keys: keys as unknown as Parameters<typeof x509.X509CertificateGenerator.createSelfSigned>[0]['keys'],
       extensions: [
         new x509.BasicConstraintsExtension(false, undefined, true),
         new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
@@ -95,7 +95,7 @@ export async function loadOrCreateTls(dir: string, serverId: string): Promise<{ 
     },
     crypto,
   );
-  const pkcs8 = Buffer.from(await crypto.subtle.exportKey('pkcs8', keys.privateKey));
+  const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
   keyPem = `-----BEGIN PRIVATE KEY-----\n${pkcs8.toString('base64').replace(/.{1,64}/g, '$&\n')}-----END PRIVATE KEY-----\n`;
   certPem = cert.toString('pem') + '\n';
   await writeAtomic(keyPath, keyPem, 0o600);
