@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 /**
  * Creates each node's identity (Ed25519) and vault key (32 random bytes) in the formats the peer-node and
- * crypto-service read, and prints the kubectl commands that load them into the two Secrets the
- * StatefulSet mounts. Node core only; never overwrites a file; files 0600, directories 0700.
+ * crypto-service read, and the network secret all nodes share (<out>/network.secret, once: kept when it
+ * exists, so nodes added later join the same network), and prints the kubectl commands that load them
+ * into the three Secrets the StatefulSet mounts. Node core only; never overwrites a file; files 0600,
+ * directories 0700.
  *
  *   node deploy/make-node-secrets.mjs --out ./vault-secrets --nodes 3 [--namespace distri-vault]
  *
@@ -88,6 +90,15 @@ function vaultKey() {
   return text;
 }
 
+mkdirSync(out, { recursive: true, mode: 0o700 });
+const secretPath = join(out, 'network.secret');
+if (!existsSync(secretPath)) {
+  writeFileSync(secretPath, randomBytes(32).toString('hex') + '\n', { mode: 0o600, flag: 'wx' });
+  console.log(`network secret: created ${secretPath}`);
+} else {
+  console.log(`network secret: keeping ${secretPath}`);
+}
+
 const pods = [];
 for (let i = first; i < first + nodes; i++) {
   const pod = `peer-node-${i}`;
@@ -116,4 +127,7 @@ Load them (every node's entries, ${all[0]}..${all[all.length - 1]}):
     --dry-run=client -o yaml | kubectl apply -f -
   kubectl -n ${values.namespace} create secret generic distri-vault-vault-keys \\
     ${from('vault-key.json')} \\
+    --dry-run=client -o yaml | kubectl apply -f -
+  kubectl -n ${values.namespace} create secret generic distri-vault-network \\
+    --from-file=network.secret=${secretPath} \\
     --dry-run=client -o yaml | kubectl apply -f -`);
