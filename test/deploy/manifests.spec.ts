@@ -224,9 +224,9 @@ describe.each(KUSTOMIZATIONS)('deploy/%s', (k) => {
         // The network secret (read-only, from its Secret) and a writable directory for the TLS certificate.
         const byName = Object.fromEntries(mounts.map((m) => [m.name, m]));
         expect(byName['network-secret']).toEqual({ name: 'network-secret', mountPath: env.NODE_NETWORK_SECRET_FILE.replace(/\/network\.secret$/, ''), readOnly: true });
-        expect((spec.volumes as Obj[]).find((x) => x.name === 'network-secret').secret).toMatchObject({ secretName: 'distri-vault-network', defaultMode: 0o440 });
+        expect((spec.volumes as Obj[]).find((x) => x.name === 'network-secret')!.secret).toMatchObject({ secretName: 'distri-vault-network', defaultMode: 0o440 });
         expect(byName['tls']).toEqual({ name: 'tls', mountPath: env.NODE_TLS_DIR });
-        expect((spec.volumes as Obj[]).find((x) => x.name === 'tls').emptyDir).toBeDefined();
+        expect((spec.volumes as Obj[]).find((x) => x.name === 'tls')!.emptyDir).toBeDefined();
         mounts = mounts.filter((m) => m.name !== 'network-secret' && m.name !== 'tls');
       }
       expect(mounts).toHaveLength(1);

@@ -16,6 +16,8 @@ export interface NetworkOptions {
   window: number;
   /** This node's keys and the network secret, for the Handshakes it dials. */
   auth: LinkAuth;
+  /** How long a peer call waits for an authenticated session before UNAVAILABLE (default 10 s). */
+  sessionWaitMs?: number;
 }
 
 /** A member as ListNodes shows it. */
@@ -45,6 +47,9 @@ export class PeerNetwork implements PeersPort, FolderSyncer, LinkHost {
   advertiseAddress = '';
   get auth(): LinkAuth {
     return this.opts.auth;
+  }
+  get sessionWaitMs(): number | undefined {
+    return this.opts.sessionWaitMs;
   }
   get heartbeatMs(): number {
     return this.opts.heartbeatMs;

@@ -40,6 +40,8 @@ export interface LinkHost {
   onConnected(link: PeerLink): void;
   /** This node's keys and the network secret, for the Handshake. */
   readonly auth: LinkAuth;
+  /** How long a call waits for the link's session before it fails UNAVAILABLE (default SESSION_WAIT_MS). */
+  readonly sessionWaitMs?: number;
 }
 
 /** What a link proves with. */
@@ -51,8 +53,8 @@ export interface LinkAuth {
   networkSecret: Buffer;
 }
 
-/** How long a call waits for the link's session before it fails UNAVAILABLE. */
-const SESSION_WAIT_MS = 10_000;
+/** How long a call waits by default for the link's session before it fails UNAVAILABLE. */
+export const SESSION_WAIT_MS = 10_000;
 /** How long the peer has to answer a Proof with Accepted. */
 const ACCEPT_TIMEOUT_MS = 15_000;
 /** Delay before dialing again a peer that failed authentication or refused ours. */
@@ -85,14 +87,14 @@ export class PeerLink {
 
   /**
    * Adds the session token to every call but Handshake. A call started before the link is authenticated
-   * waits for it (up to SESSION_WAIT_MS), then fails UNAVAILABLE. The one place the token is attached, so
+   * waits for it (up to `host.sessionWaitMs`), then fails UNAVAILABLE. The one place the token is attached, so
    * the call sites need no change.
    */
   private readonly sessionInterceptor: grpc.Interceptor = (options, nextCall) => {
     if (options.method_definition.path.endsWith('/Handshake')) return new grpc.InterceptingCall(nextCall(options));
     const call: grpc.InterceptingCall = new grpc.InterceptingCall(nextCall(options), {
       start: (metadata, listener, next) => {
-        void this.waitForSession(SESSION_WAIT_MS).then((token) => {
+        void this.waitForSession(this.host.sessionWaitMs ?? SESSION_WAIT_MS).then((token) => {
           if (token) metadata.set(SESSION_METADATA_KEY, token);
           next(metadata, listener);
           if (!token) call.cancelWithStatus(grpc.status.UNAVAILABLE, `peer ${this.address} is not connected (no authenticated session)`);

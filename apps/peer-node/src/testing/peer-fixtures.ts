@@ -53,7 +53,7 @@ export async function startPeerServer(peer: TestPeer, storage: StoragePort, log:
 
 /** A network that only dials (its advertised address is a dummy). */
 export function dialingNetwork(peer: TestPeer, log: Logger, heartbeatMs = 200): PeerNetwork {
-  const net = new PeerNetwork({ serverId: peer.identity.serverId, heartbeatMs, window: 4, auth: peer.keys }, log);
+  const net = new PeerNetwork({ serverId: peer.identity.serverId, heartbeatMs, window: 4, auth: peer.keys, sessionWaitMs: 1000 }, log);
   net.advertiseAddress = '127.0.0.1:1';
   return net;
 }
