@@ -303,7 +303,10 @@ describe('rehearsal of deploy/overlays/dev on loopback', () => {
             // The exec probe's command, in the container: node /app/bin/... host:port (mapped like the env).
             const [, script, addr] = probe.exec.command;
             expect(script).toBe('/app/bin/grpc-health-probe.cjs');
-            await expect(run(process.execPath, [join(DEPLOY, 'image/grpc-health-probe.cjs'), addr.replace('127.0.0.1', podLoopback[pod])])).resolves.toBeDefined();
+            // A server bound to 0.0.0.0 (the peer-node) answers on the pod's loopback too; here 0.0.0.0 is
+            // mapped to the pod IP (mapEnv), so the probe's loopback address is too.
+            const bindsAll = Object.values(resolveEnv(c, objects, { name: pod, namespace: ns })).includes('0.0.0.0');
+            await expect(run(process.execPath, [join(DEPLOY, 'image/grpc-health-probe.cjs'), addr.replace('127.0.0.1', bindsAll ? podIp[pod] : podLoopback[pod])])).resolves.toBeDefined();
           } else {
             // The kubelet's native gRPC probe dials the pod IP on the port; the same health check.
             await expect(run(process.execPath, [join(DEPLOY, 'image/grpc-health-probe.cjs'), `${podIp[pod]}:${probe.grpc.port}`])).resolves.toBeDefined();

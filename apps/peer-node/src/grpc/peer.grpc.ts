@@ -126,8 +126,10 @@ async function firstWithin<T>(it: AsyncIterator<T>, what: string, ms: number): P
   const late = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new UnauthenticatedError(`${what}: no proof within ${ms} ms`)), ms);
   });
+  const next = first(it, what);
+  next.catch(() => undefined); // when `late` wins, a later end of the stream must not be an unhandled rejection
   try {
-    return await Promise.race([first(it, what), late]);
+    return await Promise.race([next, late]);
   } finally {
     clearTimeout(timer);
   }
