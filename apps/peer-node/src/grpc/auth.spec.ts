@@ -203,6 +203,21 @@ describe('peer authentication (real TLS server, hostile clients)', () => {
     expect((await st).code).toBe(status.UNAUTHENTICATED);
   });
 
+  it('refuses a dialer that never sends its Proof, after the proof timeout: UNAUTHENTICATED, no session', async () => {
+    const { client } = rawClient();
+    const call = client.handshake();
+    const responses: HandshakeResponse[] = [];
+    call.on('data', (m: HandshakeResponse) => responses.push(m));
+    call.on('error', () => undefined);
+    const st = new Promise<grpc.StatusObject>((r) => call.on('status', r));
+    const sessions = server.auth.sessions.size;
+    call.write({ step: { $case: 'hello', value: { protocolVersion: PROTOCOL_VERSION, serverId: alice.identity.serverId, advertiseAddress: '', knownPeers: [], publicKey: alice.identity.publicKey, nonce: newNonce(), capabilities: [...CAPABILITIES] } } });
+    const s = await st; // the fixture's proof timeout is 3 s
+    expect([s.code, s.details]).toEqual([status.UNAUTHENTICATED, expect.stringMatching(/no proof within/)]);
+    expect(responses.map((r) => r.step?.$case)).toEqual(['welcome']);
+    expect(server.auth.sessions.size).toBe(sessions);
+  });
+
   describe('data RPCs need a live session', () => {
     /** Runs a raw data call with `token` (or none) in the metadata. */
     function dataCall(method: 'storeChunk' | 'getFile' | 'syncFolder', token: string | undefined, msgs: unknown[]): Promise<{ code: number; details: string; responses: unknown[] }> {
@@ -298,6 +313,22 @@ describe('peer authentication (real TLS server, hostile clients)', () => {
         await session.send({ kind: 'chunk', id: sha(d), data: d });
         await session.close();
         expect(await net.fetch(server.identity.serverId, alice.identity.serverId, 'chunk', sha(d))).toEqual(d);
+      } finally {
+        net.stop();
+      }
+    });
+
+    it('a call made before the link is authenticated waits for the session, then goes through', async () => {
+      const net = dialingNetwork(alice, log);
+      try {
+        net.start([address]);
+        const link = linkOf(net, address);
+        expect(link.state).not.toBe('connected');
+        // Straight away, before the Handshake is done: the interceptor holds the call until the session exists.
+        const d = Buffer.from('early call');
+        await storage.put(alice.identity.serverId, 'chunk', sha(d), d);
+        expect(await link.fetch(alice.identity.serverId, 'chunk', sha(d))).toEqual(d);
+        expect(link.state).toBe('connected');
       } finally {
         net.stop();
       }
