@@ -2,9 +2,8 @@
  * The server side of PeerService: what this node does when other nodes talk to it. Thin: it checks
  * protocol steps and frames, and hands work to the node's storage and network.
  */
-import { createHash } from 'node:crypto';
+import { createHash, type KeyObject } from 'node:crypto';
 import type * as grpc from '@grpc/grpc-js';
-import type { KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
 import {
   assertObjectId,
