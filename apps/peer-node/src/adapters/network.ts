@@ -7,13 +7,17 @@ import type { Logger } from 'pino';
 import { NotFoundError, UnavailableError } from '@distri-vault/shared';
 import type { PeerAddress } from '@distri-vault/shared/generated/vault/peer/v1/peer';
 import type { FolderSyncer, ObjectKind, PeersPort, ReplicaSession, SyncResult, SyncSink } from '../domain/ports';
-import { PeerLink, type LinkHost, type LinkState } from './peer-link';
+import { PeerLink, type LinkAuth, type LinkHost, type LinkState } from './peer-link';
 
 /** Settings of the network. */
 export interface NetworkOptions {
   serverId: string;
   heartbeatMs: number;
   window: number;
+  /** This node's keys and the network secret, for the Handshakes it dials. */
+  auth: LinkAuth;
+  /** How long a peer call waits for an authenticated session before UNAVAILABLE (default 10 s). */
+  sessionWaitMs?: number;
 }
 
 /** A member as ListNodes shows it. */
@@ -41,6 +45,12 @@ export class PeerNetwork implements PeersPort, FolderSyncer, LinkHost {
   }
   /** host:port peers dial to reach this node; set once the peer server is bound, before start(). */
   advertiseAddress = '';
+  get auth(): LinkAuth {
+    return this.opts.auth;
+  }
+  get sessionWaitMs(): number | undefined {
+    return this.opts.sessionWaitMs;
+  }
   get heartbeatMs(): number {
     return this.opts.heartbeatMs;
   }
