@@ -39,5 +39,6 @@ COPY --from=build /src/dist/apps ./dist/apps
 COPY deploy/image/grpc-health-probe.cjs ./bin/grpc-health-probe.cjs
 USER 10001:10001
 EXPOSE 7100 7101 8080
-ENTRYPOINT ["node", "--enable-source-maps"]
+# --single-threaded-gc: measured cheaper for these processes, which move ~1 MiB Buffers per chunk (see tools/network.cjs).
+ENTRYPOINT ["node", "--enable-source-maps", "--single-threaded-gc"]
 CMD ["/app/dist/apps/gateway/main.js"]

@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 /**
  * Creates each node's identity (Ed25519) and vault key (32 random bytes) in the formats the peer-node and
- * crypto-service read, and prints the kubectl commands that load them into the two Secrets the
- * StatefulSet mounts. Node core only; never overwrites a file; files 0600, directories 0700.
+ * crypto-service read, and the network secret all nodes share (<out>/network.secret, once: kept when it
+ * exists, so nodes added later join the same network), and prints the kubectl commands that load them
+ * into the three Secrets the StatefulSet mounts. Node core only; never overwrites a file; files 0600,
+ * directories 0700.
  *
  *   node deploy/make-node-secrets.mjs --out ./vault-secrets --nodes 3 [--namespace distri-vault]
  *
@@ -48,12 +50,36 @@ function base32(bytes) {
   return s;
 }
 
+/** CRC-10/ATM over the first `nbits` bits (as serverIdFromHash in libs/shared/src/ids.ts). */
+function crc10(bytes, nbits) {
+  let crc = 0;
+  for (let i = 0; i < nbits; i++) {
+    const bit = (bytes[i >> 3] >> (7 - (i & 7))) & 1;
+    const top = (crc >> 9) & 1;
+    crc = (crc << 1) & 0x3ff;
+    if (top ^ bit) crc ^= 0x233;
+  }
+  return crc;
+}
+
+/** Server ID: 150 bits of SHA-256(public key) and their 10-bit check, base32 (libs/shared/src/ids.ts). */
+function serverIdOf(publicKey) {
+  const hash = createHash('sha256').update(publicKey).digest();
+  const id = Buffer.alloc(20);
+  hash.copy(id, 0, 0, 18);
+  id[18] = hash[18] & 0xfc;
+  const check = crc10(id, 150);
+  id[18] |= check >> 8;
+  id[19] = check & 0xff;
+  return base32(id);
+}
+
 function identity() {
   const { privateKey } = generateKeyPairSync('ed25519');
   const der = createPublicKey(privateKey).export({ format: 'der', type: 'spki' });
   const publicKey = Buffer.from(der.subarray(der.length - 32));
-  const serverId = base32(createHash('sha256').update(publicKey).digest().subarray(0, 20));
-  const body = { version: 1, serverId, publicKey: publicKey.toString('base64'), privateKey: privateKey.export({ format: 'pem', type: 'pkcs8' }), createdUnixMs: Date.now() };
+  const serverId = serverIdOf(publicKey);
+  const body = { version: 2, serverId, publicKey: publicKey.toString('base64'), privateKey: privateKey.export({ format: 'pem', type: 'pkcs8' }), createdUnixMs: Date.now() };
   return { serverId, text: JSON.stringify(body, null, 2) };
 }
 
@@ -62,6 +88,15 @@ function vaultKey() {
   const text = JSON.stringify({ version: 1, key: raw.toString('base64'), createdUnixMs: Date.now() }) + '\n';
   raw.fill(0);
   return text;
+}
+
+mkdirSync(out, { recursive: true, mode: 0o700 });
+const secretPath = join(out, 'network.secret');
+if (!existsSync(secretPath)) {
+  writeFileSync(secretPath, randomBytes(32).toString('hex') + '\n', { mode: 0o600, flag: 'wx' });
+  console.log(`network secret: created ${secretPath}`);
+} else {
+  console.log(`network secret: keeping ${secretPath}`);
 }
 
 const pods = [];
@@ -92,4 +127,7 @@ Load them (every node's entries, ${all[0]}..${all[all.length - 1]}):
     --dry-run=client -o yaml | kubectl apply -f -
   kubectl -n ${values.namespace} create secret generic distri-vault-vault-keys \\
     ${from('vault-key.json')} \\
+    --dry-run=client -o yaml | kubectl apply -f -
+  kubectl -n ${values.namespace} create secret generic distri-vault-network \\
+    --from-file=network.secret=${secretPath} \\
     --dry-run=client -o yaml | kubectl apply -f -`);

@@ -9,6 +9,8 @@
  *   // net.gatewayUrl, net.nodes[0].clientAddress, net.nodes[1].kill(), await net.nodes[1].start(), ...
  *   await net.stop();
  *
+ * Every node gets <root>/network.secret (the network secret, created once, 0600) as NODE_NETWORK_SECRET_FILE
+ * (nodeEnv(i) can override it, e.g. to start an outsider).
  * Layout of node i (1-based): dir = <root>/node<i> with keys/, data/ and identity/. With a fixed
  * basePort, node i listens on basePort + 100*i + {0: NodeService (client), 1: PeerService, 2: crypto,
  * 3: storage}; with basePort 0 every process binds port 0 and the launcher learns the ports from the logs.
@@ -257,6 +259,21 @@ function fixedPorts(o, i) {
 
 const addr = (port) => `127.0.0.1:${port}`;
 
+/**
+ * The network secret every node of a local network shares (README "How peers authenticate"):
+ * <root>/network.secret, 32 random bytes as hex, mode 0600, created once if missing. Returns its path.
+ */
+function ensureNetworkSecret(root) {
+  const file = path.join(root, 'network.secret');
+  fs.mkdirSync(root, { recursive: true });
+  try {
+    fs.writeFileSync(file, require('node:crypto').randomBytes(32).toString('hex') + '\n', { mode: 0o600, flag: 'wx' });
+  } catch (err) {
+    if (err.code !== 'EEXIST') throw err;
+  }
+  return file;
+}
+
 /** Builds the NodeHandle of node i; its processes are started by handle.start(). */
 function makeNode(o, i, allNodes) {
   const dir = path.join(o.root, `node${i}`);
@@ -288,6 +305,7 @@ function makeNode(o, i, allNodes) {
   /** Starts whichever of the node's three processes is not running, on the ports they had before. */
   node.start = async () => {
     for (const d of [node.keysDir, node.dataDir, node.identityDir]) fs.mkdirSync(d, { recursive: true });
+    const secretFile = ensureNetworkSecret(o.root);
     const services = [];
     if (!isUp(node.procs.crypto)) {
       services.push(
@@ -334,6 +352,7 @@ function makeNode(o, i, allNodes) {
             NODE_CRYPTO_ADDRESS: node.cryptoAddress,
             NODE_STORAGE_ADDRESS: node.storageAddress,
             NODE_BOOTSTRAP: bootstrap,
+            NODE_NETWORK_SECRET_FILE: secretFile,
             ...o.nodeEnv(i),
           }),
         );
@@ -490,6 +509,7 @@ async function startApp(options, app) {
                     NODE_CLIENT_PORT: String(p.client),
                     NODE_PEER_PORT: String(p.peer),
                     NODE_IDENTITY_DIR: path.join(dir, 'identity'),
+                    NODE_NETWORK_SECRET_FILE: ensureNetworkSecret(o.root),
                     NODE_CRYPTO_ADDRESS: addr(p.crypto),
                     NODE_STORAGE_ADDRESS: addr(p.storage),
                     NODE_BOOTSTRAP: all
@@ -524,4 +544,4 @@ function stopAll(signal = 'SIGTERM') {
   ).then(() => undefined);
 }
 
-module.exports = { startNetwork, startApp, startProcess, stopAll, renderLine, readToken, APPS, GLIBC_TUNABLES };
+module.exports = { startNetwork, startApp, startProcess, stopAll, renderLine, readToken, ensureNetworkSecret, APPS, GLIBC_TUNABLES };

@@ -5,14 +5,18 @@
  * loopback (the kubelet's native gRPC probe dials the pod IP). Node core only (http2), no dependencies.
  *
  *   node grpc-health-probe.cjs 127.0.0.1:7102 [service] [timeoutMs]
+ *   node grpc-health-probe.cjs https://127.0.0.1:7101     TLS (the PeerService), certificate not checked:
+ *                                                        the kubelet's native gRPC probe cannot speak TLS
  *
  * Exit 0 when the server answers SERVING, 1 otherwise (NOT_SERVING, a gRPC error, no answer in time).
  */
 const http2 = require('node:http2');
 
-const [address, service = '', timeoutArg = '2000'] = process.argv.slice(2);
+const [target, service = '', timeoutArg = '2000'] = process.argv.slice(2);
+const tls = typeof target === 'string' && target.startsWith('https://');
+const address = tls ? target.slice('https://'.length) : target;
 if (!address || !/^[^\s/]+:\d{1,5}$/.test(address)) {
-  console.error('usage: grpc-health-probe.cjs host:port [service] [timeoutMs]');
+  console.error('usage: grpc-health-probe.cjs [https://]host:port [service] [timeoutMs]');
   process.exit(2);
 }
 const timeoutMs = Number(timeoutArg);
@@ -32,7 +36,11 @@ frame.writeUInt32BE(body.length, 1);
 body.copy(frame, 5);
 
 const timer = setTimeout(() => fail(`no answer within ${timeoutMs} ms`), timeoutMs);
-const session = http2.connect(`http://${address}`);
+// Self-signed peer certificates have no CA to check against; the probe only asks whether the server answers.
+// servername: a fixed name, so Node does not warn about an IP address as TLS server name (DEP0123).
+const session = tls
+  ? http2.connect(`https://${address}`, { rejectUnauthorized: false, servername: 'distri-vault-peer' })
+  : http2.connect(`http://${address}`);
 session.on('error', (err) => fail(err.message));
 const req = session.request({
   ':method': 'POST',

@@ -13,6 +13,8 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, 
 import { tmpdir } from 'node:os';
 import { dirname, join, posix, relative } from 'node:path';
 import { promisify } from 'node:util';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { loadOrCreateTls, peerServerCredentials } from '../../apps/peer-node/src/adapters/tls';
 import { DEPLOY, KUSTOMIZATIONS, REPO, allContainers, render, type Obj } from './k8s';
 
 const run = promisify(execFile);
@@ -126,7 +128,7 @@ describe('Dockerfile', () => {
     const user = runtime.instrs.filter((i) => i.op === 'USER').pop()?.args ?? '';
     expect(user).toMatch(/^\d+:\d+$/);
     expect(Number(user.split(':')[0])).toBeGreaterThan(0);
-    expect(runtime.instrs.find((i) => i.op === 'ENTRYPOINT')?.args).toBe('["node", "--enable-source-maps"]');
+    expect(runtime.instrs.find((i) => i.op === 'ENTRYPOINT')?.args).toBe('["node", "--enable-source-maps", "--single-threaded-gc"]');
     expect(runtime.instrs.filter((i) => i.op === 'RUN')).toEqual([]); // nothing installed or built in the final stage
   });
 
@@ -241,7 +243,7 @@ describe('Dockerfile', () => {
     it.each(standalone)('%s starts from the image layout with production dependencies only, writes nothing into the image, and stops on SIGTERM', async (app, appEnv) => {
       const before = imageTree();
       const dirs = Object.fromEntries(Object.entries(appEnv).map(([k, v]) => [k, /_DIR$/.test(k) ? join(work, v) : v]));
-      const child = execFile(process.execPath, ['--enable-source-maps', join(image, `app/dist/apps/${app}/main.js`)], {
+      const child = execFile(process.execPath, ['--enable-source-maps', '--single-threaded-gc', join(image, `app/dist/apps/${app}/main.js`)], {
         cwd: join(image, 'app'),
         env: { PATH: process.env['PATH'], LOG_LEVEL: 'info', ...dirs },
       });
@@ -297,5 +299,21 @@ describe('grpc-health-probe.cjs (exec probe of loopback-only servers)', () => {
     closed.forceShutdown();
     expect((await probe(`127.0.0.1:${closedPort}`)).code).toBe(1);
     expect((await probe('nonsense')).code).toBe(2);
+  });
+
+  it('probes a TLS server (the PeerService, self-signed) with https://host:port, and plaintext fails there', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'probe-tls-'));
+    const { tls } = await loadOrCreateTls(dir, 'probe');
+    const tlsServer = new grpc.Server();
+    new HealthImplementation({ '': 'SERVING' }).addToServer(tlsServer);
+    const tlsPort = await new Promise<number>((res, rej) => tlsServer.bindAsync('127.0.0.1:0', peerServerCredentials(tls), (e, p) => (e ? rej(e) : res(p))));
+    try {
+      expect(await probe(`https://127.0.0.1:${tlsPort}`)).toEqual({ code: 0, stderr: '' });
+      expect((await probe(`127.0.0.1:${tlsPort}`, '', '3000')).code).toBe(1);
+      expect((await probe(`https://127.0.0.1:${port}`, '', '3000')).code).toBe(1);
+    } finally {
+      tlsServer.forceShutdown();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

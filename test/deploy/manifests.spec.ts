@@ -35,7 +35,7 @@ const APPS = ['peer-node', 'crypto-service', 'storage-service', 'gateway'];
  * accepts (checked below), so tunables added later do not have to be in the manifests.
  */
 const REQUIRED: Record<string, string[]> = {
-  'peer-node': ['NODE_HOST', 'NODE_CLIENT_PORT', 'NODE_PEER_PORT', 'NODE_ADVERTISE_ADDRESS', 'NODE_IDENTITY_DIR', 'NODE_CRYPTO_ADDRESS', 'NODE_STORAGE_ADDRESS', 'NODE_DISCOVERY_DNS', 'NODE_REPLICAS', 'LOG_LEVEL'],
+  'peer-node': ['NODE_HOST', 'NODE_CLIENT_PORT', 'NODE_PEER_PORT', 'NODE_ADVERTISE_ADDRESS', 'NODE_IDENTITY_DIR', 'NODE_NETWORK_SECRET_FILE', 'NODE_TLS_DIR', 'NODE_CRYPTO_ADDRESS', 'NODE_STORAGE_ADDRESS', 'NODE_DISCOVERY_DNS', 'NODE_REPLICAS', 'LOG_LEVEL'],
   'crypto-service': ['CRYPTO_HOST', 'CRYPTO_PORT', 'CRYPTO_KEY_DIR', 'LOG_LEVEL'],
   'storage-service': ['STORAGE_HOST', 'STORAGE_PORT', 'STORAGE_DATA_DIR', 'LOG_LEVEL'],
   gateway: ['GATEWAY_HOST', 'GATEWAY_PORT', 'GATEWAY_NODE_ADDRESS', 'GATEWAY_DATA_DIR', 'LOG_LEVEL'],
@@ -151,7 +151,10 @@ describe.each(KUSTOMIZATIONS)('deploy/%s', (k) => {
       if (app === 'peer-node') {
         expect(ports).toEqual({ client: Number(env.NODE_CLIENT_PORT), peer: Number(env.NODE_PEER_PORT) });
         expect(env.NODE_HOST).toBe('0.0.0.0');
-        expect([c.readinessProbe.grpc.port, c.livenessProbe.grpc.port].sort()).toEqual([ports.client, ports.peer].sort());
+        // NodeService (plaintext) by the kubelet's gRPC probe; the PeerService speaks TLS, which that probe
+        // cannot: an exec probe over TLS on the pod's loopback.
+        expect(c.readinessProbe.grpc.port).toBe(ports.client);
+        expect(c.livenessProbe.exec.command).toEqual(['node', '/app/bin/grpc-health-probe.cjs', `https://127.0.0.1:${ports.peer}`]);
         // The node's services are the containers next to it, on the pod's loopback.
         const sibling = (name: string) => {
           const s = (spec.containers as Obj[]).find((x) => appOf(x) === name) as Obj;
@@ -217,7 +220,16 @@ describe.each(KUSTOMIZATIONS)('deploy/%s', (k) => {
     for (const c of spec.containers as Obj[]) {
       const [v, volume, sub] = expectations[appOf(c)];
       const env = resolveEnv(c, objects, { name: 'peer-node-1', namespace: ns });
-      const mounts = (c.volumeMounts ?? []) as Obj[];
+      let mounts = (c.volumeMounts ?? []) as Obj[];
+      if (appOf(c) === 'peer-node') {
+        // The network secret (read-only, from its Secret) and a writable directory for the TLS certificate.
+        const byName = Object.fromEntries(mounts.map((m) => [m.name, m]));
+        expect(byName['network-secret']).toEqual({ name: 'network-secret', mountPath: env.NODE_NETWORK_SECRET_FILE.replace(/\/network\.secret$/, ''), readOnly: true });
+        expect((spec.volumes as Obj[]).find((x) => x.name === 'network-secret')!.secret).toMatchObject({ secretName: 'distri-vault-network', defaultMode: 0o440 });
+        expect(byName['tls']).toEqual({ name: 'tls', mountPath: env.NODE_TLS_DIR });
+        expect((spec.volumes as Obj[]).find((x) => x.name === 'tls')!.emptyDir).toBeDefined();
+        mounts = mounts.filter((m) => m.name !== 'network-secret' && m.name !== 'tls');
+      }
       expect(mounts).toHaveLength(1);
       const m = mounts[0];
       expect({ path: m.mountPath, volume: m.name, sub: m.subPathExpr ? expand(m.subPathExpr, env) : '' }).toEqual({ path: env[v], volume, sub });
@@ -248,7 +260,8 @@ describe.each(KUSTOMIZATIONS)('deploy/%s', (k) => {
       expect(c.resources).toEqual({ requests: { cpu: expect.anything(), memory: expect.any(String) }, limits: { cpu: expect.anything(), memory: expect.any(String) } });
       expect(c.readinessProbe).toBeDefined();
       expect(c.livenessProbe).toBeDefined();
-      if (appOf(c) === 'peer-node') expect([c.readinessProbe.grpc, c.livenessProbe.grpc]).toEqual([expect.anything(), expect.anything()]);
+      // The PeerService (TLS) is probed by exec: the kubelet's gRPC probe speaks plaintext only.
+      if (appOf(c) === 'peer-node') expect([c.readinessProbe.grpc, c.livenessProbe.exec]).toEqual([expect.anything(), expect.anything()]);
     }
   });
 

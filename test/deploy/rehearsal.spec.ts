@@ -116,6 +116,7 @@ describe('rehearsal of deploy/overlays/dev on loopback', () => {
    * The README's command takes every node's identity.json / vault-key.json under the secrets directory.
    */
   function secretData(name: string, pods: string[]): Record<string, string> {
+    if (name === 'distri-vault-network') return { 'network.secret': readFileSync(join(secretsDir, 'network.secret'), 'utf8') };
     const file = name === 'distri-vault-identities' ? 'identity.json' : 'vault-key.json';
     return Object.fromEntries(pods.map((p) => [p, readFileSync(join(secretsDir, p, file), 'utf8')]));
   }
@@ -142,6 +143,19 @@ describe('rehearsal of deploy/overlays/dev on loopback', () => {
             projectedRoots.add(volRoot);
           }
         }
+      } else if (vol?.secret) {
+        // A Secret volume: every key of the Secret as a file.
+        const data = secretData(vol.secret.secretName, []);
+        mkdirSync(volRoot, { recursive: true });
+        for (const [key, value] of Object.entries(data)) {
+          const f = join(volRoot, key);
+          writeFileSync(f, value);
+          chmodSync(f, vol.secret.defaultMode);
+          projected.set(f, value);
+        }
+        projectedRoots.add(volRoot);
+      } else if (vol?.emptyDir) {
+        mkdirSync(volRoot, { recursive: true });
       } else {
         // A claim (volumeClaimTemplates or persistentVolumeClaim): an empty, writable directory.
         const claims = [...(w.spec.volumeClaimTemplates ?? []).map((v: Obj) => v.metadata.name), ...(spec.volumes ?? []).filter((v: Obj) => v.persistentVolumeClaim).map((v: Obj) => v.name)];
@@ -295,7 +309,10 @@ describe('rehearsal of deploy/overlays/dev on loopback', () => {
             // The exec probe's command, in the container: node /app/bin/... host:port (mapped like the env).
             const [, script, addr] = probe.exec.command;
             expect(script).toBe('/app/bin/grpc-health-probe.cjs');
-            await expect(run(process.execPath, [join(DEPLOY, 'image/grpc-health-probe.cjs'), addr.replace('127.0.0.1', podLoopback[pod])])).resolves.toBeDefined();
+            // A server bound to 0.0.0.0 (the peer-node) answers on the pod's loopback too; here 0.0.0.0 is
+            // mapped to the pod IP (mapEnv), so the probe's loopback address is too.
+            const bindsAll = Object.values(resolveEnv(c, objects, { name: pod, namespace: ns })).includes('0.0.0.0');
+            await expect(run(process.execPath, [join(DEPLOY, 'image/grpc-health-probe.cjs'), addr.replace('127.0.0.1', bindsAll ? podIp[pod] : podLoopback[pod])])).resolves.toBeDefined();
           } else {
             // The kubelet's native gRPC probe dials the pod IP on the port; the same health check.
             await expect(run(process.execPath, [join(DEPLOY, 'image/grpc-health-probe.cjs'), `${podIp[pod]}:${probe.grpc.port}`])).resolves.toBeDefined();
@@ -312,7 +329,7 @@ describe('rehearsal of deploy/overlays/dev on loopback', () => {
   });
 
   it('writes nothing into the read-only Secret volumes (the processes run as root here, so this is checked, not enforced)', async () => {
-    expect(projectedRoots.size).toBe(sts.spec.replicas);
+    expect(projectedRoots.size).toBe(2 * sts.spec.replicas); // node-secrets and network-secret, per pod
     const now = (await Promise.all([...projectedRoots].map((r) => walk(r)))).flat().sort();
     expect(now).toEqual([...projected.keys()].sort());
     for (const f of now) expect(readFileSync(f, 'utf8')).toBe(projected.get(f));

@@ -168,7 +168,7 @@ describe('local network (3 nodes + gateway)', () => {
     expect((await request(`${base}/v1/files/ver/doc.bin`, 'GET')).status).toBe(404);
   });
 
-  it('is reachable with an external gRPC client (buf curl over reflection)', async () => {
+  it('is reachable with an external gRPC client (buf curl over reflection; PeerService over TLS)', async () => {
     const node = net.nodes[1];
     for (const [addr, service] of [
       [node.clientAddress, 'vault.node.v1.NodeService'],
@@ -176,9 +176,12 @@ describe('local network (3 nodes + gateway)', () => {
       [node.cryptoAddress, 'vault.crypto.v1.CryptoService'],
       [node.storageAddress, 'vault.storage.v1.StorageService'],
     ]) {
-      const list = await run(BUF, ['curl', '--protocol', 'grpc', '--http2-prior-knowledge', '--list-services', `http://${addr}`]);
+      // PeerService speaks TLS with a self-signed certificate (-k); the others plaintext on loopback.
+      const url = service === 'vault.peer.v1.PeerService' ? `https://${addr}` : `http://${addr}`;
+      const flags = service === 'vault.peer.v1.PeerService' ? ['-k'] : ['--http2-prior-knowledge'];
+      const list = await run(BUF, ['curl', '--protocol', 'grpc', ...flags, '--list-services', url]);
       expect(list.stdout.split('\n').filter(Boolean).sort()).toEqual(['grpc.health.v1.Health', service].sort());
-      const health = await run(BUF, ['curl', '--protocol', 'grpc', '--http2-prior-knowledge', `http://${addr}/grpc.health.v1.Health/Check`, '-d', '{}']);
+      const health = await run(BUF, ['curl', '--protocol', 'grpc', ...flags, `${url}/grpc.health.v1.Health/Check`, '-d', '{}']);
       expect(JSON.parse(health.stdout)).toEqual({ status: 'SERVING' });
     }
     const owner = net.nodes[0];

@@ -8,6 +8,8 @@
  * | NODE_PEER_PORT         | 7101                       | PeerService (other nodes' port); 0 picks a free port     |
  * | NODE_ADVERTISE_ADDRESS | NODE_HOST:<bound peer port>| host:port other nodes dial to reach this node            |
  * | NODE_IDENTITY_DIR      | .vault/node1/identity      | where the node's identity key lives (back it up)         |
+ * | NODE_NETWORK_SECRET_FILE | .vault/network.secret    | the network secret (hex, shared by all members); required |
+ * | NODE_TLS_DIR           | NODE_IDENTITY_DIR          | where the PeerService TLS key and certificate are created |
  * | NODE_CRYPTO_ADDRESS    | 127.0.0.1:7102             | this node's crypto-service                               |
  * | NODE_STORAGE_ADDRESS   | 127.0.0.1:7103             | this node's storage-service                              |
  * | NODE_BOOTSTRAP         | (empty)                    | comma-separated peer addresses to join through           |
@@ -34,6 +36,8 @@ const schema = z.object({
     .regex(/^[^\s:]+:\d{1,5}$/, 'want host:port')
     .optional(),
   NODE_IDENTITY_DIR: z.string().min(1).default('.vault/node1/identity'),
+  NODE_NETWORK_SECRET_FILE: z.string().min(1).default('.vault/network.secret'),
+  NODE_TLS_DIR: z.string().min(1).optional(),
   NODE_CRYPTO_ADDRESS: addressVar('127.0.0.1:7102'),
   NODE_STORAGE_ADDRESS: addressVar('127.0.0.1:7103'),
   NODE_BOOTSTRAP: addressListVar(''),

@@ -6,6 +6,9 @@ import { NodeServiceService } from '@distri-vault/shared/generated/vault/node/v1
 import { PeerServiceService } from '@distri-vault/shared/generated/vault/peer/v1/peer';
 import { readConfig } from './config';
 import { loadOrCreateIdentity } from './domain/identity';
+import { ReplayCache, SessionTable } from './domain/handshake';
+import { loadNetworkSecret } from './adapters/network-secret';
+import { loadOrCreateTls, peerServerCredentials } from './adapters/tls';
 import { Vault } from './domain/vault';
 import { PeerNetwork } from './adapters/network';
 import { DnsDiscovery } from './adapters/discovery';
@@ -20,6 +23,14 @@ async function main(): Promise<void> {
     const { identity, created } = await loadOrCreateIdentity(cfg.NODE_IDENTITY_DIR);
     const nodeLog = log.child({ node: identity.serverId });
     nodeLog.info({ created, identityDir: cfg.NODE_IDENTITY_DIR }, created ? 'identity created' : 'identity loaded');
+    // Peer authentication (README "How peers authenticate"): the network secret and this node's TLS certificate.
+    const { secret: networkSecret, worldReadable } = await loadNetworkSecret(cfg.NODE_NETWORK_SECRET_FILE);
+    if (worldReadable) nodeLog.warn({ file: cfg.NODE_NETWORK_SECRET_FILE }, 'the network secret is readable by every user of this machine; chmod 600 it');
+    const tlsDir = cfg.NODE_TLS_DIR ?? cfg.NODE_IDENTITY_DIR;
+    const { tls, created: tlsCreated } = await loadOrCreateTls(tlsDir, identity.serverId);
+    nodeLog.info({ tlsDir, fingerprint: tls.fingerprint.toString('hex') }, tlsCreated ? 'TLS certificate created' : 'TLS certificate loaded');
+    const keys = { publicKey: identity.publicKey, privateKey: identity.privateKey, networkSecret };
+    const auth = { ...keys, certFingerprint: tls.fingerprint, sessions: new SessionTable(), replay: new ReplayCache() };
 
     const crypto = new CryptoServiceAdapter(cfg.NODE_CRYPTO_ADDRESS, cfg.NODE_SERVICE_TIMEOUT_MS);
     const storage = new StorageServiceAdapter(cfg.NODE_STORAGE_ADDRESS, cfg.NODE_SERVICE_TIMEOUT_MS);
@@ -29,6 +40,7 @@ async function main(): Promise<void> {
         serverId: identity.serverId,
         heartbeatMs: cfg.NODE_HEARTBEAT_MS,
         window: cfg.NODE_WINDOW,
+        auth: keys,
         suspectAfterMs: cfg.NODE_SUSPECT_AFTER_MS,
         downAfterMs: cfg.NODE_DOWN_AFTER_MS,
       },
@@ -38,7 +50,8 @@ async function main(): Promise<void> {
       host: cfg.NODE_HOST,
       port: cfg.NODE_PEER_PORT,
       log: nodeLog,
-      services: [{ name: 'vault.peer.v1.PeerService', definition: PeerServiceService, implementation: peerServer({ log: nodeLog, storage, network, window: cfg.NODE_WINDOW }) }],
+      services: [{ name: 'vault.peer.v1.PeerService', definition: PeerServiceService, implementation: peerServer({ log: nodeLog, storage, network, window: cfg.NODE_WINDOW, auth }) }],
+      credentials: peerServerCredentials(tls),
     });
     // The advertised address defaults to the bound port, known only now.
     network.advertiseAddress = cfg.NODE_ADVERTISE_ADDRESS ?? `${cfg.NODE_HOST}:${peerSrv.port}`;

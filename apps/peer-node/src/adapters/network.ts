@@ -15,12 +15,12 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import { assertServerId, InvalidArgumentError, NotFoundError, UnavailableError } from '@distri-vault/shared';
+import { assertServerId, assertServerIdChecked, InvalidArgumentError, NotFoundError, UnavailableError } from '@distri-vault/shared';
 import type { HandshakeRequest, HandshakeResponse, PeerAddress, PeerMessage } from '@distri-vault/shared/generated/vault/peer/v1/peer';
 import type { FolderSyncer, ObjectKind, PeersPort, ReplicaSession, SyncResult, SyncSink } from '../domain/ports';
 import { Membership, type MemberState, type MemberStateListener, type MemberView } from '../domain/membership';
 import { assertBody, assertTopic, MessageBox, validateIncoming, type KeptMessage, type PeerMessageData } from '../domain/messages';
-import { PeerLink, type LinkHost } from './peer-link';
+import { PeerLink, type LinkAuth, type LinkHost } from './peer-link';
 
 export type { MemberState, MemberView } from '../domain/membership';
 
@@ -29,6 +29,10 @@ export interface NetworkOptions {
   serverId: string;
   heartbeatMs: number;
   window: number;
+  /** This node's keys and the network secret, for the Handshakes it dials. */
+  auth: LinkAuth;
+  /** How long a peer call waits for an authenticated session before UNAVAILABLE (default 10 s). */
+  sessionWaitMs?: number;
   /** Silence after which a member is suspect; default 3 x heartbeatMs. */
   suspectAfterMs?: number;
   /** Silence after which a member is down; default max(15000, suspectAfterMs + heartbeatMs). */
@@ -95,6 +99,12 @@ export class PeerNetwork implements PeersPort, FolderSyncer, LinkHost {
   }
   /** host:port peers dial to reach this node; set once the peer server is bound, before start(). */
   advertiseAddress = '';
+  get auth(): LinkAuth {
+    return this.opts.auth;
+  }
+  get sessionWaitMs(): number | undefined {
+    return this.opts.sessionWaitMs;
+  }
   get heartbeatMs(): number {
     return this.opts.heartbeatMs;
   }
@@ -305,14 +315,14 @@ export class PeerNetwork implements PeersPort, FolderSyncer, LinkHost {
 
   /**
    * Sends a message to member `to`, or to every live member when `to` is empty. Resolves with the message
-   * ID and the server IDs it was handed to. INVALID_ARGUMENT for a bad server ID, topic or body (or this
+   * ID and the server IDs it was handed to. INVALID_ARGUMENT for a bad server ID (shape or check), topic or body (or this
    * node itself), NOT_FOUND for an unknown member, UNAVAILABLE for one that is down, left or unreachable.
    */
   async sendMessage(to: string, topic: string, body: Buffer, signal?: AbortSignal): Promise<{ id: string; recipients: string[] }> {
     assertTopic(topic);
     assertBody(body);
     if (to) {
-      assertServerId(to);
+      assertServerIdChecked(to); // a typo is INVALID_ARGUMENT, not an unknown member
       if (to === this.opts.serverId) throw new InvalidArgumentError('cannot send a message to this node itself');
       const state = this.membership.state(to);
       if (state === undefined) throw new NotFoundError(`unknown member ${to}`);

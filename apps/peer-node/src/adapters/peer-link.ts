@@ -1,8 +1,10 @@
 /**
  * The client side of the peer protocol: one PeerLink per known peer address keeps a Handshake control
  * stream open (reconnecting with backoff) and opens StoreChunk, GetFile and SyncFolder streams on demand.
+ * Links dial over TLS and authenticate the peer in the Handshake (domain/handshake.ts); the session token
+ * the peer issues is added to every other call by one interceptor (`sessionInterceptor`).
  */
-import { createHash } from 'node:crypto';
+import { createHash, type KeyObject } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { bindSignal, callMetadata, createClient, DataLossError, fromStatus, grpcCallOptions, InvalidArgumentError, writeMessage, CancelledError, UnavailableError } from '@distri-vault/shared';
@@ -18,8 +20,10 @@ import {
   type SyncFolderResponse,
 } from '@distri-vault/shared/generated/vault/peer/v1/peer';
 import type { ObjectKind, ReplicaSession, StoredObject, SyncResult, SyncSink } from '../domain/ports';
-import { PROTOCOL_VERSION } from '../domain/protocol';
+import { CAPABILITIES, PROTOCOL_VERSION, REQUIRED_CAPABILITIES, SESSION_METADATA_KEY } from '../domain/protocol';
+import { checkClaim, checkCompatible, checkProof, membershipProof, newNonce, PROOF_CONTEXT, signTranscript, transcript, WELCOME_CONTEXT, type TranscriptInput } from '../domain/handshake';
 import { fromWire, toWire } from './kinds';
+import { peerClientCredentials, PEER_CHANNEL_OPTIONS, type PeerClientCredentials } from './tls';
 
 /** Connection state of a link. */
 export type LinkState = 'connecting' | 'connected' | 'disconnected' | 'self';
@@ -33,11 +37,31 @@ export interface LinkHost {
   readonly log: Logger;
   knownPeers(): PeerAddress[];
   learn(peers: PeerAddress[]): void;
-  /** The handshake completed (welcome received); the host may stop a link that duplicates another. */
+  /** The handshake completed (accepted); the host may stop a link that duplicates another. */
   onConnected(link: PeerLink): void;
-  /** Every step after the welcome (heartbeats, messages). Throws on a malformed step: the link drops the stream. */
+  /** Every step after the handshake (heartbeats, messages). Throws on a malformed step: the link drops the stream. */
   onControl(link: PeerLink, step: HandshakeResponse['step']): void;
+  /** This node's keys and the network secret, for the Handshake. */
+  readonly auth: LinkAuth;
+  /** How long a call waits for the link's session before it fails UNAVAILABLE (default SESSION_WAIT_MS). */
+  readonly sessionWaitMs?: number;
 }
+
+/** What a link proves with. */
+export interface LinkAuth {
+  /** Raw Ed25519 public key behind this node's server ID. */
+  publicKey: Buffer;
+  privateKey: KeyObject;
+  /** The network secret shared by all members. */
+  networkSecret: Buffer;
+}
+
+/** How long a call waits by default for the link's session before it fails UNAVAILABLE. */
+export const SESSION_WAIT_MS = 10_000;
+/** How long the peer has to answer a Proof with Accepted. */
+const ACCEPT_TIMEOUT_MS = 15_000;
+/** Delay before dialing again a peer that failed authentication or refused ours. */
+const REFUSED_RETRY_MS = 30_000;
 
 const sha256hex = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
@@ -53,12 +77,55 @@ export class PeerLink {
   private timer: NodeJS.Timeout | undefined;
   private backoffMs = 250;
   private stopped = false;
+  private readonly tls: PeerClientCredentials;
+  /** The session token of the current control stream; undefined while not authenticated. */
+  private session: string | undefined;
+  private sessionWaiters: ((token: string | undefined) => void)[] = [];
 
   constructor(
     readonly address: string,
     readonly host: LinkHost,
   ) {
-    this.client = createClient(PeerServiceClient, address);
+    this.tls = peerClientCredentials();
+    this.client = createClient(PeerServiceClient, address, this.tls.credentials, { ...PEER_CHANNEL_OPTIONS, interceptors: [this.sessionInterceptor] });
+  }
+
+  /**
+   * Adds the session token to every call but Handshake. A call started before the link is authenticated
+   * waits for it (up to `host.sessionWaitMs`), then fails UNAVAILABLE. The one place the token is attached, so
+   * the call sites need no change.
+   */
+  private readonly sessionInterceptor: grpc.Interceptor = (options, nextCall) => {
+    if (options.method_definition.path.endsWith('/Handshake')) return new grpc.InterceptingCall(nextCall(options));
+    const call: grpc.InterceptingCall = new grpc.InterceptingCall(nextCall(options), {
+      start: (metadata, listener, next) => {
+        void this.waitForSession(this.host.sessionWaitMs ?? SESSION_WAIT_MS).then((token) => {
+          if (token) metadata.set(SESSION_METADATA_KEY, token);
+          next(metadata, listener);
+          if (!token) call.cancelWithStatus(grpc.status.UNAVAILABLE, `peer ${this.address} is not connected (no authenticated session)`);
+        });
+      },
+    });
+    return call;
+  };
+
+  /** The session token, waiting up to `ms` for one; undefined if none came. */
+  private waitForSession(ms: number): Promise<string | undefined> {
+    if (this.session || this.stopped) return Promise.resolve(this.session);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => done(undefined), ms);
+      const done = (token: string | undefined) => {
+        clearTimeout(timer);
+        this.sessionWaiters = this.sessionWaiters.filter((w) => w !== done);
+        resolve(token);
+      };
+      this.sessionWaiters.push(done);
+    });
+  }
+
+  private setSession(token: string | undefined): void {
+    this.session = token;
+    if (token) for (const w of this.sessionWaiters.slice()) w(token);
   }
 
   /** Starts (and keeps) the control stream. */
@@ -69,6 +136,8 @@ export class PeerLink {
   /** Closes everything; no more reconnects. */
   stop(): void {
     this.stopped = true;
+    this.setSession(undefined);
+    for (const w of this.sessionWaiters.slice()) w(undefined);
     if (this.timer) clearTimeout(this.timer);
     this.call?.cancel();
     this.client.close();
@@ -97,50 +166,102 @@ export class PeerLink {
     const log = this.host.log.child({ peer: this.address });
     const call = this.client.handshake(callMetadata({ waitForReady: true }), grpcCallOptions({}));
     this.call = call;
+    const auth = this.host.auth;
+    const hello = {
+      protocolVersion: PROTOCOL_VERSION,
+      serverId: this.host.serverId,
+      advertiseAddress: this.host.advertiseAddress,
+      knownPeers: [], // sent in the first heartbeat, once the peer is authenticated
+      publicKey: auth.publicKey,
+      nonce: newNonce(),
+      capabilities: [...CAPABILITIES],
+    };
+    let phase: 'welcome' | 'accepted' | 'open' = 'welcome';
+    let refused = false;
     let welcomed = false;
     let beat: NodeJS.Timeout | undefined;
+    let acceptTimer: NodeJS.Timeout | undefined;
     const finish = (why: string, err?: grpc.ServiceError) => {
       if (this.call !== call) return;
       this.call = undefined;
+      this.setSession(undefined);
       if (beat) clearInterval(beat);
+      if (acceptTimer) clearTimeout(acceptTimer);
       if (this.state !== 'self') this.state = 'disconnected';
       if (welcomed) log.warn({ why, code: err?.code }, 'peer disconnected');
       let delay = this.backoffMs;
-      if (err?.code === grpc.status.FAILED_PRECONDITION) {
-        log.error({ err: err.details }, 'peer refused the handshake');
-        delay = 30_000;
+      const code = err?.code;
+      if (code === grpc.status.FAILED_PRECONDITION || code === grpc.status.UNAUTHENTICATED || code === grpc.status.PERMISSION_DENIED) {
+        log.error({ code, err: err?.details }, 'peer refused the handshake');
+        delay = REFUSED_RETRY_MS;
       }
+      if (refused) delay = REFUSED_RETRY_MS;
       this.backoffMs = Math.min(this.backoffMs * 2, 5000);
       this.retry(delay);
+    };
+    /** This side refuses the peer: it gets no Proof, the link is never marked connected. */
+    const refuse = (err: unknown, peerId: string) => {
+      refused = true;
+      log.error({ peerId, code: (err as { code?: string }).code, err: (err as Error).message }, 'refused the peer: authentication failed');
+      call.cancel();
+    };
+    const onWelcome = (w: NonNullable<HandshakeResponse['step']> & { $case: 'welcome' }) => {
+      const v = w.value;
+      const fingerprint = this.tls.peerFingerprint();
+      const t: TranscriptInput = {
+        dialer: hello,
+        responder: { serverId: v.serverId, publicKey: v.publicKey, nonce: v.nonce, protocolVersion: v.protocolVersion, capabilities: v.capabilities },
+        certFingerprint: fingerprint ?? Buffer.alloc(0),
+      };
+      try {
+        checkCompatible(v, PROTOCOL_VERSION, REQUIRED_CAPABILITIES);
+        checkClaim(v);
+        if (!fingerprint) throw new InvalidArgumentError('no TLS certificate seen on the connection');
+        checkProof(v.publicKey, transcript(WELCOME_CONTEXT, t), v.signature, v.membershipProof, auth.networkSecret);
+      } catch (err) {
+        return refuse(err, v.serverId);
+      }
+      if (v.serverId === this.host.serverId) {
+        this.state = 'self';
+        this.serverId = v.serverId;
+        call.cancel();
+        return;
+      }
+      const proofT = transcript(PROOF_CONTEXT, t);
+      call.write({ step: { $case: 'proof', value: { signature: signTranscript(auth.privateKey, proofT), membershipProof: membershipProof(auth.networkSecret, proofT) } } });
+      phase = 'accepted';
+      this.serverId = v.serverId;
+      this.advertised = v.advertiseAddress;
+      acceptTimer = setTimeout(() => {
+        log.warn('peer did not accept our proof in time');
+        call.cancel();
+      }, ACCEPT_TIMEOUT_MS);
+      acceptTimer.unref();
+    };
+    const onAccepted = (token: string) => {
+      if (acceptTimer) clearTimeout(acceptTimer);
+      phase = 'open';
+      welcomed = true;
+      this.state = 'connected';
+      this.backoffMs = 250;
+      this.setSession(token);
+      log.info({ peerId: this.serverId }, 'peer connected');
+      const sendBeat = () => call.write({ step: { $case: 'heartbeat', value: { sentUnixMs: Date.now(), knownPeers: this.host.knownPeers(), leaving: false } } });
+      sendBeat();
+      beat = setInterval(sendBeat, this.host.heartbeatMs);
+      beat.unref();
+      // Silence is judged by the network's membership tick, which calls reconnect().
+      this.host.onConnected(this);
     };
     call.on('data', (msg: HandshakeResponse) => {
       this.lastSeen = Date.now();
       const step = msg.step;
-      if (!welcomed) {
-        if (step?.$case !== 'welcome') {
-          call.cancel();
-          return;
-        }
-        const w = step.value;
-        if (w.serverId === this.host.serverId) {
-          this.state = 'self';
-          this.serverId = w.serverId;
-          call.cancel();
-          return;
-        }
-        welcomed = true;
-        this.serverId = w.serverId;
-        this.advertised = w.advertiseAddress;
-        this.state = 'connected';
-        this.backoffMs = 250;
-        this.host.learn(w.knownPeers);
-        log.info({ peerId: w.serverId }, 'peer connected');
-        beat = setInterval(() => {
-          call.write({ step: { $case: 'heartbeat', value: { sentUnixMs: Date.now(), knownPeers: this.host.knownPeers(), leaving: false } } });
-        }, this.host.heartbeatMs);
-        beat.unref();
-        // Silence is judged by the network's membership tick, which calls reconnect().
-        this.host.onConnected(this);
+      if (phase === 'welcome') {
+        if (step?.$case !== 'welcome') return refuse(new InvalidArgumentError('first answer was not welcome'), '');
+        onWelcome(step);
+      } else if (phase === 'accepted') {
+        if (step?.$case !== 'accepted' || !step.value.sessionToken) return refuse(new InvalidArgumentError('answer to the proof was not accepted'), this.serverId);
+        onAccepted(step.value.sessionToken);
       } else {
         try {
           this.host.onControl(this, step);
@@ -152,12 +273,7 @@ export class PeerLink {
     });
     call.on('error', (err: grpc.ServiceError) => finish('error', err));
     call.on('end', () => finish('end'));
-    call.write({
-      step: {
-        $case: 'hello',
-        value: { protocolVersion: PROTOCOL_VERSION, serverId: this.host.serverId, advertiseAddress: this.host.advertiseAddress, knownPeers: this.host.knownPeers() },
-      },
-    });
+    call.write({ step: { $case: 'hello', value: hello } });
   }
 
   /** Opens a StoreChunk stream for `folder`. */

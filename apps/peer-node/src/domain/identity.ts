@@ -1,12 +1,13 @@
 /**
  * A node's identity: an Ed25519 key pair created on first start and kept in the identity directory.
- * The server ID is derived from the public key (160 bits of SHA-256, base32), so it is stable across
- * restarts and disk loss as long as the identity file is kept.
+ * The server ID is derived from the public key (150 bits of SHA-256 plus a 10-bit check, base32: see
+ * `serverIdFromHash` in libs/shared/src/ids.ts), so it is stable across restarts and disk loss as long as
+ * the identity file is kept, and a mistyped server ID is caught.
  */
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
-import { base32, isServerId } from '@distri-vault/shared';
+import { base32, hasValidCheck, serverIdFromHash } from '@distri-vault/shared';
 
 export { base32 };
 
@@ -21,9 +22,15 @@ export interface Identity {
 }
 
 const FILE = 'identity.json';
-/** The server ID of an Ed25519 public key: base32 of the first 20 bytes of its SHA-256. */
-export function serverIdOf(publicKey: Buffer): string {
-  return base32(createHash('sha256').update(publicKey).digest().subarray(0, 20));
+/**
+ * identity.json format. Version 1 files carry a server ID of the first derivation (160 bits of SHA-256,
+ * no check) and are refused with an explanation; version 2 is the derivation with a check.
+ */
+const FORMAT = 2;
+
+/** The server ID of a raw Ed25519 public key: 150 bits of its SHA-256 and a 10-bit check, base32. */
+export function serverIdOf(publicKey: Uint8Array): string {
+  return serverIdFromHash(createHash('sha256').update(publicKey).digest());
 }
 
 function rawPublicKey(key: KeyObject): Buffer {
@@ -48,18 +55,25 @@ export async function loadOrCreateIdentity(dir: string): Promise<{ identity: Ide
     } catch {
       throw new Error(`identity file ${path} is not valid JSON; restore it from your backup`);
     }
-    if (parsed.version !== 1 || typeof parsed.privateKey !== 'string') throw new Error(`identity file ${path} has an unknown format`);
+    if (parsed.version === 1) {
+      throw new Error(
+        `identity file ${path} was written by an older build (server ID ${String(parsed.serverId)}, derived without a check). ` +
+          'Server IDs now carry a check and are derived differently, so this identity would get a new server ID and folder. ' +
+          'Move the identity directory (and the node\'s data) aside and start again to create a new identity, or keep running the older build.',
+      );
+    }
+    if (parsed.version !== FORMAT || typeof parsed.privateKey !== 'string') throw new Error(`identity file ${path} has an unknown format (version ${String(parsed.version)})`);
     const privateKey = createPrivateKey(parsed.privateKey);
     const publicKey = rawPublicKey(privateKey);
     const serverId = serverIdOf(publicKey);
-    if (parsed.serverId !== serverId || !isServerId(serverId)) throw new Error(`identity file ${path} is inconsistent (server ID does not match its key)`);
+    if (parsed.serverId !== serverId || !hasValidCheck(serverId)) throw new Error(`identity file ${path} is inconsistent (server ID does not match its key)`);
     return { identity: { serverId, publicKey, privateKey }, created: false };
   }
   const { privateKey } = generateKeyPairSync('ed25519');
   const publicKey = rawPublicKey(privateKey);
   const serverId = serverIdOf(publicKey);
   const body = JSON.stringify(
-    { version: 1, serverId, publicKey: publicKey.toString('base64'), privateKey: privateKey.export({ format: 'pem', type: 'pkcs8' }), createdUnixMs: Date.now() },
+    { version: FORMAT, serverId, publicKey: publicKey.toString('base64'), privateKey: privateKey.export({ format: 'pem', type: 'pkcs8' }), createdUnixMs: Date.now() },
     null,
     2,
   );

@@ -1,16 +1,18 @@
 import { createHash } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
-import { startGrpcServer, type RunningServer } from '@distri-vault/shared';
-import { PeerServiceService } from '@distri-vault/shared/generated/vault/peer/v1/peer';
-import { peerServer } from './peer.grpc';
+import type { RunningServer } from '@distri-vault/shared';
 import { PeerNetwork } from '../adapters/network';
 import { MemoryStorage } from '../testing/memory-ports';
 import { PeerLink } from '../adapters/peer-link';
+import { dialingNetwork, newSecret, startPeerServer, testPeer } from '../testing/peer-fixtures';
 
 const log = pino({ level: process.env['TEST_LOG'] ?? 'silent' });
-const A = 'a'.repeat(32);
-const B = 'b'.repeat(32);
+let A = '';
+let B = '';
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 describe('PeerService over a real server', () => {
@@ -19,14 +21,17 @@ describe('PeerService over a real server', () => {
   let serverNet: PeerNetwork;
   let clientNet: PeerNetwork;
   let link: PeerLink;
+  let dir: string;
 
   beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'peer-grpc-'));
+    const secret = newSecret();
+    const [a, b] = await Promise.all([testPeer(join(dir, 'a'), secret), testPeer(join(dir, 'b'), secret)]);
+    A = a.identity.serverId;
+    B = b.identity.serverId;
     storage = new MemoryStorage();
-    serverNet = new PeerNetwork({ serverId: B, heartbeatMs: 200, window: 4 }, log);
-    srv = await startGrpcServer({ host: '127.0.0.1', port: 0, log, services: [{ name: 'vault.peer.v1.PeerService', definition: PeerServiceService, implementation: peerServer({ log, storage, network: serverNet, window: 4 }) }] });
-    serverNet.advertiseAddress = `127.0.0.1:${srv.port}`;
-    clientNet = new PeerNetwork({ serverId: A, heartbeatMs: 200, window: 4 }, log);
-    clientNet.advertiseAddress = '127.0.0.1:1';
+    ({ srv, net: serverNet } = await startPeerServer(b, storage, log));
+    clientNet = dialingNetwork(a, log);
     const connected = new Promise<void>((r) => (clientNet.onPeerConnected = () => r()));
     clientNet.start([serverNet.advertiseAddress]);
     await connected;
@@ -36,6 +41,7 @@ describe('PeerService over a real server', () => {
     clientNet.stop();
     serverNet.stop();
     await srv.close(100);
+    await rm(dir, { recursive: true, force: true });
   });
 
   it('handshakes and reports the peer connected', () => {
@@ -77,17 +83,17 @@ describe('PeerService over a real server', () => {
     ['a traversal ID', [open(), obj(Buffer.from('x'), '../../etc/passwd')], grpc.status.INVALID_ARGUMENT],
     ['an unknown kind', [open(), obj(Buffer.from('x'), undefined, 0)], grpc.status.INVALID_ARGUMENT],
     ['a bad folder', [open('../x', '../x')], grpc.status.INVALID_ARGUMENT],
-    ['another node\'s folder', [open(A, B)], grpc.status.PERMISSION_DENIED],
+    ['another node\'s folder', 'other-folder', grpc.status.PERMISSION_DENIED],
     ['a second open', [open(), open()], grpc.status.INVALID_ARGUMENT],
   ])('refuses %s on StoreChunk and stores nothing', async (_name, msgs, code) => {
     const before = storage.objects.size;
-    const r = await raw('storeChunk', msgs);
+    const r = await raw('storeChunk', msgs === 'other-folder' ? [open(A, B)] : (msgs as unknown[]));
     expect(r.code).toBe(code);
     expect(storage.objects.size).toBe(before);
   });
 
   it('refuses an old protocol version with FAILED_PRECONDITION', async () => {
-    const r = await raw('handshake', [{ step: { $case: 'hello', value: { protocolVersion: 0, serverId: A, advertiseAddress: '127.0.0.1:1', knownPeers: [] } } }]);
+    const r = await raw('handshake', [{ step: { $case: 'hello', value: { protocolVersion: 1, serverId: A, advertiseAddress: '127.0.0.1:1', knownPeers: [], publicKey: Buffer.alloc(0), nonce: Buffer.alloc(0), capabilities: [] } } }]);
     expect(r.code).toBe(grpc.status.FAILED_PRECONDITION);
     expect(r.responses).toEqual([]);
   });

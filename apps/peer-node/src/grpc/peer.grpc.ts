@@ -2,7 +2,7 @@
  * The server side of PeerService: what this node does when other nodes talk to it. Thin: it checks
  * protocol steps and frames, and hands work to the node's storage and network.
  */
-import { createHash } from 'node:crypto';
+import { createHash, type KeyObject } from 'node:crypto';
 import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import {
@@ -10,10 +10,10 @@ import {
   assertServerId,
   bidi,
   DataLossError,
-  FailedPreconditionError,
   InvalidArgumentError,
   NotFoundError,
   PermissionDeniedError,
+  UnauthenticatedError,
   messages,
   writeMessage,
 } from '@distri-vault/shared';
@@ -30,7 +30,21 @@ import type {
 } from '@distri-vault/shared/generated/vault/peer/v1/peer';
 import type { ObjectKey } from '@distri-vault/shared/generated/vault/common/v1/object';
 import type { StoragePort } from '../domain/ports';
-import { PROTOCOL_VERSION } from '../domain/protocol';
+import { CAPABILITIES, PROTOCOL_VERSION, REQUIRED_CAPABILITIES, SESSION_METADATA_KEY } from '../domain/protocol';
+import {
+  checkClaim,
+  checkCompatible,
+  checkProof,
+  membershipProof,
+  newNonce,
+  PROOF_CONTEXT,
+  signTranscript,
+  transcript,
+  WELCOME_CONTEXT,
+  type ReplayCache,
+  type SessionTable,
+  type TranscriptInput,
+} from '../domain/handshake';
 import type { PeerNetwork } from '../adapters/network';
 import { fromWire, toWire } from '../adapters/kinds';
 
@@ -41,6 +55,25 @@ export interface PeerServerDeps {
   network: PeerNetwork;
   /** Receive window advertised to StoreChunk senders. */
   window: number;
+  /** What the Handshake needs to authenticate this node and its peers. */
+  auth: PeerServerAuth;
+}
+
+/** This node's side of peer authentication. */
+export interface PeerServerAuth {
+  /** Raw Ed25519 public key behind this node's server ID. */
+  publicKey: Buffer;
+  privateKey: KeyObject;
+  /** The network secret shared by all members. */
+  networkSecret: Buffer;
+  /** SHA-256 of this node's PeerService TLS certificate. */
+  certFingerprint: Buffer;
+  /** Sessions issued to authenticated peers. */
+  sessions: SessionTable;
+  /** Hello nonces seen recently. */
+  replay: ReplayCache;
+  /** How long the dialer has to send its Proof after the Welcome. */
+  proofTimeoutMs?: number;
 }
 
 /** Reads the first message of a stream, or fails if the stream ends first. */
@@ -70,50 +103,107 @@ async function answer<T>(deps: PeerServerDeps, call: grpc.ServerDuplexStream<unk
   }
 }
 
+/**
+ * The authenticated peer of a call: the server ID its session token (metadata `x-vault-session`) was
+ * issued to. UnauthenticatedError without a live token; checked before anything is read from the call.
+ */
+function sessionPeer(auth: PeerServerAuth, call: { metadata: grpc.Metadata }): string {
+  const token = call.metadata.get(SESSION_METADATA_KEY)[0];
+  const peer = typeof token === 'string' && token ? auth.sessions.peerOf(token) : undefined;
+  if (!peer) throw new UnauthenticatedError('no valid peer session: authenticate with Handshake first');
+  return peer;
+}
+
+/** `bidi`, for RPCs that need a session: the handler gets the authenticated peer's server ID. */
+function authedBidi<Req, Res>(deps: PeerServerDeps, rpc: string, fn: (call: grpc.ServerDuplexStream<Req, Res>, signal: AbortSignal, peerId: string) => Promise<void>) {
+  return bidi<Req, Res>(deps.log, rpc, async (call, signal) => fn(call, signal, sessionPeer(deps.auth, call)));
+}
+
+/** `first`, but UNAUTHENTICATED when nothing arrives within `ms`. */
+async function firstWithin<T>(it: AsyncIterator<T>, what: string, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new UnauthenticatedError(`${what}: no proof within ${ms} ms`)), ms);
+  });
+  const next = first(it, what);
+  next.catch(() => undefined); // when `late` wins, a later end of the stream must not be an unhandled rejection
+  try {
+    return await Promise.race([next, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Hello -> Welcome -> Proof -> Accepted (see domain/handshake.ts). Resolves with the authenticated peer's
+ * Hello and its session token; throws (and the peer gets no session and nothing else) otherwise.
+ */
+async function authenticate(deps: PeerServerDeps, call: grpc.ServerDuplexStream<HandshakeRequest, HandshakeResponse>, it: AsyncIterator<HandshakeRequest>, signal: AbortSignal) {
+  const { auth, network } = deps;
+  const hello = (await first(it, 'Handshake')).step;
+  if (hello?.$case !== 'hello') throw new InvalidArgumentError('Handshake: the first message must be hello');
+  const h = hello.value;
+  checkCompatible(h, PROTOCOL_VERSION, REQUIRED_CAPABILITIES);
+  checkClaim(h);
+  if (auth.replay.seen(h.nonce)) throw new UnauthenticatedError('Handshake: replayed hello (nonce seen before)');
+  const nonce = newNonce();
+  const t: TranscriptInput = {
+    dialer: { serverId: h.serverId, publicKey: h.publicKey, nonce: h.nonce, protocolVersion: h.protocolVersion, capabilities: h.capabilities },
+    responder: { serverId: network.serverId, publicKey: auth.publicKey, nonce, protocolVersion: PROTOCOL_VERSION, capabilities: CAPABILITIES },
+    certFingerprint: auth.certFingerprint,
+  };
+  const welcomeT = transcript(WELCOME_CONTEXT, t);
+  // Known peers wait for the first heartbeat after Accepted: an unauthenticated dialer learns nothing more.
+  const welcome = { protocolVersion: PROTOCOL_VERSION, serverId: network.serverId, publicKey: auth.publicKey, nonce, capabilities: [...CAPABILITIES], advertiseAddress: network.advertiseAddress, knownPeers: [], signature: signTranscript(auth.privateKey, welcomeT), membershipProof: membershipProof(auth.networkSecret, welcomeT) };
+  await writeMessage(call, { step: { $case: 'welcome', value: welcome } }, signal);
+  const proof = (await firstWithin(it, 'Handshake', auth.proofTimeoutMs ?? 15_000)).step;
+  if (proof?.$case !== 'proof') throw new UnauthenticatedError('Handshake: the second message must be proof');
+  checkProof(h.publicKey, transcript(PROOF_CONTEXT, t), proof.value.signature, proof.value.membershipProof, auth.networkSecret);
+  return { hello: h, token: auth.sessions.issue(h.serverId) };
+}
+
+/**
+ * The control stream after authentication: heartbeats both ways until it closes. Every later step
+ * (heartbeats, leave notices, messages) goes to the network, which validates it; `peerId` is authenticated.
+ */
+async function heartbeats(deps: PeerServerDeps, call: grpc.ServerDuplexStream<HandshakeRequest, HandshakeResponse>, it: AsyncIterator<HandshakeRequest>, peerId: string, signal: AbortSignal) {
+  const beat = setInterval(() => {
+    call.write({ step: { $case: 'heartbeat', value: { sentUnixMs: Date.now(), knownPeers: deps.network.knownPeers(), leaving: false } } });
+  }, deps.network.heartbeatMs);
+  const detach = deps.network.attachInbound(peerId, (m) => writeMessage(call, m, signal));
+  try {
+    for await (const msg of rest(it)) deps.network.onInboundControl(peerId, msg.step);
+  } finally {
+    detach();
+    clearInterval(beat);
+  }
+}
+
 /** Builds the PeerService handlers. */
 export function peerServer(deps: PeerServerDeps): PeerServiceServer {
   const { log } = deps;
   return {
     handshake: bidi<HandshakeRequest, HandshakeResponse>(log, 'Handshake', async (call, signal) => {
       const it = messages<HandshakeRequest>(call);
-      const hello = (await first(it, 'Handshake')).step;
-      if (hello?.$case !== 'hello') throw new InvalidArgumentError('Handshake: the first message must be hello');
-      const h = hello.value;
-      if (h.protocolVersion !== PROTOCOL_VERSION) {
-        throw new FailedPreconditionError(`protocol version ${h.protocolVersion} is not supported; this node speaks ${PROTOCOL_VERSION}`);
-      }
-      assertServerId(h.serverId);
-      deps.network.noteInbound(h);
-      deps.network.learn(h.knownPeers);
-      await writeMessage(
-        call,
-        {
-          step: {
-            $case: 'welcome',
-            value: { protocolVersion: PROTOCOL_VERSION, serverId: deps.network.serverId, advertiseAddress: deps.network.advertiseAddress, knownPeers: deps.network.knownPeers() },
-          },
-        },
-        signal,
-      );
-      const beat = setInterval(() => {
-        call.write({ step: { $case: 'heartbeat', value: { sentUnixMs: Date.now(), knownPeers: deps.network.knownPeers(), leaving: false } } });
-      }, deps.network.heartbeatMs);
-      // Heartbeats, leave notices and messages: the network handles (and validates) every later step.
-      const detach = deps.network.attachInbound(h.serverId, (m) => writeMessage(call, m, signal));
+      const { hello: h, token } = await authenticate(deps, call, it, signal);
       try {
-        for await (const msg of rest(it)) deps.network.onInboundControl(h.serverId, msg.step);
+        deps.network.noteInbound(h);
+        deps.network.learn(h.knownPeers);
+        await writeMessage(call, { step: { $case: 'accepted', value: { sessionToken: token } } }, signal);
+        await writeMessage(call, { step: { $case: 'heartbeat', value: { sentUnixMs: Date.now(), knownPeers: deps.network.knownPeers(), leaving: false } } }, signal);
+        await heartbeats(deps, call, it, h.serverId, signal);
       } finally {
-        detach();
-        clearInterval(beat);
+        deps.auth.sessions.revoke(token);
       }
     }),
 
-    storeChunk: bidi<StoreChunkRequest, StoreChunkResponse>(log, 'StoreChunk', async (call, signal) => {
+    storeChunk: authedBidi<StoreChunkRequest, StoreChunkResponse>(deps, 'StoreChunk', async (call, signal, peerId) => {
       const it = messages<StoreChunkRequest>(call);
       const open = (await first(it, 'StoreChunk')).step;
       if (open?.$case !== 'open') throw new InvalidArgumentError('StoreChunk: the first message must be open');
       const folder = assertServerId(open.value.folder);
       assertServerId(open.value.senderId);
+      if (open.value.senderId !== peerId) throw new PermissionDeniedError('StoreChunk: sender_id is not the authenticated peer');
       if (folder !== open.value.senderId) throw new PermissionDeniedError('StoreChunk: a node may only replicate its own folder');
       await writeMessage(call, { step: { $case: 'ready', value: { window: deps.window } } }, signal);
       let count = 0;
@@ -132,14 +222,14 @@ export function peerServer(deps: PeerServerDeps): PeerServiceServer {
       log.debug({ rpc: 'StoreChunk', folder, objects: count, bytes }, 'replica stream done');
     }),
 
-    getFile: bidi<GetFileRequest, GetFileResponse>(log, 'GetFile', async (call, signal) => {
+    getFile: authedBidi<GetFileRequest, GetFileResponse>(deps, 'GetFile', async (call, signal) => {
       for await (const msg of messages<GetFileRequest>(call)) {
         const folder = assertServerId(msg.folder);
         for (const key of msg.objects) await answer(deps, call, folder, key, (step) => ({ step }), signal);
       }
     }),
 
-    syncFolder: bidi<SyncFolderRequest, SyncFolderResponse>(log, 'SyncFolder', async (call, signal) => {
+    syncFolder: authedBidi<SyncFolderRequest, SyncFolderResponse>(deps, 'SyncFolder', async (call, signal, peerId) => {
       const it = messages<SyncFolderRequest>(call);
       const open = (await first(it, 'SyncFolder')).step;
       if (open?.$case !== 'open') throw new InvalidArgumentError('SyncFolder: the first message must be open');
@@ -163,7 +253,7 @@ export function peerServer(deps: PeerServerDeps): PeerServiceServer {
         }
       }
       const total = await inventory;
-      log.info({ rpc: 'SyncFolder', folder, objects: total }, 'served folder sync');
+      log.info({ rpc: 'SyncFolder', peer: peerId, folder, objects: total }, 'served folder sync');
     }),
   };
 }

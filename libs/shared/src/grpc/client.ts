@@ -25,9 +25,9 @@ function withFastCodecs<C>(Ctor: ClientCtor<C>): ClientCtor<C> {
   return fast as ClientCtor<C>;
 }
 
-/** Creates a client with the project's channel options and the bulk-message codecs. */
-export function createClient<C>(Ctor: ClientCtor<C>, address: string, credentials = grpc.credentials.createInsecure()): C {
-  return new (withFastCodecs(Ctor))(address, credentials, CHANNEL_OPTIONS);
+/** Creates a client with the project's channel options (plus `options`) and the bulk-message codecs. */
+export function createClient<C>(Ctor: ClientCtor<C>, address: string, credentials = grpc.credentials.createInsecure(), options: grpc.ClientOptions = {}): C {
+  return new (withFastCodecs(Ctor))(address, credentials, { ...CHANNEL_OPTIONS, ...options });
 }
 
 /** Options of one call. */

@@ -35,12 +35,18 @@ export interface PeerAddress {
 export interface Hello {
   /** PeerService protocol version the sender speaks. */
   protocolVersion: number;
-  /** The sender's server ID (a claim until authentication exists). */
+  /** The sender's server ID (a claim until the sender's Proof is verified). */
   serverId: string;
   /** host:port where the sender's PeerService can be reached. */
   advertiseAddress: string;
   /** Members the sender knows. */
   knownPeers: PeerAddress[];
+  /** The sender's raw 32-byte Ed25519 public key; its server ID must derive from it. */
+  publicKey: Buffer;
+  /** 32 fresh random bytes; the responder signs over them. */
+  nonce: Buffer;
+  /** Protocol features the sender supports (e.g. "session-token"). */
+  capabilities: string[];
 }
 
 /** First response of a Handshake, from the dialed node. */
@@ -53,6 +59,36 @@ export interface Welcome {
   advertiseAddress: string;
   /** Members the responder knows. */
   knownPeers: PeerAddress[];
+  /** The responder's raw 32-byte Ed25519 public key; its server ID must derive from it. */
+  publicKey: Buffer;
+  /** 32 fresh random bytes; the dialer's Proof signs over them. */
+  nonce: Buffer;
+  /** Protocol features the responder supports. */
+  capabilities: string[];
+  /**
+   * Ed25519 signature by the responder over the welcome transcript (both nonces, both server IDs and
+   * keys, the TLS certificate fingerprint, versions and capabilities).
+   */
+  signature: Buffer;
+  /** HMAC-SHA256 of the welcome transcript under the network secret: proves membership of the network. */
+  membershipProof: Buffer;
+}
+
+/** The dialer's half of the authentication, after it verified the Welcome. */
+export interface Proof {
+  /** Ed25519 signature by the dialer over the proof transcript (a different context than the Welcome's). */
+  signature: Buffer;
+  /** HMAC-SHA256 of the proof transcript under the network secret. */
+  membershipProof: Buffer;
+}
+
+/** The responder accepted the dialer: both ends are authenticated. */
+export interface Accepted {
+  /**
+   * Opaque token for the `x-vault-session` metadata of StoreChunk, GetFile and SyncFolder calls;
+   * bound to the dialer's server ID, valid while this Handshake stream stays open.
+   */
+  sessionToken: string;
 }
 
 /** Liveness signal, both ways, after the handshake. */
@@ -98,7 +134,10 @@ export interface HandshakeRequest {
     /** Every later message. */
     { $case: "heartbeat"; value: Heartbeat }
     | //
-    /** A message for the dialed node (or a broadcast), any time after hello. */
+    /** Second message: the dialer's signature and membership proof. */
+    { $case: "proof"; value: Proof }
+    | //
+    /** A message for the dialed node (or a broadcast), any time after the proof. */
     { $case: "message"; value: PeerMessage }
     | undefined;
 }
@@ -114,14 +153,17 @@ export interface HandshakeResponse {
     /** Every later message. */
     { $case: "heartbeat"; value: Heartbeat }
     | //
-    /** A message for the dialer (or a broadcast), any time after welcome. */
+    /** Second message: the dialer is authenticated; carries its session token. */
+    { $case: "accepted"; value: Accepted }
+    | //
+    /** A message for the dialer (or a broadcast), any time after accepted. */
     { $case: "message"; value: PeerMessage }
     | undefined;
 }
 
 /** First message of StoreChunk. */
 export interface StoreOpen {
-  /** Server ID of the sender. */
+  /** Server ID of the sender; must be the authenticated peer of the session (PERMISSION_DENIED otherwise). */
   senderId: string;
   /** Folder the objects go into: the owner's server ID. */
   folder: string;
@@ -312,7 +354,15 @@ export const PeerAddress: MessageFns<PeerAddress> = {
 };
 
 function createBaseHello(): Hello {
-  return { protocolVersion: 0, serverId: "", advertiseAddress: "", knownPeers: [] };
+  return {
+    protocolVersion: 0,
+    serverId: "",
+    advertiseAddress: "",
+    knownPeers: [],
+    publicKey: Buffer.alloc(0),
+    nonce: Buffer.alloc(0),
+    capabilities: [],
+  };
 }
 
 export const Hello: MessageFns<Hello> = {
@@ -328,6 +378,15 @@ export const Hello: MessageFns<Hello> = {
     }
     for (const v of message.knownPeers) {
       PeerAddress.encode(v!, writer.uint32(34).fork()).join();
+    }
+    if (message.publicKey.length !== 0) {
+      writer.uint32(42).bytes(message.publicKey);
+    }
+    if (message.nonce.length !== 0) {
+      writer.uint32(50).bytes(message.nonce);
+    }
+    for (const v of message.capabilities) {
+      writer.uint32(58).string(v!);
     }
     return writer;
   },
@@ -377,6 +436,30 @@ export const Hello: MessageFns<Hello> = {
             message.knownPeers.push(PeerAddress.decode(reader, reader.uint32()));
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.publicKey = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.nonce = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.capabilities.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -398,12 +481,25 @@ export const Hello: MessageFns<Hello> = {
     message.serverId = object.serverId ?? "";
     message.advertiseAddress = object.advertiseAddress ?? "";
     message.knownPeers = object.knownPeers?.map((e) => PeerAddress.fromPartial(e)) || [];
+    message.publicKey = object.publicKey ?? Buffer.alloc(0);
+    message.nonce = object.nonce ?? Buffer.alloc(0);
+    message.capabilities = object.capabilities?.map((e) => e) || [];
     return message;
   },
 };
 
 function createBaseWelcome(): Welcome {
-  return { protocolVersion: 0, serverId: "", advertiseAddress: "", knownPeers: [] };
+  return {
+    protocolVersion: 0,
+    serverId: "",
+    advertiseAddress: "",
+    knownPeers: [],
+    publicKey: Buffer.alloc(0),
+    nonce: Buffer.alloc(0),
+    capabilities: [],
+    signature: Buffer.alloc(0),
+    membershipProof: Buffer.alloc(0),
+  };
 }
 
 export const Welcome: MessageFns<Welcome> = {
@@ -419,6 +515,21 @@ export const Welcome: MessageFns<Welcome> = {
     }
     for (const v of message.knownPeers) {
       PeerAddress.encode(v!, writer.uint32(34).fork()).join();
+    }
+    if (message.publicKey.length !== 0) {
+      writer.uint32(42).bytes(message.publicKey);
+    }
+    if (message.nonce.length !== 0) {
+      writer.uint32(50).bytes(message.nonce);
+    }
+    for (const v of message.capabilities) {
+      writer.uint32(58).string(v!);
+    }
+    if (message.signature.length !== 0) {
+      writer.uint32(66).bytes(message.signature);
+    }
+    if (message.membershipProof.length !== 0) {
+      writer.uint32(74).bytes(message.membershipProof);
     }
     return writer;
   },
@@ -468,6 +579,46 @@ export const Welcome: MessageFns<Welcome> = {
             message.knownPeers.push(PeerAddress.decode(reader, reader.uint32()));
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.publicKey = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.nonce = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.capabilities.push(reader.string());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.signature = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.membershipProof = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -489,6 +640,133 @@ export const Welcome: MessageFns<Welcome> = {
     message.serverId = object.serverId ?? "";
     message.advertiseAddress = object.advertiseAddress ?? "";
     message.knownPeers = object.knownPeers?.map((e) => PeerAddress.fromPartial(e)) || [];
+    message.publicKey = object.publicKey ?? Buffer.alloc(0);
+    message.nonce = object.nonce ?? Buffer.alloc(0);
+    message.capabilities = object.capabilities?.map((e) => e) || [];
+    message.signature = object.signature ?? Buffer.alloc(0);
+    message.membershipProof = object.membershipProof ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseProof(): Proof {
+  return { signature: Buffer.alloc(0), membershipProof: Buffer.alloc(0) };
+}
+
+export const Proof: MessageFns<Proof> = {
+  encode(message: Proof, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.signature.length !== 0) {
+      writer.uint32(10).bytes(message.signature);
+    }
+    if (message.membershipProof.length !== 0) {
+      writer.uint32(18).bytes(message.membershipProof);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Proof {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseProof();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.signature = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.membershipProof = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<Proof>): Proof {
+    return Proof.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Proof>): Proof {
+    const message = createBaseProof();
+    message.signature = object.signature ?? Buffer.alloc(0);
+    message.membershipProof = object.membershipProof ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseAccepted(): Accepted {
+  return { sessionToken: "" };
+}
+
+export const Accepted: MessageFns<Accepted> = {
+  encode(message: Accepted, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionToken !== "") {
+      writer.uint32(10).string(message.sessionToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Accepted {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAccepted();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<Accepted>): Accepted {
+    return Accepted.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Accepted>): Accepted {
+    const message = createBaseAccepted();
+    message.sessionToken = object.sessionToken ?? "";
     return message;
   },
 };
@@ -700,6 +978,9 @@ export const HandshakeRequest: MessageFns<HandshakeRequest> = {
       case "heartbeat":
         Heartbeat.encode(message.step.value, writer.uint32(18).fork()).join();
         break;
+      case "proof":
+        Proof.encode(message.step.value, writer.uint32(26).fork()).join();
+        break;
       case "message":
         PeerMessage.encode(message.step.value, writer.uint32(34).fork()).join();
         break;
@@ -734,6 +1015,14 @@ export const HandshakeRequest: MessageFns<HandshakeRequest> = {
             }
 
             message.step = { $case: "heartbeat", value: Heartbeat.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.step = { $case: "proof", value: Proof.decode(reader, reader.uint32()) };
             continue;
           }
           case 4: {
@@ -774,6 +1063,12 @@ export const HandshakeRequest: MessageFns<HandshakeRequest> = {
         }
         break;
       }
+      case "proof": {
+        if (object.step?.value !== undefined && object.step?.value !== null) {
+          message.step = { $case: "proof", value: Proof.fromPartial(object.step.value) };
+        }
+        break;
+      }
       case "message": {
         if (object.step?.value !== undefined && object.step?.value !== null) {
           message.step = { $case: "message", value: PeerMessage.fromPartial(object.step.value) };
@@ -797,6 +1092,9 @@ export const HandshakeResponse: MessageFns<HandshakeResponse> = {
         break;
       case "heartbeat":
         Heartbeat.encode(message.step.value, writer.uint32(18).fork()).join();
+        break;
+      case "accepted":
+        Accepted.encode(message.step.value, writer.uint32(26).fork()).join();
         break;
       case "message":
         PeerMessage.encode(message.step.value, writer.uint32(34).fork()).join();
@@ -834,6 +1132,14 @@ export const HandshakeResponse: MessageFns<HandshakeResponse> = {
             message.step = { $case: "heartbeat", value: Heartbeat.decode(reader, reader.uint32()) };
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.step = { $case: "accepted", value: Accepted.decode(reader, reader.uint32()) };
+            continue;
+          }
           case 4: {
             if (tag !== 34) {
               break;
@@ -869,6 +1175,12 @@ export const HandshakeResponse: MessageFns<HandshakeResponse> = {
       case "heartbeat": {
         if (object.step?.value !== undefined && object.step?.value !== null) {
           message.step = { $case: "heartbeat", value: Heartbeat.fromPartial(object.step.value) };
+        }
+        break;
+      }
+      case "accepted": {
+        if (object.step?.value !== undefined && object.step?.value !== null) {
+          message.step = { $case: "accepted", value: Accepted.fromPartial(object.step.value) };
         }
         break;
       }
@@ -1799,15 +2111,20 @@ export const SyncFolderResponse: MessageFns<SyncFolderResponse> = {
 };
 
 /**
- * What peers say to each other. Peers are not yet authenticated (server IDs in Hello are claims);
- * authentication over TLS is a later protocol version.
+ * What peers say to each other, over TLS. Handshake authenticates both ends (Ed25519 key behind the
+ * claimed server ID, and membership of the network via the network secret) and issues a session
+ * token; every other RPC needs it in the `x-vault-session` metadata (UNAUTHENTICATED otherwise).
  */
 export type PeerServiceService = typeof PeerServiceService;
 export const PeerServiceService = {
   /**
-   * Opens the control channel: protocol version check and exchange of server IDs and known peers,
-   * then heartbeats (with leave notices) and peer messages both ways for as long as the stream stays open.
-   * FAILED_PRECONDITION when the protocol versions differ.
+   * Opens the control channel: Hello -> Welcome -> Proof -> Accepted (mutual authentication, protocol
+   * version and capability check, exchange of known peers), then heartbeats (with leave notices) and
+   * peer messages both ways for as long as the stream stays open; the session token is valid as long
+   * as the stream is.
+   * UNAUTHENTICATED: bad signature, key not matching the server ID, replayed nonce.
+   * PERMISSION_DENIED: wrong or missing membership proof (not a member of this network).
+   * FAILED_PRECONDITION: protocol version or a required capability missing.
    */
   handshake: {
     path: "/vault.peer.v1.PeerService/Handshake" as const,
@@ -1858,9 +2175,13 @@ export const PeerServiceService = {
 
 export interface PeerServiceServer extends UntypedServiceImplementation {
   /**
-   * Opens the control channel: protocol version check and exchange of server IDs and known peers,
-   * then heartbeats (with leave notices) and peer messages both ways for as long as the stream stays open.
-   * FAILED_PRECONDITION when the protocol versions differ.
+   * Opens the control channel: Hello -> Welcome -> Proof -> Accepted (mutual authentication, protocol
+   * version and capability check, exchange of known peers), then heartbeats (with leave notices) and
+   * peer messages both ways for as long as the stream stays open; the session token is valid as long
+   * as the stream is.
+   * UNAUTHENTICATED: bad signature, key not matching the server ID, replayed nonce.
+   * PERMISSION_DENIED: wrong or missing membership proof (not a member of this network).
+   * FAILED_PRECONDITION: protocol version or a required capability missing.
    */
   handshake: handleBidiStreamingCall<HandshakeRequest, HandshakeResponse>;
   /**
@@ -1879,9 +2200,13 @@ export interface PeerServiceServer extends UntypedServiceImplementation {
 
 export interface PeerServiceClient extends Client {
   /**
-   * Opens the control channel: protocol version check and exchange of server IDs and known peers,
-   * then heartbeats (with leave notices) and peer messages both ways for as long as the stream stays open.
-   * FAILED_PRECONDITION when the protocol versions differ.
+   * Opens the control channel: Hello -> Welcome -> Proof -> Accepted (mutual authentication, protocol
+   * version and capability check, exchange of known peers), then heartbeats (with leave notices) and
+   * peer messages both ways for as long as the stream stays open; the session token is valid as long
+   * as the stream is.
+   * UNAUTHENTICATED: bad signature, key not matching the server ID, replayed nonce.
+   * PERMISSION_DENIED: wrong or missing membership proof (not a member of this network).
+   * FAILED_PRECONDITION: protocol version or a required capability missing.
    */
   handshake(): ClientDuplexStream<HandshakeRequest, HandshakeResponse>;
   handshake(options: Partial<CallOptions>): ClientDuplexStream<HandshakeRequest, HandshakeResponse>;
