@@ -8,7 +8,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { callUnary, createClient } from '@distri-vault/shared';
+import { randomBytes } from 'node:crypto';
+import { callUnary, createClient, serverIdFromHash } from '@distri-vault/shared';
 import { NodeServiceClient, NodeState, type NodeInfo } from '@distri-vault/shared/generated/vault/node/v1/node';
 import { eventually, request, setBearerToken } from '../helpers';
 
@@ -140,10 +141,15 @@ describe('membership and messaging (real processes)', () => {
     expect(all.json.recipients).toEqual([ids[1], ids[2], ids[3]].sort());
     await eventually(async () => (await Promise.all([1, 2, 3].map((i) => listMessages(net.nodes[i], 'test/all')))).every((l) => l.length === 1 && l[0]!.id === all.json.id), 10_000, 'broadcast everywhere');
 
-    const unknown = await post({ to: 'a'.repeat(32), topic: 'test/x', body: 'nobody' });
+    // A well-formed server ID (valid check characters) of no member: 404.
+    const unknown = await post({ to: serverIdFromHash(randomBytes(32)), topic: 'test/x', body: 'nobody' });
     expect([unknown.status, unknown.json.error.code]).toEqual([404, 'not_found']);
-    const typo = await post({ to: ids[1]!.slice(0, 31), topic: 'test/x', body: 'typo' });
-    expect([typo.status, typo.json.error.code]).toEqual([400, 'invalid_argument']);
+    // A member's ID with one character changed: the check characters catch the typo, 400 (not 404).
+    const id1 = ids[1]!;
+    const typo = await post({ to: `${id1.slice(0, 7)}${id1[7] === 'q' ? 'r' : 'q'}${id1.slice(8)}`, topic: 'test/x', body: 'typo' });
+    expect([typo.status, typo.json.error.code, typo.json.error.message]).toEqual([400, 'invalid_argument', expect.stringMatching(/typo/)]);
+    const short = await post({ to: id1.slice(0, 31), topic: 'test/x', body: 'short' });
+    expect([short.status, short.json.error.code]).toEqual([400, 'invalid_argument']);
     const badTopic = await post({ to: ids[1], topic: 'no spaces allowed', body: 'x' });
     expect(badTopic.status).toBe(400);
 
