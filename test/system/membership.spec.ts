@@ -41,7 +41,7 @@ describe('membership and messaging (real processes)', () => {
   };
   const listMessages = async (node: any, topic = '') => {
     const c = client(node);
-    return (await callUnary(c, c.listMessages, { sinceUnixMs: 0, topic }, { timeoutMs: 5000, what: 'ListMessages' })).messages;
+    return (await callUnary(c, c.listMessages, { sinceUnixMs: 0, topic, afterId: '' }, { timeoutMs: 5000, what: 'ListMessages' })).messages;
   };
   /** How `node` sees the member `id` (its NodeState), undefined if it does not list it. */
   const stateOf = async (node: any, id: string) => (await listNodes(node)).find((n) => n.serverId === id)?.state;
@@ -57,7 +57,7 @@ describe('membership and messaging (real processes)', () => {
     );
   };
   const cli = async (args: string[]) => {
-    const r = await run(process.execPath, [CLI, '--url', base, '--token', net.token, '--json', ...args], { cwd: root, timeout: 60_000 });
+    const r = await run(process.execPath, [CLI, '--url', base, '--token', net.token, '--json', ...args], { cwd: root, timeout: 60_000, maxBuffer: 16 * 1024 * 1024 });
     return JSON.parse(r.stdout);
   };
 
@@ -159,12 +159,33 @@ describe('membership and messaging (real processes)', () => {
     const later = await request(`${base}/v1/messages?since=${Date.now() + 60_000}`, 'GET');
     expect(later.json.messages).toEqual([]);
 
+    // Large messages: a listing over the page budget (about 768 KiB of bodies) comes in pages (?after=).
+    const big: string[] = [];
+    for (let i = 0; i < 15; i++) {
+      const r = await post({ to: ids[1], topic: 'test/big', body: String.fromCharCode(97 + i).repeat(60 * 1024) });
+      expect(r.status).toBe(201);
+      big.push(r.json.id);
+    }
+    let after: string | null = null;
+    const paged: string[] = [];
+    let pages = 0;
+    do {
+      const page: any = await request(`${base}/v1/messages?topic=test/big${after ? `&after=${after}` : ''}`, 'GET');
+      expect(page.status).toBe(200);
+      paged.push(...page.json.messages.map((m: any) => m.id));
+      after = page.json.next;
+      pages++;
+    } while (after && pages < 10);
+    expect([paged, pages]).toEqual([big, 2]);
+    await eventually(async () => (await listMessages(net.nodes[1], 'test/big')).length >= 12, 10_000, 'node2 got the large messages (first page)');
+
     // The CLI: send to one, then list.
     const sent = await cli(['message', 'send', '--to', ids[1]!, 'test/cli', 'from the command line']);
     expect(sent.recipients).toEqual([ids[1]]);
     await eventually(async () => (await listMessages(net.nodes[1], 'test/cli')).length === 1, 10_000, 'node2 got the CLI message');
     const cliList = await cli(['message', 'list', '--topic', 'test/cli']);
     expect(cliList.map((m: any) => [m.id, m.body])).toEqual([[sent.id, 'from the command line']]);
+    expect((await cli(['message', 'list', '--topic', 'test/big'])).map((m: any) => m.id)).toEqual(big); // every page
   });
 
   it('a SIGKILLed node is suspect, then down, on the others; restarted it is connected again', async () => {

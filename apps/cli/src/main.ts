@@ -206,11 +206,19 @@ export function buildProgram(): Command {
     .option('--topic <topic>', 'only this topic')
     .action(async (cmd: { since?: string; topic?: string }) => {
       const { opts, client } = ctx();
-      const q = new URLSearchParams();
-      if (cmd.since) q.set('since', cmd.since);
-      if (cmd.topic) q.set('topic', cmd.topic);
-      const qs = q.toString();
-      const r: { messages: { id: string; from: string; to: string | null; topic: string; body: string; received: string }[] } = await client.json('GET', `/v1/messages${qs ? `?${qs}` : ''}`);
+      type Msg = { id: string; from: string; to: string | null; topic: string; body: string; received: string };
+      const r: { messages: Msg[] } = { messages: [] };
+      let after: string | null = null;
+      do {
+        const q = new URLSearchParams();
+        if (cmd.since) q.set('since', cmd.since);
+        if (cmd.topic) q.set('topic', cmd.topic);
+        if (after) q.set('after', after);
+        const qs = q.toString();
+        const page: { messages: Msg[]; next: string | null } = await client.json('GET', `/v1/messages${qs ? `?${qs}` : ''}`);
+        r.messages.push(...page.messages);
+        after = page.next;
+      } while (after);
       print(opts, r.messages, () => table([['RECEIVED', 'FROM', 'TO', 'TOPIC', 'BODY'], ...r.messages.map((m) => [m.received, m.from, m.to ?? '*', m.topic, m.body.replace(/[\u0000-\u001f\u007f]/g, ' ')])]));
     });
 

@@ -377,14 +377,20 @@ describe('gateway over a fake node', () => {
       expect([one.status, json(one).recipients]).toEqual([201, ['b'.repeat(32)]]);
       const all = await req('POST', '/v1/messages', { body: Buffer.from(JSON.stringify({ topic: 'chat/all', bodyBase64: Buffer.from([0, 255]).toString('base64') })) });
       expect([all.status, json(all).recipients]).toEqual([201, ['b'.repeat(32), 'c'.repeat(32)]]);
-      const listed = json(await req('GET', '/v1/messages'));
-      expect(listed.messages.map((m: { topic: string; to: string | null; body: string }) => [m.topic, m.to, m.body])).toEqual(
-        expect.arrayContaining([['chat/one', 'b'.repeat(32), 'hello b']]),
-      );
+      await req('POST', '/v1/messages', { body: Buffer.from(JSON.stringify({ topic: 'chat/third', body: '3' })) });
+      // Pages (of two, in the fake) continued with ?after=.
+      const first = json(await req('GET', '/v1/messages'));
+      expect(first.messages.map((m: { topic: string; to: string | null; body: string }) => [m.topic, m.to, m.body])).toEqual([
+        ['chat/one', 'b'.repeat(32), 'hello b'],
+        ['chat/all', null, '\u0000\ufffd'],
+      ]);
+      expect(first.next).toBe(first.messages[1].id);
+      const second = json(await req('GET', `/v1/messages?after=${first.next}`));
+      expect([second.messages.map((m: { topic: string }) => m.topic), second.next]).toEqual([['chat/third'], null]);
       const bin = json(await req('GET', '/v1/messages?topic=chat/all')).messages;
       expect(bin.map((m: { bodyBase64: string; to: null }) => [m.bodyBase64, m.to])).toEqual([['AP8=', null]]);
       const since = json(await req('GET', `/v1/messages?since=${encodeURIComponent(bin[0].received)}`)).messages;
-      expect(since.map((m: { topic: string }) => m.topic)).toEqual(['chat/all']);
+      expect(since.map((m: { topic: string }) => m.topic)).toEqual(['chat/all', 'chat/third']);
       const cases: [unknown, number, string][] = [
         [{ to: 'z'.repeat(32), topic: 't', body: 'x' }, 404, 'not_found'],
         [{ to: 'd'.repeat(32), topic: 't', body: 'x' }, 503, 'unavailable'],
@@ -399,7 +405,7 @@ describe('gateway over a fake node', () => {
         const r = await req('POST', '/v1/messages', { body: Buffer.from(JSON.stringify(body)) });
         expect([body, r.status, json(r).error.code]).toEqual([body, status, code]);
       }
-      for (const q of ['since=yesterday', 'since=a&since=b', 'topic=a&topic=b']) expect([q, (await req('GET', `/v1/messages?${q}`)).status]).toEqual([q, 400]);
+      for (const q of ['since=yesterday', 'since=a&since=b', 'topic=a&topic=b', 'after=../x']) expect([q, (await req('GET', `/v1/messages?${q}`)).status]).toEqual([q, 400]);
     });
 
     it('recovers and reports the summary (int64 above 2^32 intact)', async () => {

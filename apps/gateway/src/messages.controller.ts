@@ -60,15 +60,25 @@ export class MessagesController {
     return { id: r.id, recipients: r.recipients };
   }
 
-  /** Messages the home node kept, oldest first: `?since=` (ISO-8601 or Unix ms) and `?topic=` filter. */
+  /** Messages the home node kept, oldest first, a page at a time: `?since=`, `?topic=` filter; `?after=` continues. */
   @Get()
-  @ApiOperation({ summary: 'Messages the home node sent and received (the most recent 1000), oldest first' })
+  @ApiOperation({
+    summary: 'Messages the home node sent and received (the most recent 1000, at most 8 MiB), oldest first',
+    description: '`{messages, next}`: a page of about 768 KiB of bodies; when `next` is not null, ask again with `?after=<next>`.',
+  })
   @ApiQuery({ name: 'since', required: false, description: 'only messages received at or after this time: ISO-8601 or Unix milliseconds' })
   @ApiQuery({ name: 'topic', required: false, description: 'only this topic' })
-  async list(@Res({ passthrough: true }) res: Response, @Query('since') since: unknown, @Query('topic') topic: unknown): Promise<{ messages: MessageView[] }> {
+  @ApiQuery({ name: 'after', required: false, description: 'the previous page\'s `next`' })
+  async list(
+    @Res({ passthrough: true }) res: Response,
+    @Query('since') since: unknown,
+    @Query('topic') topic: unknown,
+    @Query('after') after: unknown,
+  ): Promise<{ messages: MessageView[]; next: string | null }> {
     if (topic !== undefined && typeof topic !== 'string') throw new InvalidArgumentError('give one topic');
-    const messages = await this.node.listMessages(parseSince(since), (topic as string | undefined) ?? '', closedSignal(res));
-    return { messages: messages.map(messageView) };
+    if (after !== undefined && (typeof after !== 'string' || !/^[0-9a-f]{32}$/.test(after))) throw new InvalidArgumentError('"after" must be a message ID');
+    const page = await this.node.listMessages(parseSince(since), (topic as string | undefined) ?? '', (after as string | undefined) ?? '', closedSignal(res));
+    return { messages: page.messages.map(messageView), next: page.next || null };
   }
 }
 

@@ -193,10 +193,13 @@ export class NodeClient {
     return this.unary(this.client, this.client.sendMessage, { to, topic, body }, { signal, what: 'SendMessage' });
   }
 
-  /** Messages the node kept, received at or after `sinceUnixMs`, optionally of one topic, oldest first. */
-  async listMessages(sinceUnixMs: number, topic: string, signal: AbortSignal): Promise<Message[]> {
-    const res = await this.unary(this.client, this.client.listMessages, { sinceUnixMs, topic }, { signal, what: 'ListMessages' });
-    return res.messages;
+  /**
+   * One page of the messages the node kept, received at or after `sinceUnixMs`, optionally of one topic,
+   * oldest first, after the message `afterId`; `next` is the afterId of the following page, '' at the end.
+   */
+  async listMessages(sinceUnixMs: number, topic: string, afterId: string, signal: AbortSignal): Promise<{ messages: Message[]; next: string }> {
+    const res = await this.unary(this.client, this.client.listMessages, { sinceUnixMs, topic, afterId }, { signal, what: 'ListMessages' });
+    return { messages: res.messages, next: res.nextAfterId };
   }
 
   /** Restores the node's folder from its peers; resolves with what was restored. */

@@ -234,7 +234,11 @@ export class FakeNode {
       }),
       listMessages: unary(log, 'ListMessages', async (req) => {
         this.calls.push('ListMessages');
-        return { messages: this.messages.filter((m) => m.receivedUnixMs >= req.sinceUnixMs && (!req.topic || m.topic === req.topic)) };
+        // Pages of two, continued by ID, as the node cuts them by size.
+        const all = this.messages.filter((m) => m.receivedUnixMs >= req.sinceUnixMs && (!req.topic || m.topic === req.topic));
+        const start = req.afterId ? all.findIndex((m) => m.id === req.afterId) + 1 : 0;
+        const page = all.slice(start, start + 2);
+        return { messages: page, nextAfterId: start + 2 < all.length ? page[page.length - 1]!.id : '' };
       }),
       recoverFolder: unary(log, 'RecoverFolder', async () => {
         this.calls.push('RecoverFolder');

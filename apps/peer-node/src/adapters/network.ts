@@ -19,7 +19,7 @@ import { assertServerId, assertServerIdChecked, InvalidArgumentError, NotFoundEr
 import type { HandshakeRequest, HandshakeResponse, PeerAddress, PeerMessage } from '@distri-vault/shared/generated/vault/peer/v1/peer';
 import type { FolderSyncer, ObjectKind, PeersPort, ReplicaSession, SyncResult, SyncSink } from '../domain/ports';
 import { Membership, type MemberState, type MemberStateListener, type MemberView } from '../domain/membership';
-import { assertBody, assertTopic, MessageBox, validateIncoming, type KeptMessage, type PeerMessageData } from '../domain/messages';
+import { assertBody, assertTopic, MessageBox, validateIncoming, type KeptMessage, type MessageQuery, type PeerMessageData } from '../domain/messages';
 import { PeerLink, type LinkAuth, type LinkHost } from './peer-link';
 
 export type { MemberState, MemberView } from '../domain/membership';
@@ -358,9 +358,14 @@ export class PeerNetwork implements PeersPort, FolderSyncer, LinkHost {
     throw new UnavailableError(`member ${peerId} has no open control stream`);
   }
 
-  /** Kept messages (sent and received) at or after `sinceUnixMs`, optionally of one topic, oldest first. */
+  /** Kept messages (sent and received) at or after `sinceUnixMs`, optionally of one topic, oldest first (all pages). */
   messages(sinceUnixMs = 0, topic = ''): KeptMessage[] {
-    return this.box.list(sinceUnixMs, topic);
+    return this.box.list({ sinceUnixMs, topic, pageBytes: Infinity }).messages;
+  }
+
+  /** One page of kept messages (ListMessages); `next` continues it, '' at the end. */
+  messagePage(q: MessageQuery): { messages: KeptMessage[]; next: string } {
+    return this.box.list(q);
   }
 
   /**

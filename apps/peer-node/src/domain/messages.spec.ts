@@ -46,9 +46,10 @@ describe('MessageBox', () => {
     const m = msg({ body: Buffer.from('first') });
     expect(box.accept(m, 100)).toBe(true);
     expect(box.accept({ ...m, body: Buffer.from('second') }, 200)).toBe(false);
-    expect(box.list()).toHaveLength(1);
-    expect(box.list()[0]!.body.toString()).toBe('first');
-    expect(box.list()[0]!.receivedUnixMs).toBe(100);
+    const { messages } = box.list();
+    expect(messages).toHaveLength(1);
+    expect(messages[0]!.body.toString()).toBe('first');
+    expect(messages[0]!.receivedUnixMs).toBe(100);
   });
 
   it('is a bounded ring: the oldest go first', () => {
@@ -60,7 +61,33 @@ describe('MessageBox', () => {
       box.accept(m, i);
     }
     expect(box.size).toBe(1000);
-    expect(box.list().map((m) => m.id)).toEqual(ids.slice(1500));
+    expect(box.list({ pageBytes: Infinity }).messages.map((m) => m.id)).toEqual(ids.slice(1500));
+  });
+
+  it('is bounded in bytes too, and an over-budget list comes in pages continued by ID', () => {
+    const box = new MessageBox(1000, 10 * MAX_MESSAGE_BODY_BYTES);
+    const ids: string[] = [];
+    for (let i = 0; i < 15; i++) {
+      const m = msg({ body: Buffer.alloc(MAX_MESSAGE_BODY_BYTES, i) });
+      ids.push(m.id);
+      box.accept(m, i);
+    }
+    expect([box.size, box.totalBytes]).toEqual([10, 10 * MAX_MESSAGE_BODY_BYTES]);
+    const seen: string[] = [];
+    let after = '';
+    let pages = 0;
+    do {
+      const page = box.list({ afterId: after, pageBytes: 3 * MAX_MESSAGE_BODY_BYTES });
+      expect(page.messages.length).toBeLessThanOrEqual(3);
+      seen.push(...page.messages.map((m) => m.id));
+      after = page.next;
+      pages++;
+    } while (after);
+    expect([seen, pages]).toEqual([ids.slice(5), 4]);
+    // One message larger than the page budget still comes (alone), so paging always advances.
+    expect(box.list({ pageBytes: 1 }).messages).toHaveLength(1);
+    // An evicted (or unknown) ID starts again at the oldest kept.
+    expect(box.list({ afterId: ids[0], pageBytes: Infinity }).messages.map((m) => m.id)).toEqual(ids.slice(5));
   });
 
   it('filters by time received and by topic, oldest first', () => {
@@ -68,8 +95,8 @@ describe('MessageBox', () => {
     box.accept(msg({ topic: 'a' }), 10);
     box.accept(msg({ topic: 'b' }), 20);
     box.accept(msg({ topic: 'a' }), 30);
-    expect(box.list(20).map((m) => [m.topic, m.receivedUnixMs])).toEqual([['b', 20], ['a', 30]]);
-    expect(box.list(0, 'a').map((m) => m.receivedUnixMs)).toEqual([10, 30]);
-    expect(box.list(31)).toEqual([]);
+    expect(box.list({ sinceUnixMs: 20 }).messages.map((m) => [m.topic, m.receivedUnixMs])).toEqual([['b', 20], ['a', 30]]);
+    expect(box.list({ topic: 'a' }).messages.map((m) => m.receivedUnixMs)).toEqual([10, 30]);
+    expect(box.list({ sinceUnixMs: 31 })).toEqual({ messages: [], next: '' });
   });
 });

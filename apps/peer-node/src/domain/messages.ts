@@ -55,30 +55,72 @@ export function validateIncoming(msg: PeerMessageData, peerId: string, selfId: s
   return msg;
 }
 
-/** The most recent messages (sent and received), deduplicated by ID. */
+/** Body bytes one ListMessages page carries at most (the gRPC message limit is about 1 MiB). */
+export const MESSAGE_PAGE_BYTES = 768 * 1024;
+
+/** Which kept messages to list. */
+export interface MessageQuery {
+  /** Received at or after this Unix ms (0: all). */
+  sinceUnixMs?: number;
+  /** Only this topic (empty: all). */
+  topic?: string;
+  /** Only those kept after the message with this ID (empty, or an ID no longer kept: from the oldest). */
+  afterId?: string;
+  /** Body bytes of one page; at least one message is always returned when any matches. */
+  pageBytes?: number;
+}
+
+/** The most recent messages (sent and received), deduplicated by ID, bounded in count and in bytes. */
 export class MessageBox {
   private readonly ring: KeptMessage[] = [];
   private readonly ids = new Set<string>();
+  private bytes = 0;
 
-  /** `capacity`: how many messages are kept (the oldest go first). */
-  constructor(readonly capacity = 1000) {}
+  /** `capacity`: how many messages are kept; `maxBytes`: their bodies' total size (the oldest go first). */
+  constructor(
+    readonly capacity = 1000,
+    readonly maxBytes = 8 * 1024 * 1024,
+  ) {}
 
   /** Keeps a message; false (and nothing changes) when one with the same ID is already kept. */
   accept(msg: PeerMessageData, receivedUnixMs: number): boolean {
     if (this.ids.has(msg.id)) return false;
     this.ring.push({ ...msg, receivedUnixMs });
     this.ids.add(msg.id);
-    while (this.ring.length > this.capacity) this.ids.delete(this.ring.shift()!.id);
+    this.bytes += msg.body.length;
+    while (this.ring.length > this.capacity || this.bytes > this.maxBytes) {
+      const old = this.ring.shift()!;
+      this.ids.delete(old.id);
+      this.bytes -= old.body.length;
+    }
     return true;
   }
 
-  /** Kept messages received at or after `sinceUnixMs`, optionally of one topic, oldest first. */
-  list(sinceUnixMs = 0, topic = ''): KeptMessage[] {
-    return this.ring.filter((m) => m.receivedUnixMs >= sinceUnixMs && (!topic || m.topic === topic));
+  /** One page of kept messages matching `q`, oldest first; `next` is the afterId of the next page, '' at the end. */
+  list(q: MessageQuery = {}): { messages: KeptMessage[]; next: string } {
+    const since = q.sinceUnixMs ?? 0;
+    const budget = q.pageBytes ?? MESSAGE_PAGE_BYTES;
+    let start = 0;
+    if (q.afterId && this.ids.has(q.afterId)) start = this.ring.findIndex((m) => m.id === q.afterId) + 1;
+    const out: KeptMessage[] = [];
+    let bytes = 0;
+    for (let i = start; i < this.ring.length; i++) {
+      const m = this.ring[i]!;
+      if (m.receivedUnixMs < since || (q.topic && m.topic !== q.topic)) continue;
+      if (out.length > 0 && bytes + m.body.length > budget) return { messages: out, next: out[out.length - 1]!.id };
+      out.push(m);
+      bytes += m.body.length;
+    }
+    return { messages: out, next: '' };
   }
 
   /** Number of messages kept. */
   get size(): number {
     return this.ring.length;
+  }
+
+  /** Total body bytes kept. */
+  get totalBytes(): number {
+    return this.bytes;
   }
 }

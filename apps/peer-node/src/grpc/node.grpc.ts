@@ -89,7 +89,8 @@ export function nodeServer(deps: NodeServerDeps): NodeServiceServer {
     listMessages: unary(log, 'ListMessages', async (req) => {
       if (req.sinceUnixMs < 0) throw new InvalidArgumentError('ListMessages: since_unix_ms must be >= 0');
       if (req.topic) assertTopic(req.topic);
-      return { messages: network.messages(req.sinceUnixMs, req.topic) };
+      const page = network.messagePage({ sinceUnixMs: req.sinceUnixMs, topic: req.topic, afterId: req.afterId });
+      return { messages: page.messages, nextAfterId: page.next };
     }),
 
     listVersions: unary(log, 'ListVersions', async (req) => ({ versions: vault.versions(req.path).map(wireInfo) })),

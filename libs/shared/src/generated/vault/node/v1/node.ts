@@ -297,12 +297,19 @@ export interface ListMessagesRequest {
   sinceUnixMs: number;
   /** Only this topic; empty for all. */
   topic: string;
+  /**
+   * Only messages kept after the one with this ID (the previous page's next_after_id); empty to start at
+   * the oldest. An ID no longer kept (evicted) starts at the oldest kept.
+   */
+  afterId: string;
 }
 
 /** Response of ListMessages. */
 export interface ListMessagesResponse {
   /** Matching messages, oldest first. */
   messages: Message[];
+  /** Set when more matching messages follow: the after_id of the next page (the last ID of this one). */
+  nextAfterId: string;
 }
 
 function createBaseFileInfo(): FileInfo {
@@ -2196,7 +2203,7 @@ export const Message: MessageFns<Message> = {
 };
 
 function createBaseListMessagesRequest(): ListMessagesRequest {
-  return { sinceUnixMs: 0, topic: "" };
+  return { sinceUnixMs: 0, topic: "", afterId: "" };
 }
 
 export const ListMessagesRequest: MessageFns<ListMessagesRequest> = {
@@ -2206,6 +2213,9 @@ export const ListMessagesRequest: MessageFns<ListMessagesRequest> = {
     }
     if (message.topic !== "") {
       writer.uint32(18).string(message.topic);
+    }
+    if (message.afterId !== "") {
+      writer.uint32(26).string(message.afterId);
     }
     return writer;
   },
@@ -2239,6 +2249,14 @@ export const ListMessagesRequest: MessageFns<ListMessagesRequest> = {
             message.topic = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.afterId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2258,18 +2276,22 @@ export const ListMessagesRequest: MessageFns<ListMessagesRequest> = {
     const message = createBaseListMessagesRequest();
     message.sinceUnixMs = object.sinceUnixMs ?? 0;
     message.topic = object.topic ?? "";
+    message.afterId = object.afterId ?? "";
     return message;
   },
 };
 
 function createBaseListMessagesResponse(): ListMessagesResponse {
-  return { messages: [] };
+  return { messages: [], nextAfterId: "" };
 }
 
 export const ListMessagesResponse: MessageFns<ListMessagesResponse> = {
   encode(message: ListMessagesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.messages) {
       Message.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextAfterId !== "") {
+      writer.uint32(18).string(message.nextAfterId);
     }
     return writer;
   },
@@ -2295,6 +2317,14 @@ export const ListMessagesResponse: MessageFns<ListMessagesResponse> = {
             message.messages.push(Message.decode(reader, reader.uint32()));
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextAfterId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2313,6 +2343,7 @@ export const ListMessagesResponse: MessageFns<ListMessagesResponse> = {
   fromPartial(object: DeepPartial<ListMessagesResponse>): ListMessagesResponse {
     const message = createBaseListMessagesResponse();
     message.messages = object.messages?.map((e) => Message.fromPartial(e)) || [];
+    message.nextAfterId = object.nextAfterId ?? "";
     return message;
   },
 };
@@ -2455,7 +2486,7 @@ export const NodeServiceService = {
   },
   /**
    * Messages this node received from its peers (and sent itself), oldest first, from a bounded window
-   * of the most recent ones.
+   * of the most recent ones; a page at a time (about 768 KiB of bodies), continued with after_id.
    */
   listMessages: {
     path: "/vault.node.v1.NodeService/ListMessages" as const,
@@ -2511,7 +2542,7 @@ export interface NodeServiceServer extends UntypedServiceImplementation {
   sendMessage: handleUnaryCall<SendMessageRequest, SendMessageResponse>;
   /**
    * Messages this node received from its peers (and sent itself), oldest first, from a bounded window
-   * of the most recent ones.
+   * of the most recent ones; a page at a time (about 768 KiB of bodies), continued with after_id.
    */
   listMessages: handleUnaryCall<ListMessagesRequest, ListMessagesResponse>;
 }
@@ -2707,7 +2738,7 @@ export interface NodeServiceClient extends Client {
   ): ClientUnaryCall;
   /**
    * Messages this node received from its peers (and sent itself), oldest first, from a bounded window
-   * of the most recent ones.
+   * of the most recent ones; a page at a time (about 768 KiB of bodies), continued with after_id.
    */
   listMessages(
     request: ListMessagesRequest,
