@@ -29,7 +29,9 @@ import type {
   SyncFolderResponse,
 } from '@distri-vault/shared/generated/vault/peer/v1/peer';
 import type { ObjectKey } from '@distri-vault/shared/generated/vault/common/v1/object';
-import type { StoragePort } from '../domain/ports';
+import type { ObjectKind, StoragePort } from '../domain/ports';
+import { BucketSet, coverageFor } from '../domain/summary';
+import { summaryFromWire } from '../adapters/peer-link';
 import { PROTOCOL_VERSION } from '../domain/protocol';
 import type { PeerNetwork } from '../adapters/network';
 import { fromWire, toWire } from '../adapters/kinds';
@@ -144,10 +146,27 @@ export function peerServer(deps: PeerServerDeps): PeerServiceServer {
       const open = (await first(it, 'SyncFolder')).step;
       if (open?.$case !== 'open') throw new InvalidArgumentError('SyncFolder: the first message must be open');
       const folder = assertServerId(open.value.folder);
+      const list = (kind: ObjectKind) => deps.storage.list(folder, kind, signal);
+      // With a summary: list only the buckets whose summaries differ, and say which first.
+      let covered: BucketSet | undefined;
+      if (open.value.summary) {
+        const theirs = summaryFromWire(open.value.summary);
+        let buckets;
+        try {
+          buckets = await coverageFor(theirs, list);
+        } catch (err) {
+          if (err instanceof RangeError) throw new InvalidArgumentError(`SyncFolder summary: ${err.message}`);
+          throw err;
+        }
+        covered = new BucketSet(theirs.bits, buckets);
+        await writeMessage(call, { step: { $case: 'coverage', value: { prefixBits: theirs.bits, buckets: buckets.map((b) => ({ kind: toWire(b.kind), prefix: b.prefix })) } } }, signal);
+      }
       const inventory = (async () => {
         let total = 0;
         for (const kind of ['chunk', 'manifest'] as const) {
-          for await (const ids of deps.storage.list(folder, kind, signal)) {
+          for await (const all of list(kind)) {
+            const ids = covered ? all.filter((id) => covered.has(kind, id)) : all;
+            if (!ids.length) continue;
             total += ids.length;
             await writeMessage(call, { step: { $case: 'inventory', value: { objects: ids.map((id) => ({ kind: toWire(kind), id })) } } }, signal);
           }
@@ -163,7 +182,7 @@ export function peerServer(deps: PeerServerDeps): PeerServiceServer {
         }
       }
       const total = await inventory;
-      log.info({ rpc: 'SyncFolder', folder, objects: total }, 'served folder sync');
+      log.info({ rpc: 'SyncFolder', folder, objects: total, buckets: covered?.size }, 'served folder sync');
     }),
   };
 }
