@@ -1986,7 +1986,7 @@ export const RecoveryStatus: MessageFns<RecoveryStatus> = {
       writer.uint32(80).int64(message.bytes);
     }
     if (message.bytesPerSecond !== 0) {
-      writer.uint32(89).double(message.bytesPerSecond);
+      writer.uint32(88).int64(message.bytesPerSecond);
     }
     if (message.files !== 0) {
       writer.uint32(96).int64(message.files);
@@ -2103,11 +2103,11 @@ export const RecoveryStatus: MessageFns<RecoveryStatus> = {
             continue;
           }
           case 11: {
-            if (tag !== 89) {
+            if (tag !== 88) {
               break;
             }
 
-            message.bytesPerSecond = reader.double();
+            message.bytesPerSecond = longToNumber(reader.int64());
             continue;
           }
           case 12: {
