@@ -1,12 +1,14 @@
 import { createHash } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
-import { startGrpcServer, type RunningServer } from '@distri-vault/shared';
-import { PeerServiceService } from '@distri-vault/shared/generated/vault/peer/v1/peer';
+import { bidi, messages, startGrpcServer, writeMessage, type RunningServer } from '@distri-vault/shared';
+import { PeerServiceService, type GetFileRequest, type GetFileResponse, type HandshakeRequest, type HandshakeResponse, type PeerServiceServer } from '@distri-vault/shared/generated/vault/peer/v1/peer';
 import { peerServer } from './peer.grpc';
 import { PeerNetwork } from '../adapters/network';
-import { MemoryStorage } from '../testing/memory-ports';
+import { MemoryCrypto, MemoryStorage } from '../testing/memory-ports';
 import { PeerLink } from '../adapters/peer-link';
+import { Vault } from '../domain/vault';
+import { PROTOCOL_VERSION } from '../domain/protocol';
 
 const log = pino({ level: process.env['TEST_LOG'] ?? 'silent' });
 const A = 'a'.repeat(32);
@@ -117,4 +119,118 @@ describe('PeerService over a real server', () => {
     expect(r.fetched).toBe(storage.ids(A, 'chunk').length - 1000);
     expect(mine.ids(A, 'chunk').sort()).toEqual(storage.ids(A, 'chunk').sort());
   });
+
+  it('syncs with a summary: a few entries listed, the difference found exactly both ways', async () => {
+    const datas = Array.from({ length: 3000 }, (_, i) => Buffer.from(`summary-object-${i}`));
+    for (const d of datas) await storage.put(A, 'chunk', sha(d), d);
+    const mine = new MemoryStorage();
+    for (const k of storage.ids(A, 'chunk')) await mine.put(A, 'chunk', k, storage.objects.get(`${A}/chunk/${k}`)!);
+    const lost = storage.ids(A, 'chunk').sort().slice(100, 103);
+    for (const k of lost) mine.objects.delete(`${A}/chunk/${k}`);
+    const extra = [Buffer.from('only-mine-1'), Buffer.from('only-mine-2')];
+    for (const d of extra) await mine.put(A, 'chunk', sha(d), d);
+    const vault = new Vault({ storage: mine, crypto: new MemoryCrypto(), peers: clientNet, log }, { serverId: A, chunkSize: 4096, replicas: 2, window: 4 });
+    const r = await vault.syncFrom(B, new AbortController().signal);
+    expect([r.fetched, r.peerLacks, r.missing]).toEqual([3, 2, 0]);
+    expect(storage.ids(A, 'chunk').length).toBeGreaterThan(5500);
+    expect(r.offered).toBeLessThan(200); // 5 buckets of ~11 at most, out of 5,500+
+    expect(r.coveredBuckets).toBeLessThanOrEqual(5);
+    expect(lost.every((k) => mine.objects.has(`${A}/chunk/${k}`))).toBe(true);
+    const again = await vault.syncFrom(B, new AbortController().signal);
+    // Still different in the 2 buckets of the extra objects (the peer lacks them): those are listed again.
+    expect([again.fetched, again.peerLacks, again.coveredBuckets]).toEqual([0, 2, 2]);
+    expect(again.offered).toBeLessThan(60);
+  });
+
+  it('refuses a malformed summary with INVALID_ARGUMENT, before listing anything', async () => {
+    const bucket = (prefix: number, digest = Buffer.alloc(32)) => ({ kind: 1, prefix, count: 1, digest });
+    for (const summary of [
+      { prefixBits: 99, buckets: [] },
+      { prefixBits: 8, buckets: [bucket(256)] },
+      { prefixBits: 8, buckets: [bucket(1, Buffer.alloc(3))] },
+      { prefixBits: 8, buckets: [{ ...bucket(1), kind: 0 }] },
+    ]) {
+      const r = await raw('syncFolder', [{ step: { $case: 'open', value: { folder: A, summary } } }]);
+      expect([r.code, r.responses]).toEqual([grpc.status.INVALID_ARGUMENT, []]);
+    }
+  });
 });
+
+describe('a malicious holder over real gRPC', () => {
+  const EVIL = 'a'.repeat(31) + 'c'; // sorts before B: asked first
+  const OWNER = 'd'.repeat(32);
+  let good: RunningServer;
+  let evil: RunningServer;
+  let goodNet: PeerNetwork;
+  let net: PeerNetwork;
+  const goodStore = new MemoryStorage();
+  let evilAsked = 0;
+
+  beforeAll(async () => {
+    goodNet = new PeerNetwork({ serverId: B, heartbeatMs: 200, window: 4 }, log);
+    good = await startGrpcServer({ host: '127.0.0.1', port: 0, log, services: [{ name: 'vault.peer.v1.PeerService', definition: PeerServiceService, implementation: peerServer({ log, storage: goodStore, network: goodNet, window: 4 }) }] });
+    goodNet.advertiseAddress = `127.0.0.1:${good.port}`;
+    // Authenticated as far as this protocol version goes, then answers every GetFile with garbage under the asked ID.
+    const unimplemented = (_call: unknown, cb?: (e: unknown) => void) => cb?.({ code: grpc.status.UNIMPLEMENTED });
+    const evilImpl = {
+      handshake: bidi<HandshakeRequest, HandshakeResponse>(log, 'Handshake', async (call, signal) => {
+        const it = messages<HandshakeRequest>(call);
+        await it.next();
+        await writeMessage(call, { step: { $case: 'welcome', value: { protocolVersion: PROTOCOL_VERSION, serverId: EVIL, advertiseAddress: `127.0.0.1:${evil.port}`, knownPeers: [] } } }, signal);
+        const beat = setInterval(() => call.write({ step: { $case: 'heartbeat', value: { sentUnixMs: Date.now(), knownPeers: [] } } }), 100);
+        try {
+          for await (const _ of { [Symbol.asyncIterator]: () => it }) void _;
+        } finally {
+          clearInterval(beat);
+        }
+      }),
+      getFile: bidi<GetFileRequest, GetFileResponse>(log, 'GetFile', async (call, signal) => {
+        for await (const msg of messages<GetFileRequest>(call)) {
+          for (const k of msg.objects) {
+            evilAsked++;
+            await writeMessage(call, { step: { $case: 'object', value: { kind: k.kind, id: k.id, data: Buffer.from('not the chunk you asked for') } } }, signal);
+          }
+        }
+      }),
+      storeChunk: unimplemented,
+      syncFolder: unimplemented,
+    } as unknown as PeerServiceServer;
+    evil = await startGrpcServer({ host: '127.0.0.1', port: 0, log, services: [{ name: 'vault.peer.v1.PeerService', definition: PeerServiceService, implementation: evilImpl }] });
+    net = new PeerNetwork({ serverId: OWNER, heartbeatMs: 200, window: 4 }, log);
+    net.advertiseAddress = '127.0.0.1:1';
+    net.start([`127.0.0.1:${evil.port}`, goodNet.advertiseAddress]);
+    const until = Date.now() + 20_000;
+    while (net.connected().length < 2 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+  });
+  afterAll(async () => {
+    net.stop();
+    goodNet.stop();
+    await Promise.all([good.close(100), evil.close(100)]);
+  });
+
+  it('detects wrong bytes by hash, never serves or stores them, and fetches from the good holder', async () => {
+    expect(net.connected()).toEqual([EVIL, B]);
+    const local = new MemoryStorage();
+    const vault = new Vault({ storage: local, crypto: new MemoryCrypto(), peers: net, log }, { serverId: OWNER, chunkSize: 4096, replicas: 1, window: 2, hedgeMs: 5000 });
+    const body = Buffer.alloc(3 * 4096 + 5, 7);
+    await vault.upload('f', undefined, (async function* () { yield body; })(), new AbortController().signal);
+    // The good holder has every object of the folder; the owner loses two chunks.
+    for (const [k, d] of local.objects) {
+      const [, kind, id] = k.split('/');
+      await goodStore.put(OWNER, kind as 'chunk', id!, d);
+    }
+    const lost = local.ids(OWNER, 'chunk').sort().slice(0, 2);
+    for (const id of lost) local.objects.delete(`${OWNER}/chunk/${id}`);
+    const puts: Buffer[] = [];
+    const put = local.put.bind(local);
+    local.put = async (f, k, i, d) => (puts.push(Buffer.from(d)), put(f, k, i, d));
+    const started = Date.now();
+    const parts: Buffer[] = [];
+    for await (const p of vault.read('f', undefined, new AbortController().signal)) parts.push(p);
+    expect(Buffer.concat(parts).equals(body)).toBe(true);
+    expect(Date.now() - started).toBeLessThan(4000); // not waiting out the hedge delay: the bad answer moved on at once
+    expect(evilAsked).toBe(2);
+    expect(puts.map(sha).sort()).toEqual(lost);
+  });
+});
+
