@@ -72,6 +72,19 @@ async function answer<T>(deps: PeerServerDeps, call: grpc.ServerDuplexStream<unk
   }
 }
 
+/** Reads one wanted object: its frame, or "missing" when absent or corrupt here. */
+async function lookup(deps: PeerServerDeps, folder: string, key: ObjectKey, signal: AbortSignal): Promise<SyncFolderResponse['step']> {
+  fromWire(key.kind);
+  assertObjectId(key.id);
+  try {
+    const data = await deps.storage.get(folder, fromWire(key.kind), key.id, signal);
+    return { $case: 'object', value: { kind: key.kind, id: key.id, data } };
+  } catch (err) {
+    if (!(err instanceof NotFoundError || err instanceof DataLossError)) throw err;
+    return { $case: 'missing', value: { kind: key.kind, id: key.id } };
+  }
+}
+
 /** Builds the PeerService handlers. */
 export function peerServer(deps: PeerServerDeps): PeerServiceServer {
   const { log } = deps;
@@ -177,9 +190,17 @@ export function peerServer(deps: PeerServerDeps): PeerServiceServer {
       inventory.catch(() => undefined); // awaited below
       for await (const msg of rest(it)) {
         if (msg.step?.$case !== 'want') throw new InvalidArgumentError('SyncFolder: only wants may follow open');
+        // Up to `window` reads ahead of the writes, answers in order; each want batch is answered
+        // completely before the next is read (the requester ends the call once it has every answer).
+        const ahead: Promise<SyncFolderResponse['step']>[] = [];
+        const flushOne = async () => writeMessage(call, { step: await ahead.shift()! }, signal);
         for (const key of msg.step.value.objects) {
-          await answer(deps, call, folder, key, (step) => ({ step: step as SyncFolderResponse['step'] }), signal);
+          const p = lookup(deps, folder, key, signal);
+          p.catch(() => undefined); // awaited in order by flushOne
+          ahead.push(p);
+          if (ahead.length >= deps.window) await flushOne();
         }
+        while (ahead.length) await flushOne();
       }
       const total = await inventory;
       log.info({ rpc: 'SyncFolder', folder, objects: total, buckets: covered?.size }, 'served folder sync');
