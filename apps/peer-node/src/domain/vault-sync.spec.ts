@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import pino from 'pino';
 import { DataLossError } from '@distri-vault/shared';
 import { Vault } from './vault';
+import { AntiEntropy } from './recovery';
 import { MemoryCrypto, MemoryPeers, MemoryStorage } from '../testing/memory-ports';
 
 const OWNER = 'a'.repeat(32);
@@ -172,5 +173,48 @@ describe('Vault recovery with progress', () => {
     const v = make(new MemoryStorage());
     await expect(v.recover(signal())).rejects.toMatchObject({ name: 'UnavailableError' });
     expect(v.recovery.status()).toMatchObject({ phase: 'failed', peersTotal: 0, errorMessages: ['no peer is connected to recover from'] });
+  });
+});
+
+describe('AntiEntropy schedule', () => {
+  const until = async (cond: () => boolean, ms = 10_000) => {
+    const end = Date.now() + ms;
+    while (!cond()) {
+      if (Date.now() > end) throw new Error('timed out');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+
+  it('restores a lost object in a periodic round, and on a peer (re)connect', async () => {
+    const { vault, storage } = setup();
+    await vault.upload('f', undefined, once(seeded(2 * CHUNK, 3)), signal());
+    const [c0, c1] = storage.ids(OWNER, 'chunk');
+    const ae = new AntiEntropy(vault, pino({ level: 'silent' }), { intervalMs: 50 });
+    storage.objects.delete(`${OWNER}/chunk/${c0}`);
+    ae.start();
+    try {
+      await until(() => storage.objects.has(`${OWNER}/chunk/${c0}`));
+    } finally {
+      ae.stop();
+    }
+    const once2 = new AntiEntropy(vault, pino({ level: 'silent' }), { intervalMs: 0 });
+    storage.objects.delete(`${OWNER}/chunk/${c1}`);
+    once2.peerConnected(P1);
+    await until(() => storage.objects.has(`${OWNER}/chunk/${c1}`));
+    once2.stop();
+  });
+
+  it('on an empty folder, the first peer to connect starts a start-up recovery, and later ones join it', async () => {
+    const { vault, make } = setup();
+    await vault.upload('f', undefined, once(seeded(3 * CHUNK, 4)), signal());
+    const fresh = make(new MemoryStorage());
+    const ae = new AntiEntropy(fresh, pino({ level: 'silent' }), { intervalMs: 0 });
+    ae.recoverOnFirstPeer = true;
+    ae.peerConnected(P1);
+    expect(fresh.recovery.status()).toMatchObject({ phase: 'syncing', trigger: 'startup', run: 1 });
+    ae.peerConnected(P2); // already queued in the run: joins it, no separate sync
+    await until(() => fresh.recovery.status().phase === 'done');
+    expect(fresh.recovery.status()).toMatchObject({ run: 1, peersDone: 2, files: 1, chunks: 3 });
+    ae.stop();
   });
 });
