@@ -24,10 +24,10 @@ describe('PeerService over a real server', () => {
 
   beforeAll(async () => {
     storage = new MemoryStorage();
-    serverNet = new PeerNetwork({ serverId: B, heartbeatMs: 200, window: 4 }, log);
+    serverNet = new PeerNetwork({ serverId: B, heartbeatMs: 1000, window: 4 }, log);
     srv = await startGrpcServer({ host: '127.0.0.1', port: 0, log, services: [{ name: 'vault.peer.v1.PeerService', definition: PeerServiceService, implementation: peerServer({ log, storage, network: serverNet, window: 4 }) }] });
     serverNet.advertiseAddress = `127.0.0.1:${srv.port}`;
-    clientNet = new PeerNetwork({ serverId: A, heartbeatMs: 200, window: 4 }, log);
+    clientNet = new PeerNetwork({ serverId: A, heartbeatMs: 1000, window: 4 }, log);
     clientNet.advertiseAddress = '127.0.0.1:1';
     const connected = new Promise<void>((r) => (clientNet.onPeerConnected = () => r()));
     clientNet.start([serverNet.advertiseAddress]);
@@ -130,6 +130,9 @@ describe('PeerService over a real server', () => {
     const extra = [Buffer.from('only-mine-1'), Buffer.from('only-mine-2')];
     for (const d of extra) await mine.put(A, 'chunk', sha(d), d);
     const vault = new Vault({ storage: mine, crypto: new MemoryCrypto(), peers: clientNet, log }, { serverId: A, chunkSize: 4096, replicas: 2, window: 4 });
+    // On a loaded machine the 200 ms heartbeats may have lapsed during the setup above: wait for the link.
+    const until = Date.now() + 20_000;
+    while (!clientNet.connected().includes(B) && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
     const r = await vault.syncFrom(B, new AbortController().signal);
     expect([r.fetched, r.peerLacks, r.missing]).toEqual([3, 2, 0]);
     expect(storage.ids(A, 'chunk').length).toBeGreaterThan(5500);
@@ -167,7 +170,7 @@ describe('a malicious holder over real gRPC', () => {
   let evilAsked = 0;
 
   beforeAll(async () => {
-    goodNet = new PeerNetwork({ serverId: B, heartbeatMs: 200, window: 4 }, log);
+    goodNet = new PeerNetwork({ serverId: B, heartbeatMs: 1000, window: 4 }, log);
     good = await startGrpcServer({ host: '127.0.0.1', port: 0, log, services: [{ name: 'vault.peer.v1.PeerService', definition: PeerServiceService, implementation: peerServer({ log, storage: goodStore, network: goodNet, window: 4 }) }] });
     goodNet.advertiseAddress = `127.0.0.1:${good.port}`;
     // Authenticated as far as this protocol version goes, then answers every GetFile with garbage under the asked ID.
@@ -196,7 +199,7 @@ describe('a malicious holder over real gRPC', () => {
       syncFolder: unimplemented,
     } as unknown as PeerServiceServer;
     evil = await startGrpcServer({ host: '127.0.0.1', port: 0, log, services: [{ name: 'vault.peer.v1.PeerService', definition: PeerServiceService, implementation: evilImpl }] });
-    net = new PeerNetwork({ serverId: OWNER, heartbeatMs: 200, window: 4 }, log);
+    net = new PeerNetwork({ serverId: OWNER, heartbeatMs: 1000, window: 4 }, log);
     net.advertiseAddress = '127.0.0.1:1';
     net.start([`127.0.0.1:${evil.port}`, goodNet.advertiseAddress]);
     const until = Date.now() + 20_000;
@@ -209,6 +212,8 @@ describe('a malicious holder over real gRPC', () => {
   });
 
   it('detects wrong bytes by hash, never serves or stores them, and fetches from the good holder', async () => {
+    const until = Date.now() + 20_000;
+    while (net.connected().length < 2 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
     expect(net.connected()).toEqual([EVIL, B]);
     const local = new MemoryStorage();
     const vault = new Vault({ storage: local, crypto: new MemoryCrypto(), peers: net, log }, { serverId: OWNER, chunkSize: 4096, replicas: 1, window: 2, hedgeMs: 5000 });
