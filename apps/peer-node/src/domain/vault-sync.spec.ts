@@ -59,7 +59,9 @@ describe('Vault anti-entropy with summaries', () => {
     const r = await vault.syncFrom(P1, signal());
     expect(r.fetched).toBe(2);
     expect(r.peerLacks).toBe(3);
-    expect(r.offered).toBeLessThan(40); // whole folder would be ~157
+    // Chunk IDs are random here (fresh nonces): 4-bit buckets of ~7.5 chunks, at most 5 differ. The whole
+    // folder would be 157 entries.
+    expect(r.offered).toBeLessThan(96);
     expect(r.coveredBuckets).toBeLessThanOrEqual(5);
     expect(storage.ids(OWNER, 'chunk').sort()).toEqual(chunks);
     // In sync now: nothing offered at all.
