@@ -93,14 +93,14 @@ describe('Vault repair reads (hedged)', () => {
   });
 
   it('skips a holder serving wrong bytes: not served, not stored, fetched elsewhere', async () => {
-    const { vault, peers, body, storage, id } = await brokenLocalChunk({ hedgeMs: 10_000 });
+    const { vault, peers, body, storage, id } = await brokenLocalChunk({ hedgeMs: 40_000 });
     const puts: string[] = [];
     const put = storage.put.bind(storage);
     storage.put = async (f, k, i, d) => (puts.push(sha(d)), put(f, k, i, d));
     peers.fetchHooks.set(P1, async () => Buffer.from('garbage that is not the chunk'));
     const started = Date.now();
     expect((await readAll(vault.read('f', undefined, signal()))).equals(body)).toBe(true);
-    expect(Date.now() - started).toBeLessThan(5000); // the bad answer started the next holder at once
+    expect(Date.now() - started).toBeLessThan(20_000); // the bad answer started the next holder at once, not after 40 s
     expect(puts).toEqual([id]);
   });
 
@@ -179,7 +179,7 @@ describe('Vault recovery with progress', () => {
 });
 
 describe('AntiEntropy schedule', () => {
-  const until = async (cond: () => boolean, ms = 10_000) => {
+  const until = async (cond: () => boolean, ms = 30_000) => {
     const end = Date.now() + ms;
     while (!cond()) {
       if (Date.now() > end) throw new Error('timed out');
