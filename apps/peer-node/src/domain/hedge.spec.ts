@@ -41,12 +41,12 @@ describe('hedged reads', () => {
   });
 
   it('asks the next holder when the first is slow, takes the first verified answer and cancels the slow one', async () => {
-    const h = holders({ a: { delayMs: 5000, answer: 'good' }, b: { delayMs: 10, answer: 'good' }, c: { delayMs: 10, answer: 'good' } });
+    const h = holders({ a: { delayMs: 30_000, answer: 'good' }, b: { delayMs: 10, answer: 'good' }, c: { delayMs: 10, answer: 'good' } });
     const started = Date.now();
-    const r = await hedgedFetch({ holders: ['a', 'b', 'c'], fetch: h.fetch, verify, hedgeMs: 100 });
+    const r = await hedgedFetch({ holders: ['a', 'b', 'c'], fetch: h.fetch, verify, hedgeMs: 1000 });
     expect(r.holder).toBe('b');
-    expect(Date.now() - started).toBeLessThan(3000);
-    expect(h.asked['b']).toBeGreaterThanOrEqual(90);
+    expect(Date.now() - started).toBeLessThan(20_000);
+    expect(h.asked['b']).toBeGreaterThanOrEqual(990);
     expect(h.asked['c']).toBeUndefined();
     expect(h.cancelled).toEqual(['a']);
   });
