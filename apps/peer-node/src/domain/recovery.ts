@@ -140,9 +140,14 @@ export class Recovery {
     return { status: this.status(), joined: false, done };
   }
 
-  /** A peer connected while a run is syncing: it is synced with too (true), else false. */
+  /**
+   * A peer connected while a run is going: true if the run covers it (already queued, or queued now
+   * because the run is still syncing); false if the caller should sync with it separately.
+   */
   addPeer(peerId: string): boolean {
-    if (!this.current || this.st.phase !== 'syncing' || this.queued.has(peerId)) return this.current !== undefined && this.queued.has(peerId);
+    if (!this.current) return false;
+    if (this.queued.has(peerId)) return true;
+    if (this.st.phase !== 'syncing') return false;
     this.queued.add(peerId);
     this.queue.push(peerId);
     this.st.peersTotal++;
