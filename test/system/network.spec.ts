@@ -214,7 +214,7 @@ describe('local network (3 nodes + gateway)', () => {
     }
     // An explicit recovery finds nothing left to fetch and reports the folder.
     await eventually(async () => (await request(`${base}/v1/nodes`, 'GET')).json.nodes.filter((n: any) => n.state === 'connected').length === 2, 20000, 'peers back');
-    const rec = await request(`${base}/v1/recover`, 'POST');
+    const rec = await request(`${base}/v1/recover?wait=true`, 'POST');
     expect(rec.status).toBe(200);
     expect(rec.json).toMatchObject({ peers: 2, chunks: 0, files: files.length });
   });

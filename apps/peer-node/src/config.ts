@@ -18,6 +18,9 @@
  * | NODE_WINDOW            | 8                          | chunks in flight per upload/download and per peer stream |
  * | NODE_HEARTBEAT_MS      | 2000                       | heartbeat interval on the control streams                |
  * | NODE_SERVICE_TIMEOUT_MS| 30000                      | deadline of each call to the crypto/storage services     |
+ * | NODE_SYNC_INTERVAL_MS  | 300000                     | anti-entropy round with every peer (0: only on connect)  |
+ * | NODE_HEDGE_MS          | 300                        | repair reads: ask the next holder too after this long    |
+ * | NODE_RECOVERY_LOG_MS   | 3000                       | interval of recovery progress log lines                  |
  * | LOG_LEVEL              | info                       | pino level                                               |
  */
 import { z } from 'zod';
@@ -42,6 +45,9 @@ const schema = z.object({
   NODE_WINDOW: intVar(8, 1, 64),
   NODE_HEARTBEAT_MS: intVar(2000, 100, 60_000),
   NODE_SERVICE_TIMEOUT_MS: intVar(30_000, 1000, 600_000),
+  NODE_SYNC_INTERVAL_MS: intVar(300_000, 0, 86_400_000),
+  NODE_HEDGE_MS: intVar(300, 1, 60_000),
+  NODE_RECOVERY_LOG_MS: intVar(3000, 100, 600_000),
   LOG_LEVEL: logLevelVar(),
 });
 

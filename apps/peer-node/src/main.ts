@@ -10,10 +10,20 @@ import { ReplayCache, SessionTable } from './domain/handshake';
 import { loadNetworkSecret } from './adapters/network-secret';
 import { loadOrCreateTls, peerServerCredentials } from './adapters/tls';
 import { Vault } from './domain/vault';
+import { AntiEntropy } from './domain/recovery';
+import type { StoragePort } from './domain/ports';
 import { PeerNetwork } from './adapters/network';
 import { CryptoServiceAdapter, StorageServiceAdapter } from './adapters/services';
 import { nodeServer } from './grpc/node.grpc';
 import { peerServer } from './grpc/peer.grpc';
+
+/** True when the folder holds no object of either kind. */
+async function folderIsEmpty(storage: StoragePort, folder: string, signal: AbortSignal): Promise<boolean> {
+  for (const kind of ['manifest', 'chunk'] as const) {
+    for await (const ids of storage.list(folder, kind, signal)) if (ids.length) return false;
+  }
+  return true;
+}
 
 async function main(): Promise<void> {
   const log = createLogger('peer-node', process.env['LOG_LEVEL']);
@@ -44,26 +54,23 @@ async function main(): Promise<void> {
     });
     // The advertised address defaults to the bound port, known only now.
     network.advertiseAddress = cfg.NODE_ADVERTISE_ADDRESS ?? `${cfg.NODE_HOST}:${peerSrv.port}`;
-    const vault = new Vault({ crypto, storage, peers: network, log: nodeLog }, { serverId: identity.serverId, chunkSize: cfg.NODE_CHUNK_SIZE, replicas: cfg.NODE_REPLICAS, window: cfg.NODE_WINDOW });
+    const vault = new Vault(
+      { crypto, storage, peers: network, log: nodeLog },
+      { serverId: identity.serverId, chunkSize: cfg.NODE_CHUNK_SIZE, replicas: cfg.NODE_REPLICAS, window: cfg.NODE_WINDOW, hedgeMs: cfg.NODE_HEDGE_MS, recoveryLogMs: cfg.NODE_RECOVERY_LOG_MS },
+    );
 
     const stopping = new AbortController();
     const files = await vault.loadIndex(stopping.signal);
     nodeLog.info({ files }, 'index loaded');
 
-    // Anti-entropy: whenever a peer (re)connects, pull whatever this node's own folder lacks from it.
-    // A node restarted on an empty disk with its identity and key kept restores itself this way.
-    // Syncs run one after another, so an object restored from one peer is not fetched again from the next.
-    let syncChain: Promise<void> = Promise.resolve();
-    network.onPeerConnected = (peerId) => {
-      syncChain = syncChain.then(() =>
-        vault.syncFrom(peerId, stopping.signal).then(
-          (r) => {
-            if (r.fetched > 0) nodeLog.info({ peer: peerId, objects: r.fetched, bytes: r.bytes, manifests: r.manifests }, 'restored from peer');
-          },
-          (err) => nodeLog.warn({ peer: peerId, err: (err as Error).message }, 'folder sync failed'),
-        ),
-      );
-    };
+    // Anti-entropy: whenever a peer (re)connects, and every NODE_SYNC_INTERVAL_MS, pull whatever this
+    // node's own folder lacks (summaries: only differing buckets are listed). A node started on an empty
+    // folder (wiped disk, identity and key kept) runs a recovery, with progress, when its first peer connects.
+    const antiEntropy = new AntiEntropy(vault, nodeLog, { intervalMs: cfg.NODE_SYNC_INTERVAL_MS });
+    antiEntropy.recoverOnFirstPeer = await folderIsEmpty(storage, identity.serverId, stopping.signal);
+    if (antiEntropy.recoverOnFirstPeer) nodeLog.info('own folder is empty: it will be recovered from the first peer that connects');
+    network.onPeerConnected = (peerId) => antiEntropy.peerConnected(peerId);
+    antiEntropy.start();
 
     const clientSrv = await startGrpcServer({
       host: cfg.NODE_HOST,
@@ -83,6 +90,7 @@ async function main(): Promise<void> {
 
     onShutdown(nodeLog, async () => {
       stopping.abort();
+      antiEntropy.stop();
       network.stop();
       await Promise.all([clientSrv.close(), peerSrv.close()]);
       crypto.close();

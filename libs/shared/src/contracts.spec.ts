@@ -124,6 +124,8 @@ const EXPECTED_SERVICES: Record<string, { ts: Record<string, unknown>; methods: 
       ListVersions: ['unary', 'ListVersionsRequest', 'ListVersionsResponse'],
       RestoreVersion: ['unary', 'RestoreVersionRequest', 'RestoreVersionResponse'],
       DeleteVersion: ['unary', 'DeleteVersionRequest', 'DeleteVersionResponse'],
+      GetRecoveryStatus: ['unary', 'GetRecoveryStatusRequest', 'GetRecoveryStatusResponse'],
+      StartRecovery: ['unary', 'StartRecoveryRequest', 'StartRecoveryResponse'],
     },
   },
 };

@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import { NotFoundError, UnavailableError } from '@distri-vault/shared';
 import type { PeerAddress } from '@distri-vault/shared/generated/vault/peer/v1/peer';
-import type { FolderSyncer, ObjectKind, PeersPort, ReplicaSession, SyncResult, SyncSink } from '../domain/ports';
+import type { FolderSyncer, ObjectKind, PeersPort, ReplicaSession, SyncOptions, SyncResult, SyncSink } from '../domain/ports';
 import { PeerLink, type LinkAuth, type LinkHost, type LinkState } from './peer-link';
 
 /** Settings of the network. */
@@ -108,8 +108,8 @@ export class PeerNetwork implements PeersPort, FolderSyncer, LinkHost {
     return this.link(peerId).fetch(folder, kind, id, signal);
   }
 
-  syncFolder(peerId: string, folder: string, sink: SyncSink, signal?: AbortSignal): Promise<SyncResult> {
-    return this.link(peerId).syncFolder(folder, sink, signal);
+  syncFolder(peerId: string, folder: string, sink: SyncSink, signal?: AbortSignal, options?: SyncOptions): Promise<SyncResult> {
+    return this.link(peerId).syncFolder(folder, sink, signal, options);
   }
 
   /** Every known member except this node and addresses that turned out to be this node. */

@@ -18,8 +18,10 @@ import {
   type StoreChunkResponse,
   type SyncFolderRequest,
   type SyncFolderResponse,
+  type FolderSummary as WireFolderSummary,
 } from '@distri-vault/shared/generated/vault/peer/v1/peer';
-import type { ObjectKind, ReplicaSession, StoredObject, SyncResult, SyncSink } from '../domain/ports';
+import type { ObjectKind, ReplicaSession, StoredObject, SyncOptions, SyncResult, SyncSink } from '../domain/ports';
+import type { FolderSummary } from '../domain/summary';
 import { CAPABILITIES, PROTOCOL_VERSION, REQUIRED_CAPABILITIES, SESSION_METADATA_KEY } from '../domain/protocol';
 import { checkClaim, checkCompatible, checkProof, membershipProof, newNonce, PROOF_CONTEXT, signTranscript, transcript, WELCOME_CONTEXT, type TranscriptInput } from '../domain/handshake';
 import { fromWire, toWire } from './kinds';
@@ -290,25 +292,47 @@ export class PeerLink {
     }
   }
 
-  /** Runs SyncFolder as the requester: fetch what `sink` says is missing; verify everything received. */
-  async syncFolder(folder: string, sink: SyncSink, signal?: AbortSignal): Promise<SyncResult> {
+  /**
+   * Runs SyncFolder as the requester: fetch what `sink` says is missing; verify everything received.
+   * With `options.summary`, the responder first names the buckets it covers and lists only those.
+   * Up to `window` received objects are stored at once.
+   */
+  async syncFolder(folder: string, sink: SyncSink, signal?: AbortSignal, options: SyncOptions = {}): Promise<SyncResult> {
     const call: grpc.ClientDuplexStream<SyncFolderRequest, SyncFolderResponse> = this.client.syncFolder(grpcCallOptions({}));
     const unbind = bindSignal(call, signal);
     const wanted = new Set<string>();
     const result: SyncResult = { offered: 0, fetched: 0, bytes: 0, missing: 0 };
     let inventoryDone = false;
+    let covered = !options.summary;
     let ended = false;
+    const storing = new Set<Promise<void>>();
+    let storeFailure: unknown;
     const maybeEnd = () => {
-      if (inventoryDone && wanted.size === 0 && !ended) {
+      if (inventoryDone && wanted.size === 0 && storing.size === 0 && !ended && storeFailure === undefined) {
         ended = true;
         call.end();
       }
     };
     try {
-      call.write({ step: { $case: 'open', value: { folder } } });
+      const open = options.summary ? { folder, summary: summaryToWire(options.summary) } : { folder };
+      call.write({ step: { $case: 'open', value: open } });
       for await (const msg of call as AsyncIterable<SyncFolderResponse>) {
+        if (storeFailure !== undefined) throw storeFailure;
         const step = msg.step;
+        if (!covered && step?.$case !== 'coverage') throw new InvalidArgumentError('SyncFolder: coverage must come first when a summary was sent');
         switch (step?.$case) {
+          case 'coverage': {
+            if (covered) throw new InvalidArgumentError('SyncFolder: unexpected coverage');
+            covered = true;
+            const buckets = step.value.buckets.map((b) => ({ kind: fromWire(b.kind), prefix: b.prefix }));
+            try {
+              sink.coverage?.(step.value.prefixBits, buckets);
+            } catch (err) {
+              throw new InvalidArgumentError(`SyncFolder coverage: ${(err as Error).message}`);
+            }
+            result.coveredBuckets = buckets.length;
+            break;
+          }
           case 'inventory': {
             if (inventoryDone) throw new InvalidArgumentError('inventory after its end');
             const byKind: Record<ObjectKind, string[]> = { chunk: [], manifest: [] };
@@ -332,10 +356,23 @@ export class PeerLink {
             const key = `${kind}:${o.id}`;
             if (!wanted.has(key)) throw new InvalidArgumentError(`peer sent an object that was not asked for: ${o.id}`);
             if (sha256hex(o.data) !== o.id) throw new DataLossError(`peer sent bytes that do not match ${o.id}`);
-            await sink.accept({ kind, id: o.id, data: o.data }, signal);
-            wanted.delete(key);
-            result.fetched++;
-            result.bytes += o.data.length;
+            while (storing.size >= this.host.window) await Promise.race(storing);
+            if (storeFailure !== undefined) throw storeFailure;
+            const p: Promise<void> = sink.accept({ kind, id: o.id, data: o.data }, signal).then(
+              () => {
+                storing.delete(p);
+                wanted.delete(key);
+                result.fetched++;
+                result.bytes += o.data.length;
+                maybeEnd();
+              },
+              (err: unknown) => {
+                storing.delete(p);
+                storeFailure ??= err;
+                call.cancel();
+              },
+            );
+            storing.add(p);
             break;
           }
           case 'missing': {
@@ -348,15 +385,28 @@ export class PeerLink {
         }
         maybeEnd();
       }
+      while (storing.size) await Promise.race(storing);
+      if (storeFailure !== undefined) throw storeFailure;
       if (!ended) throw new DataLossError('peer ended SyncFolder before it was complete');
       return result;
     } catch (err) {
       call.cancel();
-      throw fromStatus(err, `SyncFolder with ${this.address}`);
+      while (storing.size) await Promise.race(storing).catch(() => undefined);
+      throw fromStatus(storeFailure ?? err, `SyncFolder with ${this.address}`);
     } finally {
       unbind();
     }
   }
+}
+
+/** A domain summary as a wire FolderSummary. */
+export function summaryToWire(s: FolderSummary): WireFolderSummary {
+  return { prefixBits: s.bits, buckets: s.buckets.map((b) => ({ kind: toWire(b.kind), prefix: b.prefix, count: b.count, digest: b.digest })) };
+}
+
+/** A wire FolderSummary as a domain summary (checked later by checkSummary). */
+export function summaryFromWire(s: WireFolderSummary): FolderSummary {
+  return { bits: s.prefixBits, buckets: s.buckets.map((b) => ({ kind: fromWire(b.kind), prefix: b.prefix, count: b.count, digest: Buffer.from(b.digest) })) };
 }
 
 /** A StoreChunk stream: objects sent in order, each acknowledged once durable on the peer. */

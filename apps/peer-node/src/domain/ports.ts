@@ -3,6 +3,7 @@
  * its storage-service, and its peers. Adapters in ../adapters implement them over gRPC; tests may
  * implement them in memory.
  */
+import type { BucketRef, FolderSummary } from './summary';
 
 /** Object kinds, as the domain names them. */
 export type ObjectKind = 'chunk' | 'manifest';
@@ -69,6 +70,20 @@ export interface SyncSink {
   missing(kind: ObjectKind, ids: string[], signal?: AbortSignal): Promise<string[]>;
   /** Stores one fetched object (already verified against its ID by the transport). */
   accept(obj: StoredObject, signal?: AbortSignal): Promise<void>;
+  /**
+   * When the sync was opened with a summary: the buckets the responder covers, before any inventory.
+   * Throws RangeError if they do not fit the summary (the transport then fails the sync).
+   */
+  coverage?(bits: number, buckets: BucketRef[]): void;
+}
+
+/** Options of one folder sync. */
+export interface SyncOptions {
+  /**
+   * The requester's summary of the folder: the responder lists only buckets that differ. Without it,
+   * the responder lists its whole inventory.
+   */
+  summary?: FolderSummary;
 }
 
 /** What one folder sync with one peer moved. */
@@ -77,9 +92,11 @@ export interface SyncResult {
   fetched: number;
   bytes: number;
   missing: number;
+  /** Buckets the responder covered; undefined for a full inventory (no summary). */
+  coveredBuckets?: number;
 }
 
 /** Runs SyncFolder for `folder` against one peer. */
 export interface FolderSyncer {
-  syncFolder(peerId: string, folder: string, sink: SyncSink, signal?: AbortSignal): Promise<SyncResult>;
+  syncFolder(peerId: string, folder: string, sink: SyncSink, signal?: AbortSignal, options?: SyncOptions): Promise<SyncResult>;
 }

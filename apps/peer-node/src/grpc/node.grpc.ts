@@ -3,7 +3,15 @@
  */
 import type { Logger } from 'pino';
 import { clientStream, messages, InvalidArgumentError, serverStream, unary, writeMessage } from '@distri-vault/shared';
-import { NodeState, type FileInfo as WireFileInfo, type NodeServiceServer, type UploadFileRequest } from '@distri-vault/shared/generated/vault/node/v1/node';
+import {
+  NodeState,
+  RecoveryPhase,
+  type FileInfo as WireFileInfo,
+  type NodeServiceServer,
+  type RecoveryStatus as WireRecoveryStatus,
+  type UploadFileRequest,
+} from '@distri-vault/shared/generated/vault/node/v1/node';
+import type { RecoveryStatus } from '../domain/recovery';
 import type { FileInfo, Vault } from '../domain/vault';
 import type { PeerNetwork } from '../adapters/network';
 import { PROTOCOL_VERSION } from '../domain/protocol';
@@ -19,6 +27,38 @@ export interface NodeServerDeps {
 
 function wireInfo(f: FileInfo): WireFileInfo {
   return { path: f.path, version: f.version, size: f.size, sha256: f.sha256, updatedUnixMs: f.updatedUnixMs, chunks: f.chunks, deleted: f.deleted ?? false };
+}
+
+const PHASE = {
+  idle: RecoveryPhase.RECOVERY_PHASE_IDLE,
+  syncing: RecoveryPhase.RECOVERY_PHASE_SYNCING,
+  indexing: RecoveryPhase.RECOVERY_PHASE_INDEXING,
+  verifying: RecoveryPhase.RECOVERY_PHASE_VERIFYING,
+  done: RecoveryPhase.RECOVERY_PHASE_DONE,
+  failed: RecoveryPhase.RECOVERY_PHASE_FAILED,
+};
+
+/** A recovery status on the wire. */
+export function wireRecoveryStatus(s: RecoveryStatus): WireRecoveryStatus {
+  return {
+    phase: PHASE[s.phase],
+    run: s.run,
+    trigger: s.trigger,
+    startedUnixMs: s.startedUnixMs,
+    finishedUnixMs: s.finishedUnixMs,
+    peersDone: s.peersDone,
+    peersTotal: s.peersTotal,
+    chunks: s.chunks,
+    manifests: s.manifests,
+    bytes: s.bytes,
+    bytesPerSecond: s.bytesPerSecond,
+    files: s.files,
+    chunksChecked: s.chunksChecked,
+    chunksMissing: s.chunksMissing,
+    errors: s.errors,
+    errorMessages: s.errorMessages,
+    durationMs: s.durationMs,
+  };
 }
 
 const STATE = { connected: NodeState.NODE_STATE_CONNECTED, connecting: NodeState.NODE_STATE_DISCONNECTED, disconnected: NodeState.NODE_STATE_DISCONNECTED, self: NodeState.NODE_STATE_SELF };
@@ -88,6 +128,13 @@ export function nodeServer(deps: NodeServerDeps): NodeServiceServer {
     }),
 
     recoverFolder: unary(log, 'RecoverFolder', async (_req, signal) => vault.recover(signal)),
+
+    getRecoveryStatus: unary(log, 'GetRecoveryStatus', async () => ({ status: wireRecoveryStatus(vault.recovery.status()) })),
+
+    startRecovery: unary(log, 'StartRecovery', async () => {
+      const run = vault.recovery.start('request');
+      return { status: wireRecoveryStatus(run.status), joined: run.joined };
+    }),
 
     getNodeInfo: unary(log, 'GetNodeInfo', async () => ({
       serverId: network.serverId,

@@ -5,7 +5,8 @@
  */
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { DataLossError, NotFoundError, UnavailableError } from '@distri-vault/shared';
-import type { ChunkContext, CryptoPort, FolderSyncer, ObjectKind, PeersPort, ReplicaSession, StoragePort, StoredObject, SyncResult, SyncSink } from '../domain/ports';
+import type { ChunkContext, CryptoPort, FolderSyncer, ObjectKind, PeersPort, ReplicaSession, StoragePort, StoredObject, SyncOptions, SyncResult, SyncSink } from '../domain/ports';
+import { BucketSet, coverageFor } from '../domain/summary';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
@@ -96,6 +97,10 @@ export class MemoryCrypto implements CryptoPort {
 export class MemoryPeers implements PeersPort, FolderSyncer {
   readonly stores = new Map<string, MemoryStorage>();
   readonly down = new Set<string>();
+  /** Per peer: called instead of a plain lookup by fetch (slow or malicious holders in tests). */
+  readonly fetchHooks = new Map<string, (id: string, signal?: AbortSignal) => Promise<Buffer | null>>();
+  /** Every fetch, in order: [peer, id]. */
+  readonly fetches: [string, string][] = [];
   constructor(ids: string[]) {
     for (const id of ids) this.stores.set(id, new MemoryStorage());
   }
@@ -115,14 +120,28 @@ export class MemoryPeers implements PeersPort, FolderSyncer {
       abort: () => undefined,
     };
   }
-  async fetch(peerId: string, folder: string, kind: ObjectKind, id: string): Promise<Buffer | null> {
-    return this.store(peerId).objects.get(`${folder}/${kind}/${id}`) ?? null;
+  async fetch(peerId: string, folder: string, kind: ObjectKind, id: string, signal?: AbortSignal): Promise<Buffer | null> {
+    this.fetches.push([peerId, id]);
+    const hook = this.fetchHooks.get(peerId);
+    if (hook) return hook(id, signal);
+    const d = this.store(peerId).objects.get(`${folder}/${kind}/${id}`);
+    return d ? Buffer.from(d) : null;
   }
-  async syncFolder(peerId: string, folder: string, sink: SyncSink): Promise<SyncResult> {
+  /** Like the gRPC responder: with a summary, lists only the buckets that differ. */
+  async syncFolder(peerId: string, folder: string, sink: SyncSink, _signal?: AbortSignal, options: SyncOptions = {}): Promise<SyncResult> {
     const s = this.store(peerId);
     const r: SyncResult = { offered: 0, fetched: 0, bytes: 0, missing: 0 };
+    let covered: BucketSet | undefined;
+    if (options.summary) {
+      const buckets = await coverageFor(options.summary, (kind) => s.list(folder, kind));
+      sink.coverage?.(options.summary.bits, buckets);
+      covered = new BucketSet(options.summary.bits, buckets);
+      r.coveredBuckets = buckets.length;
+    }
     for (const kind of ['chunk', 'manifest'] as const) {
-      for await (const ids of s.list(folder, kind)) {
+      for await (const all of s.list(folder, kind)) {
+        const ids = covered ? all.filter((id) => covered.has(kind, id)) : all;
+        if (!ids.length) continue;
         r.offered += ids.length;
         for (const id of await sink.missing(kind, ids)) {
           const data = await s.get(folder, kind, id);
