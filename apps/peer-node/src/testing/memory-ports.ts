@@ -92,10 +92,23 @@ export class MemoryCrypto implements CryptoPort {
   }
 }
 
-/** Peers that are each a MemoryStorage; `down` ones refuse everything. */
+/** Peers that are each a MemoryStorage; `down` ones refuse everything; `held` ones wait before storing. */
 export class MemoryPeers implements PeersPort, FolderSyncer {
   readonly stores = new Map<string, MemoryStorage>();
   readonly down = new Set<string>();
+  /** Peers whose stores wait for this promise before each put (a slow peer). */
+  readonly held = new Map<string, Promise<void>>();
+  /** Every object received, as `peer/folder/kind/id`, in order (duplicates included). */
+  readonly received: string[] = [];
+  /** Makes `peerId` wait before storing anything until the returned function is called. */
+  hold(peerId: string): () => void {
+    let release!: () => void;
+    this.held.set(peerId, new Promise<void>((r) => (release = r)));
+    return () => {
+      this.held.delete(peerId);
+      release();
+    };
+  }
   constructor(ids: string[]) {
     for (const id of ids) this.stores.set(id, new MemoryStorage());
   }
@@ -110,7 +123,13 @@ export class MemoryPeers implements PeersPort, FolderSyncer {
     const s = this.store(peerId);
     return {
       peerId,
-      send: async (obj: StoredObject) => void (await s.put(folder, obj.kind, obj.id, obj.data)),
+      send: async (obj: StoredObject) => {
+        const gate = this.held.get(peerId);
+        if (gate) await gate;
+        if (this.down.has(peerId)) throw new UnavailableError('down');
+        this.received.push(`${peerId}/${folder}/${obj.kind}/${obj.id}`);
+        await s.put(folder, obj.kind, obj.id, obj.data);
+      },
       close: async () => undefined,
       abort: () => undefined,
     };
