@@ -77,13 +77,23 @@ describe('PeerService over a real server', () => {
     ['a traversal ID', [open(), obj(Buffer.from('x'), '../../etc/passwd')], grpc.status.INVALID_ARGUMENT],
     ['an unknown kind', [open(), obj(Buffer.from('x'), undefined, 0)], grpc.status.INVALID_ARGUMENT],
     ['a bad folder', [open('../x', '../x')], grpc.status.INVALID_ARGUMENT],
-    ['another node\'s folder', [open(A, B)], grpc.status.PERMISSION_DENIED],
     ['a second open', [open(), open()], grpc.status.INVALID_ARGUMENT],
   ])('refuses %s on StoreChunk and stores nothing', async (_name, msgs, code) => {
     const before = storage.objects.size;
     const r = await raw('storeChunk', msgs);
     expect(r.code).toBe(code);
     expect(storage.objects.size).toBe(before);
+  });
+
+  it('stores into another member\'s folder (repair of a gone owner), still verifying the hash', async () => {
+    const d = Buffer.from('repaired copy');
+    const r = await raw('storeChunk', [open(A, B), obj(d)]);
+    expect(r.code).toBe(grpc.status.OK);
+    expect(r.responses.map((m) => m.step.$case)).toEqual(['ready', 'ack']);
+    expect(storage.ids(B, 'chunk')).toEqual([sha(d)]);
+    const bad = await raw('storeChunk', [open(A, B), obj(Buffer.from('x'), sha(Buffer.from('y')))]);
+    expect(bad.code).toBe(grpc.status.DATA_LOSS);
+    expect(storage.ids(B, 'chunk')).toEqual([sha(d)]);
   });
 
   it('refuses an old protocol version with FAILED_PRECONDITION', async () => {
