@@ -42,6 +42,9 @@ export interface BacklogStats {
   sent: number;
   /** Bytes acknowledged since start. */
   sentBytes: number;
+  /** Of those, the repair lane's copies and bytes. */
+  repairSent: number;
+  repairSentBytes: number;
   /** Copies that could not be delivered since start (left to repair). */
   failed: number;
   /** Per peer with anything pending, by server ID. */
@@ -169,6 +172,11 @@ class PeerSender {
     try {
       const data = e.data ?? (await this.owner.c.storage.get(e.folder, e.kind, e.id, signal));
       e.data = undefined;
+      if (e.size !== data.length) {
+        // Repair entries are queued before their size is known.
+        this.bytes += data.length - e.size;
+        e.size = data.length;
+      }
       if (lane === 'repair' && this.owner.o.repairBucket) await this.owner.o.repairBucket.take(data.length, signal);
       const sp = this.session(e.folder);
       const s = await sp;
@@ -180,9 +188,9 @@ class PeerSender {
         s.abort();
         throw err;
       }
-      this.owner.settle(this, e, undefined);
+      this.owner.settle(this, e, undefined, lane);
     } catch (err) {
-      this.owner.settle(this, e, err);
+      this.owner.settle(this, e, err, lane);
     }
   }
 
@@ -205,6 +213,8 @@ export class ReplicationBacklog {
   private readonly senders = new Map<string, PeerSender>();
   private sent = 0;
   private sentBytes = 0;
+  private repairSent = 0;
+  private repairSentBytes = 0;
   private failed = 0;
   private idleWaiters: (() => void)[] = [];
 
@@ -248,12 +258,16 @@ export class ReplicationBacklog {
   }
 
   /** Called by a sender when a copy was acknowledged (err undefined) or failed. */
-  settle(sender: PeerSender, e: Entry, err: unknown): void {
+  settle(sender: PeerSender, e: Entry, err: unknown, lane: Lane): void {
     sender.objects--;
     sender.bytes -= e.size;
     if (err === undefined) {
       this.sent++;
       this.sentBytes += e.size;
+      if (lane === 'repair') {
+        this.repairSent++;
+        this.repairSentBytes += e.size;
+      }
       e.resolve();
     } else {
       this.failed++;
@@ -287,6 +301,8 @@ export class ReplicationBacklog {
       bytes: peers.reduce((n, p) => n + p.bytes, 0),
       sent: this.sent,
       sentBytes: this.sentBytes,
+      repairSent: this.repairSent,
+      repairSentBytes: this.repairSentBytes,
       failed: this.failed,
       peers: peers.sort((a, b) => (a.peerId < b.peerId ? -1 : 1)),
     };

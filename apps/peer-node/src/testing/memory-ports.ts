@@ -5,7 +5,7 @@
  */
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { DataLossError, NotFoundError, UnavailableError } from '@distri-vault/shared';
-import type { ChunkContext, CryptoPort, FolderSyncer, ObjectKind, PeersPort, ReplicaSession, StoragePort, StoredObject, SyncResult, SyncSink } from '../domain/ports';
+import type { ChunkContext, CryptoPort, FolderInventory, FolderSyncer, InventoryPort, ObjectKind, PeersPort, ReplicaSession, StoragePort, StoredObject, SyncResult, SyncSink } from '../domain/ports';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
@@ -42,6 +42,9 @@ export class MemoryStorage implements StoragePort {
   }
   async delete(folder: string, kind: ObjectKind, id: string): Promise<boolean> {
     return this.objects.delete(this.key(folder, kind, id));
+  }
+  async listFolders(): Promise<string[]> {
+    return [...new Set([...this.objects.keys()].map((k) => k.split('/')[0]!))].sort();
   }
   ids(folder: string, kind: ObjectKind): string[] {
     const prefix = `${folder}/${kind}/`;
@@ -93,7 +96,7 @@ export class MemoryCrypto implements CryptoPort {
 }
 
 /** Peers that are each a MemoryStorage; `down` ones refuse everything; `held` ones wait before storing. */
-export class MemoryPeers implements PeersPort, FolderSyncer {
+export class MemoryPeers implements PeersPort, FolderSyncer, InventoryPort {
   readonly stores = new Map<string, MemoryStorage>();
   readonly down = new Set<string>();
   /** Peers whose stores wait for this promise before each put (a slow peer). */
@@ -133,6 +136,13 @@ export class MemoryPeers implements PeersPort, FolderSyncer {
       close: async () => undefined,
       abort: () => undefined,
     };
+  }
+  /** Number of inventories read, per peer. */
+  readonly inventories = new Map<string, number>();
+  async inventory(peerId: string, folder: string): Promise<FolderInventory> {
+    const s = this.store(peerId);
+    this.inventories.set(peerId, (this.inventories.get(peerId) ?? 0) + 1);
+    return { chunk: new Set(s.ids(folder, 'chunk')), manifest: new Set(s.ids(folder, 'manifest')) };
   }
   async fetch(peerId: string, folder: string, kind: ObjectKind, id: string): Promise<Buffer | null> {
     return this.store(peerId).objects.get(`${folder}/${kind}/${id}`) ?? null;
