@@ -16,6 +16,10 @@
  * | NODE_WINDOW            | 8                          | chunks in flight per upload/download and per peer stream |
  * | NODE_HEARTBEAT_MS      | 2000                       | heartbeat interval on the control streams                |
  * | NODE_SERVICE_TIMEOUT_MS| 30000                      | deadline of each call to the crypto/storage services     |
+ * | NODE_WRITE_QUORUM      | 2                          | durable copies (owner's included) a put waits for; 1..R  |
+ * | NODE_REPAIR_GRACE_MS   | 60000                      | a member unseen this long is gone: its copies are remade |
+ * | NODE_REPAIR_INTERVAL_MS| 30000                      | period of the repair/rebalance pass (also on membership changes) |
+ * | NODE_REPAIR_RATE_BYTES | 33554432                   | repair traffic limit, bytes per second (token bucket)    |
  * | LOG_LEVEL              | info                       | pino level                                               |
  */
 import { z } from 'zod';
@@ -38,8 +42,12 @@ const schema = z.object({
   NODE_WINDOW: intVar(8, 1, 64),
   NODE_HEARTBEAT_MS: intVar(2000, 100, 60_000),
   NODE_SERVICE_TIMEOUT_MS: intVar(30_000, 1000, 600_000),
+  NODE_WRITE_QUORUM: intVar(2, 1, 16),
+  NODE_REPAIR_GRACE_MS: intVar(60_000, 100, 7 * 24 * 3600_000),
+  NODE_REPAIR_INTERVAL_MS: intVar(30_000, 100, 24 * 3600_000),
+  NODE_REPAIR_RATE_BYTES: intVar(32 * 1024 * 1024, 65_536, 10 * 1024 ** 3),
   LOG_LEVEL: logLevelVar(),
-});
+}).refine((c) => c.NODE_WRITE_QUORUM <= c.NODE_REPLICAS, { message: 'NODE_WRITE_QUORUM must not exceed NODE_REPLICAS', path: ['NODE_WRITE_QUORUM'] });
 
 /** Validated peer-node settings. */
 export type NodeConfig = z.infer<typeof schema>;

@@ -7,6 +7,9 @@ import { PeerServiceService } from '@distri-vault/shared/generated/vault/peer/v1
 import { readConfig } from './config';
 import { loadOrCreateIdentity } from './domain/identity';
 import { Vault } from './domain/vault';
+import { GraceMembership } from './domain/liveness';
+import { ReplicationBacklog, TokenBucket } from './domain/replication';
+import { Replicator, type RepairReport } from './domain/replicator';
 import { PeerNetwork } from './adapters/network';
 import { CryptoServiceAdapter, StorageServiceAdapter } from './adapters/services';
 import { nodeServer } from './grpc/node.grpc';
@@ -32,9 +35,17 @@ async function main(): Promise<void> {
     });
     // The advertised address defaults to the bound port, known only now.
     network.advertiseAddress = cfg.NODE_ADVERTISE_ADDRESS ?? `${cfg.NODE_HOST}:${peerSrv.port}`;
-    const vault = new Vault({ crypto, storage, peers: network, log: nodeLog }, { serverId: identity.serverId, chunkSize: cfg.NODE_CHUNK_SIZE, replicas: cfg.NODE_REPLICAS, window: cfg.NODE_WINDOW });
-
     const stopping = new AbortController();
+    // Copies owed to peers (uploads' background copies and repair pushes); repair is rate-limited.
+    const replication = new ReplicationBacklog(
+      { storage, peers: network, log: nodeLog },
+      { window: cfg.NODE_WINDOW, repairBucket: new TokenBucket(cfg.NODE_REPAIR_RATE_BYTES, Math.max(cfg.NODE_REPAIR_RATE_BYTES / 4, 4 * 1024 * 1024)), signal: stopping.signal },
+    );
+    const vault = new Vault(
+      { crypto, storage, peers: network, log: nodeLog, replication },
+      { serverId: identity.serverId, chunkSize: cfg.NODE_CHUNK_SIZE, replicas: cfg.NODE_REPLICAS, window: cfg.NODE_WINDOW, writeQuorum: cfg.NODE_WRITE_QUORUM },
+    );
+
     const files = await vault.loadIndex(stopping.signal);
     nodeLog.info({ files }, 'index loaded');
 
@@ -53,6 +64,45 @@ async function main(): Promise<void> {
       );
     };
 
+    // Repair and rebalancing: a pass every NODE_REPAIR_INTERVAL_MS, and soon after any membership change
+    // (a member joins, returns, or passes the grace period).
+    const membership = new GraceMembership(identity.serverId, () => network.connected(), cfg.NODE_REPAIR_GRACE_MS);
+    const replicator = new Replicator({ storage, peers: network, membership, backlog: replication, log: nodeLog }, { serverId: identity.serverId, replicas: cfg.NODE_REPLICAS });
+    let lastRepair: (RepairReport & { finishedUnixMs: number }) | undefined;
+    const repair = (why: string) => {
+      if (stopping.signal.aborted) return;
+      replicator.trigger(stopping.signal).then(
+        (r) => {
+          lastRepair = { ...r, finishedUnixMs: Date.now() };
+          nodeLog.debug({ why, repair: r }, 'repair pass done');
+        },
+        (err) => {
+          if (!stopping.signal.aborted) nodeLog.warn({ why, err: (err as Error).message }, 'repair pass failed');
+        },
+      );
+    };
+    let changeTimer: NodeJS.Timeout | undefined;
+    const memberTick = setInterval(() => {
+      const ch = membership.tick();
+      if (ch.joined.length || ch.returned.length || ch.gone.length) {
+        nodeLog.info({ joined: ch.joined, returned: ch.returned, gone: ch.gone }, 'membership changed');
+        // Let the handshakes of a burst of joins settle before one pass.
+        if (changeTimer) clearTimeout(changeTimer);
+        changeTimer = setTimeout(() => repair('membership'), 1000);
+        changeTimer.unref();
+      }
+    }, Math.max(50, Math.min(1000, Math.floor(cfg.NODE_REPAIR_GRACE_MS / 4))));
+    memberTick.unref();
+    const repairTimer = setInterval(() => repair('interval'), cfg.NODE_REPAIR_INTERVAL_MS);
+    repairTimer.unref();
+    let lastBacklog = 0;
+    const backlogTimer = setInterval(() => {
+      const b = replication.stats();
+      if (b.objects || lastBacklog) nodeLog.info({ backlog: b.objects, bytes: b.bytes, peers: b.peers, failed: b.failed }, 'replication backlog');
+      lastBacklog = b.objects;
+    }, 10_000);
+    backlogTimer.unref();
+
     const clientSrv = await startGrpcServer({
       host: cfg.NODE_HOST,
       port: cfg.NODE_CLIENT_PORT,
@@ -61,7 +111,7 @@ async function main(): Promise<void> {
         {
           name: 'vault.node.v1.NodeService',
           definition: NodeServiceService,
-          implementation: nodeServer({ log: nodeLog, vault, network, chunkSize: cfg.NODE_CHUNK_SIZE, replicas: cfg.NODE_REPLICAS }),
+          implementation: nodeServer({ log: nodeLog, vault, network, chunkSize: cfg.NODE_CHUNK_SIZE, replicas: cfg.NODE_REPLICAS, lastRepair: () => lastRepair }),
         },
       ],
     });
@@ -71,6 +121,10 @@ async function main(): Promise<void> {
 
     onShutdown(nodeLog, async () => {
       stopping.abort();
+      clearInterval(memberTick);
+      clearInterval(repairTimer);
+      clearInterval(backlogTimer);
+      if (changeTimer) clearTimeout(changeTimer);
       network.stop();
       await Promise.all([clientSrv.close(), peerSrv.close()]);
       crypto.close();

@@ -221,7 +221,7 @@ export class FakeNode {
       }),
       getNodeInfo: unary(log, 'GetNodeInfo', async () => {
         this.calls.push('GetNodeInfo');
-        return { serverId: 'a'.repeat(32), peerAddress: '127.0.0.1:7000', protocolVersion: 1, chunkSize: 1024 * 1024, replicas: 3 };
+        return { serverId: 'a'.repeat(32), peerAddress: '127.0.0.1:7000', protocolVersion: 1, chunkSize: 1024 * 1024, replicas: 3, writeQuorum: 2, backlog: undefined, lastRepair: undefined, backlogPeers: [] };
       }),
     };
   }

@@ -127,4 +127,14 @@ describe('PeerService over a real server', () => {
     expect(r.fetched).toBe(storage.ids(A, 'chunk').length - 1000);
     expect(mine.ids(A, 'chunk').sort()).toEqual(storage.ids(A, 'chunk').sort());
   });
+
+  it('reads a peer\'s whole inventory of a folder over SyncFolder, moving no bytes', async () => {
+    const inv = await clientNet.inventory(B, A);
+    expect([...inv.chunk].sort()).toEqual(storage.ids(A, 'chunk').sort());
+    expect(inv.chunk.size).toBeGreaterThan(2000);
+    expect([...inv.manifest]).toEqual(storage.ids(A, 'manifest'));
+    const empty = await clientNet.inventory(B, 'e'.repeat(32));
+    expect(empty.chunk.size + empty.manifest.size).toBe(0);
+    await expect(clientNet.inventory(B, '../etc')).rejects.toMatchObject({ name: 'InvalidArgumentError' });
+  });
 });
