@@ -114,6 +114,12 @@ export interface BacklogOptions {
   window: number;
   /** Rate limit of the repair lane; none when absent. */
   repairBucket?: TokenBucket;
+  /**
+   * While client copies are flowing (one was queued within the last second), repair bytes cost this many
+   * tokens each: the repair lane slows to 1/clientPriority of its rate so client writes keep most of the
+   * machine. Default 4; 1 turns it off.
+   */
+  clientPriority?: number;
   /** Aborted when the node stops. */
   signal?: AbortSignal;
 }
@@ -177,7 +183,7 @@ class PeerSender {
         this.bytes += data.length - e.size;
         e.size = data.length;
       }
-      if (lane === 'repair' && this.owner.o.repairBucket) await this.owner.o.repairBucket.take(data.length, signal);
+      if (lane === 'repair' && this.owner.o.repairBucket) await this.owner.o.repairBucket.take(data.length * this.owner.repairCost(), signal);
       const sp = this.session(e.folder);
       const s = await sp;
       try {
@@ -217,6 +223,7 @@ export class ReplicationBacklog {
   private repairSentBytes = 0;
   private failed = 0;
   private idleWaiters: (() => void)[] = [];
+  private clientBusyUntil = 0;
 
   constructor(
     readonly c: BacklogComponents,
@@ -225,6 +232,7 @@ export class ReplicationBacklog {
 
   /** Queues one copy of an object for `peerId`. Client copies go before repair copies. */
   enqueue(peerId: string, req: ReplicationRequest, lane: Lane = 'client'): ReplicationHandle {
+    if (lane === 'client') this.clientBusyUntil = Date.now() + 1000;
     let sender = this.senders.get(peerId);
     if (!sender) {
       sender = new PeerSender(peerId, this);
@@ -255,6 +263,11 @@ export class ReplicationBacklog {
         this.checkIdle();
       },
     };
+  }
+
+  /** Tokens per repair byte now: more while client copies are flowing. */
+  repairCost(): number {
+    return Date.now() < this.clientBusyUntil ? Math.max(1, this.o.clientPriority ?? 4) : 1;
   }
 
   /** Called by a sender when a copy was acknowledged (err undefined) or failed. */

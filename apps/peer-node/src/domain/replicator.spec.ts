@@ -194,7 +194,7 @@ describe('Replicator', () => {
     const storage = new MemoryStorage();
     const peers = new MemoryPeers(['p'.padEnd(32, 'z')]);
     const peer = 'p'.padEnd(32, 'z');
-    const backlog = new ReplicationBacklog({ storage, peers, log }, { window: 4, repairBucket: new TokenBucket(400_000, 40_000) });
+    const backlog = new ReplicationBacklog({ storage, peers, log }, { window: 4, repairBucket: new TokenBucket(400_000, 40_000), clientPriority: 1 });
     const folder = 'f'.padEnd(32, 'y');
     const objs = Array.from({ length: 10 }, (_, i) => seeded(40_000, i + 10));
     const { createHash } = await import('node:crypto');
@@ -216,6 +216,41 @@ describe('Replicator', () => {
     expect(clientMs).toBeLessThan(500);
     expect(backlog.stats()).toMatchObject({ objects: 0, repairSent: 10, repairSentBytes: 400_000, sent: 11 });
     expect(peers.stores.get(peer)!.ids(folder, 'chunk')).toHaveLength(11);
+  });
+
+  it('slows the repair lane to 1/clientPriority of its rate while client copies flow', async () => {
+    const { createHash } = await import('node:crypto');
+    const idOf = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+    const peer = 'p'.padEnd(32, 'z');
+    const folder = 'f'.padEnd(32, 'y');
+    const timeRepairs = async (clientPriority: number, withClients: boolean) => {
+      const storage = new MemoryStorage();
+      const peers = new MemoryPeers([peer]);
+      const backlog = new ReplicationBacklog({ storage, peers, log }, { window: 4, repairBucket: new TokenBucket(1_000_000, 20_000), clientPriority });
+      const objs = Array.from({ length: 10 }, (_, i) => seeded(40_000, i + 200));
+      for (const o of objs) await storage.put(folder, 'chunk', idOf(o), o);
+      let stop = false;
+      const clients = (async () => {
+        for (let i = 0; withClients && !stop; i++) {
+          const b = seeded(1000, 5000 + i);
+          await backlog.enqueue(peer, { folder, kind: 'chunk', id: idOf(b), size: b.length, data: b }).done;
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      })();
+      await new Promise((r) => setTimeout(r, 10));
+      const t0 = Date.now();
+      await Promise.all(objs.map((o) => backlog.enqueue(peer, { folder, kind: 'chunk', id: idOf(o), size: 0 }, 'repair').done));
+      const ms = Date.now() - t0;
+      stop = true;
+      await clients;
+      return ms;
+    };
+    // 400 kB at 1 MB/s: ~0.4 s alone; at a quarter of the rate while clients write: ~1.6 s.
+    const alone = await timeRepairs(4, false);
+    const busy = await timeRepairs(4, true);
+    expect(alone).toBeLessThan(1000);
+    expect(busy).toBeGreaterThanOrEqual(1300);
+    expect(busy).toBeLessThan(15_000);
   });
 
   it('TokenBucket waits for the debt to be paid at its rate', async () => {
