@@ -405,7 +405,7 @@ function readToken(root) {
  *   env, nodeEnv(i), output = 'inherit-prefixed' | 'silent' | { dir } | (procName, line) => void,
  *   readyTimeoutMs = 30000, distDir = <repo>/dist/apps }
  * The gateway keeps its bearer tokens in <root>/gateway/ (its first token in <root>/gateway/token).
- * Resolves to { gatewayUrl, token, gateway: Proc | null, nodes: NodeHandle[], stop() }.
+ * Resolves to { gatewayUrl, token, gateway: Proc | null, nodes: NodeHandle[], addNode(), stop() }.
  */
 async function startNetwork(options) {
   const o = normalize(options);
@@ -419,6 +419,14 @@ async function startNetwork(options) {
     token: null,
     gateway: null,
     nodes,
+    /** Starts one more node at run time (bootstrapped from the running ones); resolves to its handle. */
+    async addNode() {
+      if (nodes.length >= 9) throw new Error('at most 9 nodes');
+      const node = makeNode(o, nodes.length + 1, nodes);
+      nodes.push(node);
+      await node.start();
+      return node;
+    },
     /** Stops the gateway, then every node (SIGTERM, SIGKILL after 5 s). Safe to call twice. */
     stop() {
       if (!stopped) {

@@ -82,6 +82,11 @@ describe('local network (3 nodes + gateway)', () => {
       (await walk(join(net.nodes[i].dataDir, ownerId, kind))).map((p) => basename(p)).sort();
     const chunks0 = await listing(0, 'chunks');
     expect(chunks0).toHaveLength(expectedChunks);
+    // A put returns with W=2 copies; the third follows in the background (the replication backlog).
+    await eventually(async () => {
+      for (const i of [1, 2]) if ((await listing(i, 'chunks')).length !== expectedChunks) return false;
+      return true;
+    }, 20000, 'third copies');
     for (const i of [1, 2]) {
       expect(await listing(i, 'chunks')).toEqual(chunks0);
       expect(await listing(i, 'manifests')).toEqual(await listing(0, 'manifests'));

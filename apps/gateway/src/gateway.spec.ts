@@ -391,7 +391,16 @@ describe('gateway over a fake node', () => {
 
     it('shows node info, health and readiness', async () => {
       const info = await req('GET', '/v1/node');
-      expect(json(info)).toEqual({ serverId: 'a'.repeat(32), peerAddress: '127.0.0.1:7000', protocolVersion: 1, chunkSize: MiB, replicas: 3 });
+      expect(json(info)).toEqual({
+        serverId: 'a'.repeat(32),
+        peerAddress: '127.0.0.1:7000',
+        protocolVersion: 1,
+        chunkSize: MiB,
+        replicas: 3,
+        writeQuorum: 2,
+        backlog: { objects: 3, bytes: 3 * MiB, sent: 2 ** 33, failed: 1, peers: [{ serverId: 'b'.repeat(32), objects: 3, bytes: 3 * MiB }] },
+        lastRepair: null,
+      });
       const h = await req('GET', '/healthz');
       expect(h.status).toBe(200);
       expect(json(h)).toEqual({ status: 'ok' });

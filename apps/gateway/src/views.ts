@@ -126,6 +126,12 @@ export interface NodeInfoView {
   chunkSize: number;
   /** Copies kept of every chunk. */
   replicas: number;
+  /** Durable copies a put waits for (the owner's included). */
+  writeQuorum: number;
+  /** Copies the node still owes its peers (queued or in flight), in all and per peer. */
+  backlog: { objects: number; bytes: number; sent: number; failed: number; peers: { serverId: string; objects: number; bytes: number }[] };
+  /** The node's last repair/rebalance pass, or null before the first. */
+  lastRepair: { finished: string; objects: number; pushed: number; pushedBytes: number; deleted: number; failed: number; underReplicated: number; durationMs: number } | null;
 }
 
 /** FileInfo -> FileView. */
@@ -148,5 +154,18 @@ export function recoverView(r: RecoverFolderResponse): RecoverView {
 
 /** GetNodeInfoResponse -> NodeInfoView. */
 export function nodeInfoView(r: GetNodeInfoResponse): NodeInfoView {
-  return { serverId: r.serverId, peerAddress: r.peerAddress, protocolVersion: r.protocolVersion, chunkSize: r.chunkSize, replicas: r.replicas };
+  const b = r.backlog;
+  const l = r.lastRepair;
+  return {
+    serverId: r.serverId,
+    peerAddress: r.peerAddress,
+    protocolVersion: r.protocolVersion,
+    chunkSize: r.chunkSize,
+    replicas: r.replicas,
+    writeQuorum: r.writeQuorum,
+    backlog: { objects: b?.objects ?? 0, bytes: b?.bytes ?? 0, sent: b?.sent ?? 0, failed: b?.failed ?? 0, peers: r.backlogPeers.map((p) => ({ serverId: p.serverId, objects: p.objects, bytes: p.bytes })) },
+    lastRepair: l
+      ? { finished: new Date(l.finishedUnixMs).toISOString(), objects: l.objects, pushed: l.pushed, pushedBytes: l.pushedBytes, deleted: l.deleted, failed: l.failed, underReplicated: l.underReplicated, durationMs: l.durationMs }
+      : null,
+  };
 }

@@ -12,6 +12,9 @@ import { loadOrCreateTls, peerServerCredentials } from './adapters/tls';
 import { Vault } from './domain/vault';
 import { AntiEntropy } from './domain/recovery';
 import type { StoragePort } from './domain/ports';
+import { GraceMembership } from './domain/liveness';
+import { ReplicationBacklog, TokenBucket } from './domain/replication';
+import { Replicator, type RepairReport } from './domain/replicator';
 import { PeerNetwork } from './adapters/network';
 import { CryptoServiceAdapter, StorageServiceAdapter } from './adapters/services';
 import { nodeServer } from './grpc/node.grpc';
@@ -54,12 +57,17 @@ async function main(): Promise<void> {
     });
     // The advertised address defaults to the bound port, known only now.
     network.advertiseAddress = cfg.NODE_ADVERTISE_ADDRESS ?? `${cfg.NODE_HOST}:${peerSrv.port}`;
+    const stopping = new AbortController();
+    // Copies owed to peers (uploads' background copies and repair pushes); repair is rate-limited.
+    const replication = new ReplicationBacklog(
+      { storage, peers: network, log: nodeLog },
+      { window: cfg.NODE_WINDOW, repairBucket: new TokenBucket(cfg.NODE_REPAIR_RATE_BYTES, Math.max(cfg.NODE_REPAIR_RATE_BYTES / 4, 4 * 1024 * 1024)), signal: stopping.signal },
+    );
     const vault = new Vault(
-      { crypto, storage, peers: network, log: nodeLog },
-      { serverId: identity.serverId, chunkSize: cfg.NODE_CHUNK_SIZE, replicas: cfg.NODE_REPLICAS, window: cfg.NODE_WINDOW, hedgeMs: cfg.NODE_HEDGE_MS, recoveryLogMs: cfg.NODE_RECOVERY_LOG_MS },
+      { crypto, storage, peers: network, log: nodeLog, replication },
+      { serverId: identity.serverId, chunkSize: cfg.NODE_CHUNK_SIZE, replicas: cfg.NODE_REPLICAS, window: cfg.NODE_WINDOW, writeQuorum: cfg.NODE_WRITE_QUORUM, hedgeMs: cfg.NODE_HEDGE_MS, recoveryLogMs: cfg.NODE_RECOVERY_LOG_MS },
     );
 
-    const stopping = new AbortController();
     const files = await vault.loadIndex(stopping.signal);
     nodeLog.info({ files }, 'index loaded');
 
@@ -72,6 +80,45 @@ async function main(): Promise<void> {
     network.onPeerConnected = (peerId) => antiEntropy.peerConnected(peerId);
     antiEntropy.start();
 
+    // Repair and rebalancing: a pass every NODE_REPAIR_INTERVAL_MS, and soon after any membership change
+    // (a member joins, returns, or passes the grace period).
+    const membership = new GraceMembership(identity.serverId, () => network.connected(), cfg.NODE_REPAIR_GRACE_MS);
+    const replicator = new Replicator({ storage, peers: network, membership, backlog: replication, log: nodeLog }, { serverId: identity.serverId, replicas: cfg.NODE_REPLICAS });
+    let lastRepair: (RepairReport & { finishedUnixMs: number }) | undefined;
+    const repair = (why: string) => {
+      if (stopping.signal.aborted) return;
+      replicator.trigger(stopping.signal).then(
+        (r) => {
+          lastRepair = { ...r, finishedUnixMs: Date.now() };
+          nodeLog.debug({ why, repair: r }, 'repair pass done');
+        },
+        (err) => {
+          if (!stopping.signal.aborted) nodeLog.warn({ why, err: (err as Error).message }, 'repair pass failed');
+        },
+      );
+    };
+    let changeTimer: NodeJS.Timeout | undefined;
+    const memberTick = setInterval(() => {
+      const ch = membership.tick();
+      if (ch.joined.length || ch.returned.length || ch.gone.length) {
+        nodeLog.info({ joined: ch.joined, returned: ch.returned, gone: ch.gone }, 'membership changed');
+        // Let the handshakes of a burst of joins settle before one pass.
+        if (changeTimer) clearTimeout(changeTimer);
+        changeTimer = setTimeout(() => repair('membership'), 1000);
+        changeTimer.unref();
+      }
+    }, Math.max(50, Math.min(1000, Math.floor(cfg.NODE_REPAIR_GRACE_MS / 4))));
+    memberTick.unref();
+    const repairTimer = setInterval(() => repair('interval'), cfg.NODE_REPAIR_INTERVAL_MS);
+    repairTimer.unref();
+    let lastBacklog = 0;
+    const backlogTimer = setInterval(() => {
+      const b = replication.stats();
+      if (b.objects || lastBacklog) nodeLog.info({ backlog: b.objects, bytes: b.bytes, peers: b.peers, failed: b.failed }, 'replication backlog');
+      lastBacklog = b.objects;
+    }, 10_000);
+    backlogTimer.unref();
+
     const clientSrv = await startGrpcServer({
       host: cfg.NODE_HOST,
       port: cfg.NODE_CLIENT_PORT,
@@ -80,7 +127,7 @@ async function main(): Promise<void> {
         {
           name: 'vault.node.v1.NodeService',
           definition: NodeServiceService,
-          implementation: nodeServer({ log: nodeLog, vault, network, chunkSize: cfg.NODE_CHUNK_SIZE, replicas: cfg.NODE_REPLICAS }),
+          implementation: nodeServer({ log: nodeLog, vault, network, chunkSize: cfg.NODE_CHUNK_SIZE, replicas: cfg.NODE_REPLICAS, lastRepair: () => lastRepair }),
         },
       ],
     });
@@ -91,6 +138,10 @@ async function main(): Promise<void> {
     onShutdown(nodeLog, async () => {
       stopping.abort();
       antiEntropy.stop();
+      clearInterval(memberTick);
+      clearInterval(repairTimer);
+      clearInterval(backlogTimer);
+      if (changeTimer) clearTimeout(changeTimer);
       network.stop();
       await Promise.all([clientSrv.close(), peerSrv.close()]);
       crypto.close();

@@ -236,7 +236,17 @@ export class FakeNode {
       }),
       getNodeInfo: unary(log, 'GetNodeInfo', async () => {
         this.calls.push('GetNodeInfo');
-        return { serverId: 'a'.repeat(32), peerAddress: '127.0.0.1:7000', protocolVersion: 1, chunkSize: 1024 * 1024, replicas: 3 };
+        return {
+          serverId: 'a'.repeat(32),
+          peerAddress: '127.0.0.1:7000',
+          protocolVersion: 1,
+          chunkSize: 1024 * 1024,
+          replicas: 3,
+          writeQuorum: 2,
+          backlog: { objects: 3, bytes: 3 * 2 ** 20, sent: 2 ** 33, sentBytes: 2 ** 40, failed: 1 },
+          backlogPeers: [{ serverId: 'b'.repeat(32), objects: 3, bytes: 3 * 2 ** 20 }],
+          lastRepair: undefined,
+        };
       }),
     };
   }

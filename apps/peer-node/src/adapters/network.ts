@@ -6,7 +6,8 @@
 import type { Logger } from 'pino';
 import { NotFoundError, UnavailableError } from '@distri-vault/shared';
 import type { PeerAddress } from '@distri-vault/shared/generated/vault/peer/v1/peer';
-import type { FolderSyncer, ObjectKind, PeersPort, ReplicaSession, SyncOptions, SyncResult, SyncSink } from '../domain/ports';
+import type { FolderInventory, FolderSyncer, InventoryPort, ObjectKind, PeersPort, ReplicaSession, SyncOptions, SyncResult, SyncSink } from '../domain/ports';
+import { readInventory } from './inventory';
 import { PeerLink, type LinkAuth, type LinkHost, type LinkState } from './peer-link';
 
 /** Settings of the network. */
@@ -29,7 +30,7 @@ export interface MemberView {
 }
 
 /** All links of this node. */
-export class PeerNetwork implements PeersPort, FolderSyncer, LinkHost {
+export class PeerNetwork implements PeersPort, FolderSyncer, InventoryPort, LinkHost {
   private readonly links = new Map<string, PeerLink>();
   private stopped = false;
   /** Called whenever a link (re)connects; the node uses it to pull its own folder (anti-entropy). */
@@ -110,6 +111,12 @@ export class PeerNetwork implements PeersPort, FolderSyncer, LinkHost {
 
   syncFolder(peerId: string, folder: string, sink: SyncSink, signal?: AbortSignal, options?: SyncOptions): Promise<SyncResult> {
     return this.link(peerId).syncFolder(folder, sink, signal, options);
+  }
+
+  /** A peer's whole inventory of `folder` (for repair). */
+  inventory(peerId: string, folder: string, signal?: AbortSignal): Promise<FolderInventory> {
+    const l = this.link(peerId);
+    return readInventory(l.client, folder, signal, l.address);
   }
 
   /** Every known member except this node and addresses that turned out to be this node. */

@@ -7,7 +7,7 @@
 import { createHash, type KeyObject } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { bindSignal, callMetadata, createClient, DataLossError, fromStatus, grpcCallOptions, InvalidArgumentError, writeMessage, CancelledError } from '@distri-vault/shared';
+import { bindSignal, callMetadata, createClient, DataLossError, fromStatus, grpcCallOptions, InvalidArgumentError, writeMessage, CancelledError, UnavailableError } from '@distri-vault/shared';
 import {
   PeerServiceClient,
   type GetFileResponse,
@@ -409,86 +409,195 @@ export function summaryFromWire(s: WireFolderSummary): FolderSummary {
   return { bits: s.prefixBits, buckets: s.buckets.map((b) => ({ kind: fromWire(b.kind), prefix: b.prefix, count: b.count, digest: Buffer.from(b.digest) })) };
 }
 
-/** A StoreChunk stream: objects sent in order, each acknowledged once durable on the peer. */
+/** gRPC codes after which a StoreChunk stream is reopened and its unacknowledged objects resent. */
+const RESUMABLE = new Set<number>([grpc.status.UNAVAILABLE, grpc.status.CANCELLED, grpc.status.INTERNAL, grpc.status.UNKNOWN, grpc.status.DEADLINE_EXCEEDED, grpc.status.ABORTED]);
+
+/** Settings of StoreChunk resumption. */
+export const STORE_RESUME = { attempts: 5, firstDelayMs: 200, maxDelayMs: 3000 };
+
+interface Pending {
+  obj: StoredObject;
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
+/**
+ * A StoreChunk stream: objects sent in order, each acknowledged once durable on the peer, at most
+ * `window` unacknowledged. When the stream breaks (peer restart, network blip) it is reopened and only
+ * the objects not yet acknowledged are resent (their bytes are kept until acknowledged: at most the
+ * window); acknowledged ones never are. After STORE_RESUME.attempts reopenings without progress, or on
+ * a status that retrying cannot fix (bad hash, refused), the session fails.
+ */
 class StoreSession implements ReplicaSession {
-  private readonly pending: { id: string; resolve: () => void; reject: (e: unknown) => void }[] = [];
-  private readonly slotWaiters: (() => void)[] = [];
+  private readonly pending: Pending[] = [];
+  private readonly waiters: (() => void)[] = [];
+  private call: grpc.ClientDuplexStream<StoreChunkRequest, StoreChunkResponse> | undefined;
+  private unbind: () => void = () => undefined;
   private failure: unknown;
-  private done: Promise<void>;
   private window = 1;
+  /** Set while a stream is being (re)opened: sends wait. */
+  private opening: Promise<void> | undefined;
+  private attempts = 0;
+  private closing = false;
+  private statusSeen: Promise<void> = Promise.resolve();
+  /** Streams opened so far (1 + reopenings), for logs and tests. */
+  streams = 0;
 
   private constructor(
-    readonly peerId: string,
-    private readonly call: grpc.ClientDuplexStream<StoreChunkRequest, StoreChunkResponse>,
-    private readonly unbind: () => void,
-  ) {
-    this.done = new Promise<void>((resolve) => {
-      call.on('status', () => resolve());
-    });
+    private readonly link: PeerLink,
+    private readonly folder: string,
+    private readonly signal: AbortSignal | undefined,
+  ) {}
+
+  get peerId(): string {
+    return this.link.serverId;
   }
 
   static async open(link: PeerLink, folder: string, signal?: AbortSignal): Promise<StoreSession> {
-    const call = link.client.storeChunk(grpcCallOptions({}));
-    const unbind = bindSignal(call, signal);
-    const s = new StoreSession(link.serverId, call, unbind);
-    await new Promise<void>((resolve, reject) => {
-      let ready = false;
+    const s = new StoreSession(link, folder, signal);
+    s.opening = s.connect();
+    try {
+      await s.opening;
+    } finally {
+      s.opening = undefined;
+    }
+    return s;
+  }
+
+  /** Opens one stream, waits for its ready, then resends every unacknowledged object on it. */
+  private connect(): Promise<void> {
+    this.streams++;
+    const call = this.link.client.storeChunk(grpcCallOptions({}));
+    this.call = call;
+    this.unbind();
+    this.unbind = bindSignal(call, this.signal);
+    let settled = false;
+    let resolveStatus!: () => void;
+    this.statusSeen = new Promise<void>((r) => (resolveStatus = r));
+    const ready = new Promise<void>((resolve, reject) => {
+      let isReady = false;
       call.on('data', (msg: StoreChunkResponse) => {
+        if (this.call !== call) return;
         const step = msg.step;
-        if (!ready) {
-          if (step?.$case !== 'ready') return s.fail(new InvalidArgumentError('StoreChunk: first answer was not ready'));
-          ready = true;
-          s.window = Math.max(1, Math.min(step.value.window, 64));
+        if (!isReady) {
+          if (step?.$case !== 'ready') return this.fail(new InvalidArgumentError('StoreChunk: first answer was not ready'));
+          isReady = true;
+          this.window = Math.max(1, Math.min(step.value.window, 64));
           resolve();
           return;
         }
-        if (step?.$case !== 'ack') return s.fail(new InvalidArgumentError('StoreChunk: unexpected frame'));
-        const head = s.pending.shift();
-        if (!head || head.id !== step.value.id) return s.fail(new DataLossError('StoreChunk: acknowledgement out of order'));
+        if (step?.$case !== 'ack') return this.fail(new InvalidArgumentError('StoreChunk: unexpected frame'));
+        const head = this.pending[0];
+        if (!head || head.obj.id !== step.value.id) return this.fail(new DataLossError('StoreChunk: acknowledgement out of order'));
+        this.pending.shift();
+        this.attempts = 0;
         head.resolve();
-        s.slotWaiters.shift()?.();
+        this.waiters.shift()?.();
       });
-      call.on('error', (err) => {
-        const e = fromStatus(err, `StoreChunk to ${link.address}`);
-        s.fail(e);
-        reject(e);
-      });
+      const broken = (err: unknown, code: number | undefined) => {
+        if (settled) return;
+        settled = true;
+        if (this.call !== call) return;
+        if (!isReady) reject(err);
+        else void this.resume(err, code);
+      };
+      call.on('error', (err: grpc.ServiceError) => broken(fromStatus(err, `StoreChunk to ${this.link.address}`), err.code));
       call.on('end', () => {
-        if (s.pending.length) s.fail(new DataLossError(`StoreChunk to ${link.address} ended with ${s.pending.length} objects unacknowledged`));
-        if (!ready) reject(new DataLossError(`StoreChunk to ${link.address} ended before it was ready`));
+        // An error status is reported after 'end': let it win when there is one.
+        setImmediate(() => {
+          if (this.pending.length || !isReady) broken(new UnavailableError(`StoreChunk to ${this.link.address} ended with ${this.pending.length} objects unacknowledged`), grpc.status.UNAVAILABLE);
+        });
       });
-      call.write({ step: { $case: 'open', value: { senderId: link.host.serverId, folder } } });
+      call.on('status', () => resolveStatus());
+      call.write({ step: { $case: 'open', value: { senderId: this.link.host.serverId, folder: this.folder } } });
     });
-    return s;
+    return ready.then(async () => {
+      for (const p of [...this.pending]) {
+        if (this.call !== call) return;
+        await writeMessage(call, { step: { $case: 'object', value: { kind: toWire(p.obj.kind), id: p.obj.id, data: p.obj.data } } }, this.signal).catch(() => undefined);
+      }
+    }).catch(async (err: unknown) => {
+      // Not even ready: retry as a break when it is worth it, else fail.
+      const code = (err as { cause?: { code?: number } }).cause?.code;
+      if (this.streams > 1 && !this.signal?.aborted && code !== undefined && RESUMABLE.has(code) && this.attempts < STORE_RESUME.attempts) {
+        return this.reconnectAfterDelay(err);
+      }
+      throw err;
+    });
+  }
+
+  private async reconnectAfterDelay(err: unknown): Promise<void> {
+    this.attempts++;
+    const delay = Math.min(STORE_RESUME.firstDelayMs * 2 ** (this.attempts - 1), STORE_RESUME.maxDelayMs);
+    this.link.host.log.warn({ peer: this.link.serverId, folder: this.folder, unacked: this.pending.length, attempt: this.attempts, err: (err as Error).message }, 'StoreChunk stream broke; resuming');
+    await new Promise((r) => setTimeout(r, delay));
+    if (this.failure) throw this.failure;
+    if (this.signal?.aborted) throw new CancelledError('replication cancelled');
+    return this.connect();
+  }
+
+  /** A stream broke after it was ready: reopen it and resend what is unacknowledged, or fail. */
+  private async resume(err: unknown, code: number | undefined): Promise<void> {
+    this.call?.cancel();
+    this.call = undefined;
+    if (this.failure) return;
+    const resumable = code !== undefined && RESUMABLE.has(code) && !this.signal?.aborted && this.attempts < STORE_RESUME.attempts;
+    if (!resumable) return this.fail(err);
+    if (this.pending.length === 0 && this.closing) return; // nothing lost; close() sees the status
+    const opening = this.reconnectAfterDelay(err);
+    this.opening = opening;
+    try {
+      await opening;
+    } catch (e) {
+      this.fail(e);
+    } finally {
+      if (this.opening === opening) this.opening = undefined;
+      for (const w of this.waiters.splice(0)) w();
+    }
   }
 
   private fail(err: unknown): void {
     this.failure ??= err;
     for (const p of this.pending.splice(0)) p.reject(this.failure);
-    for (const w of this.slotWaiters.splice(0)) w();
-    this.call.cancel();
+    for (const w of this.waiters.splice(0)) w();
+    this.call?.cancel();
+    this.unbind();
   }
 
   async send(obj: StoredObject, signal?: AbortSignal): Promise<void> {
-    while (!this.failure && this.pending.length >= this.window) await new Promise<void>((r) => this.slotWaiters.push(r));
-    if (this.failure) throw this.failure;
-    if (signal?.aborted) throw new CancelledError('replication cancelled');
-    const acked = new Promise<void>((resolve, reject) => this.pending.push({ id: obj.id, resolve, reject }));
-    await writeMessage(this.call, { step: { $case: 'object', value: { kind: toWire(obj.kind), id: obj.id, data: obj.data } } }, signal);
+    for (;;) {
+      if (this.failure) throw this.failure;
+      if (signal?.aborted) throw new CancelledError('replication cancelled');
+      if (this.opening) {
+        await this.opening.catch(() => undefined);
+        continue;
+      }
+      if (this.pending.length < this.window && this.call) break;
+      await new Promise<void>((r) => this.waiters.push(r));
+    }
+    const acked = new Promise<void>((resolve, reject) => this.pending.push({ obj, resolve, reject }));
+    // A write into a stream that just broke is harmless: the object is pending and gets resent.
+    await writeMessage(this.call, { step: { $case: 'object', value: { kind: toWire(obj.kind), id: obj.id, data: obj.data } } }, signal).catch(() => undefined);
     return acked;
   }
 
   async close(): Promise<void> {
+    this.closing = true;
+    while (!this.failure && (this.pending.length || this.opening)) {
+      if (this.opening) await this.opening.catch(() => undefined);
+      else await new Promise<void>((r) => this.waiters.push(r));
+    }
     if (this.failure) throw this.failure;
-    this.call.end();
-    await this.done;
+    this.call?.end();
+    await this.statusSeen;
     await new Promise<void>((r) => setImmediate(r)); // an error status is reported just after 'status'
     this.unbind();
     if (this.failure) throw this.failure;
   }
 
   abort(): void {
+    this.closing = true;
     this.unbind();
-    this.call.cancel();
+    this.call?.cancel();
   }
 }

@@ -33,6 +33,8 @@ export interface StoragePort {
   has(folder: string, kind: ObjectKind, ids: string[], signal?: AbortSignal): Promise<boolean[]>;
   list(folder: string, kind: ObjectKind, signal?: AbortSignal): AsyncIterable<string[]>;
   delete(folder: string, kind: ObjectKind, id: string, signal?: AbortSignal): Promise<boolean>;
+  /** Every folder (server ID) this node's disk holds objects of, its own and its peers'. */
+  listFolders(signal?: AbortSignal): Promise<string[]>;
 }
 
 /** One object with its bytes. */
@@ -99,4 +101,26 @@ export interface SyncResult {
 /** Runs SyncFolder for `folder` against one peer. */
 export interface FolderSyncer {
   syncFolder(peerId: string, folder: string, sink: SyncSink, signal?: AbortSignal, options?: SyncOptions): Promise<SyncResult>;
+}
+
+/** A peer's inventory of one folder: the IDs it holds, by kind. */
+export interface FolderInventory {
+  chunk: Set<string>;
+  manifest: Set<string>;
+}
+
+/** Reads a peer's whole inventory of one folder (SyncFolder opened without a summary, read to its end). */
+export interface InventoryPort {
+  inventory(peerId: string, folder: string, signal?: AbortSignal): Promise<FolderInventory>;
+}
+
+/**
+ * Membership as placement sees it: which members exist and which are gone (not connected for longer
+ * than the grace period). Gone members are left out of every ranking's desired holders.
+ */
+export interface MembershipPort {
+  /** Every member known (this node excluded), gone ones included. */
+  members(): string[];
+  /** True when `serverId` is gone. This node itself never is. */
+  isGone(serverId: string): boolean;
 }

@@ -10,7 +10,9 @@ import { chunkStream } from './chunker';
 import { FileIndex, type IndexedVersion } from './file-index';
 import { hedgedFetch, holderOrder } from './hedge';
 import { decodeManifest, encodeManifest, type ChunkRef, type Manifest } from './manifest';
-import type { CryptoPort, FolderSyncer, ObjectKind, PeersPort, ReplicaSession, StoragePort, StoredObject, SyncResult } from './ports';
+import type { CryptoPort, FolderSyncer, ObjectKind, PeersPort, StoragePort, StoredObject, SyncResult } from './ports';
+import { rank } from './placement';
+import { ReplicationBacklog, type ReplicationHandle } from './replication';
 import { summarize, summaryBits, SyncDiff } from './summary';
 import { Recovery, summaryOf, type RecoverySummary } from './recovery';
 
@@ -45,6 +47,8 @@ export interface VaultComponents {
   storage: StoragePort;
   peers: PeersPort & FolderSyncer;
   log: Logger;
+  /** Where copies owed to peers wait; the Vault makes its own when none is given. */
+  replication?: ReplicationBacklog;
 }
 
 /** Settings of a Vault. */
@@ -57,6 +61,8 @@ export interface VaultOptions {
   replicas: number;
   /** Chunks in flight per upload or download. */
   window: number;
+  /** Durable copies (the owner's included) a write waits for; default min(2, replicas). */
+  writeQuorum?: number;
   /** Repair reads: how long one holder may take before the next is asked as well (default 300). */
   hedgeMs?: number;
   /** Interval of the progress log lines of a recovery (default 3000). */
@@ -142,6 +148,8 @@ export class Vault {
   private readonly log: Logger;
   /** The recovery runner of this folder (status, start or join). */
   readonly recovery: Recovery;
+  /** Copies owed to peers: tracked until acknowledged. */
+  readonly replication: ReplicationBacklog;
 
   constructor(
     private readonly c: VaultComponents,
@@ -149,6 +157,7 @@ export class Vault {
   ) {
     this.log = c.log;
     this.recovery = new Recovery(this, c.log, { logEveryMs: o.recoveryLogMs ?? 3000 });
+    this.replication = c.replication ?? new ReplicationBacklog({ storage: c.storage, peers: c.peers, log: c.log }, { window: o.window });
   }
 
   /**
@@ -195,39 +204,91 @@ export class Vault {
     return this.index.liveCount();
   }
 
-  /** The replica sessions of one write: R-1 connected peers, or UNAVAILABLE. */
-  private async openReplicas(signal: AbortSignal): Promise<ReplicaSession[]> {
-    const need = this.o.replicas - 1;
-    const peers = this.c.peers.connected();
+  /** Copies a write waits for, the owner's included. */
+  get writeQuorum(): number {
+    return Math.max(1, Math.min(this.o.writeQuorum ?? 2, this.o.replicas));
+  }
+
+  /** The peers of one write: the connected ones, or UNAVAILABLE when fewer than W-1 are connected. */
+  private writePeers(): string[] {
+    const need = this.writeQuorum - 1;
+    const peers = this.c.peers.connected().filter((p) => p !== this.o.serverId);
     if (peers.length < need) {
-      throw new UnavailableError(`cannot keep ${this.o.replicas} copies: ${peers.length} of the ${need} peers needed are connected`);
+      throw new UnavailableError(`cannot write ${this.writeQuorum} copies: ${peers.length} of the ${need} peers needed are connected`);
     }
-    const sessions: ReplicaSession[] = [];
+    return peers;
+  }
+
+  /**
+   * Stores one object on the owner's disk and queues its copies for its top R-1 connected peers (HRW);
+   * resolves once W copies are durable (the owner's included). The other copies continue in the
+   * background, tracked by the backlog; the bytes they hold are released here, so they are re-read from
+   * the local store when sent. UNAVAILABLE when too many copies fail for the quorum.
+   */
+  private async place(obj: StoredObject, peers: string[], pending: Set<ReplicationHandle>, signal: AbortSignal): Promise<void> {
+    const targets = rank(obj.id, this.o.serverId, peers, false).slice(0, this.o.replicas - 1);
+    const local = this.c.storage.put(this.o.serverId, obj.kind, obj.id, obj.data, signal);
+    const handles = targets.map((t) => this.replication.enqueue(t, { folder: this.o.serverId, kind: obj.kind, id: obj.id, size: obj.data.length, data: obj.data }));
+    handles.forEach((h) => pending.add(h));
+    const need = this.writeQuorum - 1;
     try {
-      for (const p of peers.slice(0, need)) sessions.push(await this.c.peers.openReplica(p, this.o.serverId, signal));
-    } catch (err) {
-      sessions.forEach((s) => s.abort());
-      throw err;
+      const acked = new Promise<void>((resolve, reject) => {
+        let ok = 0;
+        let bad = 0;
+        let lastErr: unknown;
+        if (need <= 0) return resolve();
+        for (const h of handles) {
+          h.done.then(
+            () => {
+              if (++ok === need) resolve();
+            },
+            (err) => {
+              lastErr = err;
+              if (handles.length - ++bad < need) {
+                reject(new UnavailableError(`cannot write ${this.writeQuorum} copies of ${obj.kind} ${obj.id}: ${bad} of ${handles.length} peer copies failed`, { cause: lastErr }));
+              }
+            },
+          );
+        }
+      });
+      acked.catch(() => undefined);
+      const aborted = new Promise<never>((_, reject) => {
+        const onAbort = () => reject(new CancelledError('write cancelled'));
+        if (signal.aborted) onAbort();
+        else signal.addEventListener('abort', onAbort, { once: true });
+        acked.finally(() => signal.removeEventListener('abort', onAbort)).catch(() => undefined);
+      });
+      aborted.catch(() => undefined);
+      await Promise.all([local, Promise.race([acked, aborted])]);
+    } finally {
+      for (const h of handles) {
+        h.release();
+        h.done.then(
+          () => pending.delete(h),
+          () => pending.delete(h),
+        );
+      }
     }
-    return sessions;
   }
 
-  /** Stores one object on the owner's disk and on every replica; resolves when all are durable. */
-  private async storeEverywhere(obj: StoredObject, replicas: ReplicaSession[], signal: AbortSignal): Promise<void> {
-    await Promise.all([this.c.storage.put(this.o.serverId, obj.kind, obj.id, obj.data, signal), ...replicas.map((r) => r.send(obj, signal))]);
+  /** Withdraws the copies of a failed write that were not sent yet. */
+  private withdraw(pending: Set<ReplicationHandle>): void {
+    for (const h of pending) h.cancel();
+    pending.clear();
   }
 
-  /** Writes a manifest everywhere and adds it to the index. */
-  private async commitManifest(m: Manifest, replicas: ReplicaSession[], signal: AbortSignal): Promise<FileInfo> {
+  /** Writes a manifest with quorum and adds it to the index. */
+  private async commitManifest(m: Manifest, peers: string[], pending: Set<ReplicationHandle>, signal: AbortSignal): Promise<FileInfo> {
     const sealed = await this.c.crypto.sealManifest(this.o.serverId, encodeManifest(m), signal);
-    await this.storeEverywhere({ kind: 'manifest', id: sealed.id, data: sealed.ciphertext }, replicas, signal);
+    await this.place({ kind: 'manifest', id: sealed.id, data: sealed.ciphertext }, peers, pending, signal);
     this.index.add(sealed.id, m);
     return infoOf(m);
   }
 
   /**
-   * Stores a new version of `path` from `data`. Resolves once every chunk and the manifest are durable
-   * on the owner and on R-1 peers. On failure or cancellation no version becomes visible.
+   * Stores a new version of `path` from `data`. Resolves once every chunk and the manifest have W durable
+   * copies (the owner's included); the remaining copies complete in the background (see `replication`).
+   * On failure or cancellation no version becomes visible.
    */
   async upload(path: string, expectedSize: number | undefined, data: AsyncIterable<Buffer>, outer: AbortSignal): Promise<FileInfo> {
     assertFilePath(path);
@@ -236,9 +297,9 @@ export class Vault {
     outer.addEventListener('abort', onAbort, { once: true });
     const signal = ctrl.signal;
     const started = Date.now();
-    let replicas: ReplicaSession[] = [];
+    const pending = new Set<ReplicationHandle>();
     try {
-      replicas = await this.openReplicas(signal);
+      const peers = this.writePeers();
       const wrappedKey = await this.c.crypto.createDataKey(this.o.serverId, signal);
       const fileId = randomBytes(16);
       const hash = createHash('sha256');
@@ -252,7 +313,7 @@ export class Vault {
         await window.add(async () => {
           const ctx = { folder: this.o.serverId, fileId, index: chunk.index, last: chunk.last };
           const sealed = await this.c.crypto.sealChunk(wrappedKey, ctx, chunk.data, signal);
-          await this.storeEverywhere({ kind: 'chunk', id: sealed.id, data: sealed.ciphertext }, replicas, signal);
+          await this.place({ kind: 'chunk', id: sealed.id, data: sealed.ciphertext }, peers, pending, signal);
           chunks[chunk.index] = { id: sealed.id, size: chunk.data.length };
         });
       }
@@ -275,16 +336,17 @@ export class Vault {
             wrappedKey: wrappedKey.toString('base64'),
             chunks,
           },
-          replicas,
+          peers,
+          pending,
           signal,
         ),
       );
-      await Promise.all(replicas.map((r) => r.close()));
-      this.log.info({ rpc: 'upload', version: info.version, bytes: size, chunks: chunks.length, ms: Date.now() - started }, 'stored');
+      const backlog = this.replication.stats();
+      this.log.info({ rpc: 'upload', version: info.version, bytes: size, chunks: chunks.length, ms: Date.now() - started, backlog: backlog.objects, backlogBytes: backlog.bytes }, 'stored');
       return info;
     } catch (err) {
       ctrl.abort(err);
-      replicas.forEach((r) => r.abort());
+      this.withdraw(pending);
       throw err;
     } finally {
       outer.removeEventListener('abort', onAbort);
@@ -295,22 +357,11 @@ export class Vault {
   async delete(path: string, signal: AbortSignal): Promise<number> {
     assertFilePath(path);
     if (!this.index.get(path)) throw new NotFoundError(`no such file: ${path}`);
-    const replicas = await this.openReplicas(signal);
-    try {
-      const info = await this.locks.run(path, async () => {
-        if (!this.index.get(path)) throw new NotFoundError(`no such file: ${path}`);
-        return this.commitManifest(
-          { format: 1, path, version: this.index.latestVersion(path) + 1, deleted: true, size: 0, sha256: '', createdUnixMs: Date.now(), fileId: '', wrappedKey: '', chunks: [] },
-          replicas,
-          signal,
-        );
-      });
-      await Promise.all(replicas.map((r) => r.close()));
-      return info.version;
-    } catch (err) {
-      replicas.forEach((r) => r.abort());
-      throw err;
-    }
+    const info = await this.writeRecord(path, signal, () => {
+      if (!this.index.get(path)) throw new NotFoundError(`no such file: ${path}`);
+      return { format: 1, path, version: this.index.latestVersion(path) + 1, deleted: true, size: 0, sha256: '', createdUnixMs: Date.now(), fileId: '', wrappedKey: '', chunks: [] };
+    });
+    return info.version;
   }
 
   /** Every version of `path` still in its history, deletions included, oldest first; NotFoundError if none. */
@@ -358,15 +409,14 @@ export class Vault {
     return count;
   }
 
-  /** Commits the manifest `make()` builds (under the path's lock) on the owner and R-1 peers. */
+  /** Commits the manifest `make()` builds (under the path's lock) with write quorum. */
   private async writeRecord(path: string, signal: AbortSignal, make: () => Manifest): Promise<FileInfo> {
-    const replicas = await this.openReplicas(signal);
+    const peers = this.writePeers();
+    const pending = new Set<ReplicationHandle>();
     try {
-      const info = await this.locks.run(path, () => this.commitManifest(make(), replicas, signal));
-      await Promise.all(replicas.map((r) => r.close()));
-      return info;
+      return await this.locks.run(path, () => this.commitManifest(make(), peers, pending, signal));
     } catch (err) {
-      replicas.forEach((r) => r.abort());
+      this.withdraw(pending);
       throw err;
     }
   }

@@ -15,6 +15,7 @@ import type { RecoveryStatus } from '../domain/recovery';
 import type { FileInfo, Vault } from '../domain/vault';
 import type { PeerNetwork } from '../adapters/network';
 import { PROTOCOL_VERSION } from '../domain/protocol';
+import type { RepairReport } from '../domain/replicator';
 
 /** What the node server needs. */
 export interface NodeServerDeps {
@@ -23,6 +24,8 @@ export interface NodeServerDeps {
   network: PeerNetwork;
   chunkSize: number;
   replicas: number;
+  /** The last repair pass, when repair runs on this node. */
+  lastRepair?: () => (RepairReport & { finishedUnixMs: number }) | undefined;
 }
 
 function wireInfo(f: FileInfo): WireFileInfo {
@@ -142,6 +145,27 @@ export function nodeServer(deps: NodeServerDeps): NodeServiceServer {
       protocolVersion: PROTOCOL_VERSION,
       chunkSize: deps.chunkSize,
       replicas: deps.replicas,
+      writeQuorum: vault.writeQuorum,
+      backlog: (() => {
+        const b = vault.replication.stats();
+        return { objects: b.objects, bytes: b.bytes, sent: b.sent, sentBytes: b.sentBytes, failed: b.failed };
+      })(),
+      backlogPeers: vault.replication.stats().peers.map((p) => ({ serverId: p.peerId, objects: p.objects, bytes: p.bytes })),
+      lastRepair: (() => {
+        const r = deps.lastRepair?.();
+        if (!r) return undefined;
+        return {
+          finishedUnixMs: r.finishedUnixMs,
+          folders: r.folders,
+          objects: r.objects,
+          pushed: r.pushed,
+          pushedBytes: r.pushedBytes,
+          deleted: r.deleted,
+          failed: r.failed,
+          underReplicated: r.under,
+          durationMs: r.durationMs,
+        };
+      })(),
     })),
   };
 }

@@ -87,13 +87,23 @@ describe('PeerService over a real server', () => {
     ['a traversal ID', [open(), obj(Buffer.from('x'), '../../etc/passwd')], grpc.status.INVALID_ARGUMENT],
     ['an unknown kind', [open(), obj(Buffer.from('x'), undefined, 0)], grpc.status.INVALID_ARGUMENT],
     ['a bad folder', [open('../x', '../x')], grpc.status.INVALID_ARGUMENT],
-    ['another node\'s folder', 'other-folder', grpc.status.PERMISSION_DENIED],
     ['a second open', [open(), open()], grpc.status.INVALID_ARGUMENT],
   ])('refuses %s on StoreChunk and stores nothing', async (_name, msgs, code) => {
     const before = storage.objects.size;
-    const r = await raw('storeChunk', msgs === 'other-folder' ? [open(A, B)] : (msgs as unknown[]));
+    const r = await raw('storeChunk', msgs as unknown[]);
     expect(r.code).toBe(code);
     expect(storage.objects.size).toBe(before);
+  });
+
+  it('stores into another member\'s folder (repair of a gone owner), still verifying the hash', async () => {
+    const d = Buffer.from('repaired copy');
+    const r = await raw('storeChunk', [open(A, B), obj(d)]);
+    expect(r.code).toBe(grpc.status.OK);
+    expect(r.responses.map((m) => m.step.$case)).toEqual(['ready', 'ack']);
+    expect(storage.ids(B, 'chunk')).toEqual([sha(d)]);
+    const bad = await raw('storeChunk', [open(A, B), obj(Buffer.from('x'), sha(Buffer.from('y')))]);
+    expect(bad.code).toBe(grpc.status.DATA_LOSS);
+    expect(storage.ids(B, 'chunk')).toEqual([sha(d)]);
   });
 
   it('refuses an old protocol version with FAILED_PRECONDITION', async () => {
@@ -126,6 +136,16 @@ describe('PeerService over a real server', () => {
     );
     expect(r.fetched).toBe(storage.ids(A, 'chunk').length - 1000);
     expect(mine.ids(A, 'chunk').sort()).toEqual(storage.ids(A, 'chunk').sort());
+  });
+
+  it('reads a peer\'s whole inventory of a folder over SyncFolder, moving no bytes', async () => {
+    const inv = await clientNet.inventory(B, A);
+    expect([...inv.chunk].sort()).toEqual(storage.ids(A, 'chunk').sort());
+    expect(inv.chunk.size).toBeGreaterThan(2000);
+    expect([...inv.manifest]).toEqual(storage.ids(A, 'manifest'));
+    const empty = await clientNet.inventory(B, 'e'.repeat(32));
+    expect(empty.chunk.size + empty.manifest.size).toBe(0);
+    await expect(clientNet.inventory(B, '../etc')).rejects.toMatchObject({ name: 'InvalidArgumentError' });
   });
 
   it('syncs with a summary: a few entries listed, the difference found exactly both ways', async () => {

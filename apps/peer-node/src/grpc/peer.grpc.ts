@@ -217,7 +217,8 @@ export function peerServer(deps: PeerServerDeps): PeerServiceServer {
       const folder = assertServerId(open.value.folder);
       assertServerId(open.value.senderId);
       if (open.value.senderId !== peerId) throw new PermissionDeniedError('StoreChunk: sender_id is not the authenticated peer');
-      if (folder !== open.value.senderId) throw new PermissionDeniedError('StoreChunk: a node may only replicate its own folder');
+      // Any member may store into any folder: repair re-replicates the folders of members that are gone.
+      // Every object is still verified against its ID before it is stored and acknowledged.
       await writeMessage(call, { step: { $case: 'ready', value: { window: deps.window } } }, signal);
       let count = 0;
       let bytes = 0;

@@ -220,6 +220,64 @@ export interface GetNodeInfoResponse {
   chunkSize: number;
   /** Copies kept of every chunk, the owner's included. */
   replicas: number;
+  /** Durable copies (the owner's included) a put waits for before it returns. */
+  writeQuorum: number;
+  /** The replication backlog: copies owed to peers, queued or in flight. */
+  backlog?:
+    | ReplicationBacklog
+    | undefined;
+  /** The last repair/rebalance pass of this node; unset before the first. */
+  lastRepair?:
+    | RepairStatus
+    | undefined;
+  /** The backlog per peer with anything pending. */
+  backlogPeers: PeerBacklog[];
+}
+
+/** Copies owed to one peer. */
+export interface PeerBacklog {
+  /** The peer's server ID. */
+  serverId: string;
+  /** Copies queued or in flight to it. */
+  objects: number;
+  /** Their bytes (repair copies count once their bytes are read). */
+  bytes: number;
+}
+
+/** The replication backlog of a node: copies it still owes its peers. */
+export interface ReplicationBacklog {
+  /** Copies queued or in flight. */
+  objects: number;
+  /** Their bytes. */
+  bytes: number;
+  /** Copies acknowledged by peers since start. */
+  sent: number;
+  /** Bytes acknowledged by peers since start. */
+  sentBytes: number;
+  /** Copies that could not be delivered since start (left to repair). */
+  failed: number;
+}
+
+/** What one repair/rebalance pass did. */
+export interface RepairStatus {
+  /** When it finished (Unix ms). */
+  finishedUnixMs: number;
+  /** Folders examined. */
+  folders: number;
+  /** Objects of this node examined. */
+  objects: number;
+  /** Copies pushed to members that lacked them. */
+  pushed: number;
+  /** Their bytes. */
+  pushedBytes: number;
+  /** Own copies deleted because every desired holder has the object. */
+  deleted: number;
+  /** Pushes that failed (retried next pass). */
+  failed: number;
+  /** Objects still below R copies among reachable holders. */
+  underReplicated: number;
+  /** Duration of the pass in milliseconds. */
+  durationMs: number;
 }
 
 /** Request of ListVersions. */
@@ -1463,7 +1521,17 @@ export const GetNodeInfoRequest: MessageFns<GetNodeInfoRequest> = {
 };
 
 function createBaseGetNodeInfoResponse(): GetNodeInfoResponse {
-  return { serverId: "", peerAddress: "", protocolVersion: 0, chunkSize: 0, replicas: 0 };
+  return {
+    serverId: "",
+    peerAddress: "",
+    protocolVersion: 0,
+    chunkSize: 0,
+    replicas: 0,
+    writeQuorum: 0,
+    backlog: undefined,
+    lastRepair: undefined,
+    backlogPeers: [],
+  };
 }
 
 export const GetNodeInfoResponse: MessageFns<GetNodeInfoResponse> = {
@@ -1482,6 +1550,18 @@ export const GetNodeInfoResponse: MessageFns<GetNodeInfoResponse> = {
     }
     if (message.replicas !== 0) {
       writer.uint32(40).int64(message.replicas);
+    }
+    if (message.writeQuorum !== 0) {
+      writer.uint32(48).int64(message.writeQuorum);
+    }
+    if (message.backlog !== undefined) {
+      ReplicationBacklog.encode(message.backlog, writer.uint32(58).fork()).join();
+    }
+    if (message.lastRepair !== undefined) {
+      RepairStatus.encode(message.lastRepair, writer.uint32(66).fork()).join();
+    }
+    for (const v of message.backlogPeers) {
+      PeerBacklog.encode(v!, writer.uint32(74).fork()).join();
     }
     return writer;
   },
@@ -1539,6 +1619,38 @@ export const GetNodeInfoResponse: MessageFns<GetNodeInfoResponse> = {
             message.replicas = longToNumber(reader.int64());
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.writeQuorum = longToNumber(reader.int64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.backlog = ReplicationBacklog.decode(reader, reader.uint32());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.lastRepair = RepairStatus.decode(reader, reader.uint32());
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.backlogPeers.push(PeerBacklog.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1561,6 +1673,357 @@ export const GetNodeInfoResponse: MessageFns<GetNodeInfoResponse> = {
     message.protocolVersion = object.protocolVersion ?? 0;
     message.chunkSize = object.chunkSize ?? 0;
     message.replicas = object.replicas ?? 0;
+    message.writeQuorum = object.writeQuorum ?? 0;
+    message.backlog = (object.backlog !== undefined && object.backlog !== null)
+      ? ReplicationBacklog.fromPartial(object.backlog)
+      : undefined;
+    message.lastRepair = (object.lastRepair !== undefined && object.lastRepair !== null)
+      ? RepairStatus.fromPartial(object.lastRepair)
+      : undefined;
+    message.backlogPeers = object.backlogPeers?.map((e) => PeerBacklog.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBasePeerBacklog(): PeerBacklog {
+  return { serverId: "", objects: 0, bytes: 0 };
+}
+
+export const PeerBacklog: MessageFns<PeerBacklog> = {
+  encode(message: PeerBacklog, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.serverId !== "") {
+      writer.uint32(10).string(message.serverId);
+    }
+    if (message.objects !== 0) {
+      writer.uint32(16).int64(message.objects);
+    }
+    if (message.bytes !== 0) {
+      writer.uint32(24).int64(message.bytes);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PeerBacklog {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePeerBacklog();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.serverId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.objects = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.bytes = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<PeerBacklog>): PeerBacklog {
+    return PeerBacklog.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<PeerBacklog>): PeerBacklog {
+    const message = createBasePeerBacklog();
+    message.serverId = object.serverId ?? "";
+    message.objects = object.objects ?? 0;
+    message.bytes = object.bytes ?? 0;
+    return message;
+  },
+};
+
+function createBaseReplicationBacklog(): ReplicationBacklog {
+  return { objects: 0, bytes: 0, sent: 0, sentBytes: 0, failed: 0 };
+}
+
+export const ReplicationBacklog: MessageFns<ReplicationBacklog> = {
+  encode(message: ReplicationBacklog, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.objects !== 0) {
+      writer.uint32(8).int64(message.objects);
+    }
+    if (message.bytes !== 0) {
+      writer.uint32(16).int64(message.bytes);
+    }
+    if (message.sent !== 0) {
+      writer.uint32(24).int64(message.sent);
+    }
+    if (message.sentBytes !== 0) {
+      writer.uint32(32).int64(message.sentBytes);
+    }
+    if (message.failed !== 0) {
+      writer.uint32(40).int64(message.failed);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReplicationBacklog {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReplicationBacklog();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.objects = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.bytes = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.sent = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.sentBytes = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.failed = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<ReplicationBacklog>): ReplicationBacklog {
+    return ReplicationBacklog.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ReplicationBacklog>): ReplicationBacklog {
+    const message = createBaseReplicationBacklog();
+    message.objects = object.objects ?? 0;
+    message.bytes = object.bytes ?? 0;
+    message.sent = object.sent ?? 0;
+    message.sentBytes = object.sentBytes ?? 0;
+    message.failed = object.failed ?? 0;
+    return message;
+  },
+};
+
+function createBaseRepairStatus(): RepairStatus {
+  return {
+    finishedUnixMs: 0,
+    folders: 0,
+    objects: 0,
+    pushed: 0,
+    pushedBytes: 0,
+    deleted: 0,
+    failed: 0,
+    underReplicated: 0,
+    durationMs: 0,
+  };
+}
+
+export const RepairStatus: MessageFns<RepairStatus> = {
+  encode(message: RepairStatus, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.finishedUnixMs !== 0) {
+      writer.uint32(8).int64(message.finishedUnixMs);
+    }
+    if (message.folders !== 0) {
+      writer.uint32(16).int64(message.folders);
+    }
+    if (message.objects !== 0) {
+      writer.uint32(24).int64(message.objects);
+    }
+    if (message.pushed !== 0) {
+      writer.uint32(32).int64(message.pushed);
+    }
+    if (message.pushedBytes !== 0) {
+      writer.uint32(40).int64(message.pushedBytes);
+    }
+    if (message.deleted !== 0) {
+      writer.uint32(48).int64(message.deleted);
+    }
+    if (message.failed !== 0) {
+      writer.uint32(56).int64(message.failed);
+    }
+    if (message.underReplicated !== 0) {
+      writer.uint32(64).int64(message.underReplicated);
+    }
+    if (message.durationMs !== 0) {
+      writer.uint32(72).int64(message.durationMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RepairStatus {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRepairStatus();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.finishedUnixMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.folders = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.objects = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.pushed = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.pushedBytes = longToNumber(reader.int64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.deleted = longToNumber(reader.int64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.failed = longToNumber(reader.int64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.underReplicated = longToNumber(reader.int64());
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.durationMs = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<RepairStatus>): RepairStatus {
+    return RepairStatus.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RepairStatus>): RepairStatus {
+    const message = createBaseRepairStatus();
+    message.finishedUnixMs = object.finishedUnixMs ?? 0;
+    message.folders = object.folders ?? 0;
+    message.objects = object.objects ?? 0;
+    message.pushed = object.pushed ?? 0;
+    message.pushedBytes = object.pushedBytes ?? 0;
+    message.deleted = object.deleted ?? 0;
+    message.failed = object.failed ?? 0;
+    message.underReplicated = object.underReplicated ?? 0;
+    message.durationMs = object.durationMs ?? 0;
     return message;
   },
 };
