@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { CancelledError, DataLossError, NotFoundError, UnavailableError } from '@distri-vault/shared';
 import { hedgedFetch, holderOrder } from './hedge';
+import { rank } from './placement';
 
 const GOOD = Buffer.from('the right bytes');
 const ID = createHash('sha256').update(GOOD).digest('hex');
@@ -86,7 +87,13 @@ describe('hedged reads', () => {
     expect(h.cancelled.sort()).toEqual(['a', 'b']);
   });
 
-  it('orders holders as connected for now', () => {
-    expect(holderOrder(['p1', 'p2'], ID)).toEqual(['p1', 'p2']);
+  it('orders holders by the object\'s placement ranking, the owner left out', () => {
+    const peers = ['p1', 'p2', 'p3', 'p4'];
+    expect(holderOrder(peers, ID, 'owner')).toEqual(rank(ID, 'owner', peers, false));
+    expect(holderOrder([...peers, 'owner'], ID, 'owner')).toEqual(rank(ID, 'owner', peers, false));
+    expect([...holderOrder(peers, ID, 'owner')].sort()).toEqual(peers);
+    // Different objects, different orders (HRW spreads the load of repair reads).
+    const firsts = new Set(Array.from({ length: 64 }, (_, i) => holderOrder(peers, createHash('sha256').update(`obj-${i}`).digest('hex'), 'owner')[0]));
+    expect(firsts.size).toBe(4);
   });
 });

@@ -5,6 +5,7 @@
  * wins and every other request is cancelled. Bytes that do not verify are logged and dropped: never
  * returned, never stored. Pure: the fetch and the verification come from the caller.
  */
+import { rank } from './placement';
 import type { Logger } from 'pino';
 import { CancelledError, DataLossError, NotFoundError, UnavailableError } from '@distri-vault/shared';
 
@@ -33,11 +34,11 @@ export interface HedgeResult {
 }
 
 /**
- * The order in which holders are asked for an object. For now the connected peers as given (sorted by
- * server ID); placement (HRW ranking over live members) replaces this function.
+ * The order in which holders are asked for an object of `owner`'s folder: the connected peers in the
+ * object's placement ranking (HRW, see placement.ts), so the peers that should hold it are asked first.
  */
-export function holderOrder(connected: string[], _id: string): string[] {
-  return [...connected];
+export function holderOrder(connected: string[], id: string, owner: string): string[] {
+  return rank(id, owner, connected, false);
 }
 
 /** Runs a hedged read; throws NotFound/DataLoss/Unavailable when no holder gives verified bytes. */

@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import pino from 'pino';
 import { DataLossError } from '@distri-vault/shared';
+import { rank } from './placement';
 import { Vault } from './vault';
 import { AntiEntropy } from './recovery';
 import { MemoryCrypto, MemoryPeers, MemoryStorage } from '../testing/memory-ports';
@@ -77,27 +78,29 @@ describe('Vault repair reads (hedged)', () => {
     await s.vault.upload('f', undefined, once(body), signal());
     const id = s.storage.ids(OWNER, 'chunk').sort()[0]!;
     s.storage.objects.delete(`${OWNER}/chunk/${id}`);
-    return { ...s, body, id };
+    // The holders are asked in the chunk's placement order.
+    const [first, second] = rank(id, OWNER, [P1, P2], false) as [string, string];
+    return { ...s, body, id, first, second };
   }
 
   it('asks the next holder when the first is slow, and cancels the slow one', async () => {
-    const { vault, peers, body, storage, id } = await brokenLocalChunk({ hedgeMs: 50 });
+    const { vault, peers, body, storage, id, first, second } = await brokenLocalChunk({ hedgeMs: 50 });
     let cancelled = false;
-    peers.fetchHooks.set(P1, (_id, s) => new Promise((_, reject) => s?.addEventListener('abort', () => ((cancelled = true), reject(new Error('cancelled'))))));
+    peers.fetchHooks.set(first, (_id, s) => new Promise((_, reject) => s?.addEventListener('abort', () => ((cancelled = true), reject(new Error('cancelled'))))));
     const started = Date.now();
     expect((await readAll(vault.read('f', undefined, signal()))).equals(body)).toBe(true);
     expect(Date.now() - started).toBeLessThan(5000);
     expect(cancelled).toBe(true);
-    expect(peers.fetches.map(([p]) => p)).toEqual([P1, P2]);
+    expect(peers.fetches.map(([p]) => p)).toEqual([first, second]);
     expect(storage.objects.has(`${OWNER}/chunk/${id}`)).toBe(true);
   });
 
   it('skips a holder serving wrong bytes: not served, not stored, fetched elsewhere', async () => {
-    const { vault, peers, body, storage, id } = await brokenLocalChunk({ hedgeMs: 40_000 });
+    const { vault, peers, body, storage, id, first } = await brokenLocalChunk({ hedgeMs: 40_000 });
     const puts: string[] = [];
     const put = storage.put.bind(storage);
     storage.put = async (f, k, i, d) => (puts.push(sha(d)), put(f, k, i, d));
-    peers.fetchHooks.set(P1, async () => Buffer.from('garbage that is not the chunk'));
+    peers.fetchHooks.set(first, async () => Buffer.from('garbage that is not the chunk'));
     const started = Date.now();
     expect((await readAll(vault.read('f', undefined, signal()))).equals(body)).toBe(true);
     expect(Date.now() - started).toBeLessThan(20_000); // the bad answer started the next holder at once, not after 40 s

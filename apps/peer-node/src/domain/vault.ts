@@ -491,7 +491,7 @@ export class Vault {
    * ID, and writes it back locally. Bytes that do not verify are never returned nor stored.
    */
   private async repairObject(kind: ObjectKind, id: string, signal: AbortSignal, onFetch?: FetchProgress): Promise<Buffer> {
-    const holders = holderOrder(this.c.peers.connected(), id);
+    const holders = holderOrder(this.c.peers.connected(), id, this.o.serverId);
     if (holders.length === 0) throw new UnavailableError(`object ${id} is unusable locally and no peer is connected`);
     let r;
     try {

@@ -292,7 +292,8 @@ export function peerServer(deps: PeerServerDeps): PeerServiceServer {
         while (ahead.length) await flushOne();
       }
       const total = await inventory;
-      log.info({ rpc: 'SyncFolder', peer: peerId, folder, objects: total, buckets: covered?.size }, 'served folder sync');
+      // Without a summary this is an inventory read (repair passes run them often): debug, not info.
+      log[covered ? 'info' : 'debug']({ rpc: 'SyncFolder', peer: peerId, folder, objects: total, buckets: covered?.size }, 'served folder sync');
     }),
   };
 }
