@@ -152,3 +152,18 @@ if (process.env.BENCH_STORAGE !== '0') {
   console.log('\nstorage-service bench (bench/storage.mjs)');
   execFileSync(process.execPath, [join(here, 'storage.mjs')], { stdio: 'inherit' });
 }
+
+// ---- recovery (issue #5): bench/recovery.mjs in its own process. BENCH_RECOVERY=0 skips it;
+// RECOVERY_SIZE_MIB (1024) sets the folder size. ----
+if (process.env.BENCH_RECOVERY !== '0') {
+  const { execFileSync } = await import('node:child_process');
+  console.log('\nrecovery bench (bench/recovery.mjs)');
+  execFileSync(process.execPath, [join(here, 'recovery.mjs')], { stdio: 'inherit' });
+}
+
+// ---- placement and repair (issue #5): bench/repair.mjs in its own process. BENCH_REPAIR=0 skips it. ----
+if (process.env.BENCH_REPAIR !== '0') {
+  const { execFileSync } = await import('node:child_process');
+  console.log('\nre-replication bench (bench/repair.mjs)');
+  execFileSync(process.execPath, [join(here, 'repair.mjs')], { stdio: 'inherit' });
+}

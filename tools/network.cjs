@@ -421,14 +421,14 @@ async function startNetwork(options) {
     nodes,
     /**
      * Starts one more node at run time (node<N+1>) and resolves with its handle once it is listening.
-     * extra.env overrides its variables last (e.g. NODE_BOOTSTRAP with one member's address; by default it
-     * is given every running node's peer address, like the others).
+     * By default it is bootstrapped from every running node's peer address, like the others; extra.env
+     * overrides its variables last (e.g. NODE_BOOTSTRAP with one member's address).
      */
     async addNode(extra = {}) {
       if (stopped) throw new Error('addNode: the network is stopped');
-      const i = nodes.length + 1;
+      if (nodes.length >= 9) throw new Error('at most 9 nodes');
       const env = extra.env ?? {};
-      const node = makeNode({ ...o, nodeEnv: (j) => ({ ...o.nodeEnv(j), ...env }) }, i, nodes);
+      const node = makeNode({ ...o, nodeEnv: (j) => ({ ...o.nodeEnv(j), ...env }) }, nodes.length + 1, nodes);
       nodes.push(node);
       await node.start();
       return node;

@@ -83,6 +83,11 @@ describe('zero knowledge on peers, and restore from identity + recovery key', ()
     ];
     // The copies are really there: every peer holds as many chunks as the owner (the files have 6).
     const ownerId = (await request(`${base}/v1/node`, 'GET')).json.serverId;
+    // (A put returns with W=2 copies; the third follows in the background.)
+    await eventually(async () => {
+      for (const node of net.nodes) if ((await walk(join(node.dataDir, ownerId, 'chunks'))).length !== 6) return false;
+      return true;
+    }, 20000, 'every copy');
     for (const node of net.nodes) expect([node.name, (await walk(join(node.dataDir, ownerId, 'chunks'))).length]).toEqual([node.name, 6]);
     for (const peer of net.nodes.slice(1)) {
       for (const [what, needle] of needles) expect([peer.name, what, await treeContains(peer.dir, needle)]).toEqual([peer.name, what, null]);

@@ -82,6 +82,11 @@ describe('local network (3 nodes + gateway)', () => {
       (await walk(join(net.nodes[i].dataDir, ownerId, kind))).map((p) => basename(p)).sort();
     const chunks0 = await listing(0, 'chunks');
     expect(chunks0).toHaveLength(expectedChunks);
+    // A put returns with W=2 copies; the third follows in the background (the replication backlog).
+    await eventually(async () => {
+      for (const i of [1, 2]) if ((await listing(i, 'chunks')).length !== expectedChunks) return false;
+      return true;
+    }, 20000, 'third copies');
     for (const i of [1, 2]) {
       expect(await listing(i, 'chunks')).toEqual(chunks0);
       expect(await listing(i, 'manifests')).toEqual(await listing(0, 'manifests'));
@@ -214,7 +219,7 @@ describe('local network (3 nodes + gateway)', () => {
     }
     // An explicit recovery finds nothing left to fetch and reports the folder.
     await eventually(async () => (await request(`${base}/v1/nodes`, 'GET')).json.nodes.filter((n: any) => n.state === 'connected').length === 2, 20000, 'peers back');
-    const rec = await request(`${base}/v1/recover`, 'POST');
+    const rec = await request(`${base}/v1/recover?wait=true`, 'POST');
     expect(rec.status).toBe(200);
     expect(rec.json).toMatchObject({ peers: 2, chunks: 0, files: files.length });
   });

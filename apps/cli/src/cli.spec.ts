@@ -114,6 +114,20 @@ describe('distri-vault CLI against a local network', () => {
     expect(await json(['status'])).toMatchObject({ replicas: 3, connected: 2, writable: true });
   });
 
+  it('starts a recovery, and follows one to its end with --watch', async () => {
+    const started = await json(['recover']);
+    expect(started).toMatchObject({ trigger: 'request', joined: false });
+    expect(started.run).toBeGreaterThanOrEqual(1);
+    const watched = await json(['recover', '--watch', '--interval', '100']);
+    expect(watched).toMatchObject({ phase: 'done', errors: 0, chunksMissing: 0, peersTotal: 2 });
+    expect(watched.run).toBeGreaterThanOrEqual(started.run);
+    // Human output off a terminal: progress lines on stderr, the summary on stdout.
+    const text = await cli(['recover', '--watch', '--interval', '100']);
+    expect(text.code).toBe(0);
+    expect(text.stderr).toMatch(/^(syncing|indexing|verifying|done) peers \d\/2 /m);
+    expect(text.stdout).toMatch(/^recovery #\d+ done: 2\/2 peers, 0 chunks and 0 manifests fetched/);
+  });
+
   it('creates a read-only token, which reads but may not write, and revokes it', async () => {
     const t = await json(['token', 'create', 'reader', '--read-only']);
     expect(t).toMatchObject({ name: 'reader', scope: 'read', token: expect.stringMatching(/^dvt_/) });

@@ -68,6 +68,31 @@ function version(value: string): number {
   return Number(value);
 }
 
+/** The gateway's recovery status (GET /v1/recover). */
+interface RecoveryView {
+  phase: 'idle' | 'syncing' | 'indexing' | 'verifying' | 'done' | 'failed' | 'unknown';
+  run: number;
+  trigger: string;
+  peersDone: number;
+  peersTotal: number;
+  chunks: number;
+  manifests: number;
+  bytes: number;
+  bytesPerSecond: number;
+  files: number;
+  chunksChecked: number;
+  chunksMissing: number;
+  errors: number;
+  errorMessages: string[];
+  durationMs: number;
+}
+
+function describeRecovery(s: RecoveryView): string {
+  const body = `${s.phase}: ${s.peersDone}/${s.peersTotal} peers, ${s.chunks} chunks and ${s.manifests} manifests fetched (${human(s.bytes)}, ${human(s.bytesPerSecond)}/s), ${s.files} files, ${s.chunksChecked} chunks checked`;
+  const tail = s.chunksMissing ? `, ${s.chunksMissing} chunks missing` : '';
+  return `${body}${tail}, ${s.errors} errors in ${(s.durationMs / 1000).toFixed(1)} s`;
+}
+
 /** Builds the program; `run` parses and executes it. */
 export function buildProgram(): Command {
   const program = new Command('distri-vault')
@@ -244,17 +269,50 @@ export function buildProgram(): Command {
 
   program
     .command('recover')
-    .description("restore the node's folder from its peers and report what was fetched")
-    .action(async () => {
+    .description("restore the home node's folder from its peers: starts a recovery (or joins the running one); --watch follows it to the end")
+    .option('-w, --watch', 'follow the progress (bar on a terminal, one line per change otherwise) until it ends; exit 6 if it failed')
+    .option('--interval <ms>', 'polling interval with --watch', '500')
+    .action(async (cmd: { watch?: boolean; interval: string }) => {
       const { opts, client } = ctx();
-      const wait = !opts.json && progressAllowed() ? setInterval(() => process.stderr.write('.'), 1000) : undefined;
-      try {
-        const r: { peers: number; chunks: number; manifests: number; bytes: number; files: number; durationMs: number } = await client.json('POST', '/v1/recover');
-        if (wait) process.stderr.write('\n');
-        print(opts, r, () => `recovered from ${r.peers} peers: ${r.chunks} chunks, ${r.manifests} manifests, ${human(r.bytes)} in ${r.durationMs} ms; ${r.files} files`);
-      } finally {
-        if (wait) clearInterval(wait);
+      const started: RecoveryView & { joined: boolean } = await client.json('POST', '/v1/recover');
+      if (!cmd.watch) {
+        print(opts, started, () => `${started.joined ? 'joined' : 'started'} recovery #${started.run}: ${describeRecovery(started)}\n(follow it with: distri-vault recover --watch, or GET /v1/recover)`);
+        return;
       }
+      const interval = Math.max(50, Number(cmd.interval) || 500);
+      const fancy = !opts.json && opts.progress !== false && progressAllowed();
+      const b = fancy
+        ? new SingleBar({ format: 'recover [{bar}] {phase} peers {peers} {done} {rate} files {files} errors {errors}', stream: process.stderr, hideCursor: true, fps: 10 }, Presets.shades_classic)
+        : undefined;
+      let last = '';
+      let st: RecoveryView = started;
+      const show = (s: RecoveryView) => {
+        // Bar: peers synced while syncing, chunks checked while verifying.
+        const [value, total] = s.phase === 'verifying' || s.phase === 'done' ? [s.chunksChecked, Math.max(s.chunksChecked, 1)] : [s.peersDone, Math.max(s.peersTotal, 1)];
+        const payload = { phase: s.phase.padEnd(9), peers: `${s.peersDone}/${s.peersTotal}`, done: human(s.bytes), rate: `${human(s.bytesPerSecond)}/s`, files: s.files, errors: s.errors };
+        if (b) b.update(value, payload);
+        else if (!opts.json) {
+          const line = `${s.phase} peers ${s.peersDone}/${s.peersTotal} chunks ${s.chunks} manifests ${s.manifests} ${human(s.bytes)} files ${s.files} errors ${s.errors}`;
+          if (line !== last) process.stderr.write(`${line}\n`);
+          last = line;
+        }
+        return total;
+      };
+      b?.start(Math.max(started.peersTotal, 1), 0, {});
+      try {
+        for (;;) {
+          const total = show(st);
+          b?.setTotal(total);
+          if (st.run === started.run && (st.phase === 'done' || st.phase === 'failed')) break;
+          if (st.run > started.run) break;
+          await new Promise((r) => setTimeout(r, interval));
+          st = await client.json('GET', '/v1/recover');
+        }
+      } finally {
+        b?.stop();
+      }
+      print(opts, st, () => `recovery #${st.run} ${describeRecovery(st)}`);
+      if (st.phase === 'failed') throw new CliError(`recovery failed: ${st.errorMessages.at(-1) ?? 'see the node log'}`, EXIT.dataLoss, 'data_loss');
     });
 
   const token = program.command('token').description('create, list and revoke bearer tokens (needs a read-write token)');

@@ -8,6 +8,7 @@ import { TokenStore } from './auth/token-store';
 import { startGateway, type RunningGateway } from './gateway';
 import { NodeClient } from './node-client';
 import { BROKEN_DOWNLOAD_SIZE, eventually, FakeNode, json, request, seeded } from './testing/fake-node';
+import { RecoveryPhase } from '@distri-vault/shared/generated/vault/node/v1/node';
 
 const MiB = 1024 * 1024;
 const log = pino({ level: 'silent' });
@@ -408,15 +409,38 @@ describe('gateway over a fake node', () => {
       for (const q of ['since=yesterday', 'since=a&since=b', 'topic=a&topic=b', 'after=../x']) expect([q, (await req('GET', `/v1/messages?${q}`)).status]).toEqual([q, 400]);
     });
 
-    it('recovers and reports the summary (int64 above 2^32 intact)', async () => {
-      const r = await req('POST', '/v1/recover');
+    it('recovers with ?wait=true and reports the summary (int64 above 2^32 intact)', async () => {
+      const r = await req('POST', '/v1/recover?wait=true');
       expect(r.status).toBe(200);
       expect(json(r)).toEqual({ peers: 2, chunks: 2 ** 33, manifests: 4, bytes: 5 * 2 ** 40, files: 3, durationMs: 1234 });
+      expect((await req('POST', '/v1/recover?wait=maybe')).status).toBe(400);
+    });
+
+    it('shows recovery status (idle first), starts a recovery with 202, and joins the running one', async () => {
+      const idle = await req('GET', '/v1/recover');
+      expect([idle.status, json(idle).phase, json(idle).run, json(idle).started]).toEqual([200, 'idle', 0, null]);
+      const start = await req('POST', '/v1/recover');
+      expect(start.status).toBe(202);
+      expect(json(start)).toMatchObject({ phase: 'syncing', run: 1, trigger: 'request', started: '2023-11-14T22:13:20.000Z', peersTotal: 2, joined: false });
+      const again = await req('POST', '/v1/recover');
+      expect([again.status, json(again).run, json(again).joined]).toEqual([202, 1, true]);
+      fake.recovery = { ...fake.recovery, phase: RecoveryPhase.RECOVERY_PHASE_DONE, peersDone: 2, chunks: 7, bytes: 3 * 2 ** 33, bytesPerSecond: 1.5e8, files: 3, errorMessages: ['x'] };
+      const done = await req('GET', '/v1/recover');
+      expect(json(done)).toMatchObject({ phase: 'done', peersDone: 2, peersTotal: 2, chunks: 7, bytes: 3 * 2 ** 33, bytesPerSecond: 1.5e8, files: 3, errorMessages: ['x'] });
     });
 
     it('shows node info, health and readiness', async () => {
       const info = await req('GET', '/v1/node');
-      expect(json(info)).toEqual({ serverId: 'a'.repeat(32), peerAddress: '127.0.0.1:7000', protocolVersion: 1, chunkSize: MiB, replicas: 3 });
+      expect(json(info)).toEqual({
+        serverId: 'a'.repeat(32),
+        peerAddress: '127.0.0.1:7000',
+        protocolVersion: 1,
+        chunkSize: MiB,
+        replicas: 3,
+        writeQuorum: 2,
+        backlog: { objects: 3, bytes: 3 * MiB, sent: 2 ** 33, failed: 1, peers: [{ serverId: 'b'.repeat(32), objects: 3, bytes: 3 * MiB }] },
+        lastRepair: null,
+      });
       const h = await req('GET', '/healthz');
       expect(h.status).toBe(200);
       expect(json(h)).toEqual({ status: 'ok' });

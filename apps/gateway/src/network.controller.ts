@@ -1,11 +1,12 @@
 /** HTTP routes about the network and the home node. */
-import { Controller, Get, HttpCode, Inject, Post, Res } from '@nestjs/common';
+import { Controller, Get, Inject, Post, Query, Res } from '@nestjs/common';
 import { ApiOperation } from '@nestjs/swagger';
+import { InvalidArgumentError } from '@distri-vault/shared';
 import type { HttpResponse as Response } from './http-types';
 import { NODE_CLIENT } from './tokens';
 import type { NodeClient } from './node-client';
 import { closedSignal } from './streaming';
-import { type NodeInfoView, type NodeView, type RecoverView, nodeInfoView, nodeView, recoverView } from './views';
+import { type NodeInfoView, type NodeView, type RecoverView, type RecoveryStatusView, nodeInfoView, nodeView, recoverView, recoveryStatusView } from './views';
 
 /** `/v1/nodes`, `/v1/node` and `/v1/recover`. */
 @Controller('v1')
@@ -32,10 +33,25 @@ export class NetworkController {
     return nodeInfoView(await this.node.nodeInfo(closedSignal(res)));
   }
 
-  /** Restores the home node's folder from its peers and reports what was restored. */
+  /** Progress of the home node's current or last recovery (phase "idle" if none ran). */
+  @Get('recover')
+  async recoveryStatus(@Res({ passthrough: true }) res: Response): Promise<RecoveryStatusView> {
+    return recoveryStatusView(await this.node.recoveryStatus(closedSignal(res)));
+  }
+
+  /**
+   * Starts a recovery of the home node's folder from its peers, or joins the one running: 202 with its
+   * status (then poll GET). With `?wait=true`: waits for the end and answers 200 with what was restored.
+   */
   @Post('recover')
-  @HttpCode(200)
-  async recover(@Res({ passthrough: true }) res: Response): Promise<RecoverView> {
-    return recoverView(await this.node.recoverFolder(closedSignal(res)));
+  async recover(@Res({ passthrough: true }) res: Response, @Query('wait') wait: unknown): Promise<RecoverView | (RecoveryStatusView & { joined: boolean })> {
+    if (wait !== undefined && wait !== 'true' && wait !== 'false') throw new InvalidArgumentError('invalid wait: want wait=true');
+    if (wait === 'true') {
+      res.status(200);
+      return recoverView(await this.node.recoverFolder(closedSignal(res)));
+    }
+    const r = await this.node.startRecovery(closedSignal(res));
+    res.status(202);
+    return { ...recoveryStatusView(r.status), joined: r.joined };
   }
 }

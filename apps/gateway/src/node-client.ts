@@ -12,6 +12,8 @@ import {
   type Message,
   type SendMessageResponse,
   type RecoverFolderResponse,
+  type RecoveryStatus,
+  type StartRecoveryResponse,
   type UploadFileResponse,
   type UploadHeader,
   NodeServiceClient,
@@ -205,6 +207,17 @@ export class NodeClient {
   /** Restores the node's folder from its peers; resolves with what was restored. */
   recoverFolder(signal: AbortSignal): Promise<RecoverFolderResponse> {
     return this.unary(this.client, this.client.recoverFolder, {}, { signal, what: 'RecoverFolder' });
+  }
+
+  /** The node's current or last recovery. */
+  async recoveryStatus(signal: AbortSignal): Promise<RecoveryStatus | undefined> {
+    const res = await this.unary(this.client, this.client.getRecoveryStatus, {}, { signal, what: 'GetRecoveryStatus' });
+    return res.status;
+  }
+
+  /** Starts a recovery in the background, or joins the one running; resolves at once with its status. */
+  startRecovery(signal: AbortSignal): Promise<StartRecoveryResponse> {
+    return this.unary(this.client, this.client.startRecovery, {}, { signal, what: 'StartRecovery' });
   }
 
   /** Identity and settings of the node; `timeoutMs` bounds the wait. */

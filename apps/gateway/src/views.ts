@@ -1,5 +1,5 @@
 /** JSON shapes of the HTTP API (camelCase, times as ISO-8601 strings), mapped from NodeService messages. */
-import { NodeState, type FileInfo, type GetNodeInfoResponse, type Message, type NodeInfo, type RecoverFolderResponse } from '@distri-vault/shared/generated/vault/node/v1/node';
+import { NodeState, RecoveryPhase, type FileInfo, type GetNodeInfoResponse, type Message, type NodeInfo, type RecoverFolderResponse, type RecoveryStatus } from '@distri-vault/shared/generated/vault/node/v1/node';
 
 /** One version of a file. */
 export interface FileView {
@@ -88,6 +88,73 @@ export interface RecoverView {
   durationMs: number;
 }
 
+/** Progress of a recovery. */
+export interface RecoveryStatusView {
+  /** idle (none ran), syncing, indexing, verifying, done or failed. */
+  phase: 'idle' | 'syncing' | 'indexing' | 'verifying' | 'done' | 'failed' | 'unknown';
+  /** Run number since the node started; 0 if none ran. */
+  run: number;
+  /** "startup" (empty disk on start) or "request"; empty if none ran. */
+  trigger: string;
+  /** Start (ISO-8601), or null. */
+  started: string | null;
+  /** End (ISO-8601), or null while it runs. */
+  finished: string | null;
+  /** Peers synced with (answered or failed) and to sync with. */
+  peersDone: number;
+  peersTotal: number;
+  /** Chunks and manifests fetched and verified, and their bytes. */
+  chunks: number;
+  manifests: number;
+  bytes: number;
+  /** Bytes fetched per second. */
+  bytesPerSecond: number;
+  /** Live files in the index. */
+  files: number;
+  /** Chunks of live versions checked for presence, and those still missing. */
+  chunksChecked: number;
+  chunksMissing: number;
+  /** Errors met, and the last few messages. */
+  errors: number;
+  errorMessages: string[];
+  /** Wall time so far or in all, in milliseconds. */
+  durationMs: number;
+}
+
+const PHASES: Record<number, RecoveryStatusView['phase']> = {
+  [RecoveryPhase.RECOVERY_PHASE_IDLE]: 'idle',
+  [RecoveryPhase.RECOVERY_PHASE_SYNCING]: 'syncing',
+  [RecoveryPhase.RECOVERY_PHASE_INDEXING]: 'indexing',
+  [RecoveryPhase.RECOVERY_PHASE_VERIFYING]: 'verifying',
+  [RecoveryPhase.RECOVERY_PHASE_DONE]: 'done',
+  [RecoveryPhase.RECOVERY_PHASE_FAILED]: 'failed',
+};
+
+/** RecoveryStatus -> RecoveryStatusView. */
+export function recoveryStatusView(s: RecoveryStatus | undefined): RecoveryStatusView {
+  const r = s ?? ({ phase: RecoveryPhase.RECOVERY_PHASE_UNSPECIFIED, errorMessages: [] } as unknown as RecoveryStatus);
+  const iso = (ms: number) => (ms > 0 ? new Date(ms).toISOString() : null);
+  return {
+    phase: PHASES[r.phase] ?? 'unknown',
+    run: r.run ?? 0,
+    trigger: r.trigger ?? '',
+    started: iso(r.startedUnixMs ?? 0),
+    finished: iso(r.finishedUnixMs ?? 0),
+    peersDone: r.peersDone ?? 0,
+    peersTotal: r.peersTotal ?? 0,
+    chunks: r.chunks ?? 0,
+    manifests: r.manifests ?? 0,
+    bytes: r.bytes ?? 0,
+    bytesPerSecond: r.bytesPerSecond ?? 0,
+    files: r.files ?? 0,
+    chunksChecked: r.chunksChecked ?? 0,
+    chunksMissing: r.chunksMissing ?? 0,
+    errors: r.errors ?? 0,
+    errorMessages: r.errorMessages ?? [],
+    durationMs: r.durationMs ?? 0,
+  };
+}
+
 /** Identity and settings of the home node. */
 export interface NodeInfoView {
   /** Server ID (folder name). */
@@ -100,6 +167,12 @@ export interface NodeInfoView {
   chunkSize: number;
   /** Copies kept of every chunk. */
   replicas: number;
+  /** Durable copies a put waits for (the owner's included). */
+  writeQuorum: number;
+  /** Copies the node still owes its peers (queued or in flight), in all and per peer. */
+  backlog: { objects: number; bytes: number; sent: number; failed: number; peers: { serverId: string; objects: number; bytes: number }[] };
+  /** The node's last repair/rebalance pass, or null before the first. */
+  lastRepair: { finished: string; objects: number; pushed: number; pushedBytes: number; deleted: number; failed: number; underReplicated: number; durationMs: number } | null;
 }
 
 /** FileInfo -> FileView. */
@@ -136,5 +209,18 @@ export function recoverView(r: RecoverFolderResponse): RecoverView {
 
 /** GetNodeInfoResponse -> NodeInfoView. */
 export function nodeInfoView(r: GetNodeInfoResponse): NodeInfoView {
-  return { serverId: r.serverId, peerAddress: r.peerAddress, protocolVersion: r.protocolVersion, chunkSize: r.chunkSize, replicas: r.replicas };
+  const b = r.backlog;
+  const l = r.lastRepair;
+  return {
+    serverId: r.serverId,
+    peerAddress: r.peerAddress,
+    protocolVersion: r.protocolVersion,
+    chunkSize: r.chunkSize,
+    replicas: r.replicas,
+    writeQuorum: r.writeQuorum,
+    backlog: { objects: b?.objects ?? 0, bytes: b?.bytes ?? 0, sent: b?.sent ?? 0, failed: b?.failed ?? 0, peers: r.backlogPeers.map((p) => ({ serverId: p.serverId, objects: p.objects, bytes: p.bytes })) },
+    lastRepair: l
+      ? { finished: new Date(l.finishedUnixMs).toISOString(), objects: l.objects, pushed: l.pushed, pushedBytes: l.pushedBytes, deleted: l.deleted, failed: l.failed, underReplicated: l.underReplicated, durationMs: l.durationMs }
+      : null,
+  };
 }

@@ -17,11 +17,18 @@
  * | NODE_REPLICAS          | 3                          | copies of every chunk and manifest, the owner's included |
  * | NODE_WINDOW            | 8                          | chunks in flight per upload/download and per peer stream |
  * | NODE_HEARTBEAT_MS      | 2000                       | heartbeat interval on the control streams                |
- * | NODE_SUSPECT_AFTER_MS  | 3 x NODE_HEARTBEAT_MS      | silence after which a member is suspect (link redialed)  |
+ * | NODE_SUSPECT_AFTER_MS  | 3 x NODE_HEARTBEAT_MS      | silence after which a member is suspect                  |
  * | NODE_DOWN_AFTER_MS     | 15000 (at least suspect+hb)| silence after which a member is down                     |
  * | NODE_DISCOVERY_DNS     | (empty: none)              | name:port resolved to peer addresses (headless Service)  |
  * | NODE_DISCOVERY_INTERVAL_MS | 30000                  | how often NODE_DISCOVERY_DNS is resolved again           |
  * | NODE_SERVICE_TIMEOUT_MS| 30000                      | deadline of each call to the crypto/storage services     |
+ * | NODE_SYNC_INTERVAL_MS  | 300000                     | anti-entropy round with every peer (0: only on connect)  |
+ * | NODE_HEDGE_MS          | 300                        | repair reads: ask the next holder too after this long    |
+ * | NODE_RECOVERY_LOG_MS   | 3000                       | interval of recovery progress log lines                  |
+ * | NODE_WRITE_QUORUM      | 2                          | durable copies (owner's included) a put waits for; 1..R  |
+ * | NODE_REPAIR_GRACE_MS   | 60000                      | a member unseen this long is gone: its copies are remade |
+ * | NODE_REPAIR_INTERVAL_MS| 30000                      | period of the repair/rebalance pass (also on membership changes) |
+ * | NODE_REPAIR_RATE_BYTES | 33554432                   | repair traffic limit, bytes per second (token bucket)    |
  * | LOG_LEVEL              | info                       | pino level                                               |
  */
 import { z } from 'zod';
@@ -54,8 +61,15 @@ const schema = z.object({
     .or(z.literal('').transform(() => undefined)),
   NODE_DISCOVERY_INTERVAL_MS: intVar(30_000, 1000, 3_600_000),
   NODE_SERVICE_TIMEOUT_MS: intVar(30_000, 1000, 600_000),
+  NODE_SYNC_INTERVAL_MS: intVar(300_000, 0, 86_400_000),
+  NODE_HEDGE_MS: intVar(300, 1, 60_000),
+  NODE_RECOVERY_LOG_MS: intVar(3000, 100, 600_000),
+  NODE_WRITE_QUORUM: intVar(2, 1, 16),
+  NODE_REPAIR_GRACE_MS: intVar(60_000, 100, 7 * 24 * 3600_000),
+  NODE_REPAIR_INTERVAL_MS: intVar(30_000, 100, 24 * 3600_000),
+  NODE_REPAIR_RATE_BYTES: intVar(32 * 1024 * 1024, 65_536, 10 * 1024 ** 3),
   LOG_LEVEL: logLevelVar(),
-});
+}).refine((c) => c.NODE_WRITE_QUORUM <= c.NODE_REPLICAS, { message: 'NODE_WRITE_QUORUM must not exceed NODE_REPLICAS', path: ['NODE_WRITE_QUORUM'] });
 
 /** The membership timeouts with their defaults applied: suspect 3 heartbeats, down 15 s (and after suspect). */
 const resolved = schema

@@ -10,11 +10,24 @@ import { ReplayCache, SessionTable } from './domain/handshake';
 import { loadNetworkSecret } from './adapters/network-secret';
 import { loadOrCreateTls, peerServerCredentials } from './adapters/tls';
 import { Vault } from './domain/vault';
+import { AntiEntropy } from './domain/recovery';
+import type { StoragePort } from './domain/ports';
+import { GraceMembership } from './domain/liveness';
+import { ReplicationBacklog, TokenBucket } from './domain/replication';
+import { Replicator, type RepairReport } from './domain/replicator';
 import { PeerNetwork } from './adapters/network';
 import { DnsDiscovery } from './adapters/discovery';
 import { CryptoServiceAdapter, StorageServiceAdapter } from './adapters/services';
 import { nodeServer } from './grpc/node.grpc';
 import { peerServer } from './grpc/peer.grpc';
+
+/** True when the folder holds no object of either kind. */
+async function folderIsEmpty(storage: StoragePort, folder: string, signal: AbortSignal): Promise<boolean> {
+  for (const kind of ['manifest', 'chunk'] as const) {
+    for await (const ids of storage.list(folder, kind, signal)) if (ids.length) return false;
+  }
+  return true;
+}
 
 async function main(): Promise<void> {
   const log = createLogger('peer-node', process.env['LOG_LEVEL']);
@@ -55,26 +68,67 @@ async function main(): Promise<void> {
     });
     // The advertised address defaults to the bound port, known only now.
     network.advertiseAddress = cfg.NODE_ADVERTISE_ADDRESS ?? `${cfg.NODE_HOST}:${peerSrv.port}`;
-    const vault = new Vault({ crypto, storage, peers: network, log: nodeLog }, { serverId: identity.serverId, chunkSize: cfg.NODE_CHUNK_SIZE, replicas: cfg.NODE_REPLICAS, window: cfg.NODE_WINDOW });
-
     const stopping = new AbortController();
+    // Copies owed to peers (uploads' background copies and repair pushes); repair is rate-limited.
+    const replication = new ReplicationBacklog(
+      { storage, peers: network, log: nodeLog },
+      { window: cfg.NODE_WINDOW, repairBucket: new TokenBucket(cfg.NODE_REPAIR_RATE_BYTES, Math.max(cfg.NODE_REPAIR_RATE_BYTES / 4, 4 * 1024 * 1024)), signal: stopping.signal },
+    );
+    const vault = new Vault(
+      { crypto, storage, peers: network, log: nodeLog, replication },
+      { serverId: identity.serverId, chunkSize: cfg.NODE_CHUNK_SIZE, replicas: cfg.NODE_REPLICAS, window: cfg.NODE_WINDOW, writeQuorum: cfg.NODE_WRITE_QUORUM, hedgeMs: cfg.NODE_HEDGE_MS, recoveryLogMs: cfg.NODE_RECOVERY_LOG_MS },
+    );
+
     const files = await vault.loadIndex(stopping.signal);
     nodeLog.info({ files }, 'index loaded');
 
-    // Anti-entropy: whenever a peer (re)connects, pull whatever this node's own folder lacks from it.
-    // A node restarted on an empty disk with its identity and key kept restores itself this way.
-    // Syncs run one after another, so an object restored from one peer is not fetched again from the next.
-    let syncChain: Promise<void> = Promise.resolve();
-    network.onPeerConnected = (peerId) => {
-      syncChain = syncChain.then(() =>
-        vault.syncFrom(peerId, stopping.signal).then(
-          (r) => {
-            if (r.fetched > 0) nodeLog.info({ peer: peerId, objects: r.fetched, bytes: r.bytes, manifests: r.manifests }, 'restored from peer');
-          },
-          (err) => nodeLog.warn({ peer: peerId, err: (err as Error).message }, 'folder sync failed'),
-        ),
+    // Anti-entropy: whenever a peer (re)connects, and every NODE_SYNC_INTERVAL_MS, pull whatever this
+    // node's own folder lacks (summaries: only differing buckets are listed). A node started on an empty
+    // folder (wiped disk, identity and key kept) runs a recovery, with progress, when its first peer connects.
+    const antiEntropy = new AntiEntropy(vault, nodeLog, { intervalMs: cfg.NODE_SYNC_INTERVAL_MS });
+    antiEntropy.recoverOnFirstPeer = await folderIsEmpty(storage, identity.serverId, stopping.signal);
+    if (antiEntropy.recoverOnFirstPeer) nodeLog.info('own folder is empty: it will be recovered from the first peer that connects');
+    network.onPeerConnected = (peerId) => antiEntropy.peerConnected(peerId);
+    antiEntropy.start();
+
+    // Repair and rebalancing: a pass every NODE_REPAIR_INTERVAL_MS, and soon after any membership change
+    // (a member joins, returns, or passes the grace period).
+    const membership = new GraceMembership(identity.serverId, () => network.connected(), cfg.NODE_REPAIR_GRACE_MS);
+    const replicator = new Replicator({ storage, peers: network, membership, backlog: replication, log: nodeLog }, { serverId: identity.serverId, replicas: cfg.NODE_REPLICAS });
+    let lastRepair: (RepairReport & { finishedUnixMs: number }) | undefined;
+    const repair = (why: string) => {
+      if (stopping.signal.aborted) return;
+      replicator.trigger(stopping.signal).then(
+        (r) => {
+          lastRepair = { ...r, finishedUnixMs: Date.now() };
+          nodeLog.debug({ why, repair: r }, 'repair pass done');
+        },
+        (err) => {
+          if (!stopping.signal.aborted) nodeLog.warn({ why, err: (err as Error).message }, 'repair pass failed');
+        },
       );
     };
+    let changeTimer: NodeJS.Timeout | undefined;
+    const memberTick = setInterval(() => {
+      const ch = membership.tick();
+      if (ch.joined.length || ch.returned.length || ch.gone.length) {
+        nodeLog.info({ joined: ch.joined, returned: ch.returned, gone: ch.gone }, 'membership changed');
+        // Let the handshakes of a burst of joins settle before one pass.
+        if (changeTimer) clearTimeout(changeTimer);
+        changeTimer = setTimeout(() => repair('membership'), 1000);
+        changeTimer.unref();
+      }
+    }, Math.max(50, Math.min(1000, Math.floor(cfg.NODE_REPAIR_GRACE_MS / 4))));
+    memberTick.unref();
+    const repairTimer = setInterval(() => repair('interval'), cfg.NODE_REPAIR_INTERVAL_MS);
+    repairTimer.unref();
+    let lastBacklog = 0;
+    const backlogTimer = setInterval(() => {
+      const b = replication.stats();
+      if (b.objects || lastBacklog) nodeLog.info({ backlog: b.objects, bytes: b.bytes, peers: b.peers, failed: b.failed }, 'replication backlog');
+      lastBacklog = b.objects;
+    }, 10_000);
+    backlogTimer.unref();
 
     const clientSrv = await startGrpcServer({
       host: cfg.NODE_HOST,
@@ -84,7 +138,7 @@ async function main(): Promise<void> {
         {
           name: 'vault.node.v1.NodeService',
           definition: NodeServiceService,
-          implementation: nodeServer({ log: nodeLog, vault, network, chunkSize: cfg.NODE_CHUNK_SIZE, replicas: cfg.NODE_REPLICAS }),
+          implementation: nodeServer({ log: nodeLog, vault, network, chunkSize: cfg.NODE_CHUNK_SIZE, replicas: cfg.NODE_REPLICAS, lastRepair: () => lastRepair }),
         },
       ],
     });
@@ -101,6 +155,11 @@ async function main(): Promise<void> {
       discovery?.stop();
       // Tell the peers first, so they mark this node `left` at once instead of waiting for the timeouts.
       await network.leave();
+      antiEntropy.stop();
+      clearInterval(memberTick);
+      clearInterval(repairTimer);
+      clearInterval(backlogTimer);
+      if (changeTimer) clearTimeout(changeTimer);
       network.stop();
       await Promise.all([clientSrv.close(), peerSrv.close()]);
       crypto.close();

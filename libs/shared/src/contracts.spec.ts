@@ -126,6 +126,8 @@ const EXPECTED_SERVICES: Record<string, { ts: Record<string, unknown>; methods: 
       DeleteVersion: ['unary', 'DeleteVersionRequest', 'DeleteVersionResponse'],
       SendMessage: ['unary', 'SendMessageRequest', 'SendMessageResponse'],
       ListMessages: ['unary', 'ListMessagesRequest', 'ListMessagesResponse'],
+      GetRecoveryStatus: ['unary', 'GetRecoveryStatusRequest', 'GetRecoveryStatusResponse'],
+      StartRecovery: ['unary', 'StartRecoveryRequest', 'StartRecoveryResponse'],
     },
   },
 };

@@ -20,7 +20,7 @@ import {
   type RunningServer,
   type VaultError,
 } from '@distri-vault/shared';
-import { NodeServiceService, NodeState, type FileInfo, type Message, type NodeServiceServer } from '@distri-vault/shared/generated/vault/node/v1/node';
+import { NodeServiceService, NodeState, RecoveryPhase, type FileInfo, type Message, type NodeServiceServer, type RecoveryStatus } from '@distri-vault/shared/generated/vault/node/v1/node';
 
 /** What the fake saw of one UploadFile call. */
 export interface UploadRecord {
@@ -57,6 +57,11 @@ export class FakeNode {
   readonly messages: Message[] = [];
   /** Every RPC received, by method name, in order. */
   readonly calls: string[] = [];
+  /** What GetRecoveryStatus answers; StartRecovery moves it to SYNCING (a run stays "running"). */
+  recovery: RecoveryStatus = {
+    phase: RecoveryPhase.RECOVERY_PHASE_IDLE, run: 0, trigger: '', startedUnixMs: 0, finishedUnixMs: 0, peersDone: 0, peersTotal: 0, chunks: 0, manifests: 0,
+    bytes: 0, bytesPerSecond: 0, files: 0, chunksChecked: 0, chunksMissing: 0, errors: 0, errorMessages: [], durationMs: 0,
+  };
   /** The offset of every DownloadFile call, in order. */
   readonly offsets: number[] = [];
   /** DownloadFile calls the caller cancelled. */
@@ -244,9 +249,29 @@ export class FakeNode {
         this.calls.push('RecoverFolder');
         return { peers: 2, chunks: 2 ** 33, manifests: 4, bytes: 5 * 2 ** 40, files: 3, durationMs: 1234 };
       }),
+      getRecoveryStatus: unary(log, 'GetRecoveryStatus', async () => {
+        this.calls.push('GetRecoveryStatus');
+        return { status: this.recovery };
+      }),
+      startRecovery: unary(log, 'StartRecovery', async () => {
+        this.calls.push('StartRecovery');
+        const joined = this.recovery.phase === RecoveryPhase.RECOVERY_PHASE_SYNCING;
+        if (!joined) this.recovery = { ...this.recovery, phase: RecoveryPhase.RECOVERY_PHASE_SYNCING, run: this.recovery.run + 1, trigger: 'request', startedUnixMs: 1_700_000_000_000, peersTotal: 2 };
+        return { status: this.recovery, joined };
+      }),
       getNodeInfo: unary(log, 'GetNodeInfo', async () => {
         this.calls.push('GetNodeInfo');
-        return { serverId: 'a'.repeat(32), peerAddress: '127.0.0.1:7000', protocolVersion: 1, chunkSize: 1024 * 1024, replicas: 3 };
+        return {
+          serverId: 'a'.repeat(32),
+          peerAddress: '127.0.0.1:7000',
+          protocolVersion: 1,
+          chunkSize: 1024 * 1024,
+          replicas: 3,
+          writeQuorum: 2,
+          backlog: { objects: 3, bytes: 3 * 2 ** 20, sent: 2 ** 33, sentBytes: 2 ** 40, failed: 1 },
+          backlogPeers: [{ serverId: 'b'.repeat(32), objects: 3, bytes: 3 * 2 ** 20 }],
+          lastRepair: undefined,
+        };
       }),
     };
   }

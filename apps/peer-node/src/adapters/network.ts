@@ -17,9 +17,10 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { assertServerId, assertServerIdChecked, InvalidArgumentError, NotFoundError, UnavailableError } from '@distri-vault/shared';
 import type { HandshakeRequest, HandshakeResponse, PeerAddress, PeerMessage } from '@distri-vault/shared/generated/vault/peer/v1/peer';
-import type { FolderSyncer, ObjectKind, PeersPort, ReplicaSession, SyncResult, SyncSink } from '../domain/ports';
+import type { FolderInventory, FolderSyncer, InventoryPort, ObjectKind, PeersPort, ReplicaSession, SyncOptions, SyncResult, SyncSink } from '../domain/ports';
 import { Membership, type MemberState, type MemberStateListener, type MemberView } from '../domain/membership';
 import { assertBody, assertTopic, MessageBox, validateIncoming, type KeptMessage, type MessageQuery, type PeerMessageData } from '../domain/messages';
+import { readInventory } from './inventory';
 import { PeerLink, type LinkAuth, type LinkHost } from './peer-link';
 
 export type { MemberState, MemberView } from '../domain/membership';
@@ -59,7 +60,7 @@ type Via = { link: PeerLink } | { inbound: true };
 const toWireMessage = (m: PeerMessageData): PeerMessage => ({ ...m });
 
 /** All links of this node, and its view of the members. */
-export class PeerNetwork implements PeersPort, FolderSyncer, LinkHost {
+export class PeerNetwork implements PeersPort, FolderSyncer, InventoryPort, LinkHost {
   private readonly links = new Map<string, PeerLink>();
   /** Addresses found to reach a member that already has a link: address -> server ID. */
   private readonly aliases = new Map<string, string>();
@@ -88,9 +89,6 @@ export class PeerNetwork implements PeersPort, FolderSyncer, LinkHost {
     this.startedUnixMs = this.now();
     this.membership.onState((id, state, previous) => {
       if (previous !== undefined) this.log.info({ peerId: id, state, previous }, 'member state');
-      // A suspect member's streams may be dead without an error (a frozen process, a dropped route):
-      // drop this node's link so it redials and a live peer answers at once.
-      if (state === 'suspect' || state === 'down') for (const l of this.linksOf(id)) if (l.state === 'connected') l.reconnect();
     });
   }
 
@@ -121,12 +119,16 @@ export class PeerNetwork implements PeersPort, FolderSyncer, LinkHost {
     }
   }
 
-  /** Applies the timeouts; also drops any link whose own stream has been silent past the suspect timeout. */
+  /**
+   * Applies the timeouts. Also redials any link whose own stream has been silent one heartbeat past the
+   * suspect timeout (4 heartbeats by default): its stream may be dead without an error (a frozen process, a
+   * dropped route). Not sooner: redialing ends the link's session, and with it the calls in flight.
+   */
   tick(): void {
     this.membership.tick();
     const now = this.now();
     for (const l of this.links.values()) {
-      if (l.state === 'connected' && now - l.lastSeen > this.suspectAfterMs) {
+      if (l.state === 'connected' && now - l.lastSeen > this.suspectAfterMs + this.opts.heartbeatMs) {
         this.log.warn({ peer: l.address, peerId: l.serverId }, 'link silent; reconnecting');
         l.reconnect();
       } else if (l.state !== 'connected' && l.serverId && now - l.lastSeen > this.downAfterMs && [...this.linksOf(l.serverId)].some((o) => o !== l && o.state === 'connected')) {
@@ -309,8 +311,14 @@ export class PeerNetwork implements PeersPort, FolderSyncer, LinkHost {
     return this.link(peerId).fetch(folder, kind, id, signal);
   }
 
-  syncFolder(peerId: string, folder: string, sink: SyncSink, signal?: AbortSignal): Promise<SyncResult> {
-    return this.link(peerId).syncFolder(folder, sink, signal);
+  syncFolder(peerId: string, folder: string, sink: SyncSink, signal?: AbortSignal, options?: SyncOptions): Promise<SyncResult> {
+    return this.link(peerId).syncFolder(folder, sink, signal, options);
+  }
+
+  /** A peer's whole inventory of `folder` (for repair). */
+  inventory(peerId: string, folder: string, signal?: AbortSignal): Promise<FolderInventory> {
+    const l = this.link(peerId);
+    return readInventory(l.client, folder, signal, l.address);
   }
 
   /**

@@ -18,8 +18,10 @@ import {
   type StoreChunkResponse,
   type SyncFolderRequest,
   type SyncFolderResponse,
+  type FolderSummary as WireFolderSummary,
 } from '@distri-vault/shared/generated/vault/peer/v1/peer';
-import type { ObjectKind, ReplicaSession, StoredObject, SyncResult, SyncSink } from '../domain/ports';
+import type { ObjectKind, ReplicaSession, StoredObject, SyncOptions, SyncResult, SyncSink } from '../domain/ports';
+import type { FolderSummary } from '../domain/summary';
 import { CAPABILITIES, PROTOCOL_VERSION, REQUIRED_CAPABILITIES, SESSION_METADATA_KEY } from '../domain/protocol';
 import { checkClaim, checkCompatible, checkProof, membershipProof, newNonce, PROOF_CONTEXT, signTranscript, transcript, WELCOME_CONTEXT, type TranscriptInput } from '../domain/handshake';
 import { fromWire, toWire } from './kinds';
@@ -305,25 +307,47 @@ export class PeerLink {
     }
   }
 
-  /** Runs SyncFolder as the requester: fetch what `sink` says is missing; verify everything received. */
-  async syncFolder(folder: string, sink: SyncSink, signal?: AbortSignal): Promise<SyncResult> {
+  /**
+   * Runs SyncFolder as the requester: fetch what `sink` says is missing; verify everything received.
+   * With `options.summary`, the responder first names the buckets it covers and lists only those.
+   * Up to `window` received objects are stored at once.
+   */
+  async syncFolder(folder: string, sink: SyncSink, signal?: AbortSignal, options: SyncOptions = {}): Promise<SyncResult> {
     const call: grpc.ClientDuplexStream<SyncFolderRequest, SyncFolderResponse> = this.client.syncFolder(grpcCallOptions({}));
     const unbind = bindSignal(call, signal);
     const wanted = new Set<string>();
     const result: SyncResult = { offered: 0, fetched: 0, bytes: 0, missing: 0 };
     let inventoryDone = false;
+    let covered = !options.summary;
     let ended = false;
+    const storing = new Set<Promise<void>>();
+    let storeFailure: unknown;
     const maybeEnd = () => {
-      if (inventoryDone && wanted.size === 0 && !ended) {
+      if (inventoryDone && wanted.size === 0 && storing.size === 0 && !ended && storeFailure === undefined) {
         ended = true;
         call.end();
       }
     };
     try {
-      call.write({ step: { $case: 'open', value: { folder } } });
+      const open = options.summary ? { folder, summary: summaryToWire(options.summary) } : { folder };
+      call.write({ step: { $case: 'open', value: open } });
       for await (const msg of call as AsyncIterable<SyncFolderResponse>) {
+        if (storeFailure !== undefined) throw storeFailure;
         const step = msg.step;
+        if (!covered && step?.$case !== 'coverage') throw new InvalidArgumentError('SyncFolder: coverage must come first when a summary was sent');
         switch (step?.$case) {
+          case 'coverage': {
+            if (covered) throw new InvalidArgumentError('SyncFolder: unexpected coverage');
+            covered = true;
+            const buckets = step.value.buckets.map((b) => ({ kind: fromWire(b.kind), prefix: b.prefix }));
+            try {
+              sink.coverage?.(step.value.prefixBits, buckets);
+            } catch (err) {
+              throw new InvalidArgumentError(`SyncFolder coverage: ${(err as Error).message}`);
+            }
+            result.coveredBuckets = buckets.length;
+            break;
+          }
           case 'inventory': {
             if (inventoryDone) throw new InvalidArgumentError('inventory after its end');
             const byKind: Record<ObjectKind, string[]> = { chunk: [], manifest: [] };
@@ -347,10 +371,23 @@ export class PeerLink {
             const key = `${kind}:${o.id}`;
             if (!wanted.has(key)) throw new InvalidArgumentError(`peer sent an object that was not asked for: ${o.id}`);
             if (sha256hex(o.data) !== o.id) throw new DataLossError(`peer sent bytes that do not match ${o.id}`);
-            await sink.accept({ kind, id: o.id, data: o.data }, signal);
-            wanted.delete(key);
-            result.fetched++;
-            result.bytes += o.data.length;
+            while (storing.size >= this.host.window) await Promise.race(storing);
+            if (storeFailure !== undefined) throw storeFailure;
+            const p: Promise<void> = sink.accept({ kind, id: o.id, data: o.data }, signal).then(
+              () => {
+                storing.delete(p);
+                wanted.delete(key);
+                result.fetched++;
+                result.bytes += o.data.length;
+                maybeEnd();
+              },
+              (err: unknown) => {
+                storing.delete(p);
+                storeFailure ??= err;
+                call.cancel();
+              },
+            );
+            storing.add(p);
             break;
           }
           case 'missing': {
@@ -363,97 +400,219 @@ export class PeerLink {
         }
         maybeEnd();
       }
+      while (storing.size) await Promise.race(storing);
+      if (storeFailure !== undefined) throw storeFailure;
       if (!ended) throw new DataLossError('peer ended SyncFolder before it was complete');
       return result;
     } catch (err) {
       call.cancel();
-      throw fromStatus(err, `SyncFolder with ${this.address}`);
+      while (storing.size) await Promise.race(storing).catch(() => undefined);
+      throw fromStatus(storeFailure ?? err, `SyncFolder with ${this.address}`);
     } finally {
       unbind();
     }
   }
 }
 
-/** A StoreChunk stream: objects sent in order, each acknowledged once durable on the peer. */
+/** A domain summary as a wire FolderSummary. */
+export function summaryToWire(s: FolderSummary): WireFolderSummary {
+  return { prefixBits: s.bits, buckets: s.buckets.map((b) => ({ kind: toWire(b.kind), prefix: b.prefix, count: b.count, digest: b.digest })) };
+}
+
+/** A wire FolderSummary as a domain summary (checked later by checkSummary). */
+export function summaryFromWire(s: WireFolderSummary): FolderSummary {
+  return { bits: s.prefixBits, buckets: s.buckets.map((b) => ({ kind: fromWire(b.kind), prefix: b.prefix, count: b.count, digest: Buffer.from(b.digest) })) };
+}
+
+/** gRPC codes after which a StoreChunk stream is reopened and its unacknowledged objects resent. */
+const RESUMABLE = new Set<number>([grpc.status.UNAVAILABLE, grpc.status.CANCELLED, grpc.status.INTERNAL, grpc.status.UNKNOWN, grpc.status.DEADLINE_EXCEEDED, grpc.status.ABORTED]);
+
+/** Settings of StoreChunk resumption. */
+export const STORE_RESUME = { attempts: 5, firstDelayMs: 200, maxDelayMs: 3000 };
+
+interface Pending {
+  obj: StoredObject;
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
+/**
+ * A StoreChunk stream: objects sent in order, each acknowledged once durable on the peer, at most
+ * `window` unacknowledged. When the stream breaks (peer restart, network blip) it is reopened and only
+ * the objects not yet acknowledged are resent (their bytes are kept until acknowledged: at most the
+ * window); acknowledged ones never are. After STORE_RESUME.attempts reopenings without progress, or on
+ * a status that retrying cannot fix (bad hash, refused), the session fails.
+ */
 class StoreSession implements ReplicaSession {
-  private readonly pending: { id: string; resolve: () => void; reject: (e: unknown) => void }[] = [];
-  private readonly slotWaiters: (() => void)[] = [];
+  private readonly pending: Pending[] = [];
+  private readonly waiters: (() => void)[] = [];
+  private call: grpc.ClientDuplexStream<StoreChunkRequest, StoreChunkResponse> | undefined;
+  private unbind: () => void = () => undefined;
   private failure: unknown;
-  private done: Promise<void>;
   private window = 1;
+  /** Set while a stream is being (re)opened: sends wait. */
+  private opening: Promise<void> | undefined;
+  private attempts = 0;
+  private closing = false;
+  private statusSeen: Promise<void> = Promise.resolve();
+  /** Streams opened so far (1 + reopenings), for logs and tests. */
+  streams = 0;
 
   private constructor(
-    readonly peerId: string,
-    private readonly call: grpc.ClientDuplexStream<StoreChunkRequest, StoreChunkResponse>,
-    private readonly unbind: () => void,
-  ) {
-    this.done = new Promise<void>((resolve) => {
-      call.on('status', () => resolve());
-    });
+    private readonly link: PeerLink,
+    private readonly folder: string,
+    private readonly signal: AbortSignal | undefined,
+  ) {}
+
+  get peerId(): string {
+    return this.link.serverId;
   }
 
   static async open(link: PeerLink, folder: string, signal?: AbortSignal): Promise<StoreSession> {
-    const call = link.client.storeChunk(grpcCallOptions({}));
-    const unbind = bindSignal(call, signal);
-    const s = new StoreSession(link.serverId, call, unbind);
-    await new Promise<void>((resolve, reject) => {
-      let ready = false;
+    const s = new StoreSession(link, folder, signal);
+    s.opening = s.connect();
+    try {
+      await s.opening;
+    } finally {
+      s.opening = undefined;
+    }
+    return s;
+  }
+
+  /** Opens one stream, waits for its ready, then resends every unacknowledged object on it. */
+  private connect(): Promise<void> {
+    this.streams++;
+    const call = this.link.client.storeChunk(grpcCallOptions({}));
+    this.call = call;
+    this.unbind();
+    this.unbind = bindSignal(call, this.signal);
+    let settled = false;
+    let resolveStatus!: () => void;
+    this.statusSeen = new Promise<void>((r) => (resolveStatus = r));
+    const ready = new Promise<void>((resolve, reject) => {
+      let isReady = false;
       call.on('data', (msg: StoreChunkResponse) => {
+        if (this.call !== call) return;
         const step = msg.step;
-        if (!ready) {
-          if (step?.$case !== 'ready') return s.fail(new InvalidArgumentError('StoreChunk: first answer was not ready'));
-          ready = true;
-          s.window = Math.max(1, Math.min(step.value.window, 64));
+        if (!isReady) {
+          if (step?.$case !== 'ready') return this.fail(new InvalidArgumentError('StoreChunk: first answer was not ready'));
+          isReady = true;
+          this.window = Math.max(1, Math.min(step.value.window, 64));
           resolve();
           return;
         }
-        if (step?.$case !== 'ack') return s.fail(new InvalidArgumentError('StoreChunk: unexpected frame'));
-        const head = s.pending.shift();
-        if (!head || head.id !== step.value.id) return s.fail(new DataLossError('StoreChunk: acknowledgement out of order'));
+        if (step?.$case !== 'ack') return this.fail(new InvalidArgumentError('StoreChunk: unexpected frame'));
+        const head = this.pending[0];
+        if (!head || head.obj.id !== step.value.id) return this.fail(new DataLossError('StoreChunk: acknowledgement out of order'));
+        this.pending.shift();
+        this.attempts = 0;
         head.resolve();
-        s.slotWaiters.shift()?.();
+        this.waiters.shift()?.();
       });
-      call.on('error', (err) => {
-        const e = fromStatus(err, `StoreChunk to ${link.address}`);
-        s.fail(e);
-        reject(e);
-      });
+      const broken = (err: unknown, code: number | undefined) => {
+        if (settled) return;
+        settled = true;
+        if (this.call !== call) return;
+        if (!isReady) reject(err);
+        else void this.resume(err, code);
+      };
+      call.on('error', (err: grpc.ServiceError) => broken(fromStatus(err, `StoreChunk to ${this.link.address}`), err.code));
       call.on('end', () => {
-        if (s.pending.length) s.fail(new DataLossError(`StoreChunk to ${link.address} ended with ${s.pending.length} objects unacknowledged`));
-        if (!ready) reject(new DataLossError(`StoreChunk to ${link.address} ended before it was ready`));
+        // An error status is reported after 'end': let it win when there is one.
+        setImmediate(() => {
+          if (this.pending.length || !isReady) broken(new UnavailableError(`StoreChunk to ${this.link.address} ended with ${this.pending.length} objects unacknowledged`), grpc.status.UNAVAILABLE);
+        });
       });
-      call.write({ step: { $case: 'open', value: { senderId: link.host.serverId, folder } } });
+      call.on('status', () => resolveStatus());
+      call.write({ step: { $case: 'open', value: { senderId: this.link.host.serverId, folder: this.folder } } });
     });
-    return s;
+    return ready.then(async () => {
+      for (const p of [...this.pending]) {
+        if (this.call !== call) return;
+        await writeMessage(call, { step: { $case: 'object', value: { kind: toWire(p.obj.kind), id: p.obj.id, data: p.obj.data } } }, this.signal).catch(() => undefined);
+      }
+    }).catch(async (err: unknown) => {
+      // Not even ready: retry as a break when it is worth it, else fail.
+      const code = (err as { cause?: { code?: number } }).cause?.code;
+      if (this.streams > 1 && !this.signal?.aborted && code !== undefined && RESUMABLE.has(code) && this.attempts < STORE_RESUME.attempts) {
+        return this.reconnectAfterDelay(err);
+      }
+      throw err;
+    });
+  }
+
+  private async reconnectAfterDelay(err: unknown): Promise<void> {
+    this.attempts++;
+    const delay = Math.min(STORE_RESUME.firstDelayMs * 2 ** (this.attempts - 1), STORE_RESUME.maxDelayMs);
+    this.link.host.log.warn({ peer: this.link.serverId, folder: this.folder, unacked: this.pending.length, attempt: this.attempts, err: (err as Error).message }, 'StoreChunk stream broke; resuming');
+    await new Promise((r) => setTimeout(r, delay));
+    if (this.failure) throw this.failure;
+    if (this.signal?.aborted) throw new CancelledError('replication cancelled');
+    return this.connect();
+  }
+
+  /** A stream broke after it was ready: reopen it and resend what is unacknowledged, or fail. */
+  private async resume(err: unknown, code: number | undefined): Promise<void> {
+    this.call?.cancel();
+    this.call = undefined;
+    if (this.failure) return;
+    const resumable = code !== undefined && RESUMABLE.has(code) && !this.signal?.aborted && this.attempts < STORE_RESUME.attempts;
+    if (!resumable) return this.fail(err);
+    if (this.pending.length === 0 && this.closing) return; // nothing lost; close() sees the status
+    const opening = this.reconnectAfterDelay(err);
+    this.opening = opening;
+    try {
+      await opening;
+    } catch (e) {
+      this.fail(e);
+    } finally {
+      if (this.opening === opening) this.opening = undefined;
+      for (const w of this.waiters.splice(0)) w();
+    }
   }
 
   private fail(err: unknown): void {
     this.failure ??= err;
     for (const p of this.pending.splice(0)) p.reject(this.failure);
-    for (const w of this.slotWaiters.splice(0)) w();
-    this.call.cancel();
+    for (const w of this.waiters.splice(0)) w();
+    this.call?.cancel();
+    this.unbind();
   }
 
   async send(obj: StoredObject, signal?: AbortSignal): Promise<void> {
-    while (!this.failure && this.pending.length >= this.window) await new Promise<void>((r) => this.slotWaiters.push(r));
-    if (this.failure) throw this.failure;
-    if (signal?.aborted) throw new CancelledError('replication cancelled');
-    const acked = new Promise<void>((resolve, reject) => this.pending.push({ id: obj.id, resolve, reject }));
-    await writeMessage(this.call, { step: { $case: 'object', value: { kind: toWire(obj.kind), id: obj.id, data: obj.data } } }, signal);
+    for (;;) {
+      if (this.failure) throw this.failure;
+      if (signal?.aborted) throw new CancelledError('replication cancelled');
+      if (this.opening) {
+        await this.opening.catch(() => undefined);
+        continue;
+      }
+      if (this.pending.length < this.window && this.call) break;
+      await new Promise<void>((r) => this.waiters.push(r));
+    }
+    const acked = new Promise<void>((resolve, reject) => this.pending.push({ obj, resolve, reject }));
+    // A write into a stream that just broke is harmless: the object is pending and gets resent.
+    await writeMessage(this.call, { step: { $case: 'object', value: { kind: toWire(obj.kind), id: obj.id, data: obj.data } } }, signal).catch(() => undefined);
     return acked;
   }
 
   async close(): Promise<void> {
+    this.closing = true;
+    while (!this.failure && (this.pending.length || this.opening)) {
+      if (this.opening) await this.opening.catch(() => undefined);
+      else await new Promise<void>((r) => this.waiters.push(r));
+    }
     if (this.failure) throw this.failure;
-    this.call.end();
-    await this.done;
+    this.call?.end();
+    await this.statusSeen;
     await new Promise<void>((r) => setImmediate(r)); // an error status is reported just after 'status'
     this.unbind();
     if (this.failure) throw this.failure;
   }
 
   abort(): void {
+    this.closing = true;
     this.unbind();
-    this.call.cancel();
+    this.call?.cancel();
   }
 }

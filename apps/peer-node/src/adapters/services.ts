@@ -78,6 +78,9 @@ export class StorageServiceAdapter implements StoragePort {
   async delete(folder: string, kind: ObjectKind, id: string, signal?: AbortSignal): Promise<boolean> {
     return (await callUnary(this.client, this.client.deleteObject, { folder, kind: toWire(kind), id }, this.opts(signal))).deleted;
   }
+  async listFolders(signal?: AbortSignal): Promise<string[]> {
+    return (await callUnary(this.client, this.client.listFolders, {}, this.opts(signal))).folders;
+  }
   close(): void {
     this.client.close();
   }

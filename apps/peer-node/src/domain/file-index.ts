@@ -70,6 +70,16 @@ export class FileIndex {
     return this.list().length;
   }
 
+  /** Every version recorded (history records and removed versions included), path by path. */
+  *all(): Iterable<IndexedVersion> {
+    for (const list of this.files.values()) yield* list;
+  }
+
+  /** Every version a client can read (see versions()), deletions left out, path by path. */
+  *live(): Iterable<IndexedVersion> {
+    for (const path of this.files.keys()) for (const v of this.versions(path)) if (!v.manifest.deleted) yield v;
+  }
+
   clear(): void {
     this.files.clear();
   }

@@ -3,6 +3,7 @@
  * its storage-service, and its peers. Adapters in ../adapters implement them over gRPC; tests may
  * implement them in memory.
  */
+import type { BucketRef, FolderSummary } from './summary';
 
 /** Object kinds, as the domain names them. */
 export type ObjectKind = 'chunk' | 'manifest';
@@ -32,6 +33,8 @@ export interface StoragePort {
   has(folder: string, kind: ObjectKind, ids: string[], signal?: AbortSignal): Promise<boolean[]>;
   list(folder: string, kind: ObjectKind, signal?: AbortSignal): AsyncIterable<string[]>;
   delete(folder: string, kind: ObjectKind, id: string, signal?: AbortSignal): Promise<boolean>;
+  /** Every folder (server ID) this node's disk holds objects of, its own and its peers'. */
+  listFolders(signal?: AbortSignal): Promise<string[]>;
 }
 
 /** One object with its bytes. */
@@ -69,6 +72,20 @@ export interface SyncSink {
   missing(kind: ObjectKind, ids: string[], signal?: AbortSignal): Promise<string[]>;
   /** Stores one fetched object (already verified against its ID by the transport). */
   accept(obj: StoredObject, signal?: AbortSignal): Promise<void>;
+  /**
+   * When the sync was opened with a summary: the buckets the responder covers, before any inventory.
+   * Throws RangeError if they do not fit the summary (the transport then fails the sync).
+   */
+  coverage?(bits: number, buckets: BucketRef[]): void;
+}
+
+/** Options of one folder sync. */
+export interface SyncOptions {
+  /**
+   * The requester's summary of the folder: the responder lists only buckets that differ. Without it,
+   * the responder lists its whole inventory.
+   */
+  summary?: FolderSummary;
 }
 
 /** What one folder sync with one peer moved. */
@@ -77,9 +94,33 @@ export interface SyncResult {
   fetched: number;
   bytes: number;
   missing: number;
+  /** Buckets the responder covered; undefined for a full inventory (no summary). */
+  coveredBuckets?: number;
 }
 
 /** Runs SyncFolder for `folder` against one peer. */
 export interface FolderSyncer {
-  syncFolder(peerId: string, folder: string, sink: SyncSink, signal?: AbortSignal): Promise<SyncResult>;
+  syncFolder(peerId: string, folder: string, sink: SyncSink, signal?: AbortSignal, options?: SyncOptions): Promise<SyncResult>;
+}
+
+/** A peer's inventory of one folder: the IDs it holds, by kind. */
+export interface FolderInventory {
+  chunk: Set<string>;
+  manifest: Set<string>;
+}
+
+/** Reads a peer's whole inventory of one folder (SyncFolder opened without a summary, read to its end). */
+export interface InventoryPort {
+  inventory(peerId: string, folder: string, signal?: AbortSignal): Promise<FolderInventory>;
+}
+
+/**
+ * Membership as placement sees it: which members exist and which are gone (not connected for longer
+ * than the grace period). Gone members are left out of every ranking's desired holders.
+ */
+export interface MembershipPort {
+  /** Every member known (this node excluded), gone ones included. */
+  members(): string[];
+  /** True when `serverId` is gone. This node itself never is. */
+  isGone(serverId: string): boolean;
 }

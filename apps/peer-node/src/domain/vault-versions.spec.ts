@@ -80,6 +80,7 @@ describe('Vault versions', () => {
     expect(vault.list().map((f) => f.path)).toEqual(['h.txt']);
     expect(() => vault.versions('g.txt')).toThrow(expect.objectContaining({ name: 'NotFoundError' }));
     // History records are replicated like every manifest: g has 3 versions and 2 records, h 1 version.
+    await vault.replication.idle();
     for (const s of peers.stores.values()) expect(s.ids(OWNER, 'manifest')).toHaveLength(6);
     const fresh = make();
     await fresh.loadIndex();

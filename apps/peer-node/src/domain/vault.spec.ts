@@ -30,11 +30,11 @@ async function readAll(it: AsyncIterable<Buffer>): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
-function setup(replicas = 3) {
+function setup(replicas = 3, writeQuorum = 2, peerIds = ['p1'.padEnd(32, 'b'), 'p2'.padEnd(32, 'c')]) {
   const storage = new MemoryStorage();
   const crypto = new MemoryCrypto();
-  const peers = new MemoryPeers(['p1'.padEnd(32, 'b'), 'p2'.padEnd(32, 'c')]);
-  const vault = new Vault({ storage, crypto, peers, log: pino({ level: 'silent' }) }, { serverId: OWNER, chunkSize: CHUNK, replicas, window: 3 });
+  const peers = new MemoryPeers(peerIds);
+  const vault = new Vault({ storage, crypto, peers, log: pino({ level: 'silent' }) }, { serverId: OWNER, chunkSize: CHUNK, replicas, window: 3, writeQuorum });
   return { storage, crypto, peers, vault };
 }
 
@@ -45,6 +45,7 @@ describe('Vault', () => {
     const { storage, peers, vault } = setup();
     const body = seeded(size, size + 1);
     const info = await vault.upload('dir/file.bin', size, framesOf(body), signal());
+    await vault.replication.idle();
     expect(info).toMatchObject({ path: 'dir/file.bin', version: 1, size, sha256: createHash('sha256').update(body).digest('hex'), chunks: Math.ceil(size / CHUNK) });
     expect((await readAll(vault.read('dir/file.bin', undefined, signal()))).equals(body)).toBe(true);
     const own = storage.ids(OWNER, 'chunk').sort();
@@ -107,11 +108,81 @@ describe('Vault', () => {
     expect(vault.list()).toEqual([]);
   });
 
-  it('fails with UNAVAILABLE when too few peers are connected, before storing anything', async () => {
+  it('fails with UNAVAILABLE when fewer than W-1 peers are connected, before storing anything', async () => {
     const { vault, peers, storage } = setup();
-    peers.down.add([...peers.stores.keys()][0]!);
+    for (const p of peers.stores.keys()) peers.down.add(p);
     await expect(vault.upload('f', undefined, framesOf(seeded(100)), signal())).rejects.toBeInstanceOf(UnavailableError);
     expect(storage.objects.size).toBe(0);
+    const w3 = setup(3, 3);
+    w3.peers.down.add([...w3.peers.stores.keys()][0]!);
+    await expect(w3.vault.upload('f', undefined, framesOf(seeded(100)), signal())).rejects.toBeInstanceOf(UnavailableError);
+    expect(w3.storage.objects.size).toBe(0);
+  });
+
+  it('writes with W=2 when one of two peers is down, leaving no backlog behind', async () => {
+    const { vault, peers, storage } = setup();
+    const [p1, p2] = [...peers.stores.keys()];
+    peers.down.add(p1!);
+    const info = await vault.upload('f', undefined, framesOf(seeded(3 * CHUNK)), signal());
+    await vault.replication.idle();
+    expect(peers.stores.get(p2!)!.ids(OWNER, 'chunk').sort()).toEqual(storage.ids(OWNER, 'chunk').sort());
+    expect(storage.ids(OWNER, 'chunk')).toHaveLength(info.chunks);
+    expect(vault.replication.stats().objects).toBe(0);
+  });
+
+  it('fails with UNAVAILABLE and shows no version when the copies needed for the quorum fail', async () => {
+    const { vault, peers } = setup(3, 3);
+    const [p1] = [...peers.stores.keys()];
+    const release = peers.hold(p1!);
+    const up = vault.upload('f', undefined, framesOf(seeded(2 * CHUNK)), signal());
+    await new Promise((r) => setTimeout(r, 20));
+    peers.down.add(p1!);
+    release();
+    await expect(up).rejects.toBeInstanceOf(UnavailableError);
+    expect(vault.list()).toEqual([]);
+  });
+
+  it('returns with W copies while a slow peer lags; the backlog tracks the rest, re-reads it from disk, and drains', async () => {
+    // Five peers, R=3, W=2: each object goes to its top two peers; one peer is stalled.
+    const ids = ['p1', 'p2', 'p3', 'p4', 'p5'].map((p) => p.padEnd(32, 'd'));
+    const { vault, peers, storage } = setup(3, 2, ids);
+    const slow = ids[0]!;
+    const release = peers.hold(slow);
+    let reads = 0;
+    const get = storage.get.bind(storage);
+    storage.get = async (...a: Parameters<MemoryStorage['get']>) => {
+      reads++;
+      return get(...a);
+    };
+    const body = seeded(40 * CHUNK, 5);
+    const info = await vault.upload('big', undefined, framesOf(body), signal());
+    const owed = [...storage.ids(OWNER, 'chunk').map((id) => `chunk/${id}`), ...storage.ids(OWNER, 'manifest').map((id) => `manifest/${id}`)];
+    expect(owed).toHaveLength(41);
+    // The upload is done while every copy owed to the slow peer is still pending.
+    const st = vault.replication.stats();
+    const slowOwed = st.peers.find((p) => p.peerId === slow);
+    expect(slowOwed).toBeDefined();
+    expect(slowOwed!.objects).toBeGreaterThan(5);
+    expect(st.objects).toBe(slowOwed!.objects + st.peers.filter((p) => p.peerId !== slow).reduce((n, p) => n + p.objects, 0));
+    expect(st.bytes).toBeGreaterThan(0);
+    expect(peers.stores.get(slow)!.ids(OWNER, 'chunk')).toHaveLength(0);
+    // Every object already has at least W=2 copies: the owner's and one peer's.
+    for (const key of owed) {
+      const holders = ids.filter((p) => p !== slow && peers.stores.get(p)!.objects.has(`${OWNER}/${key}`));
+      expect(holders.length).toBeGreaterThanOrEqual(1);
+    }
+    const readsBefore = reads;
+    release();
+    await vault.replication.idle();
+    // What the slow peer got after the upload returned was re-read from the local store (bytes not held).
+    expect(reads - readsBefore).toBeGreaterThanOrEqual(slowOwed!.objects - 3);
+    expect(vault.replication.stats()).toMatchObject({ objects: 0, bytes: 0, failed: 0 });
+    // In the end every object is on exactly R=3 nodes: the owner and its top two peers.
+    for (const id of storage.ids(OWNER, 'chunk')) {
+      expect(ids.filter((p) => peers.stores.get(p)!.objects.has(`${OWNER}/chunk/${id}`))).toHaveLength(2);
+    }
+    expect((await readAll(vault.read('big', undefined, signal()))).equals(body)).toBe(true);
+    expect(info.chunks).toBe(40);
   });
 
   it('serves a missing or corrupt local chunk from a peer, skipping a peer with bad bytes, and repairs it', async () => {

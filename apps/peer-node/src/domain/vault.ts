@@ -8,8 +8,25 @@ import type { Logger } from 'pino';
 import { assertFilePath, DataLossError, InvalidArgumentError, NotFoundError, UnavailableError, CancelledError } from '@distri-vault/shared';
 import { chunkStream } from './chunker';
 import { FileIndex, type IndexedVersion } from './file-index';
+import { hedgedFetch, holderOrder } from './hedge';
 import { decodeManifest, encodeManifest, type ChunkRef, type Manifest } from './manifest';
-import type { CryptoPort, FolderSyncer, ObjectKind, PeersPort, ReplicaSession, StoragePort, StoredObject, SyncResult } from './ports';
+import type { CryptoPort, FolderSyncer, ObjectKind, PeersPort, StoragePort, StoredObject, SyncResult } from './ports';
+import { rank } from './placement';
+import { ReplicationBacklog, type ReplicationHandle } from './replication';
+import { summarize, summaryBits, SyncDiff } from './summary';
+import { Recovery, summaryOf, type RecoverySummary } from './recovery';
+
+export type { RecoverySummary };
+
+/** Resolves with `p`, or rejects with CancelledError when `signal` aborts first (p keeps running). */
+function waitOrAbort<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(new CancelledError('cancelled'));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new CancelledError('cancelled'));
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
 
 /** A file version as clients see it. */
 export interface FileInfo {
@@ -23,15 +40,6 @@ export interface FileInfo {
   deleted?: boolean;
 }
 
-/** What a recovery restored. */
-export interface RecoverySummary {
-  peers: number;
-  chunks: number;
-  manifests: number;
-  bytes: number;
-  files: number;
-  durationMs: number;
-}
 
 /** Collaborators of a Vault. */
 export interface VaultComponents {
@@ -39,6 +47,8 @@ export interface VaultComponents {
   storage: StoragePort;
   peers: PeersPort & FolderSyncer;
   log: Logger;
+  /** Where copies owed to peers wait; the Vault makes its own when none is given. */
+  replication?: ReplicationBacklog;
 }
 
 /** Settings of a Vault. */
@@ -51,6 +61,31 @@ export interface VaultOptions {
   replicas: number;
   /** Chunks in flight per upload or download. */
   window: number;
+  /** Durable copies (the owner's included) a write waits for; default min(2, replicas). */
+  writeQuorum?: number;
+  /** Repair reads: how long one holder may take before the next is asked as well (default 300). */
+  hedgeMs?: number;
+  /** Interval of the progress log lines of a recovery (default 3000). */
+  recoveryLogMs?: number;
+}
+
+/** What one sync with one peer moved, and the difference it found. */
+export interface SyncFromResult extends SyncResult {
+  /** Manifests fetched. */
+  manifests: number;
+  /** Objects this node holds in the compared buckets that the peer lacks (summary syncs only). */
+  peerLacks: number;
+}
+
+/** Called as a sync or a repair stores fetched objects. */
+export type FetchProgress = (kind: ObjectKind, bytes: number) => void;
+
+/** Progress of a check of live chunks. */
+export interface ChunkCheck {
+  checked: number;
+  missing: number;
+  fetched: number;
+  bytes: number;
 }
 
 const sha256hex = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -108,39 +143,53 @@ class PathLocks {
 
 /** The owner's file operations. */
 export class Vault {
-  private readonly index = new FileIndex();
+  private index = new FileIndex();
   private readonly locks = new PathLocks();
   private readonly log: Logger;
+  /** The recovery runner of this folder (status, start or join). */
+  readonly recovery: Recovery;
+  /** Copies owed to peers: tracked until acknowledged. */
+  readonly replication: ReplicationBacklog;
 
   constructor(
     private readonly c: VaultComponents,
     private readonly o: VaultOptions,
   ) {
     this.log = c.log;
+    this.recovery = new Recovery(this, c.log, { logEveryMs: o.recoveryLogMs ?? 3000 });
+    this.replication = c.replication ?? new ReplicationBacklog({ storage: c.storage, peers: c.peers, log: c.log }, { window: o.window });
   }
 
-  /** Rebuilds the index from every manifest in the owner's folder. */
-  async loadIndex(signal?: AbortSignal): Promise<number> {
-    this.index.clear();
+  /**
+   * Rebuilds the index from every manifest in the owner's folder: a new index is built aside and swapped
+   * in when complete, so reads during the rebuild still see the old one. Returns the manifests loaded;
+   * `onSkip` hears of each one that could not be read or decrypted.
+   */
+  async loadIndex(signal?: AbortSignal, onSkip?: (id: string, err: Error) => void): Promise<number> {
+    const fresh = new FileIndex();
     let loaded = 0;
     for await (const batch of this.c.storage.list(this.o.serverId, 'manifest', signal)) {
       for (const id of batch) {
-        if (await this.indexManifest(id, undefined, signal)) loaded++;
+        if (await this.indexManifest(id, undefined, signal, fresh, onSkip)) loaded++;
       }
     }
+    // Manifests written while the rebuild ran (uploads) are in the old index only: carry them over.
+    for (const v of this.index.all()) fresh.add(v.manifestId, v.manifest);
+    this.index = fresh;
     return loaded;
   }
 
   /** Decrypts one stored manifest into the index; false (and a log line) when it cannot be read. */
-  private async indexManifest(id: string, data: Buffer | undefined, signal?: AbortSignal): Promise<boolean> {
+  private async indexManifest(id: string, data: Buffer | undefined, signal?: AbortSignal, into = this.index, onSkip?: (id: string, err: Error) => void): Promise<boolean> {
     try {
       const bytes = data ?? (await this.c.storage.get(this.o.serverId, 'manifest', id, signal));
       const m = decodeManifest(await this.c.crypto.openManifest(this.o.serverId, bytes, signal));
-      this.index.add(id, m);
+      into.add(id, m);
       return true;
     } catch (err) {
       if (signal?.aborted) throw err;
       this.log.warn({ manifest: id, err: (err as Error).message }, 'manifest skipped');
+      onSkip?.(id, err as Error);
       return false;
     }
   }
@@ -155,39 +204,91 @@ export class Vault {
     return this.index.liveCount();
   }
 
-  /** The replica sessions of one write: R-1 connected peers, or UNAVAILABLE. */
-  private async openReplicas(signal: AbortSignal): Promise<ReplicaSession[]> {
-    const need = this.o.replicas - 1;
-    const peers = this.c.peers.connected();
+  /** Copies a write waits for, the owner's included. */
+  get writeQuorum(): number {
+    return Math.max(1, Math.min(this.o.writeQuorum ?? 2, this.o.replicas));
+  }
+
+  /** The peers of one write: the connected ones, or UNAVAILABLE when fewer than W-1 are connected. */
+  private writePeers(): string[] {
+    const need = this.writeQuorum - 1;
+    const peers = this.c.peers.connected().filter((p) => p !== this.o.serverId);
     if (peers.length < need) {
-      throw new UnavailableError(`cannot keep ${this.o.replicas} copies: ${peers.length} of the ${need} peers needed are connected`);
+      throw new UnavailableError(`cannot write ${this.writeQuorum} copies: ${peers.length} of the ${need} peers needed are connected`);
     }
-    const sessions: ReplicaSession[] = [];
+    return peers;
+  }
+
+  /**
+   * Stores one object on the owner's disk and queues its copies for its top R-1 connected peers (HRW);
+   * resolves once W copies are durable (the owner's included). The other copies continue in the
+   * background, tracked by the backlog; the bytes they hold are released here, so they are re-read from
+   * the local store when sent. UNAVAILABLE when too many copies fail for the quorum.
+   */
+  private async place(obj: StoredObject, peers: string[], pending: Set<ReplicationHandle>, signal: AbortSignal): Promise<void> {
+    const targets = rank(obj.id, this.o.serverId, peers, false).slice(0, this.o.replicas - 1);
+    const local = this.c.storage.put(this.o.serverId, obj.kind, obj.id, obj.data, signal);
+    const handles = targets.map((t) => this.replication.enqueue(t, { folder: this.o.serverId, kind: obj.kind, id: obj.id, size: obj.data.length, data: obj.data }));
+    handles.forEach((h) => pending.add(h));
+    const need = this.writeQuorum - 1;
     try {
-      for (const p of peers.slice(0, need)) sessions.push(await this.c.peers.openReplica(p, this.o.serverId, signal));
-    } catch (err) {
-      sessions.forEach((s) => s.abort());
-      throw err;
+      const acked = new Promise<void>((resolve, reject) => {
+        let ok = 0;
+        let bad = 0;
+        let lastErr: unknown;
+        if (need <= 0) return resolve();
+        for (const h of handles) {
+          h.done.then(
+            () => {
+              if (++ok === need) resolve();
+            },
+            (err) => {
+              lastErr = err;
+              if (handles.length - ++bad < need) {
+                reject(new UnavailableError(`cannot write ${this.writeQuorum} copies of ${obj.kind} ${obj.id}: ${bad} of ${handles.length} peer copies failed`, { cause: lastErr }));
+              }
+            },
+          );
+        }
+      });
+      acked.catch(() => undefined);
+      const aborted = new Promise<never>((_, reject) => {
+        const onAbort = () => reject(new CancelledError('write cancelled'));
+        if (signal.aborted) onAbort();
+        else signal.addEventListener('abort', onAbort, { once: true });
+        acked.finally(() => signal.removeEventListener('abort', onAbort)).catch(() => undefined);
+      });
+      aborted.catch(() => undefined);
+      await Promise.all([local, Promise.race([acked, aborted])]);
+    } finally {
+      for (const h of handles) {
+        h.release();
+        h.done.then(
+          () => pending.delete(h),
+          () => pending.delete(h),
+        );
+      }
     }
-    return sessions;
   }
 
-  /** Stores one object on the owner's disk and on every replica; resolves when all are durable. */
-  private async storeEverywhere(obj: StoredObject, replicas: ReplicaSession[], signal: AbortSignal): Promise<void> {
-    await Promise.all([this.c.storage.put(this.o.serverId, obj.kind, obj.id, obj.data, signal), ...replicas.map((r) => r.send(obj, signal))]);
+  /** Withdraws the copies of a failed write that were not sent yet. */
+  private withdraw(pending: Set<ReplicationHandle>): void {
+    for (const h of pending) h.cancel();
+    pending.clear();
   }
 
-  /** Writes a manifest everywhere and adds it to the index. */
-  private async commitManifest(m: Manifest, replicas: ReplicaSession[], signal: AbortSignal): Promise<FileInfo> {
+  /** Writes a manifest with quorum and adds it to the index. */
+  private async commitManifest(m: Manifest, peers: string[], pending: Set<ReplicationHandle>, signal: AbortSignal): Promise<FileInfo> {
     const sealed = await this.c.crypto.sealManifest(this.o.serverId, encodeManifest(m), signal);
-    await this.storeEverywhere({ kind: 'manifest', id: sealed.id, data: sealed.ciphertext }, replicas, signal);
+    await this.place({ kind: 'manifest', id: sealed.id, data: sealed.ciphertext }, peers, pending, signal);
     this.index.add(sealed.id, m);
     return infoOf(m);
   }
 
   /**
-   * Stores a new version of `path` from `data`. Resolves once every chunk and the manifest are durable
-   * on the owner and on R-1 peers. On failure or cancellation no version becomes visible.
+   * Stores a new version of `path` from `data`. Resolves once every chunk and the manifest have W durable
+   * copies (the owner's included); the remaining copies complete in the background (see `replication`).
+   * On failure or cancellation no version becomes visible.
    */
   async upload(path: string, expectedSize: number | undefined, data: AsyncIterable<Buffer>, outer: AbortSignal): Promise<FileInfo> {
     assertFilePath(path);
@@ -196,9 +297,9 @@ export class Vault {
     outer.addEventListener('abort', onAbort, { once: true });
     const signal = ctrl.signal;
     const started = Date.now();
-    let replicas: ReplicaSession[] = [];
+    const pending = new Set<ReplicationHandle>();
     try {
-      replicas = await this.openReplicas(signal);
+      const peers = this.writePeers();
       const wrappedKey = await this.c.crypto.createDataKey(this.o.serverId, signal);
       const fileId = randomBytes(16);
       const hash = createHash('sha256');
@@ -212,7 +313,7 @@ export class Vault {
         await window.add(async () => {
           const ctx = { folder: this.o.serverId, fileId, index: chunk.index, last: chunk.last };
           const sealed = await this.c.crypto.sealChunk(wrappedKey, ctx, chunk.data, signal);
-          await this.storeEverywhere({ kind: 'chunk', id: sealed.id, data: sealed.ciphertext }, replicas, signal);
+          await this.place({ kind: 'chunk', id: sealed.id, data: sealed.ciphertext }, peers, pending, signal);
           chunks[chunk.index] = { id: sealed.id, size: chunk.data.length };
         });
       }
@@ -235,16 +336,17 @@ export class Vault {
             wrappedKey: wrappedKey.toString('base64'),
             chunks,
           },
-          replicas,
+          peers,
+          pending,
           signal,
         ),
       );
-      await Promise.all(replicas.map((r) => r.close()));
-      this.log.info({ rpc: 'upload', version: info.version, bytes: size, chunks: chunks.length, ms: Date.now() - started }, 'stored');
+      const backlog = this.replication.stats();
+      this.log.info({ rpc: 'upload', version: info.version, bytes: size, chunks: chunks.length, ms: Date.now() - started, backlog: backlog.objects, backlogBytes: backlog.bytes }, 'stored');
       return info;
     } catch (err) {
       ctrl.abort(err);
-      replicas.forEach((r) => r.abort());
+      this.withdraw(pending);
       throw err;
     } finally {
       outer.removeEventListener('abort', onAbort);
@@ -255,22 +357,11 @@ export class Vault {
   async delete(path: string, signal: AbortSignal): Promise<number> {
     assertFilePath(path);
     if (!this.index.get(path)) throw new NotFoundError(`no such file: ${path}`);
-    const replicas = await this.openReplicas(signal);
-    try {
-      const info = await this.locks.run(path, async () => {
-        if (!this.index.get(path)) throw new NotFoundError(`no such file: ${path}`);
-        return this.commitManifest(
-          { format: 1, path, version: this.index.latestVersion(path) + 1, deleted: true, size: 0, sha256: '', createdUnixMs: Date.now(), fileId: '', wrappedKey: '', chunks: [] },
-          replicas,
-          signal,
-        );
-      });
-      await Promise.all(replicas.map((r) => r.close()));
-      return info.version;
-    } catch (err) {
-      replicas.forEach((r) => r.abort());
-      throw err;
-    }
+    const info = await this.writeRecord(path, signal, () => {
+      if (!this.index.get(path)) throw new NotFoundError(`no such file: ${path}`);
+      return { format: 1, path, version: this.index.latestVersion(path) + 1, deleted: true, size: 0, sha256: '', createdUnixMs: Date.now(), fileId: '', wrappedKey: '', chunks: [] };
+    });
+    return info.version;
   }
 
   /** Every version of `path` still in its history, deletions included, oldest first; NotFoundError if none. */
@@ -318,15 +409,14 @@ export class Vault {
     return count;
   }
 
-  /** Commits the manifest `make()` builds (under the path's lock) on the owner and R-1 peers. */
+  /** Commits the manifest `make()` builds (under the path's lock) with write quorum. */
   private async writeRecord(path: string, signal: AbortSignal, make: () => Manifest): Promise<FileInfo> {
-    const replicas = await this.openReplicas(signal);
+    const peers = this.writePeers();
+    const pending = new Set<ReplicationHandle>();
     try {
-      const info = await this.locks.run(path, () => this.commitManifest(make(), replicas, signal));
-      await Promise.all(replicas.map((r) => r.close()));
-      return info;
+      return await this.locks.run(path, () => this.commitManifest(make(), peers, pending, signal));
     } catch (err) {
-      replicas.forEach((r) => r.abort());
+      this.withdraw(pending);
       throw err;
     }
   }
@@ -386,49 +476,117 @@ export class Vault {
   }
 
   /** Reads an object of the owner's folder, repairing it from peers when missing or corrupt locally. */
-  private async readObject(kind: ObjectKind, id: string, signal: AbortSignal): Promise<Buffer> {
+  private async readObject(kind: ObjectKind, id: string, signal: AbortSignal, onFetch?: FetchProgress): Promise<Buffer> {
     try {
       return await this.c.storage.get(this.o.serverId, kind, id, signal);
     } catch (err) {
       if (!(err instanceof NotFoundError || err instanceof DataLossError)) throw err;
       this.log.warn({ chunk: id, kind, code: err.code }, 'local copy unusable; fetching from peers');
     }
-    const peers = this.c.peers.connected();
-    let lastErr: unknown;
-    for (const peer of peers) {
-      try {
-        const data = await this.c.peers.fetch(peer, this.o.serverId, kind, id, signal);
-        if (!data) continue;
-        if (sha256hex(data) !== id) {
-          this.log.warn({ peer, chunk: id }, 'peer sent bytes that do not match the ID');
-          continue;
-        }
-        await this.c.storage.put(this.o.serverId, kind, id, data, signal).catch((e) => this.log.warn({ chunk: id, err: (e as Error).message }, 'repair write failed'));
-        this.log.info({ peer, chunk: id, kind }, 'repaired from peer');
-        return data;
-      } catch (err) {
-        if (signal.aborted) throw err;
-        lastErr = err;
-      }
-    }
-    if (peers.length === 0) throw new UnavailableError(`object ${id} is unusable locally and no peer is connected`);
-    throw new DataLossError(`object ${id} is unusable locally and no peer (of ${peers.length}) has a good copy`, { cause: lastErr });
+    return this.repairObject(kind, id, signal, onFetch);
   }
 
-  /** Pulls whatever the owner's folder lacks from one peer, indexing manifests as they arrive. */
-  async syncFrom(peerId: string, signal: AbortSignal): Promise<SyncResult & { manifests: number }> {
+  /**
+   * Fetches an object of the owner's folder from its holders (hedged: see hedge.ts), verified against its
+   * ID, and writes it back locally. Bytes that do not verify are never returned nor stored.
+   */
+  private async repairObject(kind: ObjectKind, id: string, signal: AbortSignal, onFetch?: FetchProgress): Promise<Buffer> {
+    const holders = holderOrder(this.c.peers.connected(), id, this.o.serverId);
+    if (holders.length === 0) throw new UnavailableError(`object ${id} is unusable locally and no peer is connected`);
+    let r;
+    try {
+      r = await hedgedFetch({
+        holders,
+        fetch: (peer, s) => this.c.peers.fetch(peer, this.o.serverId, kind, id, s),
+        verify: (data) => sha256hex(data) === id,
+        hedgeMs: this.o.hedgeMs ?? 300,
+        signal,
+        log: this.log,
+        what: `${kind} ${id}`,
+      });
+    } catch (err) {
+      if (err instanceof NotFoundError) throw new DataLossError(`object ${id} is unusable locally and no peer (of ${holders.length}) has a good copy`, { cause: err });
+      throw err;
+    }
+    await this.c.storage.put(this.o.serverId, kind, id, r.data, signal).catch((e) => this.log.warn({ chunk: id, err: (e as Error).message }, 'repair write failed'));
+    onFetch?.(kind, r.data.length);
+    this.log.info({ peer: r.holder, chunk: id, kind, asked: r.asked }, 'repaired from peer');
+    return r.data;
+  }
+
+  /**
+   * Checks that every chunk of every live version is present locally, fetching (hedged, verified) any
+   * that is not. `onProgress` is called after each batch.
+   */
+  async checkLiveChunks(signal: AbortSignal, onProgress?: (c: ChunkCheck) => void, onFetch?: FetchProgress): Promise<ChunkCheck> {
+    const c: ChunkCheck = { checked: 0, missing: 0, fetched: 0, bytes: 0 };
+    const seen = new Set<string>();
+    const batch: string[] = [];
+    const flush = async () => {
+      const ids = batch.splice(0);
+      if (!ids.length) return;
+      const present = await this.c.storage.has(this.o.serverId, 'chunk', ids, signal);
+      const absent = ids.filter((_, i) => !present[i]);
+      const window = new Window(this.o.window);
+      for (const id of absent) {
+        await window.add(async () => {
+          try {
+            const data = await this.repairObject('chunk', id, signal, onFetch);
+            c.fetched++;
+            c.bytes += data.length;
+          } catch (err) {
+            if (signal.aborted) throw err;
+            c.missing++;
+            this.log.warn({ chunk: id, err: (err as Error).message }, 'chunk of a live file is missing and no peer has it');
+          }
+        });
+      }
+      await window.drain();
+      c.checked += ids.length;
+      onProgress?.({ ...c });
+    };
+    for (const v of this.index.live()) {
+      for (const ref of v.manifest.chunks) {
+        if (seen.has(ref.id)) continue;
+        seen.add(ref.id);
+        batch.push(ref.id);
+        if (batch.length >= 256) await flush();
+      }
+    }
+    await flush();
+    return c;
+  }
+
+  /**
+   * Pulls whatever the owner's folder lacks from one peer, indexing manifests as they arrive. Sends a
+   * summary of the folder, so the peer lists only the buckets that differ; also counts what the peer
+   * lacks of this folder (`peerLacks`; re-replication is placement's business).
+   */
+  async syncFrom(peerId: string, signal: AbortSignal, onFetch?: FetchProgress): Promise<SyncFromResult> {
     let manifests = 0;
     const folder = this.o.serverId;
+    const list = (kind: ObjectKind) => this.c.storage.list(folder, kind, signal);
+    let objects = 0;
+    for (const kind of ['chunk', 'manifest'] as const) for await (const ids of list(kind)) objects += ids.length;
+    const summary = await summarize(summaryBits(objects), list);
+    const diff = new SyncDiff(summary);
     const result = await this.c.peers.syncFolder(
       peerId,
       folder,
       {
+        coverage: (bits, buckets) => void diff.cover(bits, buckets),
         missing: async (kind, ids, s) => {
+          try {
+            diff.offered(kind, ids);
+          } catch (err) {
+            throw new InvalidArgumentError(`SyncFolder from ${peerId}: ${(err as Error).message}`);
+          }
           const present = await this.c.storage.has(folder, kind, ids, s);
           return ids.filter((_, i) => !present[i]);
         },
         accept: async (obj, s) => {
           await this.c.storage.put(folder, obj.kind, obj.id, obj.data, s);
+          onFetch?.(obj.kind, obj.data.length);
           if (obj.kind === 'manifest') {
             manifests++;
             await this.indexManifest(obj.id, obj.data, s);
@@ -436,33 +594,26 @@ export class Vault {
         },
       },
       signal,
+      { summary },
     );
-    return { ...result, manifests };
+    let peerLacks = 0;
+    if (summary.buckets.length && diff.coveredBuckets) {
+      for (const kind of ['chunk', 'manifest'] as const) for await (const ids of list(kind)) peerLacks += diff.lacking(kind, ids).length;
+    }
+    return { ...result, manifests, peerLacks };
   }
 
-  /** Restores the owner's folder from every connected peer, then reloads the index. */
+  /** Restores the owner's folder from every connected peer (a recovery run; see recovery.ts), and waits for it. */
   async recover(signal: AbortSignal): Promise<RecoverySummary> {
-    const started = Date.now();
-    const peers = this.c.peers.connected();
-    if (peers.length === 0) throw new UnavailableError('no peer is connected to recover from');
-    const sum = { peers: 0, chunks: 0, manifests: 0, bytes: 0 };
-    for (const peer of peers) {
-      try {
-        const r = await this.syncFrom(peer, signal);
-        sum.peers++;
-        sum.manifests += r.manifests;
-        sum.chunks += r.fetched - r.manifests;
-        sum.bytes += r.bytes;
-      } catch (err) {
-        if (signal.aborted) throw err;
-        this.log.warn({ peer, err: (err as Error).message }, 'sync with peer failed during recovery');
-      }
-    }
-    if (sum.peers === 0) throw new UnavailableError('no peer answered the recovery');
-    await this.loadIndex(signal);
-    const summary = { ...sum, files: this.index.liveCount(), durationMs: Date.now() - started };
-    this.log.info(summary, 'recovery finished');
-    return summary;
+    const run = this.recovery.start('request');
+    const st = await waitOrAbort(run.done, signal);
+    if (st.phase === 'failed' && st.peersOk === 0) throw new UnavailableError(st.errorMessages.at(-1) ?? 'no peer answered the recovery');
+    return summaryOf(st);
+  }
+
+  /** Connected peers, for recovery. */
+  connectedPeers(): string[] {
+    return this.c.peers.connected();
   }
 }
 

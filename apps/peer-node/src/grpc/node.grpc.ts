@@ -3,11 +3,20 @@
  */
 import type { Logger } from 'pino';
 import { clientStream, messages, InvalidArgumentError, serverStream, unary, writeMessage } from '@distri-vault/shared';
-import { NodeState, type FileInfo as WireFileInfo, type NodeServiceServer, type UploadFileRequest } from '@distri-vault/shared/generated/vault/node/v1/node';
+import {
+  NodeState,
+  RecoveryPhase,
+  type FileInfo as WireFileInfo,
+  type NodeServiceServer,
+  type RecoveryStatus as WireRecoveryStatus,
+  type UploadFileRequest,
+} from '@distri-vault/shared/generated/vault/node/v1/node';
+import type { RecoveryStatus } from '../domain/recovery';
 import type { FileInfo, Vault } from '../domain/vault';
 import type { MemberState, PeerNetwork } from '../adapters/network';
 import { assertTopic } from '../domain/messages';
 import { PROTOCOL_VERSION } from '../domain/protocol';
+import type { RepairReport } from '../domain/replicator';
 
 /** What the node server needs. */
 export interface NodeServerDeps {
@@ -16,6 +25,8 @@ export interface NodeServerDeps {
   network: PeerNetwork;
   chunkSize: number;
   replicas: number;
+  /** The last repair pass, when repair runs on this node. */
+  lastRepair?: () => (RepairReport & { finishedUnixMs: number }) | undefined;
 }
 
 function wireInfo(f: FileInfo): WireFileInfo {
@@ -29,6 +40,39 @@ const STATE: Record<MemberState, NodeState> = {
   down: NodeState.NODE_STATE_DOWN,
   left: NodeState.NODE_STATE_LEFT,
 };
+
+const PHASE = {
+  idle: RecoveryPhase.RECOVERY_PHASE_IDLE,
+  syncing: RecoveryPhase.RECOVERY_PHASE_SYNCING,
+  indexing: RecoveryPhase.RECOVERY_PHASE_INDEXING,
+  verifying: RecoveryPhase.RECOVERY_PHASE_VERIFYING,
+  done: RecoveryPhase.RECOVERY_PHASE_DONE,
+  failed: RecoveryPhase.RECOVERY_PHASE_FAILED,
+};
+
+/** A recovery status on the wire. */
+export function wireRecoveryStatus(s: RecoveryStatus): WireRecoveryStatus {
+  return {
+    phase: PHASE[s.phase],
+    run: s.run,
+    trigger: s.trigger,
+    startedUnixMs: s.startedUnixMs,
+    finishedUnixMs: s.finishedUnixMs,
+    peersDone: s.peersDone,
+    peersTotal: s.peersTotal,
+    chunks: s.chunks,
+    manifests: s.manifests,
+    bytes: s.bytes,
+    bytesPerSecond: s.bytesPerSecond,
+    files: s.files,
+    chunksChecked: s.chunksChecked,
+    chunksMissing: s.chunksMissing,
+    errors: s.errors,
+    errorMessages: s.errorMessages,
+    durationMs: s.durationMs,
+  };
+}
+
 
 /** Data frames after the header of an upload; rejects a second header. */
 async function* uploadData(it: AsyncIterator<UploadFileRequest>): AsyncGenerator<Buffer> {
@@ -107,12 +151,40 @@ export function nodeServer(deps: NodeServerDeps): NodeServiceServer {
 
     recoverFolder: unary(log, 'RecoverFolder', async (_req, signal) => vault.recover(signal)),
 
+    getRecoveryStatus: unary(log, 'GetRecoveryStatus', async () => ({ status: wireRecoveryStatus(vault.recovery.status()) })),
+
+    startRecovery: unary(log, 'StartRecovery', async () => {
+      const run = vault.recovery.start('request');
+      return { status: wireRecoveryStatus(run.status), joined: run.joined };
+    }),
+
     getNodeInfo: unary(log, 'GetNodeInfo', async () => ({
       serverId: network.serverId,
       peerAddress: network.advertiseAddress,
       protocolVersion: PROTOCOL_VERSION,
       chunkSize: deps.chunkSize,
       replicas: deps.replicas,
+      writeQuorum: vault.writeQuorum,
+      backlog: (() => {
+        const b = vault.replication.stats();
+        return { objects: b.objects, bytes: b.bytes, sent: b.sent, sentBytes: b.sentBytes, failed: b.failed };
+      })(),
+      backlogPeers: vault.replication.stats().peers.map((p) => ({ serverId: p.peerId, objects: p.objects, bytes: p.bytes })),
+      lastRepair: (() => {
+        const r = deps.lastRepair?.();
+        if (!r) return undefined;
+        return {
+          finishedUnixMs: r.finishedUnixMs,
+          folders: r.folders,
+          objects: r.objects,
+          pushed: r.pushed,
+          pushedBytes: r.pushedBytes,
+          deleted: r.deleted,
+          failed: r.failed,
+          underReplicated: r.under,
+          durationMs: r.durationMs,
+        };
+      })(),
     })),
   };
 }

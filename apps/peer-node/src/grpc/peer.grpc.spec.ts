@@ -4,11 +4,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
-import type { RunningServer } from '@distri-vault/shared';
+import { bidi, messages, startGrpcServer, writeMessage, type RunningServer } from '@distri-vault/shared';
+import { PeerServiceService, type GetFileRequest, type GetFileResponse, type PeerServiceServer } from '@distri-vault/shared/generated/vault/peer/v1/peer';
 import { PeerNetwork } from '../adapters/network';
-import { MemoryStorage } from '../testing/memory-ports';
+import { MemoryCrypto, MemoryStorage } from '../testing/memory-ports';
 import { PeerLink } from '../adapters/peer-link';
 import { dialingNetwork, newSecret, startPeerServer, testPeer } from '../testing/peer-fixtures';
+import { peerServerCredentials } from '../adapters/tls';
+import { Vault } from '../domain/vault';
+import { rank } from '../domain/placement';
+import { peerServer } from './peer.grpc';
 
 const log = pino({ level: process.env['TEST_LOG'] ?? 'silent' });
 let A = '';
@@ -83,13 +88,23 @@ describe('PeerService over a real server', () => {
     ['a traversal ID', [open(), obj(Buffer.from('x'), '../../etc/passwd')], grpc.status.INVALID_ARGUMENT],
     ['an unknown kind', [open(), obj(Buffer.from('x'), undefined, 0)], grpc.status.INVALID_ARGUMENT],
     ['a bad folder', [open('../x', '../x')], grpc.status.INVALID_ARGUMENT],
-    ['another node\'s folder', 'other-folder', grpc.status.PERMISSION_DENIED],
     ['a second open', [open(), open()], grpc.status.INVALID_ARGUMENT],
   ])('refuses %s on StoreChunk and stores nothing', async (_name, msgs, code) => {
     const before = storage.objects.size;
-    const r = await raw('storeChunk', msgs === 'other-folder' ? [open(A, B)] : (msgs as unknown[]));
+    const r = await raw('storeChunk', msgs as unknown[]);
     expect(r.code).toBe(code);
     expect(storage.objects.size).toBe(before);
+  });
+
+  it('stores into another member\'s folder (repair of a gone owner), still verifying the hash', async () => {
+    const d = Buffer.from('repaired copy');
+    const r = await raw('storeChunk', [open(A, B), obj(d)]);
+    expect(r.code).toBe(grpc.status.OK);
+    expect(r.responses.map((m) => m.step.$case)).toEqual(['ready', 'ack']);
+    expect(storage.ids(B, 'chunk')).toEqual([sha(d)]);
+    const bad = await raw('storeChunk', [open(A, B), obj(Buffer.from('x'), sha(Buffer.from('y')))]);
+    expect(bad.code).toBe(grpc.status.DATA_LOSS);
+    expect(storage.ids(B, 'chunk')).toEqual([sha(d)]);
   });
 
   it('refuses an old protocol version with FAILED_PRECONDITION', async () => {
@@ -122,5 +137,134 @@ describe('PeerService over a real server', () => {
     );
     expect(r.fetched).toBe(storage.ids(A, 'chunk').length - 1000);
     expect(mine.ids(A, 'chunk').sort()).toEqual(storage.ids(A, 'chunk').sort());
+  });
+
+  it('reads a peer\'s whole inventory of a folder over SyncFolder, moving no bytes', async () => {
+    const inv = await clientNet.inventory(B, A);
+    expect([...inv.chunk].sort()).toEqual(storage.ids(A, 'chunk').sort());
+    expect(inv.chunk.size).toBeGreaterThan(2000);
+    expect([...inv.manifest]).toEqual(storage.ids(A, 'manifest'));
+    const empty = await clientNet.inventory(B, 'e'.repeat(32));
+    expect(empty.chunk.size + empty.manifest.size).toBe(0);
+    await expect(clientNet.inventory(B, '../etc')).rejects.toMatchObject({ name: 'InvalidArgumentError' });
+  });
+
+  it('syncs with a summary: a few entries listed, the difference found exactly both ways', async () => {
+    const datas = Array.from({ length: 3000 }, (_, i) => Buffer.from(`summary-object-${i}`));
+    for (const d of datas) await storage.put(A, 'chunk', sha(d), d);
+    const mine = new MemoryStorage();
+    for (const k of storage.ids(A, 'chunk')) await mine.put(A, 'chunk', k, storage.objects.get(`${A}/chunk/${k}`)!);
+    const lost = storage.ids(A, 'chunk').sort().slice(100, 103);
+    for (const k of lost) mine.objects.delete(`${A}/chunk/${k}`);
+    const extra = [Buffer.from('only-mine-1'), Buffer.from('only-mine-2')];
+    for (const d of extra) await mine.put(A, 'chunk', sha(d), d);
+    const vault = new Vault({ storage: mine, crypto: new MemoryCrypto(), peers: clientNet, log }, { serverId: A, chunkSize: 4096, replicas: 2, window: 4 });
+    // On a loaded machine the heartbeats may have lapsed during the setup above: wait for the link.
+    const until = Date.now() + 20_000;
+    while (!clientNet.connected().includes(B) && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    const r = await vault.syncFrom(B, new AbortController().signal);
+    expect([r.fetched, r.peerLacks, r.missing]).toEqual([3, 2, 0]);
+    expect(storage.ids(A, 'chunk').length).toBeGreaterThan(5500);
+    expect(r.offered).toBeLessThan(200); // 5 buckets of ~11 at most, out of 5,500+
+    expect(r.coveredBuckets).toBeLessThanOrEqual(5);
+    expect(lost.every((k) => mine.objects.has(`${A}/chunk/${k}`))).toBe(true);
+    const again = await vault.syncFrom(B, new AbortController().signal);
+    // Still different in the 2 buckets of the extra objects (the peer lacks them): those are listed again.
+    expect([again.fetched, again.peerLacks, again.coveredBuckets]).toEqual([0, 2, 2]);
+    expect(again.offered).toBeLessThan(60);
+  });
+
+  it('refuses a malformed summary with INVALID_ARGUMENT, before listing anything', async () => {
+    const bucket = (prefix: number, digest = Buffer.alloc(32)) => ({ kind: 1, prefix, count: 1, digest });
+    for (const summary of [
+      { prefixBits: 99, buckets: [] },
+      { prefixBits: 8, buckets: [bucket(256)] },
+      { prefixBits: 8, buckets: [bucket(1, Buffer.alloc(3))] },
+      { prefixBits: 8, buckets: [{ ...bucket(1), kind: 0 }] },
+    ]) {
+      const r = await raw('syncFolder', [{ step: { $case: 'open', value: { folder: A, summary } } }]);
+      expect([r.code, r.responses]).toEqual([grpc.status.INVALID_ARGUMENT, []]);
+    }
+  });
+});
+
+describe('a malicious but authenticated holder over real gRPC', () => {
+  let dir: string;
+  let good: { srv: RunningServer; net: PeerNetwork };
+  let evil: RunningServer;
+  let evilNet: PeerNetwork;
+  let net: PeerNetwork;
+  let OWNER = '';
+  let EVIL = '';
+  let GOOD = '';
+  const goodStore = new MemoryStorage();
+  let evilAsked = 0;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'peer-evil-'));
+    const secret = newSecret();
+    const [owner, p1, p2] = await Promise.all([testPeer(join(dir, 'o'), secret), testPeer(join(dir, '1'), secret), testPeer(join(dir, '2'), secret)]);
+    const [bad, fine] = [p1, p2];
+    OWNER = owner.identity.serverId;
+    EVIL = bad.identity.serverId;
+    GOOD = fine.identity.serverId;
+    good = await startPeerServer(fine, goodStore, log, { heartbeatMs: 1000 });
+    // A member of the network (it holds the secret and its own key and authenticates like any node) that answers
+    // every GetFile with garbage under the asked ID.
+    evilNet = new PeerNetwork({ serverId: EVIL, heartbeatMs: 1000, window: 4, auth: bad.keys }, log);
+    const honest = peerServer({ log, storage: new MemoryStorage(), network: evilNet, window: 4, auth: bad.auth });
+    const evilImpl: PeerServiceServer = {
+      ...honest,
+      getFile: bidi<GetFileRequest, GetFileResponse>(log, 'GetFile', async (call, signal) => {
+        for await (const msg of messages<GetFileRequest>(call)) {
+          for (const k of msg.objects) {
+            evilAsked++;
+            await writeMessage(call, { step: { $case: 'object', value: { kind: k.kind, id: k.id, data: Buffer.from('not the chunk you asked for') } } }, signal);
+          }
+        }
+      }),
+    };
+    evil = await startGrpcServer({ host: '127.0.0.1', port: 0, log, services: [{ name: 'vault.peer.v1.PeerService', definition: PeerServiceService, implementation: evilImpl }], credentials: peerServerCredentials(bad.tls) });
+    evilNet.advertiseAddress = `127.0.0.1:${evil.port}`;
+    net = dialingNetwork(owner, log, 1000);
+    net.start([evilNet.advertiseAddress, good.net.advertiseAddress]);
+    const until = Date.now() + 20_000;
+    while (net.connected().length < 2 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+  });
+  afterAll(async () => {
+    net.stop();
+    evilNet.stop();
+    good.net.stop();
+    await Promise.all([good.srv.close(100), evil.close(100)]);
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('detects wrong bytes by hash, never serves or stores them, and fetches from the good holder', async () => {
+    const until = Date.now() + 20_000;
+    while (net.connected().length < 2 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    expect(net.connected()).toEqual([EVIL, GOOD].sort());
+    const local = new MemoryStorage();
+    const vault = new Vault({ storage: local, crypto: new MemoryCrypto(), peers: net, log }, { serverId: OWNER, chunkSize: 4096, replicas: 1, window: 2, hedgeMs: 40_000 });
+    const body = Buffer.alloc(16 * 4096 + 5, 7);
+    await vault.upload('f', undefined, (async function* () { yield body; })(), new AbortController().signal);
+    // The good holder has every object of the folder; the owner loses two chunks.
+    for (const [k, d] of local.objects) {
+      const [, kind, id] = k.split('/');
+      await goodStore.put(OWNER, kind as 'chunk', id!, d);
+    }
+    // Holders are asked in each chunk's placement order: lose chunks the evil holder is asked first for.
+    const lost = local.ids(OWNER, 'chunk').filter((id) => rank(id, OWNER, [EVIL, GOOD], false)[0] === EVIL).sort().slice(0, 2);
+    expect(lost.length).toBeGreaterThan(0); // 16 chunks: none ranked first on EVIL has odds 1 in 65,536
+    for (const id of lost) local.objects.delete(`${OWNER}/chunk/${id}`);
+    const puts: Buffer[] = [];
+    const put = local.put.bind(local);
+    local.put = async (f, k, i, d) => (puts.push(Buffer.from(d)), put(f, k, i, d));
+    const started = Date.now();
+    const parts: Buffer[] = [];
+    for await (const p of vault.read('f', undefined, new AbortController().signal)) parts.push(p);
+    expect(Buffer.concat(parts).equals(body)).toBe(true);
+    expect(Date.now() - started).toBeLessThan(20_000); // not waiting out the 40 s hedge delay: the bad answer moved on at once
+    expect(evilAsked).toBe(lost.length);
+    expect(puts.map(sha).sort()).toEqual(lost);
   });
 });

@@ -29,7 +29,9 @@ import type {
   SyncFolderResponse,
 } from '@distri-vault/shared/generated/vault/peer/v1/peer';
 import type { ObjectKey } from '@distri-vault/shared/generated/vault/common/v1/object';
-import type { StoragePort } from '../domain/ports';
+import type { ObjectKind, StoragePort } from '../domain/ports';
+import { BucketSet, coverageFor } from '../domain/summary';
+import { summaryFromWire } from '../adapters/peer-link';
 import { CAPABILITIES, PROTOCOL_VERSION, REQUIRED_CAPABILITIES, SESSION_METADATA_KEY } from '../domain/protocol';
 import {
   checkClaim,
@@ -179,6 +181,19 @@ async function heartbeats(deps: PeerServerDeps, call: grpc.ServerDuplexStream<Ha
   }
 }
 
+/** Reads one wanted object: its frame, or "missing" when absent or corrupt here. */
+async function lookup(deps: PeerServerDeps, folder: string, key: ObjectKey, signal: AbortSignal): Promise<SyncFolderResponse['step']> {
+  fromWire(key.kind);
+  assertObjectId(key.id);
+  try {
+    const data = await deps.storage.get(folder, fromWire(key.kind), key.id, signal);
+    return { $case: 'object', value: { kind: key.kind, id: key.id, data } };
+  } catch (err) {
+    if (!(err instanceof NotFoundError || err instanceof DataLossError)) throw err;
+    return { $case: 'missing', value: { kind: key.kind, id: key.id } };
+  }
+}
+
 /** Builds the PeerService handlers. */
 export function peerServer(deps: PeerServerDeps): PeerServiceServer {
   const { log } = deps;
@@ -204,7 +219,8 @@ export function peerServer(deps: PeerServerDeps): PeerServiceServer {
       const folder = assertServerId(open.value.folder);
       assertServerId(open.value.senderId);
       if (open.value.senderId !== peerId) throw new PermissionDeniedError('StoreChunk: sender_id is not the authenticated peer');
-      if (folder !== open.value.senderId) throw new PermissionDeniedError('StoreChunk: a node may only replicate its own folder');
+      // Any member may store into any folder: repair re-replicates the folders of members that are gone.
+      // Every object is still verified against its ID before it is stored and acknowledged.
       await writeMessage(call, { step: { $case: 'ready', value: { window: deps.window } } }, signal);
       let count = 0;
       let bytes = 0;
@@ -234,10 +250,27 @@ export function peerServer(deps: PeerServerDeps): PeerServiceServer {
       const open = (await first(it, 'SyncFolder')).step;
       if (open?.$case !== 'open') throw new InvalidArgumentError('SyncFolder: the first message must be open');
       const folder = assertServerId(open.value.folder);
+      const list = (kind: ObjectKind) => deps.storage.list(folder, kind, signal);
+      // With a summary: list only the buckets whose summaries differ, and say which first.
+      let covered: BucketSet | undefined;
+      if (open.value.summary) {
+        const theirs = summaryFromWire(open.value.summary);
+        let buckets;
+        try {
+          buckets = await coverageFor(theirs, list);
+        } catch (err) {
+          if (err instanceof RangeError) throw new InvalidArgumentError(`SyncFolder summary: ${err.message}`);
+          throw err;
+        }
+        covered = new BucketSet(theirs.bits, buckets);
+        await writeMessage(call, { step: { $case: 'coverage', value: { prefixBits: theirs.bits, buckets: buckets.map((b) => ({ kind: toWire(b.kind), prefix: b.prefix })) } } }, signal);
+      }
       const inventory = (async () => {
         let total = 0;
         for (const kind of ['chunk', 'manifest'] as const) {
-          for await (const ids of deps.storage.list(folder, kind, signal)) {
+          for await (const all of list(kind)) {
+            const ids = covered ? all.filter((id) => covered.has(kind, id)) : all;
+            if (!ids.length) continue;
             total += ids.length;
             await writeMessage(call, { step: { $case: 'inventory', value: { objects: ids.map((id) => ({ kind: toWire(kind), id })) } } }, signal);
           }
@@ -248,12 +281,21 @@ export function peerServer(deps: PeerServerDeps): PeerServiceServer {
       inventory.catch(() => undefined); // awaited below
       for await (const msg of rest(it)) {
         if (msg.step?.$case !== 'want') throw new InvalidArgumentError('SyncFolder: only wants may follow open');
+        // Up to `window` reads ahead of the writes, answers in order; each want batch is answered
+        // completely before the next is read (the requester ends the call once it has every answer).
+        const ahead: Promise<SyncFolderResponse['step']>[] = [];
+        const flushOne = async () => writeMessage(call, { step: await ahead.shift()! }, signal);
         for (const key of msg.step.value.objects) {
-          await answer(deps, call, folder, key, (step) => ({ step: step as SyncFolderResponse['step'] }), signal);
+          const p = lookup(deps, folder, key, signal);
+          p.catch(() => undefined); // awaited in order by flushOne
+          ahead.push(p);
+          if (ahead.length >= deps.window) await flushOne();
         }
+        while (ahead.length) await flushOne();
       }
       const total = await inventory;
-      log.info({ rpc: 'SyncFolder', peer: peerId, folder, objects: total }, 'served folder sync');
+      // Without a summary this is an inventory read (repair passes run them often): debug, not info.
+      log[covered ? 'info' : 'debug']({ rpc: 'SyncFolder', peer: peerId, folder, objects: total, buckets: covered?.size }, 'served folder sync');
     }),
   };
 }

@@ -5,7 +5,8 @@
  */
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { DataLossError, NotFoundError, UnavailableError } from '@distri-vault/shared';
-import type { ChunkContext, CryptoPort, FolderSyncer, ObjectKind, PeersPort, ReplicaSession, StoragePort, StoredObject, SyncResult, SyncSink } from '../domain/ports';
+import type { ChunkContext, CryptoPort, FolderInventory, FolderSyncer, InventoryPort, ObjectKind, PeersPort, ReplicaSession, StoragePort, StoredObject, SyncOptions, SyncResult, SyncSink } from '../domain/ports';
+import { BucketSet, coverageFor } from '../domain/summary';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
@@ -42,6 +43,9 @@ export class MemoryStorage implements StoragePort {
   }
   async delete(folder: string, kind: ObjectKind, id: string): Promise<boolean> {
     return this.objects.delete(this.key(folder, kind, id));
+  }
+  async listFolders(): Promise<string[]> {
+    return [...new Set([...this.objects.keys()].map((k) => k.split('/')[0]!))].sort();
   }
   ids(folder: string, kind: ObjectKind): string[] {
     const prefix = `${folder}/${kind}/`;
@@ -92,10 +96,27 @@ export class MemoryCrypto implements CryptoPort {
   }
 }
 
-/** Peers that are each a MemoryStorage; `down` ones refuse everything. */
-export class MemoryPeers implements PeersPort, FolderSyncer {
+/** Peers that are each a MemoryStorage; `down` ones refuse everything; `held` ones wait before storing. */
+export class MemoryPeers implements PeersPort, FolderSyncer, InventoryPort {
   readonly stores = new Map<string, MemoryStorage>();
   readonly down = new Set<string>();
+  /** Per peer: called instead of a plain lookup by fetch (slow or malicious holders in tests). */
+  readonly fetchHooks = new Map<string, (id: string, signal?: AbortSignal) => Promise<Buffer | null>>();
+  /** Every fetch, in order: [peer, id]. */
+  readonly fetches: [string, string][] = [];
+  /** Peers whose stores wait for this promise before each put (a slow peer). */
+  readonly held = new Map<string, Promise<void>>();
+  /** Every object received, as `peer/folder/kind/id`, in order (duplicates included). */
+  readonly received: string[] = [];
+  /** Makes `peerId` wait before storing anything until the returned function is called. */
+  hold(peerId: string): () => void {
+    let release!: () => void;
+    this.held.set(peerId, new Promise<void>((r) => (release = r)));
+    return () => {
+      this.held.delete(peerId);
+      release();
+    };
+  }
   constructor(ids: string[]) {
     for (const id of ids) this.stores.set(id, new MemoryStorage());
   }
@@ -110,19 +131,46 @@ export class MemoryPeers implements PeersPort, FolderSyncer {
     const s = this.store(peerId);
     return {
       peerId,
-      send: async (obj: StoredObject) => void (await s.put(folder, obj.kind, obj.id, obj.data)),
+      send: async (obj: StoredObject) => {
+        const gate = this.held.get(peerId);
+        if (gate) await gate;
+        if (this.down.has(peerId)) throw new UnavailableError('down');
+        this.received.push(`${peerId}/${folder}/${obj.kind}/${obj.id}`);
+        await s.put(folder, obj.kind, obj.id, obj.data);
+      },
       close: async () => undefined,
       abort: () => undefined,
     };
   }
-  async fetch(peerId: string, folder: string, kind: ObjectKind, id: string): Promise<Buffer | null> {
-    return this.store(peerId).objects.get(`${folder}/${kind}/${id}`) ?? null;
+  /** Number of inventories read, per peer. */
+  readonly inventories = new Map<string, number>();
+  async inventory(peerId: string, folder: string): Promise<FolderInventory> {
+    const s = this.store(peerId);
+    this.inventories.set(peerId, (this.inventories.get(peerId) ?? 0) + 1);
+    return { chunk: new Set(s.ids(folder, 'chunk')), manifest: new Set(s.ids(folder, 'manifest')) };
   }
-  async syncFolder(peerId: string, folder: string, sink: SyncSink): Promise<SyncResult> {
+  async fetch(peerId: string, folder: string, kind: ObjectKind, id: string, signal?: AbortSignal): Promise<Buffer | null> {
+    this.fetches.push([peerId, id]);
+    const hook = this.fetchHooks.get(peerId);
+    if (hook) return hook(id, signal);
+    const d = this.store(peerId).objects.get(`${folder}/${kind}/${id}`);
+    return d ? Buffer.from(d) : null;
+  }
+  /** Like the gRPC responder: with a summary, lists only the buckets that differ. */
+  async syncFolder(peerId: string, folder: string, sink: SyncSink, _signal?: AbortSignal, options: SyncOptions = {}): Promise<SyncResult> {
     const s = this.store(peerId);
     const r: SyncResult = { offered: 0, fetched: 0, bytes: 0, missing: 0 };
+    let covered: BucketSet | undefined;
+    if (options.summary) {
+      const buckets = await coverageFor(options.summary, (kind) => s.list(folder, kind));
+      sink.coverage?.(options.summary.bits, buckets);
+      covered = new BucketSet(options.summary.bits, buckets);
+      r.coveredBuckets = buckets.length;
+    }
     for (const kind of ['chunk', 'manifest'] as const) {
-      for await (const ids of s.list(folder, kind)) {
+      for await (const all of s.list(folder, kind)) {
+        const ids = covered ? all.filter((id) => covered.has(kind, id)) : all;
+        if (!ids.length) continue;
         r.offered += ids.length;
         for (const id of await sink.missing(kind, ids)) {
           const data = await s.get(folder, kind, id);

@@ -48,6 +48,25 @@ export enum NodeState {
   UNRECOGNIZED = -1,
 }
 
+/** Where a recovery is. */
+export enum RecoveryPhase {
+  /** RECOVERY_PHASE_UNSPECIFIED - Not set. */
+  RECOVERY_PHASE_UNSPECIFIED = 0,
+  /** RECOVERY_PHASE_IDLE - No recovery has run since the node started. */
+  RECOVERY_PHASE_IDLE = 1,
+  /** RECOVERY_PHASE_SYNCING - Pulling the folder from peers (SyncFolder with each); every object verified by hash on arrival. */
+  RECOVERY_PHASE_SYNCING = 2,
+  /** RECOVERY_PHASE_INDEXING - Decrypting every manifest into a fresh file index (swapped in when complete). */
+  RECOVERY_PHASE_INDEXING = 3,
+  /** RECOVERY_PHASE_VERIFYING - Checking that every chunk of every live version is present, fetching any that is not. */
+  RECOVERY_PHASE_VERIFYING = 4,
+  /** RECOVERY_PHASE_DONE - Finished; every live file's chunks are present. */
+  RECOVERY_PHASE_DONE = 5,
+  /** RECOVERY_PHASE_FAILED - Finished with errors (no peer answered, or chunks still missing); see errors. */
+  RECOVERY_PHASE_FAILED = 6,
+  UNRECOGNIZED = -1,
+}
+
 /** One version of a file, as clients see it. */
 export interface FileInfo {
   /** Path inside the folder: '/'-separated segments, no empty, '.' or '..' segment, no NUL. */
@@ -211,6 +230,64 @@ export interface GetNodeInfoResponse {
   chunkSize: number;
   /** Copies kept of every chunk, the owner's included. */
   replicas: number;
+  /** Durable copies (the owner's included) a put waits for before it returns. */
+  writeQuorum: number;
+  /** The replication backlog: copies owed to peers, queued or in flight. */
+  backlog?:
+    | ReplicationBacklog
+    | undefined;
+  /** The last repair/rebalance pass of this node; unset before the first. */
+  lastRepair?:
+    | RepairStatus
+    | undefined;
+  /** The backlog per peer with anything pending. */
+  backlogPeers: PeerBacklog[];
+}
+
+/** Copies owed to one peer. */
+export interface PeerBacklog {
+  /** The peer's server ID. */
+  serverId: string;
+  /** Copies queued or in flight to it. */
+  objects: number;
+  /** Their bytes (repair copies count once their bytes are read). */
+  bytes: number;
+}
+
+/** The replication backlog of a node: copies it still owes its peers. */
+export interface ReplicationBacklog {
+  /** Copies queued or in flight. */
+  objects: number;
+  /** Their bytes. */
+  bytes: number;
+  /** Copies acknowledged by peers since start. */
+  sent: number;
+  /** Bytes acknowledged by peers since start. */
+  sentBytes: number;
+  /** Copies that could not be delivered since start (left to repair). */
+  failed: number;
+}
+
+/** What one repair/rebalance pass did. */
+export interface RepairStatus {
+  /** When it finished (Unix ms). */
+  finishedUnixMs: number;
+  /** Folders examined. */
+  folders: number;
+  /** Objects of this node examined. */
+  objects: number;
+  /** Copies pushed to members that lacked them. */
+  pushed: number;
+  /** Their bytes. */
+  pushedBytes: number;
+  /** Own copies deleted because every desired holder has the object. */
+  deleted: number;
+  /** Pushes that failed (retried next pass). */
+  failed: number;
+  /** Objects still below R copies among reachable holders. */
+  underReplicated: number;
+  /** Duration of the pass in milliseconds. */
+  durationMs: number;
 }
 
 /** Request of ListVersions. */
@@ -310,6 +387,68 @@ export interface ListMessagesResponse {
   messages: Message[];
   /** Set when more matching messages follow: the after_id of the next page (the last ID of this one). */
   nextAfterId: string;
+}
+
+/** Progress of one recovery. */
+export interface RecoveryStatus {
+  /** Where it is. */
+  phase: RecoveryPhase;
+  /** Number of the run since the node started (1, 2, ...); 0 if none ran. */
+  run: number;
+  /** What started it: "startup" (empty disk on start) or "request". */
+  trigger: string;
+  /** Unix milliseconds when it started; 0 if none ran. */
+  startedUnixMs: number;
+  /** Unix milliseconds when it finished; 0 while it runs. */
+  finishedUnixMs: number;
+  /** Peers whose SyncFolder has finished (answered or failed). */
+  peersDone: number;
+  /** Peers to sync with (grows if a peer connects during the run). */
+  peersTotal: number;
+  /** Chunks fetched and verified. */
+  chunks: number;
+  /** Manifests fetched and verified. */
+  manifests: number;
+  /** Bytes fetched. */
+  bytes: number;
+  /** Bytes fetched per second of the run so far. */
+  bytesPerSecond: number;
+  /** Live files in the index (known once indexing is done; grows during syncing). */
+  files: number;
+  /** Chunks of live versions checked for presence. */
+  chunksChecked: number;
+  /** Chunks of live versions missing at the end (none on success). */
+  chunksMissing: number;
+  /** Errors met (a peer that failed, a manifest that did not decrypt, a chunk no peer had). */
+  errors: number;
+  /** The last few error messages. */
+  errorMessages: string[];
+  /** Wall time in milliseconds, so far or in all. */
+  durationMs: number;
+}
+
+/** Request of GetRecoveryStatus. */
+export interface GetRecoveryStatusRequest {
+}
+
+/** Response of GetRecoveryStatus. */
+export interface GetRecoveryStatusResponse {
+  /** The current or last recovery. */
+  status?: RecoveryStatus | undefined;
+}
+
+/** Request of StartRecovery. */
+export interface StartRecoveryRequest {
+}
+
+/** Response of StartRecovery. */
+export interface StartRecoveryResponse {
+  /** The recovery started or joined. */
+  status?:
+    | RecoveryStatus
+    | undefined;
+  /** True when a recovery was already running and this request joined it. */
+  joined: boolean;
 }
 
 function createBaseFileInfo(): FileInfo {
@@ -1461,7 +1600,17 @@ export const GetNodeInfoRequest: MessageFns<GetNodeInfoRequest> = {
 };
 
 function createBaseGetNodeInfoResponse(): GetNodeInfoResponse {
-  return { serverId: "", peerAddress: "", protocolVersion: 0, chunkSize: 0, replicas: 0 };
+  return {
+    serverId: "",
+    peerAddress: "",
+    protocolVersion: 0,
+    chunkSize: 0,
+    replicas: 0,
+    writeQuorum: 0,
+    backlog: undefined,
+    lastRepair: undefined,
+    backlogPeers: [],
+  };
 }
 
 export const GetNodeInfoResponse: MessageFns<GetNodeInfoResponse> = {
@@ -1480,6 +1629,18 @@ export const GetNodeInfoResponse: MessageFns<GetNodeInfoResponse> = {
     }
     if (message.replicas !== 0) {
       writer.uint32(40).int64(message.replicas);
+    }
+    if (message.writeQuorum !== 0) {
+      writer.uint32(48).int64(message.writeQuorum);
+    }
+    if (message.backlog !== undefined) {
+      ReplicationBacklog.encode(message.backlog, writer.uint32(58).fork()).join();
+    }
+    if (message.lastRepair !== undefined) {
+      RepairStatus.encode(message.lastRepair, writer.uint32(66).fork()).join();
+    }
+    for (const v of message.backlogPeers) {
+      PeerBacklog.encode(v!, writer.uint32(74).fork()).join();
     }
     return writer;
   },
@@ -1537,6 +1698,38 @@ export const GetNodeInfoResponse: MessageFns<GetNodeInfoResponse> = {
             message.replicas = longToNumber(reader.int64());
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.writeQuorum = longToNumber(reader.int64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.backlog = ReplicationBacklog.decode(reader, reader.uint32());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.lastRepair = RepairStatus.decode(reader, reader.uint32());
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.backlogPeers.push(PeerBacklog.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1559,6 +1752,357 @@ export const GetNodeInfoResponse: MessageFns<GetNodeInfoResponse> = {
     message.protocolVersion = object.protocolVersion ?? 0;
     message.chunkSize = object.chunkSize ?? 0;
     message.replicas = object.replicas ?? 0;
+    message.writeQuorum = object.writeQuorum ?? 0;
+    message.backlog = (object.backlog !== undefined && object.backlog !== null)
+      ? ReplicationBacklog.fromPartial(object.backlog)
+      : undefined;
+    message.lastRepair = (object.lastRepair !== undefined && object.lastRepair !== null)
+      ? RepairStatus.fromPartial(object.lastRepair)
+      : undefined;
+    message.backlogPeers = object.backlogPeers?.map((e) => PeerBacklog.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBasePeerBacklog(): PeerBacklog {
+  return { serverId: "", objects: 0, bytes: 0 };
+}
+
+export const PeerBacklog: MessageFns<PeerBacklog> = {
+  encode(message: PeerBacklog, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.serverId !== "") {
+      writer.uint32(10).string(message.serverId);
+    }
+    if (message.objects !== 0) {
+      writer.uint32(16).int64(message.objects);
+    }
+    if (message.bytes !== 0) {
+      writer.uint32(24).int64(message.bytes);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PeerBacklog {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePeerBacklog();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.serverId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.objects = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.bytes = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<PeerBacklog>): PeerBacklog {
+    return PeerBacklog.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<PeerBacklog>): PeerBacklog {
+    const message = createBasePeerBacklog();
+    message.serverId = object.serverId ?? "";
+    message.objects = object.objects ?? 0;
+    message.bytes = object.bytes ?? 0;
+    return message;
+  },
+};
+
+function createBaseReplicationBacklog(): ReplicationBacklog {
+  return { objects: 0, bytes: 0, sent: 0, sentBytes: 0, failed: 0 };
+}
+
+export const ReplicationBacklog: MessageFns<ReplicationBacklog> = {
+  encode(message: ReplicationBacklog, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.objects !== 0) {
+      writer.uint32(8).int64(message.objects);
+    }
+    if (message.bytes !== 0) {
+      writer.uint32(16).int64(message.bytes);
+    }
+    if (message.sent !== 0) {
+      writer.uint32(24).int64(message.sent);
+    }
+    if (message.sentBytes !== 0) {
+      writer.uint32(32).int64(message.sentBytes);
+    }
+    if (message.failed !== 0) {
+      writer.uint32(40).int64(message.failed);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReplicationBacklog {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReplicationBacklog();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.objects = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.bytes = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.sent = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.sentBytes = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.failed = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<ReplicationBacklog>): ReplicationBacklog {
+    return ReplicationBacklog.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ReplicationBacklog>): ReplicationBacklog {
+    const message = createBaseReplicationBacklog();
+    message.objects = object.objects ?? 0;
+    message.bytes = object.bytes ?? 0;
+    message.sent = object.sent ?? 0;
+    message.sentBytes = object.sentBytes ?? 0;
+    message.failed = object.failed ?? 0;
+    return message;
+  },
+};
+
+function createBaseRepairStatus(): RepairStatus {
+  return {
+    finishedUnixMs: 0,
+    folders: 0,
+    objects: 0,
+    pushed: 0,
+    pushedBytes: 0,
+    deleted: 0,
+    failed: 0,
+    underReplicated: 0,
+    durationMs: 0,
+  };
+}
+
+export const RepairStatus: MessageFns<RepairStatus> = {
+  encode(message: RepairStatus, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.finishedUnixMs !== 0) {
+      writer.uint32(8).int64(message.finishedUnixMs);
+    }
+    if (message.folders !== 0) {
+      writer.uint32(16).int64(message.folders);
+    }
+    if (message.objects !== 0) {
+      writer.uint32(24).int64(message.objects);
+    }
+    if (message.pushed !== 0) {
+      writer.uint32(32).int64(message.pushed);
+    }
+    if (message.pushedBytes !== 0) {
+      writer.uint32(40).int64(message.pushedBytes);
+    }
+    if (message.deleted !== 0) {
+      writer.uint32(48).int64(message.deleted);
+    }
+    if (message.failed !== 0) {
+      writer.uint32(56).int64(message.failed);
+    }
+    if (message.underReplicated !== 0) {
+      writer.uint32(64).int64(message.underReplicated);
+    }
+    if (message.durationMs !== 0) {
+      writer.uint32(72).int64(message.durationMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RepairStatus {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRepairStatus();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.finishedUnixMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.folders = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.objects = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.pushed = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.pushedBytes = longToNumber(reader.int64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.deleted = longToNumber(reader.int64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.failed = longToNumber(reader.int64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.underReplicated = longToNumber(reader.int64());
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.durationMs = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<RepairStatus>): RepairStatus {
+    return RepairStatus.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RepairStatus>): RepairStatus {
+    const message = createBaseRepairStatus();
+    message.finishedUnixMs = object.finishedUnixMs ?? 0;
+    message.folders = object.folders ?? 0;
+    message.objects = object.objects ?? 0;
+    message.pushed = object.pushed ?? 0;
+    message.pushedBytes = object.pushedBytes ?? 0;
+    message.deleted = object.deleted ?? 0;
+    message.failed = object.failed ?? 0;
+    message.underReplicated = object.underReplicated ?? 0;
+    message.durationMs = object.durationMs ?? 0;
     return message;
   },
 };
@@ -2348,6 +2892,483 @@ export const ListMessagesResponse: MessageFns<ListMessagesResponse> = {
   },
 };
 
+function createBaseRecoveryStatus(): RecoveryStatus {
+  return {
+    phase: 0,
+    run: 0,
+    trigger: "",
+    startedUnixMs: 0,
+    finishedUnixMs: 0,
+    peersDone: 0,
+    peersTotal: 0,
+    chunks: 0,
+    manifests: 0,
+    bytes: 0,
+    bytesPerSecond: 0,
+    files: 0,
+    chunksChecked: 0,
+    chunksMissing: 0,
+    errors: 0,
+    errorMessages: [],
+    durationMs: 0,
+  };
+}
+
+export const RecoveryStatus: MessageFns<RecoveryStatus> = {
+  encode(message: RecoveryStatus, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.phase !== 0) {
+      writer.uint32(8).int32(message.phase);
+    }
+    if (message.run !== 0) {
+      writer.uint32(16).int64(message.run);
+    }
+    if (message.trigger !== "") {
+      writer.uint32(26).string(message.trigger);
+    }
+    if (message.startedUnixMs !== 0) {
+      writer.uint32(32).int64(message.startedUnixMs);
+    }
+    if (message.finishedUnixMs !== 0) {
+      writer.uint32(40).int64(message.finishedUnixMs);
+    }
+    if (message.peersDone !== 0) {
+      writer.uint32(48).int64(message.peersDone);
+    }
+    if (message.peersTotal !== 0) {
+      writer.uint32(56).int64(message.peersTotal);
+    }
+    if (message.chunks !== 0) {
+      writer.uint32(64).int64(message.chunks);
+    }
+    if (message.manifests !== 0) {
+      writer.uint32(72).int64(message.manifests);
+    }
+    if (message.bytes !== 0) {
+      writer.uint32(80).int64(message.bytes);
+    }
+    if (message.bytesPerSecond !== 0) {
+      writer.uint32(88).int64(message.bytesPerSecond);
+    }
+    if (message.files !== 0) {
+      writer.uint32(96).int64(message.files);
+    }
+    if (message.chunksChecked !== 0) {
+      writer.uint32(104).int64(message.chunksChecked);
+    }
+    if (message.chunksMissing !== 0) {
+      writer.uint32(112).int64(message.chunksMissing);
+    }
+    if (message.errors !== 0) {
+      writer.uint32(120).int64(message.errors);
+    }
+    for (const v of message.errorMessages) {
+      writer.uint32(130).string(v!);
+    }
+    if (message.durationMs !== 0) {
+      writer.uint32(136).int64(message.durationMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RecoveryStatus {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRecoveryStatus();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.phase = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.run = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.trigger = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.startedUnixMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.finishedUnixMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.peersDone = longToNumber(reader.int64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.peersTotal = longToNumber(reader.int64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.chunks = longToNumber(reader.int64());
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.manifests = longToNumber(reader.int64());
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.bytes = longToNumber(reader.int64());
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.bytesPerSecond = longToNumber(reader.int64());
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.files = longToNumber(reader.int64());
+            continue;
+          }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.chunksChecked = longToNumber(reader.int64());
+            continue;
+          }
+          case 14: {
+            if (tag !== 112) {
+              break;
+            }
+
+            message.chunksMissing = longToNumber(reader.int64());
+            continue;
+          }
+          case 15: {
+            if (tag !== 120) {
+              break;
+            }
+
+            message.errors = longToNumber(reader.int64());
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.errorMessages.push(reader.string());
+            continue;
+          }
+          case 17: {
+            if (tag !== 136) {
+              break;
+            }
+
+            message.durationMs = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<RecoveryStatus>): RecoveryStatus {
+    return RecoveryStatus.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RecoveryStatus>): RecoveryStatus {
+    const message = createBaseRecoveryStatus();
+    message.phase = object.phase ?? 0;
+    message.run = object.run ?? 0;
+    message.trigger = object.trigger ?? "";
+    message.startedUnixMs = object.startedUnixMs ?? 0;
+    message.finishedUnixMs = object.finishedUnixMs ?? 0;
+    message.peersDone = object.peersDone ?? 0;
+    message.peersTotal = object.peersTotal ?? 0;
+    message.chunks = object.chunks ?? 0;
+    message.manifests = object.manifests ?? 0;
+    message.bytes = object.bytes ?? 0;
+    message.bytesPerSecond = object.bytesPerSecond ?? 0;
+    message.files = object.files ?? 0;
+    message.chunksChecked = object.chunksChecked ?? 0;
+    message.chunksMissing = object.chunksMissing ?? 0;
+    message.errors = object.errors ?? 0;
+    message.errorMessages = object.errorMessages?.map((e) => e) || [];
+    message.durationMs = object.durationMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseGetRecoveryStatusRequest(): GetRecoveryStatusRequest {
+  return {};
+}
+
+export const GetRecoveryStatusRequest: MessageFns<GetRecoveryStatusRequest> = {
+  encode(_: GetRecoveryStatusRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetRecoveryStatusRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetRecoveryStatusRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<GetRecoveryStatusRequest>): GetRecoveryStatusRequest {
+    return GetRecoveryStatusRequest.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<GetRecoveryStatusRequest>): GetRecoveryStatusRequest {
+    const message = createBaseGetRecoveryStatusRequest();
+    return message;
+  },
+};
+
+function createBaseGetRecoveryStatusResponse(): GetRecoveryStatusResponse {
+  return { status: undefined };
+}
+
+export const GetRecoveryStatusResponse: MessageFns<GetRecoveryStatusResponse> = {
+  encode(message: GetRecoveryStatusResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.status !== undefined) {
+      RecoveryStatus.encode(message.status, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetRecoveryStatusResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetRecoveryStatusResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.status = RecoveryStatus.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<GetRecoveryStatusResponse>): GetRecoveryStatusResponse {
+    return GetRecoveryStatusResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetRecoveryStatusResponse>): GetRecoveryStatusResponse {
+    const message = createBaseGetRecoveryStatusResponse();
+    message.status = (object.status !== undefined && object.status !== null)
+      ? RecoveryStatus.fromPartial(object.status)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseStartRecoveryRequest(): StartRecoveryRequest {
+  return {};
+}
+
+export const StartRecoveryRequest: MessageFns<StartRecoveryRequest> = {
+  encode(_: StartRecoveryRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StartRecoveryRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStartRecoveryRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<StartRecoveryRequest>): StartRecoveryRequest {
+    return StartRecoveryRequest.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<StartRecoveryRequest>): StartRecoveryRequest {
+    const message = createBaseStartRecoveryRequest();
+    return message;
+  },
+};
+
+function createBaseStartRecoveryResponse(): StartRecoveryResponse {
+  return { status: undefined, joined: false };
+}
+
+export const StartRecoveryResponse: MessageFns<StartRecoveryResponse> = {
+  encode(message: StartRecoveryResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.status !== undefined) {
+      RecoveryStatus.encode(message.status, writer.uint32(10).fork()).join();
+    }
+    if (message.joined !== false) {
+      writer.uint32(16).bool(message.joined);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StartRecoveryResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStartRecoveryResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.status = RecoveryStatus.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.joined = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<StartRecoveryResponse>): StartRecoveryResponse {
+    return StartRecoveryResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<StartRecoveryResponse>): StartRecoveryResponse {
+    const message = createBaseStartRecoveryResponse();
+    message.status = (object.status !== undefined && object.status !== null)
+      ? RecoveryStatus.fromPartial(object.status)
+      : undefined;
+    message.joined = object.joined ?? false;
+    return message;
+  },
+};
+
 /** File operations on the node's own folder, and views of the network. */
 export type NodeServiceService = typeof NodeServiceService;
 export const NodeServiceService = {
@@ -2498,6 +3519,32 @@ export const NodeServiceService = {
       Buffer.from(ListMessagesResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListMessagesResponse => ListMessagesResponse.decode(value),
   },
+  /** Progress of the current (or last) recovery of this node's folder; phase IDLE if none ran yet. */
+  getRecoveryStatus: {
+    path: "/vault.node.v1.NodeService/GetRecoveryStatus" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetRecoveryStatusRequest): Buffer =>
+      Buffer.from(GetRecoveryStatusRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetRecoveryStatusRequest => GetRecoveryStatusRequest.decode(value),
+    responseSerialize: (value: GetRecoveryStatusResponse): Buffer =>
+      Buffer.from(GetRecoveryStatusResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetRecoveryStatusResponse => GetRecoveryStatusResponse.decode(value),
+  },
+  /**
+   * Starts a recovery of this node's folder in the background, or joins the one running; answers at
+   * once with its status. RecoverFolder does the same and waits for the end.
+   */
+  startRecovery: {
+    path: "/vault.node.v1.NodeService/StartRecovery" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: StartRecoveryRequest): Buffer => Buffer.from(StartRecoveryRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): StartRecoveryRequest => StartRecoveryRequest.decode(value),
+    responseSerialize: (value: StartRecoveryResponse): Buffer =>
+      Buffer.from(StartRecoveryResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): StartRecoveryResponse => StartRecoveryResponse.decode(value),
+  },
 } as const;
 
 export interface NodeServiceServer extends UntypedServiceImplementation {
@@ -2545,6 +3592,13 @@ export interface NodeServiceServer extends UntypedServiceImplementation {
    * of the most recent ones; a page at a time (about 768 KiB of bodies), continued with after_id.
    */
   listMessages: handleUnaryCall<ListMessagesRequest, ListMessagesResponse>;
+  /** Progress of the current (or last) recovery of this node's folder; phase IDLE if none ran yet. */
+  getRecoveryStatus: handleUnaryCall<GetRecoveryStatusRequest, GetRecoveryStatusResponse>;
+  /**
+   * Starts a recovery of this node's folder in the background, or joins the one running; answers at
+   * once with its status. RecoverFolder does the same and waits for the end.
+   */
+  startRecovery: handleUnaryCall<StartRecoveryRequest, StartRecoveryResponse>;
 }
 
 export interface NodeServiceClient extends Client {
@@ -2754,6 +3808,41 @@ export interface NodeServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListMessagesResponse) => void,
+  ): ClientUnaryCall;
+  /** Progress of the current (or last) recovery of this node's folder; phase IDLE if none ran yet. */
+  getRecoveryStatus(
+    request: GetRecoveryStatusRequest,
+    callback: (error: ServiceError | null, response: GetRecoveryStatusResponse) => void,
+  ): ClientUnaryCall;
+  getRecoveryStatus(
+    request: GetRecoveryStatusRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetRecoveryStatusResponse) => void,
+  ): ClientUnaryCall;
+  getRecoveryStatus(
+    request: GetRecoveryStatusRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetRecoveryStatusResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Starts a recovery of this node's folder in the background, or joins the one running; answers at
+   * once with its status. RecoverFolder does the same and waits for the end.
+   */
+  startRecovery(
+    request: StartRecoveryRequest,
+    callback: (error: ServiceError | null, response: StartRecoveryResponse) => void,
+  ): ClientUnaryCall;
+  startRecovery(
+    request: StartRecoveryRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: StartRecoveryResponse) => void,
+  ): ClientUnaryCall;
+  startRecovery(
+    request: StartRecoveryRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: StartRecoveryResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -17,7 +17,7 @@ import {
   type Metadata,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { ObjectFrame, ObjectKey } from "../../common/v1/object";
+import { ObjectFrame, ObjectKey, ObjectKind } from "../../common/v1/object";
 
 export const protobufPackage = "vault.peer.v1";
 
@@ -234,6 +234,53 @@ export interface GetFileResponse {
 export interface SyncOpen {
   /** Folder (owner's server ID) to synchronise. */
   folder: string;
+  /** The requester's summary of what it holds in the folder. Absent: the responder lists everything. */
+  summary?: FolderSummary | undefined;
+}
+
+/**
+ * A summary of the objects of one folder: objects fall into buckets by kind and by the first
+ * `prefix_bits` bits of their ID; each bucket has a count and a digest of its IDs.
+ */
+export interface FolderSummary {
+  /** How many leading bits of the ID choose the bucket (4 to 12). */
+  prefixBits: number;
+  /** Non-empty buckets only (an absent bucket has count 0), in any order; at most one per (kind, prefix). */
+  buckets: SummaryBucket[];
+}
+
+/** One bucket of a FolderSummary. */
+export interface SummaryBucket {
+  /** Chunk or manifest. */
+  kind: ObjectKind;
+  /** The first prefix_bits bits of the IDs in the bucket, as a number. */
+  prefix: number;
+  /** Objects in the bucket. */
+  count: number;
+  /**
+   * Sum modulo 2^256 of SHA-256(binary ID) over the bucket's IDs (32 bytes, big-endian): order-free, so
+   * neither side has to sort or hold its listing.
+   */
+  digest: Buffer;
+}
+
+/** The buckets a summary-driven SyncFolder covers: first response when SyncOpen carried a summary. */
+export interface SyncCoverage {
+  /** Same as in the requester's summary. */
+  prefixBits: number;
+  /**
+   * Buckets whose summaries differ; the inventory lists all of the responder's objects in these, and
+   * nothing else.
+   */
+  buckets: BucketKey[];
+}
+
+/** Names one bucket. */
+export interface BucketKey {
+  /** Chunk or manifest. */
+  kind: ObjectKind;
+  /** The first prefix_bits bits of the IDs in the bucket. */
+  prefix: number;
 }
 
 /** A batch of objects the requester lacks. */
@@ -283,6 +330,9 @@ export interface SyncFolderResponse {
     | //
     /** An object asked for that the responder no longer has. */
     { $case: "missing"; value: ObjectKey }
+    | //
+    /** First, and only when SyncOpen carried a summary: the buckets the inventory covers. */
+    { $case: "coverage"; value: SyncCoverage }
     | undefined;
 }
 
@@ -1695,13 +1745,16 @@ export const GetFileResponse: MessageFns<GetFileResponse> = {
 };
 
 function createBaseSyncOpen(): SyncOpen {
-  return { folder: "" };
+  return { folder: "", summary: undefined };
 }
 
 export const SyncOpen: MessageFns<SyncOpen> = {
   encode(message: SyncOpen, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.folder !== "") {
       writer.uint32(10).string(message.folder);
+    }
+    if (message.summary !== undefined) {
+      FolderSummary.encode(message.summary, writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -1727,6 +1780,14 @@ export const SyncOpen: MessageFns<SyncOpen> = {
             message.folder = reader.string();
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.summary = FolderSummary.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1745,6 +1806,301 @@ export const SyncOpen: MessageFns<SyncOpen> = {
   fromPartial(object: DeepPartial<SyncOpen>): SyncOpen {
     const message = createBaseSyncOpen();
     message.folder = object.folder ?? "";
+    message.summary = (object.summary !== undefined && object.summary !== null)
+      ? FolderSummary.fromPartial(object.summary)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseFolderSummary(): FolderSummary {
+  return { prefixBits: 0, buckets: [] };
+}
+
+export const FolderSummary: MessageFns<FolderSummary> = {
+  encode(message: FolderSummary, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.prefixBits !== 0) {
+      writer.uint32(8).uint32(message.prefixBits);
+    }
+    for (const v of message.buckets) {
+      SummaryBucket.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FolderSummary {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFolderSummary();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.prefixBits = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.buckets.push(SummaryBucket.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<FolderSummary>): FolderSummary {
+    return FolderSummary.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<FolderSummary>): FolderSummary {
+    const message = createBaseFolderSummary();
+    message.prefixBits = object.prefixBits ?? 0;
+    message.buckets = object.buckets?.map((e) => SummaryBucket.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseSummaryBucket(): SummaryBucket {
+  return { kind: 0, prefix: 0, count: 0, digest: Buffer.alloc(0) };
+}
+
+export const SummaryBucket: MessageFns<SummaryBucket> = {
+  encode(message: SummaryBucket, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.kind !== 0) {
+      writer.uint32(8).int32(message.kind);
+    }
+    if (message.prefix !== 0) {
+      writer.uint32(16).uint32(message.prefix);
+    }
+    if (message.count !== 0) {
+      writer.uint32(24).int64(message.count);
+    }
+    if (message.digest.length !== 0) {
+      writer.uint32(34).bytes(message.digest);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SummaryBucket {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSummaryBucket();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.kind = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.prefix = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.count = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.digest = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<SummaryBucket>): SummaryBucket {
+    return SummaryBucket.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SummaryBucket>): SummaryBucket {
+    const message = createBaseSummaryBucket();
+    message.kind = object.kind ?? 0;
+    message.prefix = object.prefix ?? 0;
+    message.count = object.count ?? 0;
+    message.digest = object.digest ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseSyncCoverage(): SyncCoverage {
+  return { prefixBits: 0, buckets: [] };
+}
+
+export const SyncCoverage: MessageFns<SyncCoverage> = {
+  encode(message: SyncCoverage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.prefixBits !== 0) {
+      writer.uint32(8).uint32(message.prefixBits);
+    }
+    for (const v of message.buckets) {
+      BucketKey.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SyncCoverage {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSyncCoverage();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.prefixBits = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.buckets.push(BucketKey.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<SyncCoverage>): SyncCoverage {
+    return SyncCoverage.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SyncCoverage>): SyncCoverage {
+    const message = createBaseSyncCoverage();
+    message.prefixBits = object.prefixBits ?? 0;
+    message.buckets = object.buckets?.map((e) => BucketKey.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseBucketKey(): BucketKey {
+  return { kind: 0, prefix: 0 };
+}
+
+export const BucketKey: MessageFns<BucketKey> = {
+  encode(message: BucketKey, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.kind !== 0) {
+      writer.uint32(8).int32(message.kind);
+    }
+    if (message.prefix !== 0) {
+      writer.uint32(16).uint32(message.prefix);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BucketKey {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBucketKey();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.kind = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.prefix = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<BucketKey>): BucketKey {
+    return BucketKey.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<BucketKey>): BucketKey {
+    const message = createBaseBucketKey();
+    message.kind = object.kind ?? 0;
+    message.prefix = object.prefix ?? 0;
     return message;
   },
 };
@@ -2014,6 +2370,9 @@ export const SyncFolderResponse: MessageFns<SyncFolderResponse> = {
       case "missing":
         ObjectKey.encode(message.step.value, writer.uint32(34).fork()).join();
         break;
+      case "coverage":
+        SyncCoverage.encode(message.step.value, writer.uint32(42).fork()).join();
+        break;
     }
     return writer;
   },
@@ -2063,6 +2422,14 @@ export const SyncFolderResponse: MessageFns<SyncFolderResponse> = {
             message.step = { $case: "missing", value: ObjectKey.decode(reader, reader.uint32()) };
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.step = { $case: "coverage", value: SyncCoverage.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2102,6 +2469,12 @@ export const SyncFolderResponse: MessageFns<SyncFolderResponse> = {
       case "missing": {
         if (object.step?.value !== undefined && object.step?.value !== null) {
           message.step = { $case: "missing", value: ObjectKey.fromPartial(object.step.value) };
+        }
+        break;
+      }
+      case "coverage": {
+        if (object.step?.value !== undefined && object.step?.value !== null) {
+          message.step = { $case: "coverage", value: SyncCoverage.fromPartial(object.step.value) };
         }
         break;
       }
@@ -2160,7 +2533,9 @@ export const PeerServiceService = {
   },
   /**
    * Anti-entropy for one folder: the responder lists what it holds, the requester asks for what it
-   * lacks and receives it. Recovery of a wiped node is SyncFolder of its own folder.
+   * lacks and receives it. With a summary in SyncOpen, the responder lists only the buckets whose
+   * summary differs from its own (announced first in a SyncCoverage), so two nodes that differ by a few
+   * objects exchange a few entries. Recovery of a wiped node is SyncFolder of its own folder.
    */
   syncFolder: {
     path: "/vault.peer.v1.PeerService/SyncFolder" as const,
@@ -2193,7 +2568,9 @@ export interface PeerServiceServer extends UntypedServiceImplementation {
   getFile: handleBidiStreamingCall<GetFileRequest, GetFileResponse>;
   /**
    * Anti-entropy for one folder: the responder lists what it holds, the requester asks for what it
-   * lacks and receives it. Recovery of a wiped node is SyncFolder of its own folder.
+   * lacks and receives it. With a summary in SyncOpen, the responder lists only the buckets whose
+   * summary differs from its own (announced first in a SyncCoverage), so two nodes that differ by a few
+   * objects exchange a few entries. Recovery of a wiped node is SyncFolder of its own folder.
    */
   syncFolder: handleBidiStreamingCall<SyncFolderRequest, SyncFolderResponse>;
 }
@@ -2230,7 +2607,9 @@ export interface PeerServiceClient extends Client {
   getFile(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<GetFileRequest, GetFileResponse>;
   /**
    * Anti-entropy for one folder: the responder lists what it holds, the requester asks for what it
-   * lacks and receives it. Recovery of a wiped node is SyncFolder of its own folder.
+   * lacks and receives it. With a summary in SyncOpen, the responder lists only the buckets whose
+   * summary differs from its own (announced first in a SyncCoverage), so two nodes that differ by a few
+   * objects exchange a few entries. Recovery of a wiped node is SyncFolder of its own folder.
    */
   syncFolder(): ClientDuplexStream<SyncFolderRequest, SyncFolderResponse>;
   syncFolder(options: Partial<CallOptions>): ClientDuplexStream<SyncFolderRequest, SyncFolderResponse>;
