@@ -186,6 +186,16 @@ describe('PeerNetwork messages', () => {
     await expect(a.net.sendMessage(a.id, 't', Buffer.from('x'))).rejects.toBeInstanceOf(InvalidArgumentError);
     await expect(a.net.sendMessage(b.id, 'bad topic', Buffer.from('x'))).rejects.toBeInstanceOf(InvalidArgumentError);
     await expect(a.net.sendMessage(b.id, 't', Buffer.alloc(65537))).rejects.toBeInstanceOf(InvalidArgumentError);
+    // A member whose build does not announce `peer-messages` gets none (it would end the stream on one).
+    const linkToB = [...(a.net as unknown as { links: Map<string, PeerLink> }).links.values()].find((l) => l.serverId === b.id)!;
+    const inboundFromB = (a.net as unknown as { inbound: Map<string, Set<{ capabilities?: string[] }>> }).inbound.get(b.id) ?? new Set();
+    const saved = [linkToB.capabilities, [...inboundFromB].map((x) => x.capabilities)] as const;
+    linkToB.capabilities = ['session-token', 'tls-binding'];
+    for (const x of inboundFromB) x.capabilities = ['session-token', 'tls-binding'];
+    await expect(a.net.sendMessage(b.id, 't', Buffer.from('x'))).rejects.toThrow(/without peer messages/);
+    expect((await a.net.sendMessage('', 'chat/all2', Buffer.from('y'))).recipients).toEqual([c.id]);
+    linkToB.capabilities = saved[0];
+    [...inboundFromB].forEach((x, i) => (x.capabilities = saved[1][i]));
     await c.net.leave();
     await until(() => a.net.state(c.id) === 'left', 2000, 'c left');
     await expect(a.net.sendMessage(c.id, 't', Buffer.from('x'))).rejects.toBeInstanceOf(UnavailableError);

@@ -20,6 +20,7 @@ import type { HandshakeRequest, HandshakeResponse, PeerAddress, PeerMessage } fr
 import type { FolderInventory, FolderSyncer, InventoryPort, ObjectKind, PeersPort, ReplicaSession, SyncOptions, SyncResult, SyncSink } from '../domain/ports';
 import { Membership, type MemberState, type MemberStateListener, type MemberView } from '../domain/membership';
 import { assertBody, assertTopic, MessageBox, validateIncoming, type KeptMessage, type MessageQuery, type PeerMessageData } from '../domain/messages';
+import { PEER_MESSAGES } from '../domain/protocol';
 import { readInventory } from './inventory';
 import { PeerLink, type LinkAuth, type LinkHost } from './peer-link';
 
@@ -51,7 +52,7 @@ export interface PendingAddress {
 }
 
 /** A member's inbound control stream (it dialed this node): how to write to it. */
-type InboundSend = (msg: HandshakeResponse) => Promise<void>;
+type InboundSend = ((msg: HandshakeResponse) => Promise<void>) & { capabilities?: readonly string[] };
 
 /** Which stream a control step arrived on. */
 type Via = { link: PeerLink } | { inbound: true };
@@ -242,8 +243,9 @@ export class PeerNetwork implements PeersPort, FolderSyncer, InventoryPort, Link
     if (!this.hasConnectedLink(hello.serverId)) this.addAddress(hello.advertiseAddress);
   }
 
-  /** Registers a member's open inbound control stream; returns the function that removes it. */
-  attachInbound(peerId: string, send: InboundSend): () => void {
+  /** Registers a member's open inbound control stream (and the capabilities its Hello announced); returns the function that removes it. */
+  attachInbound(peerId: string, write: (msg: HandshakeResponse) => Promise<void>, capabilities: readonly string[] = []): () => void {
+    const send: InboundSend = Object.assign((m: HandshakeResponse) => write(m), { capabilities });
     let set = this.inbound.get(peerId);
     if (!set) this.inbound.set(peerId, (set = new Set()));
     set.add(send);
@@ -358,12 +360,17 @@ export class PeerNetwork implements PeersPort, FolderSyncer, InventoryPort, Link
   /** Hands `msg` to one member's control stream: this node's link, else the member's inbound stream. */
   private async deliver(peerId: string, msg: PeerMessageData, signal?: AbortSignal): Promise<void> {
     const wire = toWireMessage(msg);
+    let old = false;
     for (const l of this.linksOf(peerId)) {
-      if (l.state === 'connected') return l.sendControl({ step: { $case: 'message', value: wire } }, signal);
+      if (l.state !== 'connected') continue;
+      if (l.capabilities.includes(PEER_MESSAGES)) return l.sendControl({ step: { $case: 'message', value: wire } }, signal);
+      old = true;
     }
-    const inbound = this.inbound.get(peerId);
-    if (inbound?.size) return [...inbound][0]!({ step: { $case: 'message', value: wire } });
-    throw new UnavailableError(`member ${peerId} has no open control stream`);
+    for (const send of this.inbound.get(peerId) ?? []) {
+      if (send.capabilities?.includes(PEER_MESSAGES)) return send({ step: { $case: 'message', value: wire } });
+      old = true;
+    }
+    throw new UnavailableError(old ? `member ${peerId} runs a build without peer messages` : `member ${peerId} has no open control stream`);
   }
 
   /** Kept messages (sent and received) at or after `sinceUnixMs`, optionally of one topic, oldest first (all pages). */

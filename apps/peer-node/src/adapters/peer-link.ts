@@ -73,6 +73,8 @@ export class PeerLink {
   serverId = '';
   /** The address the peer advertises (from its welcome); may differ from the address dialed. */
   advertised = '';
+  /** The capabilities the peer announced in its welcome. */
+  capabilities: string[] = [];
   state: LinkState = 'connecting';
   lastSeen = 0;
   private call: grpc.ClientDuplexStream<HandshakeRequest, HandshakeResponse> | undefined;
@@ -234,6 +236,7 @@ export class PeerLink {
       phase = 'accepted';
       this.serverId = v.serverId;
       this.advertised = v.advertiseAddress;
+      this.capabilities = v.capabilities;
       acceptTimer = setTimeout(() => {
         log.warn('peer did not accept our proof in time');
         call.cancel();

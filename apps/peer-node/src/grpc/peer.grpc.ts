@@ -168,11 +168,12 @@ async function authenticate(deps: PeerServerDeps, call: grpc.ServerDuplexStream<
  * The control stream after authentication: heartbeats both ways until it closes. Every later step
  * (heartbeats, leave notices, messages) goes to the network, which validates it; `peerId` is authenticated.
  */
-async function heartbeats(deps: PeerServerDeps, call: grpc.ServerDuplexStream<HandshakeRequest, HandshakeResponse>, it: AsyncIterator<HandshakeRequest>, peerId: string, signal: AbortSignal) {
+async function heartbeats(deps: PeerServerDeps, call: grpc.ServerDuplexStream<HandshakeRequest, HandshakeResponse>, it: AsyncIterator<HandshakeRequest>, hello: { serverId: string; capabilities: string[] }, signal: AbortSignal) {
+  const peerId = hello.serverId;
   const beat = setInterval(() => {
     call.write({ step: { $case: 'heartbeat', value: { sentUnixMs: Date.now(), knownPeers: deps.network.knownPeers(), leaving: false } } });
   }, deps.network.heartbeatMs);
-  const detach = deps.network.attachInbound(peerId, (m) => writeMessage(call, m, signal));
+  const detach = deps.network.attachInbound(peerId, (m) => writeMessage(call, m, signal), hello.capabilities);
   try {
     for await (const msg of rest(it)) deps.network.onInboundControl(peerId, msg.step);
   } finally {
@@ -206,7 +207,7 @@ export function peerServer(deps: PeerServerDeps): PeerServiceServer {
         deps.network.learn(h.knownPeers);
         await writeMessage(call, { step: { $case: 'accepted', value: { sessionToken: token } } }, signal);
         await writeMessage(call, { step: { $case: 'heartbeat', value: { sentUnixMs: Date.now(), knownPeers: deps.network.knownPeers(), leaving: false } } }, signal);
-        await heartbeats(deps, call, it, h.serverId, signal);
+        await heartbeats(deps, call, it, h, signal);
       } finally {
         deps.auth.sessions.revoke(token);
       }
