@@ -45,8 +45,10 @@ async function main(): Promise<void> {
       port: config.CRYPTO_PORT,
       log,
       services: [{ name: CRYPTO_SERVICE_NAME, definition: CryptoServiceService, implementation: cryptoServiceImpl(engine, log) }],
+      healthAddress: config.CRYPTO_HEALTH_ADDRESS || undefined,
     });
     announceListening(log, 'crypto', config.CRYPTO_HOST, server.port);
+    if (server.healthPort !== undefined) announceListening(log, 'crypto-health', config.CRYPTO_HEALTH_ADDRESS.replace(/:\d+$/, ''), server.healthPort);
     onShutdown(log, () => server.close());
   } catch (err) {
     failStartup(log, err);

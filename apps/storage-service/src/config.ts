@@ -4,6 +4,8 @@
  * Variables (default):
  *   STORAGE_HOST      interface to bind (127.0.0.1)
  *   STORAGE_PORT      TCP port to listen on; 0 asks the OS for a free one (7103)
+ *   STORAGE_HEALTH_ADDRESS  host:port of a plaintext listener serving grpc.health.v1 only, for probes that
+ *                     dial the pod IP (Kubernetes); empty: none ('')
  *   STORAGE_DATA_DIR  the node's data directory, one sub-directory per folder; created when missing
  *                     (.vault/node1/data, relative to the working directory)
  *   STORAGE_FOLDER_QUOTA_BYTES   most bytes one folder may hold; 0 = no limit (0)
@@ -13,12 +15,13 @@
  *   LOG_LEVEL         pino level: fatal, error, warn, info, debug, trace or silent (info)
  */
 import { z } from 'zod';
-import { intVar, loadConfig, logLevelVar, portVar } from '@distri-vault/shared';
+import { healthAddressVar, intVar, loadConfig, logLevelVar, portVar } from '@distri-vault/shared';
 
 /** Schema of the storage-service's environment. */
 export const storageConfigSchema = z.object({
   STORAGE_HOST: z.string().min(1).default('127.0.0.1'),
   STORAGE_PORT: portVar(7103),
+  STORAGE_HEALTH_ADDRESS: healthAddressVar(),
   STORAGE_DATA_DIR: z.string().min(1).default('.vault/node1/data'),
   STORAGE_FOLDER_QUOTA_BYTES: intVar(0, 0, Number.MAX_SAFE_INTEGER),
   STORAGE_RESERVE_BYTES: intVar(256 * 1024 * 1024, 0, Number.MAX_SAFE_INTEGER),

@@ -21,8 +21,15 @@ async function main(): Promise<void> {
       { dataDir: config.STORAGE_DATA_DIR, folderQuotaBytes: config.STORAGE_FOLDER_QUOTA_BYTES, reserveBytes: config.STORAGE_RESERVE_BYTES },
     );
     const scrubber = new Scrubber({ target: store, log }, { bytesPerSecond: config.STORAGE_SCRUB_BYTES_PER_SEC, intervalMs: config.STORAGE_SCRUB_INTERVAL_S * 1000 });
-    const server = await startGrpcServer({ host: config.STORAGE_HOST, port: config.STORAGE_PORT, services: [storageServiceEntry(store, log, scrubber)], log });
+    const server = await startGrpcServer({
+      host: config.STORAGE_HOST,
+      port: config.STORAGE_PORT,
+      services: [storageServiceEntry(store, log, scrubber)],
+      log,
+      healthAddress: config.STORAGE_HEALTH_ADDRESS || undefined,
+    });
     announceListening(log, 'storage', config.STORAGE_HOST, server.port);
+    if (server.healthPort !== undefined) announceListening(log, 'storage-health', config.STORAGE_HEALTH_ADDRESS.replace(/:\d+$/, ''), server.healthPort);
     // Index every folder in the background: requests meanwhile wait for their folder's scan.
     const started = performance.now();
     store.warmIndex().then(

@@ -32,6 +32,13 @@ export const addressVar = (fallback: string) =>
     .regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, 'want host:port')
     .default(fallback);
 
+/** host:port of a health-only listener (see startGrpcServer), or empty for none. */
+export const healthAddressVar = () =>
+  z
+    .string()
+    .regex(/^$|^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, 'want host:port, or empty')
+    .default('');
+
 /** A comma-separated list of host:port addresses (empty allowed). */
 export const addressListVar = (fallback: string) =>
   z

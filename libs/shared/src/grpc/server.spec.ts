@@ -104,4 +104,33 @@ describe('gRPC server glue', () => {
     const desc = await run(buf, ['curl', '--protocol', 'grpc', '--http2-prior-knowledge', '--list-methods', addr]);
     expect(desc.stdout).toContain('vault.storage.v1.StorageService/PutObject');
   });
+
+  it('serves health, and only health, on the health listener, with the same statuses', async () => {
+    const withHealth = await startGrpcServer({
+      host: '127.0.0.1',
+      port: 0,
+      log,
+      healthAddress: '127.0.0.1:0',
+      services: [{ name: 'vault.storage.v1.StorageService', definition: StorageServiceService, implementation: impl }],
+    });
+    try {
+      expect(withHealth.healthPort).toBeGreaterThan(0);
+      expect(withHealth.healthPort).not.toBe(withHealth.port);
+      const addr = `http://127.0.0.1:${withHealth.healthPort}`;
+      // No reflection there (the kubelet's probe needs none): the client brings the health schema.
+      const schema = join(__dirname, '../../../../node_modules/grpc-health-check/proto/health/v1/health.proto');
+      const check = async () => JSON.parse((await run(buf, ['curl', '--schema', schema, '--protocol', 'grpc', '--http2-prior-knowledge', `${addr}/grpc.health.v1.Health/Check`, '-d', '{"service":""}'])).stdout);
+      expect(await check()).toEqual({ status: 'SERVING' });
+      withHealth.health.setStatus('', 'NOT_SERVING');
+      expect(await check()).toEqual({ status: 'NOT_SERVING' });
+      // The API is not there (nor reflection): a probe port exposes nothing else.
+      const other = await run(buf, ['curl', '--schema', join(__dirname, '../../../../proto'), '--protocol', 'grpc', '--http2-prior-knowledge', `${addr}/vault.storage.v1.StorageService/StatFolder`, '-d', '{"folder":"f"}']).then(
+        () => 'answered',
+        (err: { stdout?: string; stderr?: string }) => `${err.stdout ?? ''}${err.stderr ?? ''}`,
+      );
+      expect(other).toMatch(/unimplemented/i);
+    } finally {
+      await withHealth.close();
+    }
+  });
 });

@@ -29,6 +29,8 @@ export interface RunningServer {
   server: grpc.Server;
   /** Health status, per service name ('' is the whole server). */
   health: HealthImplementation;
+  /** Port of the health-only listener, when one was asked for (`healthAddress`). */
+  healthPort?: number;
   /** Graceful stop, forced after `graceMs`. */
   close(graceMs?: number): Promise<void>;
 }
@@ -89,13 +91,47 @@ export function raiseServerWindow(server: grpc.Server, window = FLOW_CONTROL_WIN
   internals.commonServerOptions.settings = { ...(internals.commonServerOptions.settings ?? {}), initialWindowSize: window };
 }
 
-/** Builds, binds and starts a server. Resolves once it listens. */
+/** Binds `server` to host:port (IPv6 hosts bracketed); resolves with the bound port. */
+function bind(server: grpc.Server, host: string, port: number, credentials: grpc.ServerCredentials): Promise<number> {
+  const target = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+  return new Promise<number>((resolve, reject) => server.bindAsync(target, credentials, (err, p) => (err ? reject(err) : resolve(p))));
+}
+
+/** Graceful stop of `server`, forced after `graceMs`. */
+function shutdown(server: grpc.Server, graceMs: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, graceMs);
+    timer.unref();
+    server.tryShutdown(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
+/** Splits `host:port` / `[v6]:port`. */
+function splitAddress(address: string): { host: string; port: number } {
+  const i = address.lastIndexOf(':');
+  return { host: address.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(address.slice(i + 1)) };
+}
+
+/**
+ * Builds, binds and starts a server. Resolves once it listens.
+ *
+ * `healthAddress` (host:port) adds a second, plaintext listener that serves grpc.health.v1 only, with the
+ * same statuses: the kubelet's native gRPC probe dials the pod IP, so a service that keeps its API on
+ * 127.0.0.1 (crypto, storage) or behind TLS (PeerService) exposes just its health there.
+ */
 export async function startGrpcServer(opts: {
   host: string;
   port: number;
   services: ServiceEntry[];
   log: Logger;
   credentials?: grpc.ServerCredentials;
+  healthAddress?: string;
 }): Promise<RunningServer> {
   const server = new grpc.Server(SERVER_OPTIONS);
   raiseServerWindow(server);
@@ -106,25 +142,28 @@ export async function startGrpcServer(opts: {
   new ReflectionService(reflectionPackage(), {
     services: [...opts.services.map((s) => s.name), 'grpc.health.v1.Health'],
   }).addToServer(server);
-  const target = opts.host.includes(':') ? `[${opts.host}]:${opts.port}` : `${opts.host}:${opts.port}`;
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(target, opts.credentials ?? grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
-  );
-  return {
+  const port = await bind(server, opts.host, opts.port, opts.credentials ?? grpc.ServerCredentials.createInsecure());
+  let healthServer: grpc.Server | undefined;
+  let healthPort: number | undefined;
+  if (opts.healthAddress) {
+    healthServer = new grpc.Server(SERVER_OPTIONS);
+    health.addToServer(healthServer);
+    const { host, port: hp } = splitAddress(opts.healthAddress);
+    try {
+      healthPort = await bind(healthServer, host, hp, grpc.ServerCredentials.createInsecure());
+    } catch (err) {
+      server.forceShutdown();
+      throw err;
+    }
+  }
+  const running: RunningServer = {
     port,
     server,
     health,
-    close: (graceMs = 2000) =>
-      new Promise<void>((resolve) => {
-        const timer = setTimeout(() => {
-          server.forceShutdown();
-          resolve();
-        }, graceMs);
-        timer.unref();
-        server.tryShutdown(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      }),
+    close: async (graceMs = 2000) => {
+      await Promise.all([shutdown(server, graceMs), healthServer ? shutdown(healthServer, graceMs) : undefined]);
+    },
   };
+  if (healthPort !== undefined) running.healthPort = healthPort;
+  return running;
 }
