@@ -129,6 +129,12 @@ describe('PeerNetwork membership', () => {
     await b.net.leave();
     // Only a leave notice makes a member `left` (the events below show no suspect before it).
     await until(() => a.net.state(b.id) === 'left', 2000, 'left');
+    // While it shuts down, b accepts no new Handshake: a node dialing it now never sees it connected.
+    const late = await startNode('c', { bootstrap: [b.address] });
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(late.net.state(b.id)).not.toBe('connected');
+    expect(late.net.connected()).toEqual([]);
+    await late.stop();
     await b.stop();
     await new Promise((r) => setTimeout(r, 3000));
     expect(a.net.state(b.id)).toBe('left'); // timeouts leave a left member alone

@@ -73,6 +73,8 @@ export class PeerNetwork implements PeersPort, FolderSyncer, InventoryPort, Link
   private readonly downAfterMs: number;
   private ticker: NodeJS.Timeout | undefined;
   private stopped = false;
+  /** Set by leave(): no new links, and Handshakes dialed in are refused before they are accepted. */
+  private leaving = false;
   /** Called whenever a link (re)connects; the node uses it to pull its own folder (anti-entropy). */
   onPeerConnected: (serverId: string) => void = () => undefined;
   /** Unix ms when this network started (ListNodes "since" of the node itself). */
@@ -145,7 +147,7 @@ export class PeerNetwork implements PeersPort, FolderSyncer, InventoryPort, Link
 
   /** Ensures a link to `address` (never to this node's own address, nor to an alias of a linked member). */
   addAddress(address: string): void {
-    if (this.stopped || !address || address === this.advertiseAddress || this.links.has(address)) return;
+    if (this.stopped || this.leaving || !address || address === this.advertiseAddress || this.links.has(address)) return;
     const aliasOf = this.aliases.get(address);
     if (aliasOf !== undefined && this.hasConnectedLink(aliasOf)) return;
     const link = new PeerLink(address, this);
@@ -238,6 +240,8 @@ export class PeerNetwork implements PeersPort, FolderSyncer, InventoryPort, Link
    * a link up to that member) and shares the address.
    */
   noteInbound(hello: { serverId: string; advertiseAddress: string }): void {
+    // A Handshake finishing after the leave notice would show this node connected again on the dialer.
+    if (this.leaving) throw new UnavailableError('this node is shutting down');
     if (hello.serverId === this.opts.serverId) return;
     this.membership.handshake(hello.serverId, hello.advertiseAddress);
     if (!this.hasConnectedLink(hello.serverId)) this.addAddress(hello.advertiseAddress);
@@ -388,6 +392,13 @@ export class PeerNetwork implements PeersPort, FolderSyncer, InventoryPort, Link
    * `timeoutMs` for the notices to be written. Call before stop() on shutdown.
    */
   async leave(timeoutMs = 1000): Promise<void> {
+    this.leaving = true;
+    // Handshakes of this node's own still in progress would mark it connected on their peers after the notice.
+    for (const [address, l] of this.links) {
+      if (l.state === 'connected') continue;
+      l.stop();
+      this.links.delete(address);
+    }
     const notice = { sentUnixMs: this.now(), knownPeers: [], leaving: true };
     const writes: Promise<unknown>[] = [];
     for (const l of this.links.values()) {
