@@ -405,7 +405,7 @@ function readToken(root) {
  *   env, nodeEnv(i), output = 'inherit-prefixed' | 'silent' | { dir } | (procName, line) => void,
  *   readyTimeoutMs = 30000, distDir = <repo>/dist/apps }
  * The gateway keeps its bearer tokens in <root>/gateway/ (its first token in <root>/gateway/token).
- * Resolves to { gatewayUrl, token, gateway: Proc | null, nodes: NodeHandle[], addNode(), stop() }.
+ * Resolves to { gatewayUrl, token, gateway: Proc | null, nodes: NodeHandle[], addNode({ env }), stop() }.
  */
 async function startNetwork(options) {
   const o = normalize(options);
@@ -419,10 +419,16 @@ async function startNetwork(options) {
     token: null,
     gateway: null,
     nodes,
-    /** Starts one more node at run time (bootstrapped from the running ones); resolves to its handle. */
-    async addNode() {
+    /**
+     * Starts one more node at run time (node<N+1>) and resolves with its handle once it is listening.
+     * By default it is bootstrapped from every running node's peer address, like the others; extra.env
+     * overrides its variables last (e.g. NODE_BOOTSTRAP with one member's address).
+     */
+    async addNode(extra = {}) {
+      if (stopped) throw new Error('addNode: the network is stopped');
       if (nodes.length >= 9) throw new Error('at most 9 nodes');
-      const node = makeNode(o, nodes.length + 1, nodes);
+      const env = extra.env ?? {};
+      const node = makeNode({ ...o, nodeEnv: (j) => ({ ...o.nodeEnv(j), ...env }) }, nodes.length + 1, nodes);
       nodes.push(node);
       await node.start();
       return node;

@@ -35,7 +35,7 @@ const APPS = ['peer-node', 'crypto-service', 'storage-service', 'gateway'];
  * accepts (checked below), so tunables added later do not have to be in the manifests.
  */
 const REQUIRED: Record<string, string[]> = {
-  'peer-node': ['NODE_HOST', 'NODE_CLIENT_PORT', 'NODE_PEER_PORT', 'NODE_ADVERTISE_ADDRESS', 'NODE_IDENTITY_DIR', 'NODE_NETWORK_SECRET_FILE', 'NODE_TLS_DIR', 'NODE_CRYPTO_ADDRESS', 'NODE_STORAGE_ADDRESS', 'NODE_BOOTSTRAP', 'NODE_REPLICAS', 'LOG_LEVEL'],
+  'peer-node': ['NODE_HOST', 'NODE_CLIENT_PORT', 'NODE_PEER_PORT', 'NODE_ADVERTISE_ADDRESS', 'NODE_IDENTITY_DIR', 'NODE_NETWORK_SECRET_FILE', 'NODE_TLS_DIR', 'NODE_CRYPTO_ADDRESS', 'NODE_STORAGE_ADDRESS', 'NODE_DISCOVERY_DNS', 'NODE_REPLICAS', 'LOG_LEVEL'],
   'crypto-service': ['CRYPTO_HOST', 'CRYPTO_PORT', 'CRYPTO_KEY_DIR', 'LOG_LEVEL'],
   'storage-service': ['STORAGE_HOST', 'STORAGE_PORT', 'STORAGE_DATA_DIR', 'LOG_LEVEL'],
   gateway: ['GATEWAY_HOST', 'GATEWAY_PORT', 'GATEWAY_NODE_ADDRESS', 'GATEWAY_DATA_DIR', 'LOG_LEVEL'],
@@ -178,7 +178,7 @@ describe.each(KUSTOMIZATIONS)('deploy/%s', (k) => {
     }
   });
 
-  it('discovery: the headless Service, the advertised names, the bootstrap list and the gateway agree', () => {
+  it('discovery: the headless Service, the advertised names, the DNS discovery name and the gateway agree', () => {
     const sts = find(objects, 'StatefulSet', 'peer-node');
     const ns = sts.metadata.namespace;
     const svc = find(objects, 'Service', sts.spec.serviceName);
@@ -189,10 +189,11 @@ describe.each(KUSTOMIZATIONS)('deploy/%s', (k) => {
     for (let i = 0; i < sts.spec.replicas; i++) {
       const env = resolveEnv(node, objects, { name: `${sts.metadata.name}-${i}`, namespace: ns });
       expect(env.NODE_ADVERTISE_ADDRESS).toBe(`${fqdn(i)}:${env.NODE_PEER_PORT}`);
-      const boot = env.NODE_BOOTSTRAP.split(',');
-      expect(boot.length).toBeGreaterThanOrEqual(Math.min(3, sts.spec.replicas));
-      // Every bootstrap entry is a node that exists at this scale, on its peer port.
-      for (const a of boot) expect(Array.from({ length: sts.spec.replicas }, (_, j) => `${fqdn(j)}:${env.NODE_PEER_PORT}`)).toContain(a);
+      // Discovery resolves the headless Service itself (every pod, at any scale), on the peer port;
+      // no fixed bootstrap list to keep in step with the replica count.
+      expect(env.NODE_DISCOVERY_DNS).toBe(`${svc.metadata.name}.${ns}.svc.cluster.local:${env.NODE_PEER_PORT}`);
+      expect(env.NODE_BOOTSTRAP).toBeUndefined();
+      expect((svc.spec.ports as Obj[]).find((p) => p.name === 'peer')?.port).toBe(Number(env.NODE_PEER_PORT));
     }
     const gw = find(objects, 'Deployment', 'gateway');
     const gwEnv = resolveEnv(gw.spec.template.spec.containers[0], objects, { name: 'gateway-x', namespace: ns });

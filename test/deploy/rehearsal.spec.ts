@@ -8,8 +8,9 @@
  *     another one for the pod's own 127.0.0.1 (where crypto and storage listen), in a random 127.a
  *     range checked free, so the manifests' fixed ports can be kept even when runs overlap;
  *   - cluster DNS: a preload (passed by the launcher as VAULT_NODE_ARGS, which no app reads) answers the
- *     pods' stable names peer-node-<i>.peer-node.<ns>.svc.cluster.local with their pod IPs (from a file,
- *     so a pod added later resolves everywhere, as the headless Service's records would);
+ *     pods' stable names peer-node-<i>.peer-node.<ns>.svc.cluster.local with their pod IPs, and the
+ *     headless Service's name peer-node.<ns>.svc.cluster.local with all of them (from a file, so a pod
+ *     added later resolves everywhere, as the headless Service's records would);
  *   - mount paths become directories under a temp dir.
  * Then: peers find each other by their advertised DNS names, a put/get goes through the gateway, every
  * node holds the copies, the probes the manifests define pass, and scaling the StatefulSet to 4 as the
@@ -49,13 +50,14 @@ function imageEnv(): Record<string, string> {
 function dnsPreload(hostsFile: string): string {
   const code = `import dns from 'node:dns';
 import { readFileSync } from 'node:fs';
-const one = (h) => { const a = JSON.parse(readFileSync(${JSON.stringify(hostsFile)}, 'utf8'))[h]; return a && { address: a, family: 4 }; };
+const many = (h) => { const a = JSON.parse(readFileSync(${JSON.stringify(hostsFile)}, 'utf8'))[h]; return a && [].concat(a).map((address) => ({ address, family: 4 })); };
+const one = (h) => { const a = many(h); return a && a[0]; };
 const pl = dns.promises.lookup.bind(dns.promises);
-dns.promises.lookup = async (h, o) => (one(h) ? ((o && o.all) ? [one(h)] : one(h)) : pl(h, o));
+dns.promises.lookup = async (h, o) => (many(h) ? ((o && o.all) ? many(h) : one(h)) : pl(h, o));
 const prt = dns.promises.resolveTxt.bind(dns.promises);
 dns.promises.resolveTxt = async (h) => { if (one(h)) throw Object.assign(new Error('no TXT'), { code: 'ENODATA' }); return prt(h); };
 const l = dns.lookup;
-dns.lookup = (h, o, cb) => { if (typeof o === 'function') { cb = o; o = {}; } const r = one(h); if (!r) return l(h, o, cb); const opts = typeof o === 'number' ? {} : (o || {}); process.nextTick(() => (opts.all ? cb(null, [r]) : cb(null, r.address, 4))); };
+dns.lookup = (h, o, cb) => { if (typeof o === 'function') { cb = o; o = {}; } const r = one(h); if (!r) return l(h, o, cb); const opts = typeof o === 'number' ? {} : (o || {}); process.nextTick(() => (opts.all ? cb(null, many(h)) : cb(null, r.address, 4))); };
 `;
   return `--import=data:text/javascript;base64,${Buffer.from(code).toString('base64')}`;
 }
@@ -94,7 +96,7 @@ describe('rehearsal of deploy/overlays/dev on loopback', () => {
   const procs: any[] = [];
   const podIp: Record<string, string> = {};
   const podLoopback: Record<string, string> = {};
-  const hosts: Record<string, string> = {};
+  const hosts: Record<string, string | string[]> = {};
   /** Files of the read-only projected Secret volumes, as laid out: path -> content. */
   const projected = new Map<string, string>();
   const projectedRoots = new Set<string>();
@@ -215,6 +217,8 @@ describe('rehearsal of deploy/overlays/dev on loopback', () => {
   }
 
   const fqdn = (i: number) => `${sts.metadata.name}-${i}.${sts.spec.serviceName}.${ns}.svc.cluster.local`;
+  /** The headless Service's own name: one A record per pod. */
+  const serviceName = () => `${sts.spec.serviceName}.${ns}.svc.cluster.local`;
   const nodeEnvs: Record<string, Record<string, Record<string, string>>> = {};
 
   /** 127.a: this run's part of the loopback range (other runs of this suite may be going on). */
@@ -225,6 +229,7 @@ describe('rehearsal of deploy/overlays/dev on loopback', () => {
     podIp[pod] = `${net16}.1.${10 + i}`;
     podLoopback[pod] = `${net16}.2.${10 + i}`;
     hosts[fqdn(i)] = podIp[pod];
+    hosts[serviceName()] = [...((hosts[serviceName()] as string[] | undefined) ?? []), podIp[pod]!];
     writeFileSync(join(root, 'cluster-dns.json'), JSON.stringify(hosts));
   }
 
@@ -260,7 +265,8 @@ describe('rehearsal of deploy/overlays/dev on loopback', () => {
   it('runs with the manifests’ ports and the mapped addresses only', () => {
     const n0 = nodeEnvs['peer-node-0'];
     expect(n0['peer-node']).toMatchObject({ NODE_HOST: podIp['peer-node-0'], NODE_CLIENT_PORT: '7100', NODE_PEER_PORT: '7101', NODE_ADVERTISE_ADDRESS: `${fqdn(0)}:7101` });
-    expect(n0['peer-node'].NODE_BOOTSTRAP).toBe([0, 1, 2].map((i) => `${fqdn(i)}:7101`).join(','));
+    expect(n0['peer-node'].NODE_DISCOVERY_DNS).toBe(`${serviceName()}:7101`);
+    expect(n0['peer-node'].NODE_BOOTSTRAP).toBeUndefined();
     expect(n0['crypto-service']).toMatchObject({ CRYPTO_HOST: podLoopback['peer-node-0'], CRYPTO_PORT: '7102' });
     expect(gatewayEnv).toMatchObject({ GATEWAY_HOST: podIp.gateway, GATEWAY_PORT: '8080', GATEWAY_NODE_ADDRESS: `${fqdn(0)}:7100` });
   });
@@ -342,8 +348,9 @@ describe('rehearsal of deploy/overlays/dev on loopback', () => {
       'scale',
     );
     addPod(3);
-    // The new pod's name appears in the cluster's DNS (the headless Service publishes it); the running
-    // nodes learn the node from its Hello (it dials them through the bootstrap list) and dial it back.
+    // The new pod's name and IP appear in the cluster's DNS (the headless Service publishes it); the new
+    // node finds the others by resolving the Service, they learn it from its Hello (and from their next
+    // resolution) and dial it back.
     nodeEnvs['peer-node-3'] = await startNodePod(3);
     const nodes = await eventually(async () => {
       const r = await request(`${gatewayUrl}/v1/nodes`, 'GET');

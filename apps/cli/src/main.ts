@@ -206,8 +206,45 @@ export function buildProgram(): Command {
     .description('the nodes of the network as the gateway\'s node sees them')
     .action(async () => {
       const { opts, client } = ctx();
-      const r: { nodes: { serverId: string; address: string; state: string; lastSeen: string | null }[] } = await client.json('GET', '/v1/nodes');
-      print(opts, r.nodes, () => table([['STATE', 'ADDRESS', 'SERVER ID', 'LAST SEEN'], ...r.nodes.map((n) => [n.state, n.address, n.serverId || '-', n.lastSeen ?? '-'])]));
+      const r: { nodes: { serverId: string; address: string; state: string; lastSeen: string | null; since?: string | null }[] } = await client.json('GET', '/v1/nodes');
+      print(opts, r.nodes, () =>
+        table([['STATE', 'ADDRESS', 'SERVER ID', 'LAST SEEN', 'SINCE'], ...r.nodes.map((n) => [n.state, n.address, n.serverId || '-', n.lastSeen ?? '-', n.since ?? '-'])]),
+      );
+    });
+
+  const message = program.command('message').description('send messages between nodes over their control streams, and list them');
+  message
+    .command('send')
+    .description("send TEXT from the gateway's node to one member (--to) or to every live member")
+    .option('--to <serverId>', 'recipient server ID (default: broadcast to every connected or suspect member)')
+    .argument('<topic>', 'topic: 1-64 characters of [A-Za-z0-9._:/-]')
+    .argument('<text>', 'the message (UTF-8, at most 64 KiB)')
+    .action(async (topic: string, text: string, cmd: { to?: string }) => {
+      const { opts, client } = ctx();
+      const r: { id: string; recipients: string[] } = await client.json('POST', '/v1/messages', { ...(cmd.to ? { to: cmd.to } : {}), topic, body: text });
+      print(opts, r, () => `sent ${r.id} to ${r.recipients.length} ${r.recipients.length === 1 ? 'node' : 'nodes'}${r.recipients.length ? `: ${r.recipients.join(', ')}` : ''}`);
+    });
+  message
+    .command('list')
+    .description("messages the gateway's node sent and received (the most recent 1000), oldest first")
+    .option('--since <time>', 'only messages received at or after this time (ISO-8601 or Unix ms)')
+    .option('--topic <topic>', 'only this topic')
+    .action(async (cmd: { since?: string; topic?: string }) => {
+      const { opts, client } = ctx();
+      type Msg = { id: string; from: string; to: string | null; topic: string; body: string; received: string };
+      const r: { messages: Msg[] } = { messages: [] };
+      let after: string | null = null;
+      do {
+        const q = new URLSearchParams();
+        if (cmd.since) q.set('since', cmd.since);
+        if (cmd.topic) q.set('topic', cmd.topic);
+        if (after) q.set('after', after);
+        const qs = q.toString();
+        const page: { messages: Msg[]; next: string | null } = await client.json('GET', `/v1/messages${qs ? `?${qs}` : ''}`);
+        r.messages.push(...page.messages);
+        after = page.next;
+      } while (after);
+      print(opts, r.messages, () => table([['RECEIVED', 'FROM', 'TO', 'TOPIC', 'BODY'], ...r.messages.map((m) => [m.received, m.from, m.to ?? '*', m.topic, m.body.replace(/[\u0000-\u001f\u007f]/g, ' ')])]));
     });
 
   program

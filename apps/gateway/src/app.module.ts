@@ -4,6 +4,7 @@ import type { Logger } from '@distri-vault/shared';
 import { FilesController } from './files.controller';
 import { HealthController } from './health.controller';
 import { NetworkController } from './network.controller';
+import { MessagesController } from './messages.controller';
 import { TokensController } from './tokens.controller';
 import { VersionsController } from './versions.controller';
 import { MetricsController } from './metrics.controller';
@@ -34,7 +35,7 @@ export class AppModule {
   static forRoot(components: AppComponents): DynamicModule {
     return {
       module: AppModule,
-      controllers: [FilesController, VersionsController, NetworkController, HealthController, TokensController, MetricsController],
+      controllers: [FilesController, VersionsController, NetworkController, MessagesController, HealthController, TokensController, MetricsController],
       providers: [
         { provide: NODE_CLIENT, useValue: components.node },
         { provide: LOGGER, useValue: components.log },

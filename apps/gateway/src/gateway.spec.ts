@@ -317,7 +317,7 @@ describe('gateway over a fake node', () => {
       expect(doc.status).toBe(200);
       const d = json(doc);
       expect(d.openapi).toMatch(/^3\./);
-      expect(Object.keys(d.paths)).toEqual(expect.arrayContaining(['/v1/files', '/v1/files/{path}', '/v1/versions/{path}', '/v1/nodes', '/v1/node', '/v1/recover', '/v1/tokens', '/v1/tokens/{id}', '/metrics', '/healthz', '/readyz']));
+      expect(Object.keys(d.paths)).toEqual(expect.arrayContaining(['/v1/files', '/v1/files/{path}', '/v1/versions/{path}', '/v1/nodes', '/v1/node', '/v1/recover', '/v1/messages', '/v1/tokens', '/v1/tokens/{id}', '/metrics', '/healthz', '/readyz']));
       expect(Object.keys(d.paths['/v1/files/{path}']).sort()).toEqual(['delete', 'get', 'put']);
       expect(d.components.securitySchemes.bearer).toMatchObject({ type: 'http', scheme: 'bearer' });
       const ui = await request(gw.port, 'GET', '/docs');
@@ -357,16 +357,56 @@ describe('gateway over a fake node', () => {
       expect(json(again).error.code).toBe('not_found');
     });
 
-    it('lists nodes with their states', async () => {
+    it('lists nodes with their states, last-seen and since', async () => {
       const r = await req('GET', '/v1/nodes');
       expect(r.status).toBe(200);
+      const seen = '2023-11-14T22:13:20.000Z';
       expect(json(r)).toEqual({
         nodes: [
-          { serverId: 'a'.repeat(32), address: '127.0.0.1:7000', state: 'self', lastSeen: null },
-          { serverId: 'b'.repeat(32), address: '127.0.0.1:7001', state: 'connected', lastSeen: '2023-11-14T22:13:20.000Z' },
-          { serverId: '', address: '127.0.0.1:7002', state: 'disconnected', lastSeen: null },
+          { serverId: 'a'.repeat(32), address: '127.0.0.1:7000', state: 'self', lastSeen: null, since: '2020-09-13T12:26:40.000Z' },
+          { serverId: 'b'.repeat(32), address: '127.0.0.1:7001', state: 'connected', lastSeen: seen, since: '2023-07-22T04:26:40.000Z' },
+          { serverId: 'c'.repeat(32), address: '127.0.0.1:7003', state: 'suspect', lastSeen: seen, since: '2023-11-14T22:13:26.000Z' },
+          { serverId: 'd'.repeat(32), address: '127.0.0.1:7004', state: 'down', lastSeen: seen, since: '2023-11-14T22:13:35.000Z' },
+          { serverId: 'e'.repeat(32), address: '127.0.0.1:7005', state: 'left', lastSeen: seen, since: seen },
+          { serverId: '', address: '127.0.0.1:7002', state: 'connecting', lastSeen: null, since: null },
         ],
       });
+    });
+
+    it('sends messages (to one, broadcast) and lists them, with the error statuses', async () => {
+      const one = await req('POST', '/v1/messages', { body: Buffer.from(JSON.stringify({ to: 'b'.repeat(32), topic: 'chat/one', body: 'hello b' })) });
+      expect([one.status, json(one).recipients]).toEqual([201, ['b'.repeat(32)]]);
+      const all = await req('POST', '/v1/messages', { body: Buffer.from(JSON.stringify({ topic: 'chat/all', bodyBase64: Buffer.from([0, 255]).toString('base64') })) });
+      expect([all.status, json(all).recipients]).toEqual([201, ['b'.repeat(32), 'c'.repeat(32)]]);
+      await req('POST', '/v1/messages', { body: Buffer.from(JSON.stringify({ topic: 'chat/third', body: '3' })) });
+      // Pages (of two, in the fake) continued with ?after=.
+      const first = json(await req('GET', '/v1/messages'));
+      expect(first.messages.map((m: { topic: string; to: string | null; body: string }) => [m.topic, m.to, m.body])).toEqual([
+        ['chat/one', 'b'.repeat(32), 'hello b'],
+        ['chat/all', null, '\u0000\ufffd'],
+      ]);
+      expect(first.next).toBe(first.messages[1].id);
+      const second = json(await req('GET', `/v1/messages?after=${first.next}`));
+      expect([second.messages.map((m: { topic: string }) => m.topic), second.next]).toEqual([['chat/third'], null]);
+      const bin = json(await req('GET', '/v1/messages?topic=chat/all')).messages;
+      expect(bin.map((m: { bodyBase64: string; to: null }) => [m.bodyBase64, m.to])).toEqual([['AP8=', null]]);
+      const since = json(await req('GET', `/v1/messages?since=${encodeURIComponent(bin[0].received)}`)).messages;
+      expect(since.map((m: { topic: string }) => m.topic)).toEqual(['chat/all', 'chat/third']);
+      const cases: [unknown, number, string][] = [
+        [{ to: 'z'.repeat(32), topic: 't', body: 'x' }, 404, 'not_found'],
+        [{ to: 'd'.repeat(32), topic: 't', body: 'x' }, 503, 'unavailable'],
+        [{ to: 'not-an-id', topic: 't', body: 'x' }, 400, 'invalid_argument'],
+        [{ topic: 'bad topic!', body: 'x' }, 400, 'invalid_argument'],
+        [{ body: 'no topic' }, 400, 'invalid_argument'],
+        [{ topic: 't', body: 'x'.repeat(65537) }, 400, 'invalid_argument'],
+        [{ topic: 't', body: 1 }, 400, 'invalid_argument'],
+        [[1, 2], 400, 'invalid_argument'],
+      ];
+      for (const [body, status, code] of cases) {
+        const r = await req('POST', '/v1/messages', { body: Buffer.from(JSON.stringify(body)) });
+        expect([body, r.status, json(r).error.code]).toEqual([body, status, code]);
+      }
+      for (const q of ['since=yesterday', 'since=a&since=b', 'topic=a&topic=b', 'after=../x']) expect([q, (await req('GET', `/v1/messages?${q}`)).status]).toEqual([q, 400]);
     });
 
     it('recovers with ?wait=true and reports the summary (int64 above 2^32 intact)', async () => {

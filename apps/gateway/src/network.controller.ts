@@ -1,5 +1,6 @@
 /** HTTP routes about the network and the home node. */
 import { Controller, Get, Inject, Post, Query, Res } from '@nestjs/common';
+import { ApiOperation } from '@nestjs/swagger';
 import { InvalidArgumentError } from '@distri-vault/shared';
 import type { HttpResponse as Response } from './http-types';
 import { NODE_CLIENT } from './tokens';
@@ -12,8 +13,15 @@ import { type NodeInfoView, type NodeView, type RecoverView, type RecoveryStatus
 export class NetworkController {
   constructor(@Inject(NODE_CLIENT) private readonly node: NodeClient) {}
 
-  /** The home node first, then its peers, with their connection state. */
+  /** The home node first, then its members (by server ID) with their state, then addresses not identified yet. */
   @Get('nodes')
+  @ApiOperation({
+    summary: 'The home node and every member it knows',
+    description:
+      '`{nodes: [{serverId, address, state, lastSeen, since}]}`: the home node first (state `self`), then members sorted by server ID ' +
+      '(state `connecting`, `connected`, `suspect`, `down` or `left`), then dialed addresses that have not answered yet (empty serverId, `connecting`). ' +
+      '`lastSeen` is the last message from the member, `since` its last state change (ISO-8601, null if never).',
+  })
   async nodes(@Res({ passthrough: true }) res: Response): Promise<{ nodes: NodeView[] }> {
     const nodes = await this.node.listNodes(closedSignal(res));
     return { nodes: nodes.map(nodeView) };

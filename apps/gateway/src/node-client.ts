@@ -9,6 +9,8 @@ import {
   type FileInfo,
   type GetNodeInfoResponse,
   type ListNodesResponse,
+  type Message,
+  type SendMessageResponse,
   type RecoverFolderResponse,
   type RecoveryStatus,
   type StartRecoveryResponse,
@@ -186,6 +188,20 @@ export class NodeClient {
   async listNodes(signal: AbortSignal): Promise<ListNodesResponse['nodes']> {
     const res = await this.unary(this.client, this.client.listNodes, {}, { signal, what: 'ListNodes' });
     return res.nodes;
+  }
+
+  /** Sends a message to member `to` (empty: every live member); resolves with its ID and recipients. */
+  sendMessage(to: string, topic: string, body: Buffer, signal: AbortSignal): Promise<SendMessageResponse> {
+    return this.unary(this.client, this.client.sendMessage, { to, topic, body }, { signal, what: 'SendMessage' });
+  }
+
+  /**
+   * One page of the messages the node kept, received at or after `sinceUnixMs`, optionally of one topic,
+   * oldest first, after the message `afterId`; `next` is the afterId of the following page, '' at the end.
+   */
+  async listMessages(sinceUnixMs: number, topic: string, afterId: string, signal: AbortSignal): Promise<{ messages: Message[]; next: string }> {
+    const res = await this.unary(this.client, this.client.listMessages, { sinceUnixMs, topic, afterId }, { signal, what: 'ListMessages' });
+    return { messages: res.messages, next: res.nextAfterId };
   }
 
   /** Restores the node's folder from its peers; resolves with what was restored. */

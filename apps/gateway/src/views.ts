@@ -1,5 +1,5 @@
 /** JSON shapes of the HTTP API (camelCase, times as ISO-8601 strings), mapped from NodeService messages. */
-import { NodeState, RecoveryPhase, type FileInfo, type GetNodeInfoResponse, type NodeInfo, type RecoverFolderResponse, type RecoveryStatus } from '@distri-vault/shared/generated/vault/node/v1/node';
+import { NodeState, RecoveryPhase, type FileInfo, type GetNodeInfoResponse, type Message, type NodeInfo, type RecoverFolderResponse, type RecoveryStatus } from '@distri-vault/shared/generated/vault/node/v1/node';
 
 /** One version of a file. */
 export interface FileView {
@@ -25,10 +25,51 @@ export interface NodeView {
   serverId: string;
   /** host:port of its PeerService. */
   address: string;
-  /** 'self' for the home node; otherwise whether its control stream is open. */
-  state: 'self' | 'connected' | 'disconnected';
+  /**
+   * 'self' for the home node; otherwise its membership state: connecting (no handshake yet), connected,
+   * suspect (silent past NODE_SUSPECT_AFTER_MS), down (silent past NODE_DOWN_AFTER_MS), left (announced a
+   * graceful shutdown); 'disconnected' only from nodes of an older version.
+   */
+  state: NodeStateName;
   /** Last message from it (ISO-8601), or null if never. */
   lastSeen: string | null;
+  /** Its last state change (ISO-8601; for the home node, when it started), or null if unknown. */
+  since: string | null;
+}
+
+/** Membership states as the HTTP API names them. */
+export type NodeStateName = 'self' | 'connecting' | 'connected' | 'suspect' | 'down' | 'left' | 'disconnected';
+
+const STATE_NAMES: Record<NodeState, NodeStateName> = {
+  [NodeState.NODE_STATE_UNSPECIFIED]: 'disconnected',
+  [NodeState.NODE_STATE_SELF]: 'self',
+  [NodeState.NODE_STATE_CONNECTED]: 'connected',
+  [NodeState.NODE_STATE_DISCONNECTED]: 'disconnected',
+  [NodeState.NODE_STATE_CONNECTING]: 'connecting',
+  [NodeState.NODE_STATE_SUSPECT]: 'suspect',
+  [NodeState.NODE_STATE_DOWN]: 'down',
+  [NodeState.NODE_STATE_LEFT]: 'left',
+  [NodeState.UNRECOGNIZED]: 'disconnected',
+};
+
+/** A message between nodes, as the home node kept it. */
+export interface MessageView {
+  /** Message ID (32 hex characters). */
+  id: string;
+  /** Sender's server ID. */
+  from: string;
+  /** Recipient's server ID; null for a broadcast. */
+  to: string | null;
+  /** Topic. */
+  topic: string;
+  /** The body as UTF-8 text (invalid sequences replaced). */
+  body: string;
+  /** The body, base64 (exact bytes). */
+  bodyBase64: string;
+  /** Sender's clock when sent (ISO-8601). */
+  sent: string;
+  /** When the home node received (or sent) it (ISO-8601). */
+  received: string;
 }
 
 /** What a recovery restored. */
@@ -143,8 +184,22 @@ export function fileView(f: FileInfo): FileView {
 
 /** NodeInfo -> NodeView. */
 export function nodeView(n: NodeInfo): NodeView {
-  const state = n.state === NodeState.NODE_STATE_SELF ? 'self' : n.state === NodeState.NODE_STATE_CONNECTED ? 'connected' : 'disconnected';
-  return { serverId: n.serverId, address: n.address, state, lastSeen: n.lastSeenUnixMs > 0 ? new Date(n.lastSeenUnixMs).toISOString() : null };
+  const iso = (ms: number) => (ms > 0 ? new Date(ms).toISOString() : null);
+  return { serverId: n.serverId, address: n.address, state: STATE_NAMES[n.state] ?? 'disconnected', lastSeen: iso(n.lastSeenUnixMs), since: iso(n.sinceUnixMs) };
+}
+
+/** Message -> MessageView. */
+export function messageView(m: Message): MessageView {
+  return {
+    id: m.id,
+    from: m.from,
+    to: m.to || null,
+    topic: m.topic,
+    body: Buffer.from(m.body).toString('utf8'),
+    bodyBase64: Buffer.from(m.body).toString('base64'),
+    sent: new Date(m.sentUnixMs).toISOString(),
+    received: new Date(m.receivedUnixMs).toISOString(),
+  };
 }
 
 /** RecoverFolderResponse -> RecoverView. */

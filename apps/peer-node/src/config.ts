@@ -17,6 +17,10 @@
  * | NODE_REPLICAS          | 3                          | copies of every chunk and manifest, the owner's included |
  * | NODE_WINDOW            | 8                          | chunks in flight per upload/download and per peer stream |
  * | NODE_HEARTBEAT_MS      | 2000                       | heartbeat interval on the control streams                |
+ * | NODE_SUSPECT_AFTER_MS  | 3 x NODE_HEARTBEAT_MS      | silence after which a member is suspect                  |
+ * | NODE_DOWN_AFTER_MS     | 15000 (at least suspect+hb)| silence after which a member is down                     |
+ * | NODE_DISCOVERY_DNS     | (empty: none)              | name:port resolved to peer addresses (headless Service)  |
+ * | NODE_DISCOVERY_INTERVAL_MS | 30000                  | how often NODE_DISCOVERY_DNS is resolved again           |
  * | NODE_SERVICE_TIMEOUT_MS| 30000                      | deadline of each call to the crypto/storage services     |
  * | NODE_SYNC_INTERVAL_MS  | 300000                     | anti-entropy round with every peer (0: only on connect)  |
  * | NODE_HEDGE_MS          | 300                        | repair reads: ask the next holder too after this long    |
@@ -48,6 +52,14 @@ const schema = z.object({
   NODE_REPLICAS: intVar(3, 1, 16),
   NODE_WINDOW: intVar(8, 1, 64),
   NODE_HEARTBEAT_MS: intVar(2000, 100, 60_000),
+  NODE_SUSPECT_AFTER_MS: z.coerce.number().int().min(100).max(3_600_000).optional(),
+  NODE_DOWN_AFTER_MS: z.coerce.number().int().min(200).max(86_400_000).optional(),
+  NODE_DISCOVERY_DNS: z
+    .string()
+    .regex(/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?:\d{1,5}$/, 'want name:port')
+    .optional()
+    .or(z.literal('').transform(() => undefined)),
+  NODE_DISCOVERY_INTERVAL_MS: intVar(30_000, 1000, 3_600_000),
   NODE_SERVICE_TIMEOUT_MS: intVar(30_000, 1000, 600_000),
   NODE_SYNC_INTERVAL_MS: intVar(300_000, 0, 86_400_000),
   NODE_HEDGE_MS: intVar(300, 1, 60_000),
@@ -59,10 +71,22 @@ const schema = z.object({
   LOG_LEVEL: logLevelVar(),
 }).refine((c) => c.NODE_WRITE_QUORUM <= c.NODE_REPLICAS, { message: 'NODE_WRITE_QUORUM must not exceed NODE_REPLICAS', path: ['NODE_WRITE_QUORUM'] });
 
+/** The membership timeouts with their defaults applied: suspect 3 heartbeats, down 15 s (and after suspect). */
+const resolved = schema
+  .transform((c) => {
+    const suspect = c.NODE_SUSPECT_AFTER_MS ?? 3 * c.NODE_HEARTBEAT_MS;
+    const down = c.NODE_DOWN_AFTER_MS ?? Math.max(15_000, suspect + c.NODE_HEARTBEAT_MS);
+    return { ...c, NODE_SUSPECT_AFTER_MS: suspect, NODE_DOWN_AFTER_MS: down };
+  })
+  .refine((c) => c.NODE_DOWN_AFTER_MS > c.NODE_SUSPECT_AFTER_MS, {
+    message: 'must be greater than NODE_SUSPECT_AFTER_MS (3 x NODE_HEARTBEAT_MS unless set)',
+    path: ['NODE_DOWN_AFTER_MS'],
+  });
+
 /** Validated peer-node settings. */
-export type NodeConfig = z.infer<typeof schema>;
+export type NodeConfig = z.infer<typeof resolved>;
 
 /** Reads and validates the environment; throws ConfigError naming every bad variable. */
 export function readConfig(env: NodeJS.ProcessEnv = process.env): NodeConfig {
-  return loadConfig(schema, env);
+  return loadConfig(resolved, env);
 }

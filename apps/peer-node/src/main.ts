@@ -16,6 +16,7 @@ import { GraceMembership } from './domain/liveness';
 import { ReplicationBacklog, TokenBucket } from './domain/replication';
 import { Replicator, type RepairReport } from './domain/replicator';
 import { PeerNetwork } from './adapters/network';
+import { DnsDiscovery } from './adapters/discovery';
 import { CryptoServiceAdapter, StorageServiceAdapter } from './adapters/services';
 import { nodeServer } from './grpc/node.grpc';
 import { peerServer } from './grpc/peer.grpc';
@@ -47,7 +48,17 @@ async function main(): Promise<void> {
     const crypto = new CryptoServiceAdapter(cfg.NODE_CRYPTO_ADDRESS, cfg.NODE_SERVICE_TIMEOUT_MS);
     const storage = new StorageServiceAdapter(cfg.NODE_STORAGE_ADDRESS, cfg.NODE_SERVICE_TIMEOUT_MS);
 
-    const network = new PeerNetwork({ serverId: identity.serverId, heartbeatMs: cfg.NODE_HEARTBEAT_MS, window: cfg.NODE_WINDOW, auth: keys }, nodeLog);
+    const network = new PeerNetwork(
+      {
+        serverId: identity.serverId,
+        heartbeatMs: cfg.NODE_HEARTBEAT_MS,
+        window: cfg.NODE_WINDOW,
+        auth: keys,
+        suspectAfterMs: cfg.NODE_SUSPECT_AFTER_MS,
+        downAfterMs: cfg.NODE_DOWN_AFTER_MS,
+      },
+      nodeLog,
+    );
     const peerSrv = await startGrpcServer({
       host: cfg.NODE_HOST,
       port: cfg.NODE_PEER_PORT,
@@ -132,11 +143,18 @@ async function main(): Promise<void> {
       ],
     });
     network.start(cfg.NODE_BOOTSTRAP);
+    const discovery = cfg.NODE_DISCOVERY_DNS
+      ? new DnsDiscovery({ target: cfg.NODE_DISCOVERY_DNS, intervalMs: cfg.NODE_DISCOVERY_INTERVAL_MS }, (addresses) => addresses.forEach((a) => network.addAddress(a)), nodeLog)
+      : undefined;
+    discovery?.start();
     announceListening(nodeLog, 'node-peer', cfg.NODE_HOST, peerSrv.port);
     announceListening(nodeLog, 'node-client', cfg.NODE_HOST, clientSrv.port);
 
     onShutdown(nodeLog, async () => {
       stopping.abort();
+      discovery?.stop();
+      // Tell the peers first, so they mark this node `left` at once instead of waiting for the timeouts.
+      await network.leave();
       antiEntropy.stop();
       clearInterval(memberTick);
       clearInterval(repairTimer);

@@ -124,6 +124,8 @@ const EXPECTED_SERVICES: Record<string, { ts: Record<string, unknown>; methods: 
       ListVersions: ['unary', 'ListVersionsRequest', 'ListVersionsResponse'],
       RestoreVersion: ['unary', 'RestoreVersionRequest', 'RestoreVersionResponse'],
       DeleteVersion: ['unary', 'DeleteVersionRequest', 'DeleteVersionResponse'],
+      SendMessage: ['unary', 'SendMessageRequest', 'SendMessageResponse'],
+      ListMessages: ['unary', 'ListMessagesRequest', 'ListMessagesResponse'],
       GetRecoveryStatus: ['unary', 'GetRecoveryStatusRequest', 'GetRecoveryStatusResponse'],
       StartRecovery: ['unary', 'StartRecoveryRequest', 'StartRecoveryResponse'],
     },
@@ -566,18 +568,20 @@ describe('proto contracts', () => {
     it('enums: names in proto-loader, numbers in ts-proto (ListNodesResponse, HasObjectsRequest)', () => {
       const ts: nodePb.ListNodesResponse = {
         nodes: [
-          { serverId: 'self', address: '127.0.0.1:7101', state: NodeState.NODE_STATE_SELF, lastSeenUnixMs: 0 },
-          { serverId: 'peer', address: '127.0.0.1:7201', state: NodeState.NODE_STATE_CONNECTED, lastSeenUnixMs: 2 ** 41 },
-          { serverId: '', address: '127.0.0.1:7301', state: NodeState.NODE_STATE_DISCONNECTED, lastSeenUnixMs: 1 },
-          { serverId: '', address: '', state: NodeState.NODE_STATE_UNSPECIFIED, lastSeenUnixMs: 0 },
+          { serverId: 'self', address: '127.0.0.1:7101', state: NodeState.NODE_STATE_SELF, lastSeenUnixMs: 0, sinceUnixMs: 5 },
+          { serverId: 'peer', address: '127.0.0.1:7201', state: NodeState.NODE_STATE_CONNECTED, lastSeenUnixMs: 2 ** 41, sinceUnixMs: 2 ** 40 },
+          { serverId: '', address: '127.0.0.1:7301', state: NodeState.NODE_STATE_DISCONNECTED, lastSeenUnixMs: 1, sinceUnixMs: 0 },
+          { serverId: 'late', address: '127.0.0.1:7401', state: NodeState.NODE_STATE_LEFT, lastSeenUnixMs: 3, sinceUnixMs: 4 },
+          { serverId: '', address: '', state: NodeState.NODE_STATE_UNSPECIFIED, lastSeenUnixMs: 0, sinceUnixMs: 0 },
         ],
       };
       const pl = {
         nodes: [
-          { server_id: 'self', address: '127.0.0.1:7101', state: 'NODE_STATE_SELF', last_seen_unix_ms: 0 },
-          { server_id: 'peer', address: '127.0.0.1:7201', state: 'NODE_STATE_CONNECTED', last_seen_unix_ms: 2 ** 41 },
-          { server_id: '', address: '127.0.0.1:7301', state: 'NODE_STATE_DISCONNECTED', last_seen_unix_ms: 1 },
-          { server_id: '', address: '', state: 'NODE_STATE_UNSPECIFIED', last_seen_unix_ms: 0 },
+          { server_id: 'self', address: '127.0.0.1:7101', state: 'NODE_STATE_SELF', last_seen_unix_ms: 0, since_unix_ms: 5 },
+          { server_id: 'peer', address: '127.0.0.1:7201', state: 'NODE_STATE_CONNECTED', last_seen_unix_ms: 2 ** 41, since_unix_ms: 2 ** 40 },
+          { server_id: '', address: '127.0.0.1:7301', state: 'NODE_STATE_DISCONNECTED', last_seen_unix_ms: 1, since_unix_ms: 0 },
+          { server_id: 'late', address: '127.0.0.1:7401', state: 'NODE_STATE_LEFT', last_seen_unix_ms: 3, since_unix_ms: 4 },
+          { server_id: '', address: '', state: 'NODE_STATE_UNSPECIFIED', last_seen_unix_ms: 0, since_unix_ms: 0 },
         ],
       };
       expect(viaProtoLoader('vault.node.v1.ListNodesResponse', ts)).toEqual(pl);

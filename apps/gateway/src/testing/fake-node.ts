@@ -20,7 +20,7 @@ import {
   type RunningServer,
   type VaultError,
 } from '@distri-vault/shared';
-import { NodeServiceService, NodeState, RecoveryPhase, type FileInfo, type NodeServiceServer, type RecoveryStatus } from '@distri-vault/shared/generated/vault/node/v1/node';
+import { NodeServiceService, NodeState, RecoveryPhase, type FileInfo, type Message, type NodeServiceServer, type RecoveryStatus } from '@distri-vault/shared/generated/vault/node/v1/node';
 
 /** What the fake saw of one UploadFile call. */
 export interface UploadRecord {
@@ -53,6 +53,8 @@ function errorFor(path: string): VaultError | undefined {
 
 /** An in-memory NodeService. */
 export class FakeNode {
+  /** Messages sent through SendMessage, as ListMessages returns them. */
+  readonly messages: Message[] = [];
   /** Every RPC received, by method name, in order. */
   readonly calls: string[] = [];
   /** What GetRecoveryStatus answers; StartRecovery moves it to SYNCING (a run stays "running"). */
@@ -214,11 +216,34 @@ export class FakeNode {
         this.calls.push('ListNodes');
         return {
           nodes: [
-            { serverId: 'a'.repeat(32), address: '127.0.0.1:7000', state: NodeState.NODE_STATE_SELF, lastSeenUnixMs: 0 },
-            { serverId: 'b'.repeat(32), address: '127.0.0.1:7001', state: NodeState.NODE_STATE_CONNECTED, lastSeenUnixMs: 1_700_000_000_000 },
-            { serverId: '', address: '127.0.0.1:7002', state: NodeState.NODE_STATE_DISCONNECTED, lastSeenUnixMs: 0 },
+            { serverId: 'a'.repeat(32), address: '127.0.0.1:7000', state: NodeState.NODE_STATE_SELF, lastSeenUnixMs: 0, sinceUnixMs: 1_600_000_000_000 },
+            { serverId: 'b'.repeat(32), address: '127.0.0.1:7001', state: NodeState.NODE_STATE_CONNECTED, lastSeenUnixMs: 1_700_000_000_000, sinceUnixMs: 1_690_000_000_000 },
+            { serverId: 'c'.repeat(32), address: '127.0.0.1:7003', state: NodeState.NODE_STATE_SUSPECT, lastSeenUnixMs: 1_700_000_000_000, sinceUnixMs: 1_700_000_006_000 },
+            { serverId: 'd'.repeat(32), address: '127.0.0.1:7004', state: NodeState.NODE_STATE_DOWN, lastSeenUnixMs: 1_700_000_000_000, sinceUnixMs: 1_700_000_015_000 },
+            { serverId: 'e'.repeat(32), address: '127.0.0.1:7005', state: NodeState.NODE_STATE_LEFT, lastSeenUnixMs: 1_700_000_000_000, sinceUnixMs: 1_700_000_000_000 },
+            { serverId: '', address: '127.0.0.1:7002', state: NodeState.NODE_STATE_CONNECTING, lastSeenUnixMs: 0, sinceUnixMs: 0 },
           ],
         };
+      }),
+      // Members b (connected) and c (suspect) are reachable; d is down; anything else is unknown.
+      sendMessage: unary(log, 'SendMessage', async (req) => {
+        this.calls.push('SendMessage');
+        if (req.to && !/^[a-z2-7]{32}$/.test(req.to)) throw new InvalidArgumentError('invalid server ID');
+        if (!/^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$/.test(req.topic)) throw new InvalidArgumentError('invalid topic');
+        if (req.body.length > 65536) throw new InvalidArgumentError('body too large');
+        if (req.to === 'd'.repeat(32)) throw new UnavailableError('member is down');
+        if (req.to && req.to !== 'b'.repeat(32) && req.to !== 'c'.repeat(32)) throw new NotFoundError('unknown member');
+        const id = (this.messages.length + 1).toString(16).padStart(32, '0');
+        this.messages.push({ id, from: 'a'.repeat(32), to: req.to, topic: req.topic, body: Buffer.from(req.body), sentUnixMs: 1_700_000_000_000, receivedUnixMs: 1_700_000_000_000 + this.messages.length });
+        return { id, recipients: req.to ? [req.to] : ['b'.repeat(32), 'c'.repeat(32)] };
+      }),
+      listMessages: unary(log, 'ListMessages', async (req) => {
+        this.calls.push('ListMessages');
+        // Pages of two, continued by ID, as the node cuts them by size.
+        const all = this.messages.filter((m) => m.receivedUnixMs >= req.sinceUnixMs && (!req.topic || m.topic === req.topic));
+        const start = req.afterId ? all.findIndex((m) => m.id === req.afterId) + 1 : 0;
+        const page = all.slice(start, start + 2);
+        return { messages: page, nextAfterId: start + 2 < all.length ? page[page.length - 1]!.id : '' };
       }),
       recoverFolder: unary(log, 'RecoverFolder', async () => {
         this.calls.push('RecoverFolder');

@@ -39,7 +39,10 @@ export interface LinkHost {
   readonly log: Logger;
   knownPeers(): PeerAddress[];
   learn(peers: PeerAddress[]): void;
+  /** The handshake completed (accepted); the host may stop a link that duplicates another. */
   onConnected(link: PeerLink): void;
+  /** Every step after the handshake (heartbeats, messages). Throws on a malformed step: the link drops the stream. */
+  onControl(link: PeerLink, step: HandshakeResponse['step']): void;
   /** This node's keys and the network secret, for the Handshake. */
   readonly auth: LinkAuth;
   /** How long a call waits for the link's session before it fails UNAVAILABLE (default SESSION_WAIT_MS). */
@@ -68,6 +71,10 @@ const sha256hex = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 export class PeerLink {
   readonly client: PeerServiceClient;
   serverId = '';
+  /** The address the peer advertises (from its welcome); may differ from the address dialed. */
+  advertised = '';
+  /** The capabilities the peer announced in its welcome. */
+  capabilities: string[] = [];
   state: LinkState = 'connecting';
   lastSeen = 0;
   private call: grpc.ClientDuplexStream<HandshakeRequest, HandshakeResponse> | undefined;
@@ -140,6 +147,18 @@ export class PeerLink {
     this.client.close();
   }
 
+  /** Drops the control stream (a silent peer) and dials again. */
+  reconnect(): void {
+    this.call?.cancel();
+  }
+
+  /** Writes one step on the open control stream, with backpressure; UnavailableError when not connected. */
+  async sendControl(msg: HandshakeRequest, signal?: AbortSignal): Promise<void> {
+    const call = this.call;
+    if (!call || this.state !== 'connected') throw new UnavailableError(`peer ${this.serverId || this.address} is not connected`);
+    await writeMessage(call, msg, signal);
+  }
+
   private retry(delayMs: number): void {
     if (this.stopped || this.state === 'self') return;
     this.timer = setTimeout(() => this.connect(), delayMs);
@@ -165,14 +184,12 @@ export class PeerLink {
     let refused = false;
     let welcomed = false;
     let beat: NodeJS.Timeout | undefined;
-    let watchdog: NodeJS.Timeout | undefined;
     let acceptTimer: NodeJS.Timeout | undefined;
     const finish = (why: string, err?: grpc.ServiceError) => {
       if (this.call !== call) return;
       this.call = undefined;
       this.setSession(undefined);
       if (beat) clearInterval(beat);
-      if (watchdog) clearInterval(watchdog);
       if (acceptTimer) clearTimeout(acceptTimer);
       if (this.state !== 'self') this.state = 'disconnected';
       if (welcomed) log.warn({ why, code: err?.code }, 'peer disconnected');
@@ -218,6 +235,8 @@ export class PeerLink {
       call.write({ step: { $case: 'proof', value: { signature: signTranscript(auth.privateKey, proofT), membershipProof: membershipProof(auth.networkSecret, proofT) } } });
       phase = 'accepted';
       this.serverId = v.serverId;
+      this.advertised = v.advertiseAddress;
+      this.capabilities = v.capabilities;
       acceptTimer = setTimeout(() => {
         log.warn('peer did not accept our proof in time');
         call.cancel();
@@ -232,17 +251,11 @@ export class PeerLink {
       this.backoffMs = 250;
       this.setSession(token);
       log.info({ peerId: this.serverId }, 'peer connected');
-      const sendBeat = () => call.write({ step: { $case: 'heartbeat', value: { sentUnixMs: Date.now(), knownPeers: this.host.knownPeers() } } });
+      const sendBeat = () => call.write({ step: { $case: 'heartbeat', value: { sentUnixMs: Date.now(), knownPeers: this.host.knownPeers(), leaving: false } } });
       sendBeat();
       beat = setInterval(sendBeat, this.host.heartbeatMs);
       beat.unref();
-      watchdog = setInterval(() => {
-        if (Date.now() - this.lastSeen > 4 * this.host.heartbeatMs) {
-          log.warn('peer silent; reconnecting');
-          call.cancel();
-        }
-      }, this.host.heartbeatMs);
-      watchdog.unref();
+      // Silence is judged by the network's membership tick, which calls reconnect().
       this.host.onConnected(this);
     };
     call.on('data', (msg: HandshakeResponse) => {
@@ -254,8 +267,13 @@ export class PeerLink {
       } else if (phase === 'accepted') {
         if (step?.$case !== 'accepted' || !step.value.sessionToken) return refuse(new InvalidArgumentError('answer to the proof was not accepted'), this.serverId);
         onAccepted(step.value.sessionToken);
-      } else if (step?.$case === 'heartbeat') {
-        this.host.learn(step.value.knownPeers);
+      } else {
+        try {
+          this.host.onControl(this, step);
+        } catch (err) {
+          log.warn({ err: (err as Error).message }, 'malformed control step from peer; dropping the stream');
+          call.cancel();
+        }
       }
     });
     call.on('error', (err: grpc.ServiceError) => finish('error', err));

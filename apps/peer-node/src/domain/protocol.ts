@@ -4,8 +4,14 @@
  */
 export const PROTOCOL_VERSION = 2;
 
-/** Protocol features this build supports, sent in Hello and Welcome. */
-export const CAPABILITIES: readonly string[] = ['session-token', 'tls-binding'];
+/** Capability: the peer accepts PeerMessage steps on the control stream. */
+export const PEER_MESSAGES = 'peer-messages';
+
+/**
+ * Protocol features this build supports, sent in Hello and Welcome. `peer-messages`: PeerMessage steps on
+ * the control stream (a peer without it would end the stream on one, so it is sent none).
+ */
+export const CAPABILITIES: readonly string[] = ['session-token', 'tls-binding', PEER_MESSAGES];
 
 /** Features a peer must announce, or the Handshake fails with FAILED_PRECONDITION. */
 export const REQUIRED_CAPABILITIES: readonly string[] = ['session-token', 'tls-binding'];

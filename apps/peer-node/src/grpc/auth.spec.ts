@@ -199,7 +199,7 @@ describe('peer authentication (real TLS server, hostile clients)', () => {
     const st = new Promise<grpc.StatusObject>((r) => call.on('status', r));
     call.on('error', () => undefined);
     call.write({ step: { $case: 'hello', value: { protocolVersion: PROTOCOL_VERSION, serverId: alice.identity.serverId, advertiseAddress: '', knownPeers: [], publicKey: alice.identity.publicKey, nonce: newNonce(), capabilities: [...CAPABILITIES] } } });
-    call.write({ step: { $case: 'heartbeat', value: { sentUnixMs: 1, knownPeers: [] } } });
+    call.write({ step: { $case: 'heartbeat', value: { sentUnixMs: 1, knownPeers: [], leaving: false } } });
     expect((await st).code).toBe(status.UNAUTHENTICATED);
   });
 

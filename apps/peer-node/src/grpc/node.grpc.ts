@@ -13,7 +13,8 @@ import {
 } from '@distri-vault/shared/generated/vault/node/v1/node';
 import type { RecoveryStatus } from '../domain/recovery';
 import type { FileInfo, Vault } from '../domain/vault';
-import type { PeerNetwork } from '../adapters/network';
+import type { MemberState, PeerNetwork } from '../adapters/network';
+import { assertTopic } from '../domain/messages';
 import { PROTOCOL_VERSION } from '../domain/protocol';
 import type { RepairReport } from '../domain/replicator';
 
@@ -31,6 +32,14 @@ export interface NodeServerDeps {
 function wireInfo(f: FileInfo): WireFileInfo {
   return { path: f.path, version: f.version, size: f.size, sha256: f.sha256, updatedUnixMs: f.updatedUnixMs, chunks: f.chunks, deleted: f.deleted ?? false };
 }
+
+const STATE: Record<MemberState, NodeState> = {
+  connecting: NodeState.NODE_STATE_CONNECTING,
+  connected: NodeState.NODE_STATE_CONNECTED,
+  suspect: NodeState.NODE_STATE_SUSPECT,
+  down: NodeState.NODE_STATE_DOWN,
+  left: NodeState.NODE_STATE_LEFT,
+};
 
 const PHASE = {
   idle: RecoveryPhase.RECOVERY_PHASE_IDLE,
@@ -64,7 +73,6 @@ export function wireRecoveryStatus(s: RecoveryStatus): WireRecoveryStatus {
   };
 }
 
-const STATE = { connected: NodeState.NODE_STATE_CONNECTED, connecting: NodeState.NODE_STATE_DISCONNECTED, disconnected: NodeState.NODE_STATE_DISCONNECTED, self: NodeState.NODE_STATE_SELF };
 
 /** Data frames after the header of an upload; rejects a second header. */
 async function* uploadData(it: AsyncIterator<UploadFileRequest>): AsyncGenerator<Buffer> {
@@ -113,10 +121,21 @@ export function nodeServer(deps: NodeServerDeps): NodeServiceServer {
 
     listNodes: unary(log, 'ListNodes', async () => ({
       nodes: [
-        { serverId: network.serverId, address: network.advertiseAddress, state: NodeState.NODE_STATE_SELF, lastSeenUnixMs: Date.now() },
-        ...network.members().map((m) => ({ serverId: m.serverId, address: m.address, state: STATE[m.state], lastSeenUnixMs: m.lastSeenUnixMs })),
+        { serverId: network.serverId, address: network.advertiseAddress, state: NodeState.NODE_STATE_SELF, lastSeenUnixMs: Date.now(), sinceUnixMs: network.startedUnixMs },
+        ...network.members().map((m) => ({ serverId: m.serverId, address: m.address, state: STATE[m.state], lastSeenUnixMs: m.lastSeenUnixMs, sinceUnixMs: m.sinceUnixMs })),
+        // Dialed, never answered: nothing is known of who is there yet.
+        ...network.pending().map((p) => ({ serverId: '', address: p.address, state: NodeState.NODE_STATE_CONNECTING, lastSeenUnixMs: p.lastSeenUnixMs, sinceUnixMs: 0 })),
       ],
     })),
+
+    sendMessage: unary(log, 'SendMessage', async (req, signal) => network.sendMessage(req.to, req.topic, req.body, signal)),
+
+    listMessages: unary(log, 'ListMessages', async (req) => {
+      if (req.sinceUnixMs < 0) throw new InvalidArgumentError('ListMessages: since_unix_ms must be >= 0');
+      if (req.topic) assertTopic(req.topic);
+      const page = network.messagePage({ sinceUnixMs: req.sinceUnixMs, topic: req.topic, afterId: req.afterId });
+      return { messages: page.messages, nextAfterId: page.next };
+    }),
 
     listVersions: unary(log, 'ListVersions', async (req) => ({ versions: vault.versions(req.path).map(wireInfo) })),
 

@@ -164,17 +164,20 @@ async function authenticate(deps: PeerServerDeps, call: grpc.ServerDuplexStream<
   return { hello: h, token: auth.sessions.issue(h.serverId) };
 }
 
-/** The control stream after authentication: heartbeats both ways until it closes. */
-async function heartbeats(deps: PeerServerDeps, call: grpc.ServerDuplexStream<HandshakeRequest, HandshakeResponse>, it: AsyncIterator<HandshakeRequest>) {
+/**
+ * The control stream after authentication: heartbeats both ways until it closes. Every later step
+ * (heartbeats, leave notices, messages) goes to the network, which validates it; `peerId` is authenticated.
+ */
+async function heartbeats(deps: PeerServerDeps, call: grpc.ServerDuplexStream<HandshakeRequest, HandshakeResponse>, it: AsyncIterator<HandshakeRequest>, hello: { serverId: string; capabilities: string[] }, signal: AbortSignal) {
+  const peerId = hello.serverId;
   const beat = setInterval(() => {
-    call.write({ step: { $case: 'heartbeat', value: { sentUnixMs: Date.now(), knownPeers: deps.network.knownPeers() } } });
+    call.write({ step: { $case: 'heartbeat', value: { sentUnixMs: Date.now(), knownPeers: deps.network.knownPeers(), leaving: false } } });
   }, deps.network.heartbeatMs);
+  const detach = deps.network.attachInbound(peerId, (m) => writeMessage(call, m, signal), hello.capabilities);
   try {
-    for await (const msg of rest(it)) {
-      if (msg.step?.$case !== 'heartbeat') throw new InvalidArgumentError('Handshake: only heartbeats may follow the proof');
-      deps.network.learn(msg.step.value.knownPeers);
-    }
+    for await (const msg of rest(it)) deps.network.onInboundControl(peerId, msg.step);
   } finally {
+    detach();
     clearInterval(beat);
   }
 }
@@ -203,8 +206,8 @@ export function peerServer(deps: PeerServerDeps): PeerServiceServer {
         deps.network.noteInbound(h);
         deps.network.learn(h.knownPeers);
         await writeMessage(call, { step: { $case: 'accepted', value: { sessionToken: token } } }, signal);
-        await writeMessage(call, { step: { $case: 'heartbeat', value: { sentUnixMs: Date.now(), knownPeers: deps.network.knownPeers() } } }, signal);
-        await heartbeats(deps, call, it);
+        await writeMessage(call, { step: { $case: 'heartbeat', value: { sentUnixMs: Date.now(), knownPeers: deps.network.knownPeers(), leaving: false } } }, signal);
+        await heartbeats(deps, call, it, h, signal);
       } finally {
         deps.auth.sessions.revoke(token);
       }

@@ -35,8 +35,16 @@ export enum NodeState {
   NODE_STATE_SELF = 1,
   /** NODE_STATE_CONNECTED - Handshake done; the control stream is open. */
   NODE_STATE_CONNECTED = 2,
-  /** NODE_STATE_DISCONNECTED - Known, not (or no longer) connected; retrying. */
+  /** NODE_STATE_DISCONNECTED - Known, not (or no longer) connected; retrying. Kept for older clients: nodes now report the states below. */
   NODE_STATE_DISCONNECTED = 3,
+  /** NODE_STATE_CONNECTING - Known (bootstrap, discovery or another member's list), no handshake yet. */
+  NODE_STATE_CONNECTING = 4,
+  /** NODE_STATE_SUSPECT - Handshake done, but silent for longer than the suspect timeout (NODE_SUSPECT_AFTER_MS). */
+  NODE_STATE_SUSPECT = 5,
+  /** NODE_STATE_DOWN - Silent for longer than the down timeout (NODE_DOWN_AFTER_MS); still dialed, it comes back when it answers. */
+  NODE_STATE_DOWN = 6,
+  /** NODE_STATE_LEFT - Announced a graceful leave (shutdown); it comes back with its next handshake. */
+  NODE_STATE_LEFT = 7,
   UNRECOGNIZED = -1,
 }
 
@@ -172,6 +180,8 @@ export interface NodeInfo {
   state: NodeState;
   /** Unix time in milliseconds of the last message from it; 0 if never. */
   lastSeenUnixMs: number;
+  /** Unix time in milliseconds of its last state change (for this node: when it started). */
+  sinceUnixMs: number;
 }
 
 /** Request of ListNodes. */
@@ -180,7 +190,7 @@ export interface ListNodesRequest {
 
 /** Response of ListNodes. */
 export interface ListNodesResponse {
-  /** This node first, then its peers sorted by address. */
+  /** This node first, then its members sorted by server ID, then addresses not identified yet. */
   nodes: NodeInfo[];
 }
 
@@ -320,6 +330,63 @@ export interface DeleteVersionRequest {
 export interface DeleteVersionResponse {
   /** Number of versions removed. */
   removed: number;
+}
+
+/** Request of SendMessage. */
+export interface SendMessageRequest {
+  /** Server ID of the recipient; empty to broadcast to every live member. */
+  to: string;
+  /** What the message is about: 1-64 characters of [A-Za-z0-9._:/-], starting with a letter or digit. */
+  topic: string;
+  /** Payload, at most 65536 bytes. */
+  body: Buffer;
+}
+
+/** Response of SendMessage. */
+export interface SendMessageResponse {
+  /** ID of the message (32 hex characters). */
+  id: string;
+  /** Server IDs the message was handed to (their control streams), sorted. */
+  recipients: string[];
+}
+
+/** A message as a node keeps it. */
+export interface Message {
+  /** Unique ID (32 hex characters). */
+  id: string;
+  /** Server ID of the sender. */
+  from: string;
+  /** Server ID of the recipient; empty for a broadcast. */
+  to: string;
+  /** Topic. */
+  topic: string;
+  /** Payload. */
+  body: Buffer;
+  /** Sender's clock when sent, Unix milliseconds. */
+  sentUnixMs: number;
+  /** This node's clock when it received (or sent) it, Unix milliseconds. */
+  receivedUnixMs: number;
+}
+
+/** Request of ListMessages. */
+export interface ListMessagesRequest {
+  /** Only messages received at or after this Unix time in milliseconds (0: all kept). */
+  sinceUnixMs: number;
+  /** Only this topic; empty for all. */
+  topic: string;
+  /**
+   * Only messages kept after the one with this ID (the previous page's next_after_id); empty to start at
+   * the oldest. An ID no longer kept (evicted) starts at the oldest kept.
+   */
+  afterId: string;
+}
+
+/** Response of ListMessages. */
+export interface ListMessagesResponse {
+  /** Matching messages, oldest first. */
+  messages: Message[];
+  /** Set when more matching messages follow: the after_id of the next page (the last ID of this one). */
+  nextAfterId: string;
 }
 
 /** Progress of one recovery. */
@@ -1131,7 +1198,7 @@ export const DeleteFileResponse: MessageFns<DeleteFileResponse> = {
 };
 
 function createBaseNodeInfo(): NodeInfo {
-  return { serverId: "", address: "", state: 0, lastSeenUnixMs: 0 };
+  return { serverId: "", address: "", state: 0, lastSeenUnixMs: 0, sinceUnixMs: 0 };
 }
 
 export const NodeInfo: MessageFns<NodeInfo> = {
@@ -1147,6 +1214,9 @@ export const NodeInfo: MessageFns<NodeInfo> = {
     }
     if (message.lastSeenUnixMs !== 0) {
       writer.uint32(32).int64(message.lastSeenUnixMs);
+    }
+    if (message.sinceUnixMs !== 0) {
+      writer.uint32(40).int64(message.sinceUnixMs);
     }
     return writer;
   },
@@ -1196,6 +1266,14 @@ export const NodeInfo: MessageFns<NodeInfo> = {
             message.lastSeenUnixMs = longToNumber(reader.int64());
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.sinceUnixMs = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1217,6 +1295,7 @@ export const NodeInfo: MessageFns<NodeInfo> = {
     message.address = object.address ?? "";
     message.state = object.state ?? 0;
     message.lastSeenUnixMs = object.lastSeenUnixMs ?? 0;
+    message.sinceUnixMs = object.sinceUnixMs ?? 0;
     return message;
   },
 };
@@ -2394,6 +2473,425 @@ export const DeleteVersionResponse: MessageFns<DeleteVersionResponse> = {
   },
 };
 
+function createBaseSendMessageRequest(): SendMessageRequest {
+  return { to: "", topic: "", body: Buffer.alloc(0) };
+}
+
+export const SendMessageRequest: MessageFns<SendMessageRequest> = {
+  encode(message: SendMessageRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.to !== "") {
+      writer.uint32(10).string(message.to);
+    }
+    if (message.topic !== "") {
+      writer.uint32(18).string(message.topic);
+    }
+    if (message.body.length !== 0) {
+      writer.uint32(26).bytes(message.body);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SendMessageRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSendMessageRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.to = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.topic = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.body = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<SendMessageRequest>): SendMessageRequest {
+    return SendMessageRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SendMessageRequest>): SendMessageRequest {
+    const message = createBaseSendMessageRequest();
+    message.to = object.to ?? "";
+    message.topic = object.topic ?? "";
+    message.body = object.body ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseSendMessageResponse(): SendMessageResponse {
+  return { id: "", recipients: [] };
+}
+
+export const SendMessageResponse: MessageFns<SendMessageResponse> = {
+  encode(message: SendMessageResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    for (const v of message.recipients) {
+      writer.uint32(18).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SendMessageResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSendMessageResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.recipients.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<SendMessageResponse>): SendMessageResponse {
+    return SendMessageResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SendMessageResponse>): SendMessageResponse {
+    const message = createBaseSendMessageResponse();
+    message.id = object.id ?? "";
+    message.recipients = object.recipients?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseMessage(): Message {
+  return { id: "", from: "", to: "", topic: "", body: Buffer.alloc(0), sentUnixMs: 0, receivedUnixMs: 0 };
+}
+
+export const Message: MessageFns<Message> = {
+  encode(message: Message, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.from !== "") {
+      writer.uint32(18).string(message.from);
+    }
+    if (message.to !== "") {
+      writer.uint32(26).string(message.to);
+    }
+    if (message.topic !== "") {
+      writer.uint32(34).string(message.topic);
+    }
+    if (message.body.length !== 0) {
+      writer.uint32(42).bytes(message.body);
+    }
+    if (message.sentUnixMs !== 0) {
+      writer.uint32(48).int64(message.sentUnixMs);
+    }
+    if (message.receivedUnixMs !== 0) {
+      writer.uint32(56).int64(message.receivedUnixMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Message {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMessage();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.from = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.to = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.topic = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.body = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.sentUnixMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.receivedUnixMs = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<Message>): Message {
+    return Message.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Message>): Message {
+    const message = createBaseMessage();
+    message.id = object.id ?? "";
+    message.from = object.from ?? "";
+    message.to = object.to ?? "";
+    message.topic = object.topic ?? "";
+    message.body = object.body ?? Buffer.alloc(0);
+    message.sentUnixMs = object.sentUnixMs ?? 0;
+    message.receivedUnixMs = object.receivedUnixMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseListMessagesRequest(): ListMessagesRequest {
+  return { sinceUnixMs: 0, topic: "", afterId: "" };
+}
+
+export const ListMessagesRequest: MessageFns<ListMessagesRequest> = {
+  encode(message: ListMessagesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sinceUnixMs !== 0) {
+      writer.uint32(8).int64(message.sinceUnixMs);
+    }
+    if (message.topic !== "") {
+      writer.uint32(18).string(message.topic);
+    }
+    if (message.afterId !== "") {
+      writer.uint32(26).string(message.afterId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListMessagesRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListMessagesRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.sinceUnixMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.topic = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.afterId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<ListMessagesRequest>): ListMessagesRequest {
+    return ListMessagesRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListMessagesRequest>): ListMessagesRequest {
+    const message = createBaseListMessagesRequest();
+    message.sinceUnixMs = object.sinceUnixMs ?? 0;
+    message.topic = object.topic ?? "";
+    message.afterId = object.afterId ?? "";
+    return message;
+  },
+};
+
+function createBaseListMessagesResponse(): ListMessagesResponse {
+  return { messages: [], nextAfterId: "" };
+}
+
+export const ListMessagesResponse: MessageFns<ListMessagesResponse> = {
+  encode(message: ListMessagesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.messages) {
+      Message.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextAfterId !== "") {
+      writer.uint32(18).string(message.nextAfterId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListMessagesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListMessagesResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.messages.push(Message.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextAfterId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<ListMessagesResponse>): ListMessagesResponse {
+    return ListMessagesResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListMessagesResponse>): ListMessagesResponse {
+    const message = createBaseListMessagesResponse();
+    message.messages = object.messages?.map((e) => Message.fromPartial(e)) || [];
+    message.nextAfterId = object.nextAfterId ?? "";
+    return message;
+  },
+};
+
 function createBaseRecoveryStatus(): RecoveryStatus {
   return {
     phase: 0,
@@ -2993,6 +3491,34 @@ export const NodeServiceService = {
       Buffer.from(DeleteVersionResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): DeleteVersionResponse => DeleteVersionResponse.decode(value),
   },
+  /**
+   * Sends a message to one member (`to`) or to every live member (empty `to`) over the control streams.
+   * INVALID_ARGUMENT for a malformed server ID, topic or a body over 64 KiB; NOT_FOUND for a member this
+   * node does not know; UNAVAILABLE when the member is down, left or not connected.
+   */
+  sendMessage: {
+    path: "/vault.node.v1.NodeService/SendMessage" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SendMessageRequest): Buffer => Buffer.from(SendMessageRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SendMessageRequest => SendMessageRequest.decode(value),
+    responseSerialize: (value: SendMessageResponse): Buffer => Buffer.from(SendMessageResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SendMessageResponse => SendMessageResponse.decode(value),
+  },
+  /**
+   * Messages this node received from its peers (and sent itself), oldest first, from a bounded window
+   * of the most recent ones; a page at a time (about 768 KiB of bodies), continued with after_id.
+   */
+  listMessages: {
+    path: "/vault.node.v1.NodeService/ListMessages" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListMessagesRequest): Buffer => Buffer.from(ListMessagesRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListMessagesRequest => ListMessagesRequest.decode(value),
+    responseSerialize: (value: ListMessagesResponse): Buffer =>
+      Buffer.from(ListMessagesResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListMessagesResponse => ListMessagesResponse.decode(value),
+  },
   /** Progress of the current (or last) recovery of this node's folder; phase IDLE if none ran yet. */
   getRecoveryStatus: {
     path: "/vault.node.v1.NodeService/GetRecoveryStatus" as const,
@@ -3055,6 +3581,17 @@ export interface NodeServiceServer extends UntypedServiceImplementation {
    * the file's current one. NOT_FOUND for an unknown version.
    */
   deleteVersion: handleUnaryCall<DeleteVersionRequest, DeleteVersionResponse>;
+  /**
+   * Sends a message to one member (`to`) or to every live member (empty `to`) over the control streams.
+   * INVALID_ARGUMENT for a malformed server ID, topic or a body over 64 KiB; NOT_FOUND for a member this
+   * node does not know; UNAVAILABLE when the member is down, left or not connected.
+   */
+  sendMessage: handleUnaryCall<SendMessageRequest, SendMessageResponse>;
+  /**
+   * Messages this node received from its peers (and sent itself), oldest first, from a bounded window
+   * of the most recent ones; a page at a time (about 768 KiB of bodies), continued with after_id.
+   */
+  listMessages: handleUnaryCall<ListMessagesRequest, ListMessagesResponse>;
   /** Progress of the current (or last) recovery of this node's folder; phase IDLE if none ran yet. */
   getRecoveryStatus: handleUnaryCall<GetRecoveryStatusRequest, GetRecoveryStatusResponse>;
   /**
@@ -3232,6 +3769,45 @@ export interface NodeServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: DeleteVersionResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Sends a message to one member (`to`) or to every live member (empty `to`) over the control streams.
+   * INVALID_ARGUMENT for a malformed server ID, topic or a body over 64 KiB; NOT_FOUND for a member this
+   * node does not know; UNAVAILABLE when the member is down, left or not connected.
+   */
+  sendMessage(
+    request: SendMessageRequest,
+    callback: (error: ServiceError | null, response: SendMessageResponse) => void,
+  ): ClientUnaryCall;
+  sendMessage(
+    request: SendMessageRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SendMessageResponse) => void,
+  ): ClientUnaryCall;
+  sendMessage(
+    request: SendMessageRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SendMessageResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Messages this node received from its peers (and sent itself), oldest first, from a bounded window
+   * of the most recent ones; a page at a time (about 768 KiB of bodies), continued with after_id.
+   */
+  listMessages(
+    request: ListMessagesRequest,
+    callback: (error: ServiceError | null, response: ListMessagesResponse) => void,
+  ): ClientUnaryCall;
+  listMessages(
+    request: ListMessagesRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListMessagesResponse) => void,
+  ): ClientUnaryCall;
+  listMessages(
+    request: ListMessagesRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListMessagesResponse) => void,
   ): ClientUnaryCall;
   /** Progress of the current (or last) recovery of this node's folder; phase IDLE if none ran yet. */
   getRecoveryStatus(

@@ -97,6 +97,30 @@ export interface Heartbeat {
   sentUnixMs: number;
   /** Members the sender knows (membership spreads this way). */
   knownPeers: PeerAddress[];
+  /**
+   * The sender is shutting down gracefully (a leave notice): receivers mark it `left` at once instead of
+   * waiting for the suspect/down timeouts. It comes back with its next handshake.
+   */
+  leaving: boolean;
+}
+
+/**
+ * A message from one node to another (or to all), carried over the Handshake control streams.
+ * Receivers check it (size, topic, sender), drop duplicates by ID and keep the last ones in memory.
+ */
+export interface PeerMessage {
+  /** Unique ID chosen by the sender: 32 lowercase hex characters (128 random bits). */
+  id: string;
+  /** Server ID of the sender; must be the peer at the other end of the stream. */
+  from: string;
+  /** Server ID of the recipient; empty for a broadcast to every member. */
+  to: string;
+  /** What the message is about: 1-64 characters of [A-Za-z0-9._:/-], starting with a letter or digit. */
+  topic: string;
+  /** Payload, at most 65536 bytes. */
+  body: Buffer;
+  /** Sender's clock when sent, Unix milliseconds. */
+  sentUnixMs: number;
 }
 
 /** One message of Handshake, dialer to dialed. */
@@ -112,6 +136,9 @@ export interface HandshakeRequest {
     | //
     /** Second message: the dialer's signature and membership proof. */
     { $case: "proof"; value: Proof }
+    | //
+    /** A message for the dialed node (or a broadcast), any time after the proof. */
+    { $case: "message"; value: PeerMessage }
     | undefined;
 }
 
@@ -128,6 +155,9 @@ export interface HandshakeResponse {
     | //
     /** Second message: the dialer is authenticated; carries its session token. */
     { $case: "accepted"; value: Accepted }
+    | //
+    /** A message for the dialer (or a broadcast), any time after accepted. */
+    { $case: "message"; value: PeerMessage }
     | undefined;
 }
 
@@ -792,7 +822,7 @@ export const Accepted: MessageFns<Accepted> = {
 };
 
 function createBaseHeartbeat(): Heartbeat {
-  return { sentUnixMs: 0, knownPeers: [] };
+  return { sentUnixMs: 0, knownPeers: [], leaving: false };
 }
 
 export const Heartbeat: MessageFns<Heartbeat> = {
@@ -802,6 +832,9 @@ export const Heartbeat: MessageFns<Heartbeat> = {
     }
     for (const v of message.knownPeers) {
       PeerAddress.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.leaving !== false) {
+      writer.uint32(24).bool(message.leaving);
     }
     return writer;
   },
@@ -835,6 +868,14 @@ export const Heartbeat: MessageFns<Heartbeat> = {
             message.knownPeers.push(PeerAddress.decode(reader, reader.uint32()));
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.leaving = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -854,6 +895,122 @@ export const Heartbeat: MessageFns<Heartbeat> = {
     const message = createBaseHeartbeat();
     message.sentUnixMs = object.sentUnixMs ?? 0;
     message.knownPeers = object.knownPeers?.map((e) => PeerAddress.fromPartial(e)) || [];
+    message.leaving = object.leaving ?? false;
+    return message;
+  },
+};
+
+function createBasePeerMessage(): PeerMessage {
+  return { id: "", from: "", to: "", topic: "", body: Buffer.alloc(0), sentUnixMs: 0 };
+}
+
+export const PeerMessage: MessageFns<PeerMessage> = {
+  encode(message: PeerMessage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.from !== "") {
+      writer.uint32(18).string(message.from);
+    }
+    if (message.to !== "") {
+      writer.uint32(26).string(message.to);
+    }
+    if (message.topic !== "") {
+      writer.uint32(34).string(message.topic);
+    }
+    if (message.body.length !== 0) {
+      writer.uint32(42).bytes(message.body);
+    }
+    if (message.sentUnixMs !== 0) {
+      writer.uint32(48).int64(message.sentUnixMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PeerMessage {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePeerMessage();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.from = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.to = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.topic = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.body = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.sentUnixMs = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<PeerMessage>): PeerMessage {
+    return PeerMessage.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<PeerMessage>): PeerMessage {
+    const message = createBasePeerMessage();
+    message.id = object.id ?? "";
+    message.from = object.from ?? "";
+    message.to = object.to ?? "";
+    message.topic = object.topic ?? "";
+    message.body = object.body ?? Buffer.alloc(0);
+    message.sentUnixMs = object.sentUnixMs ?? 0;
     return message;
   },
 };
@@ -873,6 +1030,9 @@ export const HandshakeRequest: MessageFns<HandshakeRequest> = {
         break;
       case "proof":
         Proof.encode(message.step.value, writer.uint32(26).fork()).join();
+        break;
+      case "message":
+        PeerMessage.encode(message.step.value, writer.uint32(34).fork()).join();
         break;
     }
     return writer;
@@ -915,6 +1075,14 @@ export const HandshakeRequest: MessageFns<HandshakeRequest> = {
             message.step = { $case: "proof", value: Proof.decode(reader, reader.uint32()) };
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.step = { $case: "message", value: PeerMessage.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -951,6 +1119,12 @@ export const HandshakeRequest: MessageFns<HandshakeRequest> = {
         }
         break;
       }
+      case "message": {
+        if (object.step?.value !== undefined && object.step?.value !== null) {
+          message.step = { $case: "message", value: PeerMessage.fromPartial(object.step.value) };
+        }
+        break;
+      }
     }
     return message;
   },
@@ -971,6 +1145,9 @@ export const HandshakeResponse: MessageFns<HandshakeResponse> = {
         break;
       case "accepted":
         Accepted.encode(message.step.value, writer.uint32(26).fork()).join();
+        break;
+      case "message":
+        PeerMessage.encode(message.step.value, writer.uint32(34).fork()).join();
         break;
     }
     return writer;
@@ -1013,6 +1190,14 @@ export const HandshakeResponse: MessageFns<HandshakeResponse> = {
             message.step = { $case: "accepted", value: Accepted.decode(reader, reader.uint32()) };
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.step = { $case: "message", value: PeerMessage.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1046,6 +1231,12 @@ export const HandshakeResponse: MessageFns<HandshakeResponse> = {
       case "accepted": {
         if (object.step?.value !== undefined && object.step?.value !== null) {
           message.step = { $case: "accepted", value: Accepted.fromPartial(object.step.value) };
+        }
+        break;
+      }
+      case "message": {
+        if (object.step?.value !== undefined && object.step?.value !== null) {
+          message.step = { $case: "message", value: PeerMessage.fromPartial(object.step.value) };
         }
         break;
       }
@@ -2301,8 +2492,9 @@ export type PeerServiceService = typeof PeerServiceService;
 export const PeerServiceService = {
   /**
    * Opens the control channel: Hello -> Welcome -> Proof -> Accepted (mutual authentication, protocol
-   * version and capability check, exchange of known peers), then heartbeats both ways for as long as
-   * the stream stays open; the session token is valid as long as the stream is.
+   * version and capability check, exchange of known peers), then heartbeats (with leave notices) and
+   * peer messages both ways for as long as the stream stays open; the session token is valid as long
+   * as the stream is.
    * UNAUTHENTICATED: bad signature, key not matching the server ID, replayed nonce.
    * PERMISSION_DENIED: wrong or missing membership proof (not a member of this network).
    * FAILED_PRECONDITION: protocol version or a required capability missing.
@@ -2359,8 +2551,9 @@ export const PeerServiceService = {
 export interface PeerServiceServer extends UntypedServiceImplementation {
   /**
    * Opens the control channel: Hello -> Welcome -> Proof -> Accepted (mutual authentication, protocol
-   * version and capability check, exchange of known peers), then heartbeats both ways for as long as
-   * the stream stays open; the session token is valid as long as the stream is.
+   * version and capability check, exchange of known peers), then heartbeats (with leave notices) and
+   * peer messages both ways for as long as the stream stays open; the session token is valid as long
+   * as the stream is.
    * UNAUTHENTICATED: bad signature, key not matching the server ID, replayed nonce.
    * PERMISSION_DENIED: wrong or missing membership proof (not a member of this network).
    * FAILED_PRECONDITION: protocol version or a required capability missing.
@@ -2385,8 +2578,9 @@ export interface PeerServiceServer extends UntypedServiceImplementation {
 export interface PeerServiceClient extends Client {
   /**
    * Opens the control channel: Hello -> Welcome -> Proof -> Accepted (mutual authentication, protocol
-   * version and capability check, exchange of known peers), then heartbeats both ways for as long as
-   * the stream stays open; the session token is valid as long as the stream is.
+   * version and capability check, exchange of known peers), then heartbeats (with leave notices) and
+   * peer messages both ways for as long as the stream stays open; the session token is valid as long
+   * as the stream is.
    * UNAUTHENTICATED: bad signature, key not matching the server ID, replayed nonce.
    * PERMISSION_DENIED: wrong or missing membership proof (not a member of this network).
    * FAILED_PRECONDITION: protocol version or a required capability missing.

@@ -1,0 +1,284 @@
+/**
+ * PeerNetwork over real PeerService servers on loopback (in-process): join through one member, dedupe of
+ * a member reachable under two addresses, graceful leave, suspect/down after a crash, messages, DNS
+ * discovery with an injected resolver over two loopback addresses, hostile control steps.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import pino from 'pino';
+import { InvalidArgumentError, NotFoundError, startGrpcServer, UnavailableError, type RunningServer } from '@distri-vault/shared';
+import { PeerServiceService, type HandshakeRequest } from '@distri-vault/shared/generated/vault/peer/v1/peer';
+import { peerServer } from '../grpc/peer.grpc';
+import { MemoryStorage } from '../testing/memory-ports';
+import { newSecret, testPeer, type TestPeer } from '../testing/peer-fixtures';
+import { peerServerCredentials } from './tls';
+import { PeerNetwork } from './network';
+import { DnsDiscovery } from './discovery';
+import type { PeerLink } from './peer-link';
+
+const log = pino({ level: process.env['TEST_LOG'] ?? 'silent' });
+const HB = 200; // suspect after 600 ms: generous for one event loop shared by several nodes on a busy machine
+const dir = mkdtempSync(join(tmpdir(), 'peer-network-'));
+const secret = newSecret();
+const peers = new Map<string, TestPeer>();
+/** The credentials of test node `name` (created once, so a restarted node keeps its identity). */
+async function peerNamed(name: string): Promise<TestPeer> {
+  let p = peers.get(name);
+  if (!p) peers.set(name, (p = await testPeer(join(dir, name), secret)));
+  return p;
+}
+/** Server ID of test node `name`. */
+const ID = (name: string) => peers.get(name)!.identity.serverId;
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+interface TestNode {
+  id: string;
+  net: PeerNetwork;
+  srv: RunningServer;
+  address: string;
+  stop(): Promise<void>;
+}
+
+const started: TestNode[] = [];
+
+async function startNode(name: string, opts: { host?: string; port?: number; bootstrap?: string[] } = {}): Promise<TestNode> {
+  const peer = await peerNamed(name);
+  const id = peer.identity.serverId;
+  const net = new PeerNetwork({ serverId: id, heartbeatMs: HB, window: 4, auth: peer.keys, suspectAfterMs: 3 * HB, downAfterMs: 2500 }, log.child({ node: name }));
+  const host = opts.host ?? '127.0.0.1';
+  const srv = await startGrpcServer({
+    host,
+    port: opts.port ?? 0,
+    log,
+    services: [{ name: 'vault.peer.v1.PeerService', definition: PeerServiceService, implementation: peerServer({ log, storage: new MemoryStorage(), network: net, window: 4, auth: peer.auth }) }],
+    credentials: peerServerCredentials(peer.tls),
+  });
+  net.advertiseAddress = `${host}:${srv.port}`;
+  net.start(opts.bootstrap ?? []);
+  let stopped = false;
+  const node: TestNode = {
+    id,
+    net,
+    srv,
+    address: net.advertiseAddress,
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      net.stop();
+      await srv.close(100);
+    },
+  };
+  started.push(node);
+  return node;
+}
+
+/** Polls until `fn` is true; fails after `ms`. */
+async function until(fn: () => boolean, ms: number, what: string): Promise<void> {
+  const end = Date.now() + ms;
+  while (!fn()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+const states = (n: TestNode) => Object.fromEntries(n.net.members().map((m) => [m.serverId, m.state]));
+
+afterEach(async () => {
+  await Promise.all(started.splice(0).map((n) => n.stop()));
+});
+
+describe('PeerNetwork membership', () => {
+  it('a node joining through one member becomes known to all, each member once, by server ID', async () => {
+    const a = await startNode('a');
+    const b = await startNode('b', { bootstrap: [a.address] });
+    const c = await startNode('c', { bootstrap: [a.address] });
+    const all = [a, b, c];
+    const full = (n: TestNode, peers: TestNode[]) =>
+      JSON.stringify(states(n)) === JSON.stringify(Object.fromEntries(peers.filter((p) => p !== n).map((p) => [p.id, 'connected']).sort()));
+    await until(() => all.every((n) => full(n, all)), 10_000, '3 nodes connected');
+    // `localhost:<b's port>` reaches b under a second address: one member, the duplicate link closed.
+    const d = await startNode('d', { bootstrap: [`localhost:${b.srv.port}`] });
+    all.push(d);
+    await until(() => all.every((n) => full(n, all)), 10_000, 'the 4th node known to all');
+    await until(() => d.net.pending().length === 0, 5000, 'no unidentified address left');
+    const others = [a, b, c].sort((x, y) => (x.id < y.id ? -1 : 1));
+    expect(d.net.connected()).toEqual(others.map((n) => n.id));
+    expect(d.net.live()).toEqual(others.map((n) => n.id));
+    expect(d.net.members().map((m) => m.address)).toEqual(others.map((n) => n.address));
+    // d reached b as localhost:P first; b's own address is a second way to the same member: the new
+    // link is closed once its welcome names b, and the address is not dialed again while b's link is up.
+    const links = () => (d.net as unknown as { links: Map<string, unknown> }).links;
+    expect([...links().keys()].sort()).toEqual([a.address, c.address, `localhost:${b.srv.port}`].sort());
+    d.net.addAddress(b.address);
+    await until(() => links().size === 3 && !links().has(b.address), 5000, 'duplicate link closed');
+    d.net.addAddress(b.address);
+    expect(links().has(b.address)).toBe(false);
+    expect(d.net.pending()).toEqual([]);
+    expect(d.net.members().map((m) => m.serverId)).toEqual(others.map((n) => n.id));
+    for (const n of all) for (const m of n.net.members()) expect(m.sinceUnixMs).toBeGreaterThan(0);
+  });
+
+  it('a graceful leave is seen at once; a crash goes suspect then down; both come back', async () => {
+    const a = await startNode('a');
+    const b = await startNode('b', { bootstrap: [a.address] });
+    const events: string[] = [];
+    a.net.onMemberState((id, s) => id === b.id && events.push(s));
+    await until(() => a.net.state(b.id) === 'connected' && b.net.state(a.id) === 'connected', 10_000, 'connected');
+    await b.net.leave();
+    // Only a leave notice makes a member `left` (the events below show no suspect before it).
+    await until(() => a.net.state(b.id) === 'left', 2000, 'left');
+    // While it shuts down, b accepts no new Handshake: a node dialing it now never sees it connected.
+    const late = await startNode('c', { bootstrap: [b.address] });
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(late.net.state(b.id)).not.toBe('connected');
+    expect(late.net.connected()).toEqual([]);
+    await late.stop();
+    await b.stop();
+    await new Promise((r) => setTimeout(r, 3000));
+    expect(a.net.state(b.id)).toBe('left'); // timeouts leave a left member alone
+    expect(a.net.live()).toEqual([]);
+    // b returns on the same port: handshake -> connected.
+    const b2 = await startNode('b', { port: b.srv.port, bootstrap: [a.address] });
+    await until(() => a.net.state(b.id) === 'connected', 10_000, 'back after leave');
+    // A crash (no leave): streams drop silently from a's view of liveness -> suspect, then down.
+    await b2.stop();
+    await until(() => a.net.state(b.id) === 'suspect', 5000, 'suspect');
+    await until(() => a.net.state(b.id) === 'down', 10_000, 'down');
+    const b3 = await startNode('b', { port: b.srv.port });
+    await until(() => a.net.state(b.id) === 'connected', 10_000, 'back after crash');
+    expect(events).toEqual(['connected', 'left', 'connected', 'suspect', 'down', 'connected']);
+    await b3.stop();
+  });
+
+  it('a member back at a new address is linked there, and its dead old address is dropped', async () => {
+    const a = await startNode('a');
+    const b = await startNode('b', { bootstrap: [a.address] });
+    await until(() => a.net.connected().includes(b.id), 10_000, 'a linked to b'); // a knows b's address as b's
+    const links = () => (a.net as unknown as { links: Map<string, unknown> }).links;
+    await b.stop();
+    const b2 = await startNode('b', { bootstrap: [a.address] }); // another port
+    await until(() => a.net.state(b.id) === 'connected' && links().has(b2.address), 10_000, 'linked at the new address');
+    expect(a.net.members()).toEqual([expect.objectContaining({ serverId: b.id, address: b2.address, state: 'connected' })]);
+    await until(() => !links().has(b.address), 8000, 'old address dropped');
+    expect([...links().keys()]).toEqual([b2.address]);
+  });
+});
+
+describe('PeerNetwork messages', () => {
+  it('sends to one member, broadcasts to all, deduplicates, and refuses bad targets', async () => {
+    const a = await startNode('a');
+    const b = await startNode('b', { bootstrap: [a.address] });
+    const c = await startNode('c', { bootstrap: [a.address] });
+    await until(() => [a, b, c].every((n) => n.net.live().length === 2), 10_000, 'all connected');
+    const one = await a.net.sendMessage(b.id, 'chat/one', Buffer.from('hello b'));
+    expect(one.recipients).toEqual([b.id]);
+    await until(() => b.net.messages().some((m) => m.id === one.id), 5000, 'b got it');
+    expect(b.net.messages().find((m) => m.id === one.id)).toMatchObject({ from: a.id, to: b.id, topic: 'chat/one', body: Buffer.from('hello b') });
+    expect(c.net.messages()).toEqual([]);
+    const all = await c.net.sendMessage('', 'chat/all', Buffer.from([0, 1, 2]));
+    expect(all.recipients).toEqual([a.id, b.id].sort());
+    await until(() => a.net.messages(0, 'chat/all').length === 1 && b.net.messages(0, 'chat/all').length === 1, 5000, 'broadcast received');
+    expect(a.net.messages(0, 'chat/all')[0]).toMatchObject({ id: all.id, from: c.id, to: '' });
+    // The sender keeps its own messages too.
+    expect(a.net.messages().map((m) => m.id)).toEqual([one.id, all.id]);
+    await peerNamed('z'); // a valid server ID this network has never seen
+    await expect(a.net.sendMessage(ID('z'), 't', Buffer.from('x'))).rejects.toBeInstanceOf(NotFoundError);
+    await expect(a.net.sendMessage('not-a-server-id', 't', Buffer.from('x'))).rejects.toBeInstanceOf(InvalidArgumentError);
+    // One character off: the server ID's check catches the typo (INVALID_ARGUMENT, not NOT_FOUND).
+    const typo = b.id.slice(0, 5) + (b.id[5] === 'a' ? 'b' : 'a') + b.id.slice(6);
+    await expect(a.net.sendMessage(typo, 't', Buffer.from('x'))).rejects.toThrow(/typo/);
+    await expect(a.net.sendMessage(a.id, 't', Buffer.from('x'))).rejects.toBeInstanceOf(InvalidArgumentError);
+    await expect(a.net.sendMessage(b.id, 'bad topic', Buffer.from('x'))).rejects.toBeInstanceOf(InvalidArgumentError);
+    await expect(a.net.sendMessage(b.id, 't', Buffer.alloc(65537))).rejects.toBeInstanceOf(InvalidArgumentError);
+    // A member whose build does not announce `peer-messages` gets none (it would end the stream on one).
+    const linkToB = [...(a.net as unknown as { links: Map<string, PeerLink> }).links.values()].find((l) => l.serverId === b.id)!;
+    const inboundFromB = (a.net as unknown as { inbound: Map<string, Set<{ capabilities?: string[] }>> }).inbound.get(b.id) ?? new Set();
+    const saved = [linkToB.capabilities, [...inboundFromB].map((x) => x.capabilities)] as const;
+    linkToB.capabilities = ['session-token', 'tls-binding'];
+    for (const x of inboundFromB) x.capabilities = ['session-token', 'tls-binding'];
+    await expect(a.net.sendMessage(b.id, 't', Buffer.from('x'))).rejects.toThrow(/without peer messages/);
+    expect((await a.net.sendMessage('', 'chat/all2', Buffer.from('y'))).recipients).toEqual([c.id]);
+    linkToB.capabilities = saved[0];
+    [...inboundFromB].forEach((x, i) => (x.capabilities = saved[1][i]));
+    await c.net.leave();
+    await until(() => a.net.state(c.id) === 'left', 2000, 'c left');
+    await expect(a.net.sendMessage(c.id, 't', Buffer.from('x'))).rejects.toBeInstanceOf(UnavailableError);
+  });
+
+  it('refuses a forged or malformed message on the control stream with INVALID_ARGUMENT and keeps nothing', async () => {
+    const b = await startNode('b');
+    const a = await startNode('a', { bootstrap: [b.address] });
+    await peerNamed('c');
+    const link = () => (a.net as unknown as { links: Map<string, PeerLink> }).links.get(b.address)!;
+    /** Sends `step` on a's authenticated control stream to b; resolves with the status b ends it with. */
+    const send = async (step: HandshakeRequest['step']) => {
+      await until(() => link().state === 'connected', 10_000, 'a connected to b');
+      const call = (link() as unknown as { call: grpc.ClientDuplexStream<HandshakeRequest, unknown> }).call;
+      const status = new Promise<number>((r) => call.on('status', (s: grpc.StatusObject) => r(s.code)));
+      await link().sendControl({ step });
+      return status;
+    };
+    const m = (over: object): HandshakeRequest['step'] => ({ $case: 'message', value: { id: '0'.repeat(32), from: a.id, to: '', topic: 't', body: Buffer.from('x'), sentUnixMs: 1, ...over } });
+    const hello: HandshakeRequest['step'] = { $case: 'hello', value: { protocolVersion: 1, serverId: a.id, advertiseAddress: '', knownPeers: [], publicKey: Buffer.alloc(32), nonce: Buffer.alloc(32), capabilities: [] } };
+    for (const bad of [m({ from: ID('c') }), m({ topic: '../etc' }), m({ body: Buffer.alloc(70_000) }), m({ id: 'short' }), m({ to: ID('c') }), hello]) {
+      expect(await send(bad)).toBe(grpc.status.INVALID_ARGUMENT);
+    }
+    expect(b.net.messages()).toEqual([]);
+    // A good one is kept; the same ID again is dropped (deduplicated), and the stream stays open.
+    await until(() => link().state === 'connected', 10_000, 'reconnected');
+    await link().sendControl({ step: m({}) });
+    await link().sendControl({ step: m({ body: Buffer.from('same ID again') }) });
+    await until(() => b.net.messages().length === 1, 5000, 'kept');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(b.net.messages().map((x) => [x.from, x.body.toString()])).toEqual([[a.id, 'x']]);
+    expect(link().state).toBe('connected');
+  });
+});
+
+describe('DNS discovery', () => {
+  it('turns every address of one name into a peer (two nodes on 127.0.0.1:P and 127.0.0.2:P), skipping itself', async () => {
+    const a = await startNode('a');
+    const port = a.srv.port;
+    const b = await startNode('b', { host: '127.0.0.2', port });
+    const resolved: string[] = [];
+    const resolver = async (host: string) => {
+      resolved.push(host);
+      return ['127.0.0.2', '127.0.0.1', '127.0.0.3'];
+    };
+    // c listens on 127.0.0.3:P too, so the name's third address is c itself.
+    const c = await startNode('c', { host: '127.0.0.3', port });
+    const disco = new DnsDiscovery({ target: `peer-node.example:${port}`, intervalMs: 200, resolve: resolver }, (addrs) => addrs.forEach((x) => c.net.addAddress(x)), log);
+    disco.start();
+    try {
+      await until(() => c.net.live().length === 2, 10_000, 'discovered peers connected');
+      expect(c.net.live()).toEqual([a.id, b.id].sort());
+      await until(() => a.net.live().includes(c.id) && b.net.live().includes(c.id), 10_000, 'peers know c');
+      await until(() => resolved.length >= 3, 5000, 'periodic resolution');
+      expect(resolved.every((h) => h === 'peer-node.example')).toBe(true);
+      expect(disco.last).toEqual([`127.0.0.1:${port}`, `127.0.0.2:${port}`, `127.0.0.3:${port}`]);
+      expect(c.net.members().map((m) => m.serverId)).toEqual([a.id, b.id].sort());
+    } finally {
+      disco.stop();
+    }
+  });
+
+  it('resolves a real name (localhost, from the hosts file) with the system resolver', async () => {
+    const a = await startNode('a');
+    const c = await startNode('c');
+    const disco = new DnsDiscovery({ target: `localhost:${a.srv.port}`, intervalMs: 60_000 }, (addrs) => addrs.forEach((x) => c.net.addAddress(x)), log);
+    try {
+      expect(await disco.once()).toContain(`127.0.0.1:${a.srv.port}`);
+      await until(() => c.net.live().includes(a.id), 10_000, 'connected through localhost');
+    } finally {
+      disco.stop();
+    }
+  });
+
+  it('logs and survives a name that does not resolve', async () => {
+    const disco = new DnsDiscovery({ target: 'no-such-name.invalid:7101', intervalMs: 60_000 }, () => undefined, log);
+    expect(await disco.once()).toEqual([]);
+    expect(() => new DnsDiscovery({ target: 'x:0', intervalMs: 1 }, () => undefined, log)).toThrow(RangeError);
+  });
+});
