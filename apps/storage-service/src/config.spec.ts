@@ -6,6 +6,7 @@ describe('storage-service config', () => {
     expect(loadStorageConfig({})).toEqual({
       STORAGE_HOST: '127.0.0.1',
       STORAGE_PORT: 7103,
+      STORAGE_HEALTH_ADDRESS: '',
       STORAGE_DATA_DIR: '.vault/node1/data',
       STORAGE_FOLDER_QUOTA_BYTES: 0,
       STORAGE_RESERVE_BYTES: 256 * 1024 * 1024,
@@ -20,6 +21,7 @@ describe('storage-service config', () => {
       loadStorageConfig({
         STORAGE_HOST: '0.0.0.0',
         STORAGE_PORT: '0',
+        STORAGE_HEALTH_ADDRESS: '0.0.0.0:7113',
         STORAGE_DATA_DIR: '/srv/data',
         STORAGE_FOLDER_QUOTA_BYTES: '1000',
         STORAGE_RESERVE_BYTES: '0',
@@ -30,6 +32,7 @@ describe('storage-service config', () => {
     ).toEqual({
       STORAGE_HOST: '0.0.0.0',
       STORAGE_PORT: 0,
+      STORAGE_HEALTH_ADDRESS: '0.0.0.0:7113',
       STORAGE_DATA_DIR: '/srv/data',
       STORAGE_FOLDER_QUOTA_BYTES: 1000,
       STORAGE_RESERVE_BYTES: 0,
@@ -42,12 +45,12 @@ describe('storage-service config', () => {
   it('names every bad variable', () => {
     let err: unknown;
     try {
-      loadStorageConfig({ STORAGE_PORT: '70000', LOG_LEVEL: 'loud', STORAGE_DATA_DIR: '', STORAGE_FOLDER_QUOTA_BYTES: '-1', STORAGE_SCRUB_BYTES_PER_SEC: 'fast' });
+      loadStorageConfig({ STORAGE_HEALTH_ADDRESS: 'nowhere', STORAGE_PORT: '70000', LOG_LEVEL: 'loud', STORAGE_DATA_DIR: '', STORAGE_FOLDER_QUOTA_BYTES: '-1', STORAGE_SCRUB_BYTES_PER_SEC: 'fast' });
     } catch (e) {
       err = e;
     }
     expect(err).toBeInstanceOf(ConfigError);
     const msg = (err as Error).message;
-    for (const key of ['STORAGE_PORT', 'LOG_LEVEL', 'STORAGE_DATA_DIR', 'STORAGE_FOLDER_QUOTA_BYTES', 'STORAGE_SCRUB_BYTES_PER_SEC']) expect(msg).toContain(key);
+    for (const key of ['STORAGE_HEALTH_ADDRESS', 'STORAGE_PORT', 'LOG_LEVEL', 'STORAGE_DATA_DIR', 'STORAGE_FOLDER_QUOTA_BYTES', 'STORAGE_SCRUB_BYTES_PER_SEC']) expect(msg).toContain(key);
   });
 });
