@@ -5,27 +5,13 @@ import { ReplicationBacklog, TokenBucket } from './replication';
 import { Replicator } from './replicator';
 import { Vault } from './vault';
 import { MemoryCrypto, MemoryPeers, MemoryStorage } from '../testing/memory-ports';
+import { seeded, once } from '../testing/bytes';
 
 const log = pino({ level: 'silent' });
 const R = 3;
 const GRACE = 60_000;
 const ids = ['n1', 'n2', 'n3', 'n4', 'n5'].map((n) => n.padEnd(32, 'q'));
 
-/** Deterministic bytes. */
-function seeded(n: number, seed: number): Buffer {
-  const b = Buffer.alloc(n);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    b[i] = x & 0xff;
-  }
-  return b;
-}
-async function* once(b: Buffer) {
-  yield b;
-}
 
 /** Five in-memory nodes seeing each other, with one shared fake clock. */
 function cluster(names = ids, bucket?: () => TokenBucket) {

@@ -9,6 +9,7 @@ import { rank } from './placement';
 import { Vault } from './vault';
 import { AntiEntropy } from './recovery';
 import { MemoryCrypto, MemoryPeers, MemoryStorage } from '../testing/memory-ports';
+import { seeded, once } from '../testing/bytes';
 
 const OWNER = 'a'.repeat(32);
 const P1 = 'p1'.padEnd(32, 'b');
@@ -16,20 +17,6 @@ const P2 = 'p2'.padEnd(32, 'c');
 const CHUNK = 4096;
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
-function seeded(n: number, seed = 1): Buffer {
-  const b = Buffer.alloc(n);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    b[i] = x & 0xff;
-  }
-  return b;
-}
-async function* once(b: Buffer): AsyncGenerator<Buffer> {
-  yield b;
-}
 async function readAll(it: AsyncIterable<Buffer>): Promise<Buffer> {
   const parts: Buffer[] = [];
   for await (const p of it) parts.push(p);

@@ -3,22 +3,12 @@ import pino from 'pino';
 import { DataLossError, InvalidArgumentError, NotFoundError, UnavailableError, CancelledError } from '@distri-vault/shared';
 import { Vault } from './vault';
 import { MemoryCrypto, MemoryPeers, MemoryStorage } from '../testing/memory-ports';
+import { seeded } from '../testing/bytes';
 
 const OWNER = 'a'.repeat(32);
 const CHUNK = 4096;
 
 /** Deterministic pseudo-random bytes (xorshift), so failures reproduce. */
-function seeded(n: number, seed = 1): Buffer {
-  const b = Buffer.alloc(n);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    b[i] = x & 0xff;
-  }
-  return b;
-}
 
 async function* framesOf(buf: Buffer, frame = 1500): AsyncGenerator<Buffer> {
   for (let i = 0; i < buf.length; i += frame) yield buf.subarray(i, i + frame);
