@@ -27,7 +27,7 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm install --omit=dev --no-audit --no-fund --ignore-scripts && npm cache clean --force
 
-# 3. runtime: node, production node_modules, the bundles and the probe helper; root-owned and read-only to
+# 3. runtime: node, production node_modules and the bundles; root-owned and read-only to
 #    the app's user, which is a numeric non-root UID (so Kubernetes can verify runAsNonRoot).
 FROM ${NODE_IMAGE} AS runtime
 ENV NODE_ENV=production \
@@ -36,9 +36,9 @@ WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=deps /app/package.json ./package.json
 COPY --from=build /src/dist/apps ./dist/apps
-COPY deploy/image/grpc-health-probe.cjs ./bin/grpc-health-probe.cjs
 USER 10001:10001
-EXPOSE 7100 7101 8080
+# 7100 NodeService, 7101 PeerService (TLS), 7112/7113 crypto/storage health-only listeners, 8080 gateway.
+EXPOSE 7100 7101 7112 7113 8080
 # --single-threaded-gc: measured cheaper for these processes, which move ~1 MiB Buffers per chunk (see tools/network.cjs).
 ENTRYPOINT ["node", "--enable-source-maps", "--single-threaded-gc"]
 CMD ["/app/dist/apps/gateway/main.js"]

@@ -2,22 +2,15 @@
  * The container image without a Docker engine: the Dockerfile is parsed and its stages replayed on the
  * file system (the build context filtered by .dockerignore, the build stage's COPYs, the real esbuild
  * build, the runtime stage's layout), then checked: every COPY source exists and is in the context, every
- * entrypoint and probe the manifests name exists in the image, the bundles need production dependencies
- * only, the user is non-root. The exec-probe helper is run against a real gRPC health server.
+ * entrypoint the manifests name exists in the image, the bundles need production dependencies only, the
+ * user is non-root, and the apps start from the image layout.
  */
-import * as grpc from '@grpc/grpc-js';
-import { HealthImplementation } from 'grpc-health-check';
 import { execFile, execFileSync } from 'node:child_process';
 import { builtinModules } from 'node:module';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, posix, relative } from 'node:path';
-import { promisify } from 'node:util';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { loadOrCreateTls, peerServerCredentials } from '../../apps/peer-node/src/adapters/tls';
 import { DEPLOY, KUSTOMIZATIONS, REPO, allContainers, render, type Obj } from './k8s';
-
-const run = promisify(execFile);
 
 interface Instr {
   op: string;
@@ -157,7 +150,8 @@ describe('Dockerfile', () => {
 
   it('keeps build output, dependencies, local vault data and git out of the context', () => {
     for (const p of ['node_modules', 'dist/apps/gateway/main.js', '.vault/node1/keys/vault-key.json', '.git/config', 'apps/gateway/node_modules/x']) expect({ p, ignored: ignored(p) }).toEqual({ p, ignored: true });
-    for (const p of ['package-lock.json', 'apps/peer-node/src/main.ts', 'libs/shared/src/index.ts', 'deploy/image/grpc-health-probe.cjs']) expect({ p, ignored: ignored(p) }).toEqual({ p, ignored: false });
+    for (const p of ['deploy/base/configmap.yaml', 'deploy/make-node-secrets.mjs', 'test/deploy/k8s.ts']) expect({ p, ignored: ignored(p) }).toEqual({ p, ignored: true });
+    for (const p of ['package-lock.json', 'apps/peer-node/src/main.ts', 'libs/shared/src/index.ts', 'tools/build.mjs']) expect({ p, ignored: ignored(p) }).toEqual({ p, ignored: false });
   });
 
   describe('replayed on the file system', () => {
@@ -205,11 +199,12 @@ describe('Dockerfile', () => {
 
     afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-    it('holds every entrypoint and probe helper the manifests name', () => {
+    it('holds every entrypoint the manifests name (their probes are native: nothing else is run in the image)', () => {
       for (const k of KUSTOMIZATIONS) {
         const containers = allContainers(render(join(DEPLOY, k)).objects);
-        const paths = containers.flatMap((c: Obj) => [c.args[0], ...[c.readinessProbe, c.livenessProbe].map((p) => p?.exec?.command?.[1]).filter(Boolean)]);
-        expect(paths.length).toBeGreaterThanOrEqual(8);
+        for (const c of containers) for (const p of [c.startupProbe, c.readinessProbe, c.livenessProbe].filter(Boolean)) expect(p.exec).toBeUndefined();
+        const paths = containers.map((c: Obj) => c.args[0]);
+        expect(paths).toHaveLength(4);
         for (const p of paths) expect({ p, inImage: existsSync(join(image, p)) }).toEqual({ p, inImage: true });
       }
       const cmd = JSON.parse(runtime.instrs.find((x) => x.op === 'CMD')?.args as string);
@@ -261,59 +256,5 @@ describe('Dockerfile', () => {
       // Read-only root filesystem in the pod: the app wrote only into the directories it was given.
       expect(imageTree()).toEqual(before);
     });
-  });
-});
-
-describe('grpc-health-probe.cjs (exec probe of loopback-only servers)', () => {
-  const PROBE = join(REPO, 'deploy/image/grpc-health-probe.cjs');
-  let server: grpc.Server;
-  let health: HealthImplementation;
-  let port: number;
-
-  beforeAll(async () => {
-    server = new grpc.Server();
-    health = new HealthImplementation({ '': 'SERVING', 'vault.crypto.v1.CryptoService': 'NOT_SERVING' });
-    health.addToServer(server);
-    port = await new Promise<number>((res, rej) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
-  });
-  afterAll(() => server.forceShutdown());
-
-  const probe = (...args: string[]) =>
-    run(process.execPath, [PROBE, ...args]).then(
-      () => ({ code: 0, stderr: '' }),
-      (e) => ({ code: e.code as number, stderr: String(e.stderr).trim() }),
-    );
-
-  it('exits 0 for SERVING', async () => {
-    expect(await probe(`127.0.0.1:${port}`)).toEqual({ code: 0, stderr: '' });
-  });
-
-  it('exits 1 for NOT_SERVING, an unknown service, a closed port, and a bad argument exits 2', async () => {
-    expect(await probe(`127.0.0.1:${port}`, 'vault.crypto.v1.CryptoService')).toEqual({ code: 1, stderr: expect.stringContaining('NOT_SERVING') });
-    expect(await probe(`127.0.0.1:${port}`, 'no.such.Service')).toEqual({ code: 1, stderr: expect.stringContaining('grpc-status 5') });
-    health.setStatus('', 'NOT_SERVING');
-    expect(await probe(`127.0.0.1:${port}`)).toEqual({ code: 1, stderr: expect.stringContaining('NOT_SERVING') });
-    health.setStatus('', 'SERVING');
-    const closed = new grpc.Server();
-    const closedPort = await new Promise<number>((res, rej) => closed.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
-    closed.forceShutdown();
-    expect((await probe(`127.0.0.1:${closedPort}`)).code).toBe(1);
-    expect((await probe('nonsense')).code).toBe(2);
-  });
-
-  it('probes a TLS server (the PeerService, self-signed) with https://host:port, and plaintext fails there', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'probe-tls-'));
-    const { tls } = await loadOrCreateTls(dir, 'probe');
-    const tlsServer = new grpc.Server();
-    new HealthImplementation({ '': 'SERVING' }).addToServer(tlsServer);
-    const tlsPort = await new Promise<number>((res, rej) => tlsServer.bindAsync('127.0.0.1:0', peerServerCredentials(tls), (e, p) => (e ? rej(e) : res(p))));
-    try {
-      expect(await probe(`https://127.0.0.1:${tlsPort}`)).toEqual({ code: 0, stderr: '' });
-      expect((await probe(`127.0.0.1:${tlsPort}`, '', '3000')).code).toBe(1);
-      expect((await probe(`https://127.0.0.1:${port}`, '', '3000')).code).toBe(1);
-    } finally {
-      tlsServer.forceShutdown();
-      await rm(dir, { recursive: true, force: true });
-    }
   });
 });

@@ -36,8 +36,8 @@ const APPS = ['peer-node', 'crypto-service', 'storage-service', 'gateway'];
  */
 const REQUIRED: Record<string, string[]> = {
   'peer-node': ['NODE_HOST', 'NODE_CLIENT_PORT', 'NODE_PEER_PORT', 'NODE_ADVERTISE_ADDRESS', 'NODE_IDENTITY_DIR', 'NODE_NETWORK_SECRET_FILE', 'NODE_TLS_DIR', 'NODE_CRYPTO_ADDRESS', 'NODE_STORAGE_ADDRESS', 'NODE_DISCOVERY_DNS', 'NODE_REPLICAS', 'LOG_LEVEL'],
-  'crypto-service': ['CRYPTO_HOST', 'CRYPTO_PORT', 'CRYPTO_KEY_DIR', 'LOG_LEVEL'],
-  'storage-service': ['STORAGE_HOST', 'STORAGE_PORT', 'STORAGE_DATA_DIR', 'LOG_LEVEL'],
+  'crypto-service': ['CRYPTO_HOST', 'CRYPTO_PORT', 'CRYPTO_HEALTH_ADDRESS', 'CRYPTO_KEY_DIR', 'LOG_LEVEL'],
+  'storage-service': ['STORAGE_HOST', 'STORAGE_PORT', 'STORAGE_HEALTH_ADDRESS', 'STORAGE_DATA_DIR', 'LOG_LEVEL'],
   gateway: ['GATEWAY_HOST', 'GATEWAY_PORT', 'GATEWAY_NODE_ADDRESS', 'GATEWAY_DATA_DIR', 'LOG_LEVEL'],
 };
 const CONFIG_READERS: Record<string, (env: NodeJS.ProcessEnv) => unknown> = {
@@ -52,6 +52,33 @@ function modelOf(o: Obj): new (data: Obj) => { validate(): void } {
   const mod = require(`kubernetes-models/${o.apiVersion}/${o.kind}`); // eslint-disable-line @typescript-eslint/no-require-imports
   return mod[o.kind];
 }
+
+/**
+ * The plaintext gRPC servers an app binds on the pod IP that serve grpc.health.v1, from its environment,
+ * as `port -> what`: the targets a native gRPC probe may use. (The peer-node's NodeService serves health
+ * and is plaintext; its PeerService serves health too but speaks TLS, which the kubelet's probe cannot.
+ * crypto and storage keep their APIs on loopback and serve health on their *_HEALTH_ADDRESS.)
+ */
+function grpcHealthTargets(app: string, env: Record<string, string>): Record<number, string> {
+  const onPodIp = (host: string) => host === '0.0.0.0' || host === '::';
+  const split = (a: string) => ({ host: a.slice(0, a.lastIndexOf(':')), port: Number(a.slice(a.lastIndexOf(':') + 1)) });
+  if (app === 'peer-node') return onPodIp(env.NODE_HOST) ? { [Number(env.NODE_CLIENT_PORT)]: 'NodeService' } : {};
+  const health = app === 'crypto-service' ? env.CRYPTO_HEALTH_ADDRESS : app === 'storage-service' ? env.STORAGE_HEALTH_ADDRESS : '';
+  if (!health) return {};
+  const { host, port } = split(health);
+  return onPodIp(host) ? { [port]: 'health-only listener' } : {};
+}
+
+/** Every port a container's app binds (API, health, peer), for collision checks inside a pod. */
+function boundPorts(app: string, env: Record<string, string>): number[] {
+  const port = (a: string | undefined) => (a ? [Number(a.slice(a.lastIndexOf(':') + 1))] : []);
+  if (app === 'peer-node') return [Number(env.NODE_CLIENT_PORT), Number(env.NODE_PEER_PORT)];
+  if (app === 'crypto-service') return [Number(env.CRYPTO_PORT), ...port(env.CRYPTO_HEALTH_ADDRESS)];
+  if (app === 'storage-service') return [Number(env.STORAGE_PORT), ...port(env.STORAGE_HEALTH_ADDRESS)];
+  return [Number(env.GATEWAY_PORT)];
+}
+
+const PROBES = ['startupProbe', 'readinessProbe', 'livenessProbe'] as const;
 
 const rendered = Object.fromEntries(KUSTOMIZATIONS.map((k) => [k, render(join(DEPLOY, k))]));
 const OVERLAYS = ['overlays/dev', 'overlays/prod'];
@@ -151,10 +178,6 @@ describe.each(KUSTOMIZATIONS)('deploy/%s', (k) => {
       if (app === 'peer-node') {
         expect(ports).toEqual({ client: Number(env.NODE_CLIENT_PORT), peer: Number(env.NODE_PEER_PORT) });
         expect(env.NODE_HOST).toBe('0.0.0.0');
-        // NodeService (plaintext) by the kubelet's gRPC probe; the PeerService speaks TLS, which that probe
-        // cannot: an exec probe over TLS on the pod's loopback.
-        expect(c.readinessProbe.grpc.port).toBe(ports.client);
-        expect(c.livenessProbe.exec.command).toEqual(['node', '/app/bin/grpc-health-probe.cjs', `https://127.0.0.1:${ports.peer}`]);
         // The node's services are the containers next to it, on the pod's loopback.
         const sibling = (name: string) => {
           const s = (spec.containers as Obj[]).find((x) => appOf(x) === name) as Obj;
@@ -165,16 +188,64 @@ describe.each(KUSTOMIZATIONS)('deploy/%s', (k) => {
         expect(env.NODE_CRYPTO_ADDRESS).toBe(`${crypto.CRYPTO_HOST}:${crypto.CRYPTO_PORT}`);
         expect(env.NODE_STORAGE_ADDRESS).toBe(`${storage.STORAGE_HOST}:${storage.STORAGE_PORT}`);
       } else if (app === 'crypto-service' || app === 'storage-service') {
-        const [host, port] = app === 'crypto-service' ? [env.CRYPTO_HOST, env.CRYPTO_PORT] : [env.STORAGE_HOST, env.STORAGE_PORT];
-        expect(host).toBe('127.0.0.1'); // never on the pod network
-        expect(c.ports ?? []).toEqual([]);
-        for (const probe of [c.readinessProbe, c.livenessProbe]) expect(probe.exec.command).toEqual(['node', '/app/bin/grpc-health-probe.cjs', `${host}:${port}`]);
+        const [host, health, name] = app === 'crypto-service' ? [env.CRYPTO_HOST, env.CRYPTO_HEALTH_ADDRESS, 'crypto-health'] : [env.STORAGE_HOST, env.STORAGE_HEALTH_ADDRESS, 'storage-health'];
+        expect(host).toBe('127.0.0.1'); // the API never on the pod network
+        // Only the health-only listener is on the pod IP, and it is the one port the container declares.
+        expect(health).toMatch(/^0\.0\.0\.0:\d+$/);
+        expect(ports).toEqual({ [name]: Number(health.split(':')[1]) });
       } else {
         expect(ports).toEqual({ http: Number(env.GATEWAY_PORT) });
         expect(env.GATEWAY_HOST).toBe('0.0.0.0');
         expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'http' });
         expect(c.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'http' });
       }
+    }
+  });
+
+  it('every gRPC container has native gRPC readiness and liveness probes on a plaintext health port its environment binds on the pod IP', () => {
+    const grpcApps = containersOf(objects).filter(({ c }) => appOf(c) !== 'gateway');
+    expect(grpcApps.map(({ c }) => appOf(c)).sort()).toEqual(['crypto-service', 'peer-node', 'storage-service']);
+    for (const { c, pod } of grpcApps) {
+      const env = resolveEnv(c, objects, pod);
+      const targets = grpcHealthTargets(appOf(c), env);
+      expect({ container: c.name, targets: Object.keys(targets).length }).toEqual({ container: c.name, targets: 1 });
+      for (const kind of PROBES) {
+        const probe = c[kind];
+        if (kind === 'startupProbe' && !probe) continue;
+        // Native only: no exec (needs a helper in the image), no TCP-only check.
+        expect({ container: c.name, kind, handlers: Object.keys(probe).filter((k) => ['grpc', 'exec', 'httpGet', 'tcpSocket'].includes(k)) }).toEqual({ container: c.name, kind, handlers: ['grpc'] });
+        expect({ container: c.name, kind, target: targets[probe.grpc.port] }).toEqual({ container: c.name, kind, target: expect.any(String) });
+        // The whole server's status ('' service): the servers set no per-service NOT_SERVING on their own.
+        expect(probe.grpc.service ?? '').toBe('');
+      }
+    }
+    // The peer-node loads its index before it listens: a startup probe holds liveness back meanwhile.
+    const node = grpcApps.find(({ c }) => appOf(c) === 'peer-node')!.c;
+    expect(node.startupProbe.grpc.port).toBe(node.livenessProbe.grpc.port);
+    expect(node.startupProbe.periodSeconds * node.startupProbe.failureThreshold).toBeGreaterThanOrEqual(300);
+  });
+
+  it('the probe check can fail: an exec probe, a port nobody binds, a health listener left on loopback', () => {
+    const sts = find(objects, 'StatefulSet', 'peer-node');
+    const pod = { name: 'peer-node-0', namespace: sts.metadata.namespace };
+    const crypto = structuredClone((sts.spec.template.spec.containers as Obj[]).find((c) => appOf(c) === 'crypto-service')!);
+    const env = resolveEnv(crypto, objects, pod);
+    expect(grpcHealthTargets('crypto-service', env)[crypto.livenessProbe.grpc.port]).toBeDefined();
+    expect(grpcHealthTargets('crypto-service', env)[Number(env.CRYPTO_PORT)]).toBeUndefined();
+    expect(grpcHealthTargets('crypto-service', { ...env, CRYPTO_HEALTH_ADDRESS: '127.0.0.1:7112' })).toEqual({});
+    expect(grpcHealthTargets('crypto-service', { ...env, CRYPTO_HEALTH_ADDRESS: '' })).toEqual({});
+    const node = (sts.spec.template.spec.containers as Obj[]).find((c) => appOf(c) === 'peer-node')!;
+    const nodeEnv = resolveEnv(node, objects, pod);
+    expect(grpcHealthTargets('peer-node', nodeEnv)[Number(nodeEnv.NODE_PEER_PORT)]).toBeUndefined(); // TLS
+    expect(grpcHealthTargets('peer-node', { ...nodeEnv, NODE_HOST: '127.0.0.1' })).toEqual({});
+  });
+
+  it('the containers of a pod bind distinct ports (they share the pod network namespace)', () => {
+    for (const w of objects.filter((o) => podSpec(o))) {
+      const pod = { name: `${w.metadata.name}-0`, namespace: w.metadata.namespace };
+      const ports = (podSpec(w)!.containers as Obj[]).flatMap((c) => boundPorts(appOf(c), resolveEnv(c, objects, pod)));
+      expect(ports.every((p) => Number.isInteger(p) && p > 0)).toBe(true);
+      expect(new Set(ports).size).toBe(ports.length);
     }
   });
 
@@ -260,16 +331,20 @@ describe.each(KUSTOMIZATIONS)('deploy/%s', (k) => {
       expect(c.resources).toEqual({ requests: { cpu: expect.anything(), memory: expect.any(String) }, limits: { cpu: expect.anything(), memory: expect.any(String) } });
       expect(c.readinessProbe).toBeDefined();
       expect(c.livenessProbe).toBeDefined();
-      // The PeerService (TLS) is probed by exec: the kubelet's gRPC probe speaks plaintext only.
-      if (appOf(c) === 'peer-node') expect([c.readinessProbe.grpc, c.livenessProbe.exec]).toEqual([expect.anything(), expect.anything()]);
     }
   });
 
-  it('a disruption budget keeps a majority of the nodes, and lets one go', () => {
+  it('a disruption budget keeps a majority of the nodes and a write quorum, and lets one go', () => {
     const sts = find(objects, 'StatefulSet', 'peer-node');
     const pdb = find(objects, 'PodDisruptionBudget', 'peer-node');
+    expect(selects(pdb.spec.selector.matchLabels, sts.spec.template.metadata.labels)).toBe(true);
     expect(pdb.spec.minAvailable).toBeGreaterThan(sts.spec.replicas / 2);
     expect(pdb.spec.minAvailable).toBeLessThan(sts.spec.replicas);
+    // The values the nodes run with: a put needs NODE_WRITE_QUORUM live nodes, and R copies need R nodes.
+    const node = (sts.spec.template.spec.containers as Obj[]).find((c) => appOf(c) === 'peer-node')!;
+    const cfg = readNodeConfig(resolveEnv(node, objects, { name: 'peer-node-0', namespace: sts.metadata.namespace }));
+    expect(pdb.spec.minAvailable).toBeGreaterThanOrEqual(cfg.NODE_WRITE_QUORUM);
+    expect(sts.spec.replicas).toBeGreaterThanOrEqual(cfg.NODE_REPLICAS);
   });
 
   it('network policies: deny by default; gateway -> client port, node <-> node on the peer port, DNS; nothing else', () => {
@@ -289,12 +364,51 @@ describe.each(KUSTOMIZATIONS)('deploy/%s', (k) => {
     expect(summary(gw, 'ingress')).toEqual([`*:${gwPort}/TCP`]);
     expect(summary(gw, 'egress')).toEqual([`peer-node:${port('client')}/TCP`, 'dns:53/UDP', 'dns:53/TCP']);
     expect(objects.filter((o) => o.kind === 'NetworkPolicy')).toHaveLength(3);
+    // The probe-only ports (health listeners, and the NodeService as probed) are reached by the kubelet
+    // from the pod's own node, which NetworkPolicy always allows: no rule opens the health listeners.
+    const opened = objects.filter((o) => o.kind === 'NetworkPolicy').flatMap((p) => (p.spec.ingress ?? []).flatMap((r: Obj) => r.ports.map((x: Obj) => x.port)));
+    const healthOnly = (sts.spec.template.spec.containers as Obj[]).filter((c) => appOf(c) !== 'peer-node').flatMap((c) => [c.readinessProbe.grpc.port, c.livenessProbe.grpc.port]);
+    expect(healthOnly.length).toBe(4);
+    for (const p of healthOnly) expect({ port: p, opened: opened.includes(p) }).toEqual({ port: p, opened: false });
   });
 
   it('contains no Secret (they are created by the operator) and every image is the one distri-vault image', () => {
     expect(objects.filter((o) => o.kind === 'Secret')).toEqual([]);
     const images = new Set(containersOf(objects).map(({ c }) => c.image));
     expect([...images]).toEqual(['ghcr.io/example/distri-vault:0.1.0']);
+  });
+});
+
+describe('ConfigMap distri-vault-config (base)', () => {
+  const objects = rendered.base.objects;
+  const cm = find(objects, 'ConfigMap', 'distri-vault-config');
+  const READERS: [RegExp, (env: NodeJS.ProcessEnv) => Record<string, unknown>][] = [
+    [/^NODE_/, readNodeConfig as any],
+    [/^STORAGE_/, loadStorageConfig as any],
+    [/^LOG_LEVEL$/, readNodeConfig as any],
+  ];
+
+  it('carries the node settings an operator tunes', () => {
+    for (const key of ['NODE_REPLICAS', 'NODE_WRITE_QUORUM', 'NODE_REPAIR_GRACE_MS', 'NODE_REPAIR_INTERVAL_MS', 'NODE_REPAIR_RATE_BYTES', 'NODE_SYNC_INTERVAL_MS', 'NODE_HEARTBEAT_MS', 'NODE_SUSPECT_AFTER_MS', 'NODE_DOWN_AFTER_MS', 'NODE_DISCOVERY_INTERVAL_MS', 'NODE_CHUNK_SIZE', 'NODE_WINDOW']) {
+      expect({ key, present: key in cm.data }).toEqual({ key, present: true });
+    }
+  });
+
+  it('holds the apps’ defaults: each value parses to what the app uses when the variable is unset', () => {
+    for (const [key, value] of Object.entries<string>(cm.data)) {
+      const reader = READERS.find(([re]) => re.test(key));
+      expect({ key, reader: Boolean(reader) }).toEqual({ key, reader: true });
+      const read = reader![1];
+      expect({ key, value: read({ [key]: value })[key] }).toEqual({ key, value: read({})[key] });
+    }
+    // ...and the comparison can fail.
+    expect(readNodeConfig({ NODE_REPAIR_GRACE_MS: '600000' }).NODE_REPAIR_GRACE_MS).not.toBe(readNodeConfig({}).NODE_REPAIR_GRACE_MS);
+  });
+
+  it('the prod overlay waits longer before re-making a gone node’s copies, and the values still parse', () => {
+    const prod = find(rendered['overlays/prod'].objects, 'ConfigMap', 'distri-vault-config');
+    expect(Number(prod.data.NODE_REPAIR_GRACE_MS)).toBeGreaterThan(Number(cm.data.NODE_REPAIR_GRACE_MS));
+    expect(() => readNodeConfig(prod.data)).not.toThrow();
   });
 });
 

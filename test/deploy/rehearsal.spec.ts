@@ -13,9 +13,13 @@
  *     added later resolves everywhere, as the headless Service's records would);
  *   - mount paths become directories under a temp dir.
  * Then: peers find each other by their advertised DNS names, a put/get goes through the gateway, every
- * node holds the copies, the probes the manifests define pass, and scaling the StatefulSet to 4 as the
- * README says adds a node the others discover.
+ * node holds the copies, every probe the manifests define gets its answer (each native gRPC probe target
+ * answers SERVING to a plain grpc.health.v1 Check on the pod IP, as the kubelet sends it; the health-only
+ * listeners serve nothing else), the README's grpcurl calls work (with buf curl), and scaling the
+ * StatefulSet to 4 as the README says adds a node the others discover.
  */
+import * as grpc from '@grpc/grpc-js';
+import { service as healthService } from 'grpc-health-check';
 import { execFile } from 'node:child_process';
 import { appendFileSync, chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -29,6 +33,34 @@ import { DEPLOY, REPO, appOf, applyJsonPatch, expand, find, render, resolveEnv, 
 const { startProcess } = require('../../tools/network.cjs');
 const run = promisify(execFile);
 const MiB = 1024 * 1024;
+const BUF = join(REPO, 'node_modules/.bin/buf');
+
+const HealthClient = grpc.makeGenericClientConstructor(healthService as unknown as grpc.ServiceDefinition, 'Health');
+
+/**
+ * What the kubelet's native gRPC probe does: a plaintext grpc.health.v1.Health/Check of `service` ('' =
+ * the whole server) to host:port, no reflection, no TLS. Resolves with the status, or `code <n>` on error.
+ */
+function healthCheck(address: string, service = ''): Promise<string> {
+  const client = new HealthClient(address, grpc.credentials.createInsecure());
+  return new Promise<string>((resolve) => {
+    (client as any).Check({ service }, { deadline: Date.now() + 10_000 }, (err: grpc.ServiceError | null, res: { status: string }) => {
+      client.close();
+      resolve(err ? `code ${err.code}` : res.status);
+    });
+  });
+}
+
+/** A unary call with an empty request message to `path` at `address`; resolves with its status code. */
+function emptyCall(address: string, path: string): Promise<number> {
+  const client = new grpc.Client(address, grpc.credentials.createInsecure());
+  return new Promise<number>((resolve) => {
+    client.makeUnaryRequest(path, (b: Buffer) => b, (b: Buffer) => b, Buffer.alloc(0), new grpc.Metadata(), { deadline: Date.now() + 10_000 }, (err) => {
+      client.close();
+      resolve(err ? err.code : grpc.status.OK);
+    });
+  });
+}
 
 jest.setTimeout(180_000);
 
@@ -171,7 +203,8 @@ describe('rehearsal of deploy/overlays/dev on loopback', () => {
   function mapEnv(env: Record<string, string>, pod: string, mounts: Record<string, string>): Record<string, string> {
     const out: Record<string, string> = {};
     for (const [k, v] of Object.entries(env)) {
-      let x = v === '0.0.0.0' ? podIp[pod] : v.replace(/\b127\.0\.0\.1\b/g, podLoopback[pod]);
+      // 0.0.0.0 (alone, or as the host of host:port) is the pod IP; 127.0.0.1 the pod's own loopback.
+      let x = v.replace(/^0\.0\.0\.0(?=:\d+$|$)/, podIp[pod]!).replace(/\b127\.0\.0\.1\b/g, podLoopback[pod]!);
       for (const [mountPath, dir] of Object.entries(mounts)) if (x === mountPath || x.startsWith(`${mountPath}/`)) x = dir + x.slice(mountPath.length);
       out[k] = x;
     }
@@ -242,7 +275,7 @@ describe('rehearsal of deploy/overlays/dev on loopback', () => {
     sts = find(objects, 'StatefulSet', 'peer-node');
     ns = sts.metadata.namespace;
     await makeSecrets(0, sts.spec.replicas);
-    net16 = await freeLoopbackNet([7100, 7101, 7102, 7103, 8080]);
+    net16 = await freeLoopbackNet([7100, 7101, 7102, 7103, 7112, 7113, 8080]);
     for (let i = 0; i < sts.spec.replicas; i++) addPod(i);
     podIp.gateway = `${net16}.1.100`;
     podLoopback.gateway = `${net16}.2.100`;
@@ -267,7 +300,8 @@ describe('rehearsal of deploy/overlays/dev on loopback', () => {
     expect(n0['peer-node']).toMatchObject({ NODE_HOST: podIp['peer-node-0'], NODE_CLIENT_PORT: '7100', NODE_PEER_PORT: '7101', NODE_ADVERTISE_ADDRESS: `${fqdn(0)}:7101` });
     expect(n0['peer-node'].NODE_DISCOVERY_DNS).toBe(`${serviceName()}:7101`);
     expect(n0['peer-node'].NODE_BOOTSTRAP).toBeUndefined();
-    expect(n0['crypto-service']).toMatchObject({ CRYPTO_HOST: podLoopback['peer-node-0'], CRYPTO_PORT: '7102' });
+    expect(n0['crypto-service']).toMatchObject({ CRYPTO_HOST: podLoopback['peer-node-0'], CRYPTO_PORT: '7102', CRYPTO_HEALTH_ADDRESS: `${podIp['peer-node-0']}:7112` });
+    expect(n0['storage-service']).toMatchObject({ STORAGE_HOST: podLoopback['peer-node-0'], STORAGE_PORT: '7103', STORAGE_HEALTH_ADDRESS: `${podIp['peer-node-0']}:7113` });
     expect(gatewayEnv).toMatchObject({ GATEWAY_HOST: podIp.gateway, GATEWAY_PORT: '8080', GATEWAY_NODE_ADDRESS: `${fqdn(0)}:7100` });
   });
 
@@ -296,36 +330,71 @@ describe('rehearsal of deploy/overlays/dev on loopback', () => {
     const chunks = async (pod: string) => (await walk(join(volumesOf(pod), 'data', owner, 'chunks'))).map((p) => basename(p)).sort();
     const c0 = await chunks('peer-node-0');
     expect(c0).toHaveLength(Math.ceil(size / MiB));
-    expect(await chunks('peer-node-1')).toEqual(c0);
-    expect(await chunks('peer-node-2')).toEqual(c0);
+    // The put returned after NODE_WRITE_QUORUM (2) durable copies; the third follows in the background.
+    const same = (pod: string) => eventually(async () => JSON.stringify(await chunks(pod)) === JSON.stringify(c0), 30_000, `every chunk on ${pod}`);
+    await same('peer-node-1');
+    await same('peer-node-2');
   });
 
-  it('passes the probes the manifests define', async () => {
+  it('every native gRPC probe target answers SERVING on the pod IP, as the kubelet asks it; the gateway’s HTTP probes answer 200', async () => {
+    let grpcProbes = 0;
     for (let i = 0; i < sts.spec.replicas; i++) {
       const pod = `peer-node-${i}`;
       for (const c of sts.spec.template.spec.containers as Obj[]) {
-        for (const probe of [c.readinessProbe, c.livenessProbe]) {
-          if (probe.exec) {
-            // The exec probe's command, in the container: node /app/bin/... host:port (mapped like the env).
-            const [, script, addr] = probe.exec.command;
-            expect(script).toBe('/app/bin/grpc-health-probe.cjs');
-            // A server bound to 0.0.0.0 (the peer-node) answers on the pod's loopback too; here 0.0.0.0 is
-            // mapped to the pod IP (mapEnv), so the probe's loopback address is too.
-            const bindsAll = Object.values(resolveEnv(c, objects, { name: pod, namespace: ns })).includes('0.0.0.0');
-            await expect(run(process.execPath, [join(DEPLOY, 'image/grpc-health-probe.cjs'), addr.replace('127.0.0.1', bindsAll ? podIp[pod] : podLoopback[pod])])).resolves.toBeDefined();
-          } else {
-            // The kubelet's native gRPC probe dials the pod IP on the port; the same health check.
-            await expect(run(process.execPath, [join(DEPLOY, 'image/grpc-health-probe.cjs'), `${podIp[pod]}:${probe.grpc.port}`])).resolves.toBeDefined();
-          }
+        for (const probe of [c.startupProbe, c.readinessProbe, c.livenessProbe].filter(Boolean)) {
+          // The kubelet dials <pod IP>:<port> in plaintext and sends Check { service }.
+          expect(Object.keys(probe)).toContain('grpc');
+          expect({ pod, container: c.name, port: probe.grpc.port, status: await healthCheck(`${podIp[pod]}:${probe.grpc.port}`, probe.grpc.service ?? '') }).toEqual({
+            pod,
+            container: c.name,
+            port: probe.grpc.port,
+            status: 'SERVING',
+          });
+          grpcProbes++;
         }
       }
     }
+    expect(grpcProbes).toBeGreaterThanOrEqual(3 * 6);
+    // ...and the same check fails where nothing health-serving listens (so this test can fail).
+    expect(await healthCheck(`${podIp['peer-node-0']}:7102`)).toBe(`code ${grpc.status.UNAVAILABLE}`);
     const gw = find(objects, 'Deployment', 'gateway').spec.template.spec.containers[0];
     for (const probe of [gw.readinessProbe, gw.livenessProbe]) {
       const port = gw.ports.find((p: Obj) => p.name === probe.httpGet.port).containerPort;
       const r = await request(`http://${podIp.gateway}:${port}${probe.httpGet.path}`, 'GET', undefined, { authorization: '' });
       expect(r.status).toBe(200);
     }
+  });
+
+  it('the health-only listeners on the pod IP serve health and nothing else; the crypto and storage APIs stay on the pod’s loopback', async () => {
+    const pod = 'peer-node-1';
+    const env = nodeEnvs[pod]!;
+    const cryptoHealth = env['crypto-service']!.CRYPTO_HEALTH_ADDRESS!;
+    const storageHealth = env['storage-service']!.STORAGE_HEALTH_ADDRESS!;
+    expect([cryptoHealth, storageHealth]).toEqual([`${podIp[pod]}:7112`, `${podIp[pod]}:7113`]);
+    expect(await emptyCall(cryptoHealth, '/vault.crypto.v1.CryptoService/GetKeyInfo')).toBe(grpc.status.UNIMPLEMENTED);
+    expect(await emptyCall(storageHealth, '/vault.storage.v1.StorageService/StatFolder')).toBe(grpc.status.UNIMPLEMENTED);
+    // The APIs answer on the pod's loopback (where the peer-node calls them), not on the pod IP.
+    const cryptoApi = `${env['crypto-service']!.CRYPTO_HOST}:${env['crypto-service']!.CRYPTO_PORT}`;
+    expect(await emptyCall(cryptoApi, '/vault.crypto.v1.CryptoService/GetKeyInfo')).toBe(grpc.status.OK);
+    expect(await emptyCall(`${podIp[pod]}:7102`, '/vault.crypto.v1.CryptoService/GetKeyInfo')).toBe(grpc.status.UNAVAILABLE);
+    expect(await emptyCall(`${podIp[pod]}:7103`, '/vault.storage.v1.StorageService/StatFolder')).toBe(grpc.status.UNAVAILABLE);
+  });
+
+  it('the README’s grpcurl calls through a port-forward work (buf curl, same reflection): NodeService plaintext, PeerService over TLS with -insecure', async () => {
+    // `kubectl port-forward pod/peer-node-1 7100 7101` lands on the pod's own network namespace, where the
+    // peer-node listens on every address (NODE_HOST 0.0.0.0): here that is the pod IP.
+    const node = `${podIp['peer-node-1']}`;
+    const list = await run(BUF, ['curl', '--protocol', 'grpc', '--http2-prior-knowledge', '--list-services', `http://${node}:7100`]);
+    expect(list.stdout.split('\n').filter(Boolean).sort()).toEqual(['grpc.health.v1.Health', 'vault.node.v1.NodeService']);
+    const nodes = await run(BUF, ['curl', '--protocol', 'grpc', '--http2-prior-knowledge', `http://${node}:7100/vault.node.v1.NodeService/ListNodes`, '-d', '{}']);
+    const ids = (JSON.parse(nodes.stdout).nodes as { serverId: string }[]).map((n) => n.serverId).sort();
+    expect(ids).toEqual(expect.arrayContaining([serverIds['peer-node-0'], serverIds['peer-node-1'], serverIds['peer-node-2']]));
+    const peer = await run(BUF, ['curl', '--protocol', 'grpc', '-k', '--list-services', `https://${node}:7101`]);
+    expect(peer.stdout.split('\n').filter(Boolean).sort()).toEqual(['grpc.health.v1.Health', 'vault.peer.v1.PeerService']);
+    const health = await run(BUF, ['curl', '--protocol', 'grpc', '-k', `https://${node}:7101/grpc.health.v1.Health/Check`, '-d', '{}']);
+    expect(JSON.parse(health.stdout)).toEqual({ status: 'SERVING' });
+    // The PeerService is TLS only: plaintext gets no answer from it.
+    await expect(run(BUF, ['curl', '--protocol', 'grpc', '--http2-prior-knowledge', '--list-services', `http://${node}:7101`])).rejects.toBeDefined();
   });
 
   it('writes nothing into the read-only Secret volumes (the processes run as root here, so this is checked, not enforced)', async () => {
