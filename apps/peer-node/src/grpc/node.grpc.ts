@@ -183,6 +183,14 @@ export function nodeServer(deps: NodeServerDeps): NodeServiceServer {
           failed: r.failed,
           underReplicated: r.under,
           durationMs: r.durationMs,
+          foldersHealth: (r.folderHealth ?? []).map((f) => ({
+            folder: f.folder,
+            objects: f.objects,
+            underReplicated: f.under,
+            soleCopy: f.soleCopy,
+            chunks: f.chunks,
+            chunksUnderReplicated: f.chunksUnder,
+          })),
         };
       })(),
     })),

@@ -288,6 +288,27 @@ export interface RepairStatus {
   underReplicated: number;
   /** Duration of the pass in milliseconds. */
   durationMs: number;
+  /** Replication health per folder this node holds objects of, sorted by folder. */
+  foldersHealth: FolderHealth[];
+}
+
+/**
+ * Replication health of one folder, as one repair pass saw it: only the objects this node holds, and
+ * copies counted on the members whose inventory it could read (itself and its connected peers).
+ */
+export interface FolderHealth {
+  /** The folder (its owner's server ID). */
+  folder: string;
+  /** Objects (chunks and manifests) of the folder this node holds. */
+  objects: number;
+  /** Of those, objects with fewer than R copies among reachable holders (after the pass's pushes). */
+  underReplicated: number;
+  /** Of those, objects with no copy on any other reachable member: this node's copy is the only one known. */
+  soleCopy: number;
+  /** Chunks among `objects` (the rest are manifests). */
+  chunks: number;
+  /** Chunks among `under_replicated`. */
+  chunksUnderReplicated: number;
 }
 
 /** Request of ListVersions. */
@@ -1957,6 +1978,7 @@ function createBaseRepairStatus(): RepairStatus {
     failed: 0,
     underReplicated: 0,
     durationMs: 0,
+    foldersHealth: [],
   };
 }
 
@@ -1988,6 +2010,9 @@ export const RepairStatus: MessageFns<RepairStatus> = {
     }
     if (message.durationMs !== 0) {
       writer.uint32(72).int64(message.durationMs);
+    }
+    for (const v of message.foldersHealth) {
+      FolderHealth.encode(v!, writer.uint32(82).fork()).join();
     }
     return writer;
   },
@@ -2077,6 +2102,14 @@ export const RepairStatus: MessageFns<RepairStatus> = {
             message.durationMs = longToNumber(reader.int64());
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.foldersHealth.push(FolderHealth.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2103,6 +2136,122 @@ export const RepairStatus: MessageFns<RepairStatus> = {
     message.failed = object.failed ?? 0;
     message.underReplicated = object.underReplicated ?? 0;
     message.durationMs = object.durationMs ?? 0;
+    message.foldersHealth = object.foldersHealth?.map((e) => FolderHealth.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseFolderHealth(): FolderHealth {
+  return { folder: "", objects: 0, underReplicated: 0, soleCopy: 0, chunks: 0, chunksUnderReplicated: 0 };
+}
+
+export const FolderHealth: MessageFns<FolderHealth> = {
+  encode(message: FolderHealth, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.folder !== "") {
+      writer.uint32(10).string(message.folder);
+    }
+    if (message.objects !== 0) {
+      writer.uint32(16).int64(message.objects);
+    }
+    if (message.underReplicated !== 0) {
+      writer.uint32(24).int64(message.underReplicated);
+    }
+    if (message.soleCopy !== 0) {
+      writer.uint32(32).int64(message.soleCopy);
+    }
+    if (message.chunks !== 0) {
+      writer.uint32(40).int64(message.chunks);
+    }
+    if (message.chunksUnderReplicated !== 0) {
+      writer.uint32(48).int64(message.chunksUnderReplicated);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FolderHealth {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFolderHealth();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.folder = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.objects = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.underReplicated = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.soleCopy = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.chunks = longToNumber(reader.int64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.chunksUnderReplicated = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<FolderHealth>): FolderHealth {
+    return FolderHealth.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<FolderHealth>): FolderHealth {
+    const message = createBaseFolderHealth();
+    message.folder = object.folder ?? "";
+    message.objects = object.objects ?? 0;
+    message.underReplicated = object.underReplicated ?? 0;
+    message.soleCopy = object.soleCopy ?? 0;
+    message.chunks = object.chunks ?? 0;
+    message.chunksUnderReplicated = object.chunksUnderReplicated ?? 0;
     return message;
   },
 };
