@@ -6,7 +6,7 @@ import type { HttpResponse as Response } from './http-types';
 import { NODE_CLIENT } from './tokens';
 import type { NodeClient } from './node-client';
 import { closedSignal } from './streaming';
-import { type NodeInfoView, type NodeView, type RecoverView, type RecoveryStatusView, nodeInfoView, nodeView, recoverView, recoveryStatusView } from './views';
+import { type NodeInfoView, type NodeView, type RecoverView, type RecoveryStatusView, type ReplicationView, nodeInfoView, nodeView, recoverView, recoveryStatusView, replicationView } from './views';
 
 /** `/v1/nodes`, `/v1/node` and `/v1/recover`. */
 @Controller('v1')
@@ -31,6 +31,15 @@ export class NetworkController {
   @Get('node')
   async info(@Res({ passthrough: true }) res: Response): Promise<NodeInfoView> {
     return nodeInfoView(await this.node.nodeInfo(closedSignal(res)));
+  }
+
+  /**
+   * Per-folder replication health (objects below R copies, sole copies) from the home node's last repair
+   * pass, with the pass time, and the backlog now.
+   */
+  @Get('replication')
+  async replication(@Res({ passthrough: true }) res: Response): Promise<ReplicationView> {
+    return replicationView(await this.node.nodeInfo(closedSignal(res)));
   }
 
   /** Progress of the home node's current or last recovery (phase "idle" if none ran). */
