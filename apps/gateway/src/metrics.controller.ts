@@ -2,6 +2,8 @@
 import { Controller, Get, Inject, Res } from '@nestjs/common';
 import type { Logger } from '@distri-vault/shared';
 import type { HttpResponse as Response } from './http-types';
+import { ApiOperation, ApiResponse } from '@nestjs/swagger';
+import { ApiErrors, AUTH_ERRORS } from './api-docs';
 import { LOGGER, METRICS, NODE_CLIENT } from './tokens';
 import { type GatewayMetrics, NODE_SCRAPE_TIMEOUT_MS } from './metrics';
 import type { NodeClient } from './node-client';
@@ -18,6 +20,9 @@ export class MetricsController {
 
   /** Every metric of this gateway, with the home node's replication gauges fetched now. */
   @Get('metrics')
+  @ApiOperation({ summary: 'Prometheus metrics of the gateway and the home node\'s replication gauges (refreshed on each scrape, 1 s bound)' })
+  @ApiResponse({ status: 200, description: 'Prometheus text exposition format 0.0.4', content: { 'text/plain': { schema: { type: 'string' } } } })
+  @ApiErrors(...AUTH_ERRORS)
   async metricsText(@Res() res: Response): Promise<void> {
     try {
       this.metrics.setNode(await this.node.nodeInfo(closedSignal(res), NODE_SCRAPE_TIMEOUT_MS));

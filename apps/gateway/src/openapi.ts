@@ -5,6 +5,7 @@
  */
 import type { INestApplication } from '@nestjs/common';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import { SCHEMAS } from './api-docs';
 
 /** Mounts /docs and /docs-json on `app`. */
 export function serveOpenApi(app: INestApplication): void {
@@ -19,5 +20,7 @@ export function serveOpenApi(app: INestApplication): void {
     .addSecurityRequirements('bearer')
     .build();
   const document = SwaggerModule.createDocument(app, config);
+  // The body schemas (api-docs.ts), referenced by the routes' decorators.
+  document.components = { ...document.components, schemas: { ...document.components?.schemas, ...SCHEMAS } };
   SwaggerModule.setup('docs', app, document, { jsonDocumentUrl: 'docs-json' });
 }
