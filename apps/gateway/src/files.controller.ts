@@ -84,8 +84,29 @@ export class FilesController {
   @ApiErrors(400, 404, 416, 503)
   async download(@Req() req: Request, @Res() res: Response, @Query('version') version: unknown): Promise<void> {
     const path = filePathFromUrl(req.originalUrl);
-    const v = parseVersion(version);
+    let v = parseVersion(version);
     const signal = closedSignal(res);
+    const ifNoneMatch = header(req, 'if-none-match');
+    if (req.method === 'HEAD' || ifNoneMatch !== undefined) {
+      // HEAD and conditional GETs are answered from the file index (StatFile): no chunk is read.
+      const info = await this.node.stat(path, v, signal);
+      const etag = etagOf(info.sha256);
+      if (noneMatch(ifNoneMatch, etag)) {
+        res.statusCode = 304;
+        res.setHeader('ETag', etag);
+        res.setHeader('X-Vault-Version', String(info.version));
+        res.end();
+        return;
+      }
+      if (req.method === 'HEAD') {
+        const range = rangeApplies(header(req, 'if-range'), etag) ? parseRange(header(req, 'range'), info.size) : undefined;
+        writeDownloadHead(res, info, range);
+        res.end();
+        return;
+      }
+      // A GET whose ETag did not match: send the version the comparison was made against.
+      v = info.version;
+    }
     // A Range whose start is known up front lets the node skip the chunks before it.
     const hint = header(req, 'if-range') === undefined ? rangeStartHint(header(req, 'range')) : 0;
     let dl = await this.node.download(path, v, signal, hint);
@@ -93,25 +114,12 @@ export class FilesController {
     const etag = etagOf(info.sha256);
     let range: ByteRange | undefined;
     try {
-      if (noneMatch(header(req, 'if-none-match'), etag)) {
-        dl.cancel();
-        res.statusCode = 304;
-        res.setHeader('ETag', etag);
-        res.setHeader('X-Vault-Version', String(info.version));
-        res.end();
-        return;
-      }
       if (rangeApplies(header(req, 'if-range'), etag)) range = parseRange(header(req, 'range'), info.size);
     } catch (err) {
       dl.cancel();
       throw err;
     }
     const length = writeDownloadHead(res, info, range);
-    if (req.method === 'HEAD') {
-      dl.cancel();
-      res.end();
-      return;
-    }
     let skipped = hint;
     if (skipped > 0 && (!range || range.start < skipped)) {
       // Not the range the hint promised (cannot happen with rangeStartHint's rules): read from the start.

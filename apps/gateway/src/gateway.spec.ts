@@ -177,16 +177,24 @@ describe('gateway over a fake node', () => {
       expect((await req('PUT', '/v1/files/range/empty.bin', { body: Buffer.alloc(0) })).status).toBe(201);
     }, 30_000);
 
-    it('answers HEAD with the headers of GET, no body, and cancels the node call', async () => {
-      const cancelled = fake.downloadsCancelled;
+    const count = (rpc: string) => fake.calls.filter((c) => c === rpc).length;
+
+    it('answers HEAD with the headers of GET, no body, from a stat: no download is started', async () => {
+      const downloads = count('DownloadFile');
+      const stats = count('StatFile');
       const r = await req('HEAD', '/v1/files/range/file.bin');
       expect(r.status).toBe(200);
       expect(r.body.length).toBe(0);
       expect(r.headers).toMatchObject({ 'content-length': String(data.length), etag, 'accept-ranges': 'bytes', 'x-vault-version': '1' });
       expect(r.headers['last-modified']).toBe(new Date(1_700_000_000_000).toUTCString());
       expect((await req('HEAD', '/v1/files/range/big.bin')).headers['content-length']).toBe(String(big.length));
-      await eventually(() => fake.downloadsCancelled === cancelled + 1);
       expect((await req('HEAD', '/v1/files/range/none.bin')).status).toBe(404);
+      // A version, a range (206 head with Content-Range), a range past the end (416).
+      const ranged = await req('HEAD', '/v1/files/range/file.bin?version=1', { headers: { range: 'bytes=10-19' } });
+      expect([ranged.status, ranged.headers['content-range'], ranged.headers['content-length'], ranged.body.length]).toEqual([206, `bytes 10-19/${data.length}`, '10', 0]);
+      expect((await req('HEAD', '/v1/files/range/file.bin', { headers: { range: `bytes=${data.length}-` } })).status).toBe(416);
+      expect((await req('HEAD', '/v1/files/range/file.bin?version=9')).status).toBe(404);
+      expect([count('DownloadFile'), count('StatFile')]).toEqual([downloads, stats + 6]);
     });
 
     it.each([
@@ -231,11 +239,14 @@ describe('gateway over a fake node', () => {
         const r = await req('GET', '/v1/files/range/file.bin', { headers: { 'if-none-match': inm } });
         expect([inm, r.status, r.body.length, r.headers['etag']]).toEqual([inm, 304, 0, etag]);
       }
-      const cancelled = fake.downloadsCancelled;
+      const downloads = count('DownloadFile');
       expect((await req('GET', '/v1/files/range/big.bin', { headers: { 'if-none-match': bigTag } })).status).toBe(304);
-      await eventually(() => fake.downloadsCancelled === cancelled + 1);
+      expect((await req('HEAD', '/v1/files/range/big.bin', { headers: { 'if-none-match': bigTag } })).status).toBe(304);
+      // Answered from a stat: no download was started for any 304.
+      expect(count('DownloadFile')).toBe(downloads);
       const stale = await req('GET', '/v1/files/range/file.bin', { headers: { 'if-none-match': '"0000"' } });
-      expect([stale.status, stale.body.equals(data)]).toEqual([200, true]);
+      expect([stale.status, stale.body.equals(data), stale.headers['etag']]).toEqual([200, true, etag]);
+      expect(count('DownloadFile')).toBe(downloads + 1);
     });
   });
 

@@ -166,6 +166,16 @@ export class FakeNode {
           await writeMessage(call, { step: { $case: 'data', value: v.data.subarray(off, off + 256 * 1024) } }, signal);
         }
       }),
+      statFile: unary(log, 'StatFile', async (req) => {
+        this.calls.push('StatFile');
+        if (req.path === 'err/after-header') return { file: { path: req.path, version: 1, size: BROKEN_DOWNLOAD_SIZE, sha256: '0'.repeat(64), updatedUnixMs: 0, chunks: 3, deleted: false } };
+        const err = errorFor(req.path);
+        if (err) throw err;
+        const versions = this.history(req.path);
+        const v = req.version === undefined ? versions.at(-1) : versions.find((x) => x.info.version === req.version);
+        if (!v || v.deleted) throw new NotFoundError('no such file');
+        return { file: v.info };
+      }),
       listFiles: unary(log, 'ListFiles', async (req) => {
         this.calls.push('ListFiles');
         const err = errorFor(req.prefix);

@@ -127,6 +127,20 @@ export interface DownloadFileRequest {
   offset: number;
 }
 
+/** Request of StatFile. */
+export interface StatFileRequest {
+  /** Path of the file. */
+  path: string;
+  /** A specific version; absent for the latest. */
+  version?: number | undefined;
+}
+
+/** Response of StatFile. */
+export interface StatFileResponse {
+  /** The version, as DownloadFile's header would describe it. */
+  file?: FileInfo | undefined;
+}
+
 /** One message of DownloadFile: the header, then data. */
 export interface DownloadFileResponse {
   /** Protocol step. */
@@ -877,6 +891,128 @@ export const DownloadFileRequest: MessageFns<DownloadFileRequest> = {
     message.path = object.path ?? "";
     message.version = object.version ?? undefined;
     message.offset = object.offset ?? 0;
+    return message;
+  },
+};
+
+function createBaseStatFileRequest(): StatFileRequest {
+  return { path: "", version: undefined };
+}
+
+export const StatFileRequest: MessageFns<StatFileRequest> = {
+  encode(message: StatFileRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.path !== "") {
+      writer.uint32(10).string(message.path);
+    }
+    if (message.version !== undefined) {
+      writer.uint32(16).int64(message.version);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StatFileRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStatFileRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.version = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<StatFileRequest>): StatFileRequest {
+    return StatFileRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<StatFileRequest>): StatFileRequest {
+    const message = createBaseStatFileRequest();
+    message.path = object.path ?? "";
+    message.version = object.version ?? undefined;
+    return message;
+  },
+};
+
+function createBaseStatFileResponse(): StatFileResponse {
+  return { file: undefined };
+}
+
+export const StatFileResponse: MessageFns<StatFileResponse> = {
+  encode(message: StatFileResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.file !== undefined) {
+      FileInfo.encode(message.file, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StatFileResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStatFileResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.file = FileInfo.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<StatFileResponse>): StatFileResponse {
+    return StatFileResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<StatFileResponse>): StatFileResponse {
+    const message = createBaseStatFileResponse();
+    message.file = (object.file !== undefined && object.file !== null) ? FileInfo.fromPartial(object.file) : undefined;
     return message;
   },
 };
@@ -3546,6 +3682,19 @@ export const NodeServiceService = {
       Buffer.from(DownloadFileResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): DownloadFileResponse => DownloadFileResponse.decode(value),
   },
+  /**
+   * Describes a version (the latest, or `version`) from the file index, reading no chunk: what HEAD and
+   * conditional GETs need. NOT_FOUND for an unknown path or version, as DownloadFile.
+   */
+  statFile: {
+    path: "/vault.node.v1.NodeService/StatFile" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: StatFileRequest): Buffer => Buffer.from(StatFileRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): StatFileRequest => StatFileRequest.decode(value),
+    responseSerialize: (value: StatFileResponse): Buffer => Buffer.from(StatFileResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): StatFileResponse => StatFileResponse.decode(value),
+  },
   /** Lists the latest version of every live file, sorted by path, a page at a time when a limit is given. */
   listFiles: {
     path: "/vault.node.v1.NodeService/ListFiles" as const,
@@ -3705,6 +3854,11 @@ export interface NodeServiceServer extends UntypedServiceImplementation {
   uploadFile: handleClientStreamingCall<UploadFileRequest, UploadFileResponse>;
   /** Streams a file back: a header first, then the plaintext in order. NOT_FOUND for an unknown path. */
   downloadFile: handleServerStreamingCall<DownloadFileRequest, DownloadFileResponse>;
+  /**
+   * Describes a version (the latest, or `version`) from the file index, reading no chunk: what HEAD and
+   * conditional GETs need. NOT_FOUND for an unknown path or version, as DownloadFile.
+   */
+  statFile: handleUnaryCall<StatFileRequest, StatFileResponse>;
   /** Lists the latest version of every live file, sorted by path, a page at a time when a limit is given. */
   listFiles: handleUnaryCall<ListFilesRequest, ListFilesResponse>;
   /** Deletes a file: records a deletion (tombstone) version. NOT_FOUND for an unknown path. */
@@ -3782,6 +3936,25 @@ export interface NodeServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<DownloadFileResponse>;
+  /**
+   * Describes a version (the latest, or `version`) from the file index, reading no chunk: what HEAD and
+   * conditional GETs need. NOT_FOUND for an unknown path or version, as DownloadFile.
+   */
+  statFile(
+    request: StatFileRequest,
+    callback: (error: ServiceError | null, response: StatFileResponse) => void,
+  ): ClientUnaryCall;
+  statFile(
+    request: StatFileRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: StatFileResponse) => void,
+  ): ClientUnaryCall;
+  statFile(
+    request: StatFileRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: StatFileResponse) => void,
+  ): ClientUnaryCall;
   /** Lists the latest version of every live file, sorted by path, a page at a time when a limit is given. */
   listFiles(
     request: ListFilesRequest,
