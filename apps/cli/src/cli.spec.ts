@@ -150,13 +150,15 @@ describe('distri-vault CLI against a local network', () => {
   });
 
   it('status shows per-folder replication health from the last repair pass', async () => {
-    type Rep = { pass: { finished: string } | null; totals: { objects: number; underReplicated: number; soleCopy: number }; folders: { folder: string; own: boolean; objects: number; underReplicated: number; soleCopy: number }[] };
-    const until = Date.now() + 30_000;
+    type Rep = { pass: { finished: string; durationMs: number } | null; totals: { objects: number; underReplicated: number; soleCopy: number }; folders: { folder: string; own: boolean; objects: number; underReplicated: number; soleCopy: number }[] };
+    const t0 = Date.now();
+    const until = t0 + 30_000;
     let s: { serverId: string; replication: Rep };
-    // Files were put above; wait for a pass that has seen them (passes run every second here).
+    // Files were put above; wait for a pass that started after them (passes run every second here).
+    const startedAfter = (p: Rep['pass'], t: number) => p !== null && Date.parse(p.finished) - p.durationMs > t;
     do {
       s = await json(['status']);
-      if (s.replication.pass && s.replication.totals.objects > 0) break;
+      if (startedAfter(s.replication.pass, t0)) break;
       await new Promise((r) => setTimeout(r, 200));
     } while (Date.now() < until);
     const own = s.replication.folders.find((f) => f.own)!;
@@ -166,6 +168,14 @@ describe('distri-vault CLI against a local network', () => {
     const text = await cli(['status']);
     expect(text.stdout).toMatch(/^replication\s+0 of \d+ objects below 3 copies, 0 sole copies \(pass at /m);
     expect(text.stdout).toMatch(/^FOLDER\s+OBJECTS\s+BELOW R\s+SOLE COPY\n/m);
+    // The same figures as Prometheus gauges, fetched from the node on the scrape.
+    const m = await fetch(`${net.gatewayUrl}/metrics`, { headers: { authorization: `Bearer ${net.token}` } });
+    const metrics = await m.text();
+    expect(m.status).toBe(200);
+    expect(metrics).toContain('vault_node_up 1\n');
+    expect(metrics).toContain(`vault_node_under_replicated_objects{node="${s.serverId}",folder="${s.serverId}"} 0\n`);
+    expect(metrics).toMatch(new RegExp(`^vault_node_folder_objects\\{node="${s.serverId}",folder="${s.serverId}"\\} [1-9]\\d*$`, 'm'));
+    expect(metrics).toMatch(new RegExp(`^vault_node_replication_backlog_objects\\{node="${s.serverId}"\\} \\d+$`, 'm'));
   });
 
   it('starts a recovery, and follows one to its end with --watch', async () => {
@@ -219,11 +229,11 @@ describe('distri-vault CLI against a local network', () => {
   it('status reports objects below R copies once a holder is unreachable', async () => {
     await net.nodes[2].kill();
     const until = Date.now() + 60_000;
-    let s: { serverId: string; replication: { pass: { finished: string }; totals: { objects: number; underReplicated: number; soleCopy: number }; folders: { own: boolean; objects: number; underReplicated: number; soleCopy: number }[] } };
+    let s: { serverId: string; replication: { pass: { finished: string; durationMs: number }; totals: { objects: number; underReplicated: number; soleCopy: number }; folders: { own: boolean; objects: number; underReplicated: number; soleCopy: number }[] } };
     const killed = Date.now();
     do {
       s = await json(['status']);
-      if (Date.parse(s.replication.pass.finished) > killed && s.replication.totals.underReplicated > 0) break;
+      if (Date.parse(s.replication.pass.finished) - s.replication.pass.durationMs > killed + 200) break;
       await new Promise((r) => setTimeout(r, 200));
     } while (Date.now() < until);
     // R = 3 on 3 nodes: every object of the own folder was on all three; with one gone (within the repair
