@@ -9,7 +9,7 @@ import type { NodeClient } from './node-client';
 import { closedSignal } from './streaming';
 import { type NodeInfoView, type NodeView, type RecoverView, type RecoveryStatusView, type ReplicationView, nodeInfoView, nodeView, recoverView, recoveryStatusView, replicationView } from './views';
 
-/** `/v1/nodes`, `/v1/node` and `/v1/recover`. */
+/** `/v1/nodes`, `/v1/node`, `/v1/replication` and `/v1/recover`. */
 @Controller('v1')
 @ApiErrors(...AUTH_ERRORS, 503)
 export class NetworkController {

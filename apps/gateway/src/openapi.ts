@@ -16,7 +16,7 @@ export function serveOpenApi(app: INestApplication): void {
         'Errors are `{"error": {"code", "message"}}`. File paths are `/`-separated, percent-encoded segments.',
     )
     .setVersion('1')
-    .addBearerAuth()
+    .addBearerAuth({ type: 'http', scheme: 'bearer', bearerFormat: 'dvt_<id>_<secret>', description: 'a gateway token (created on first start, or with POST /v1/tokens)' })
     .addSecurityRequirements('bearer')
     .build();
   const document = SwaggerModule.createDocument(app, config);
