@@ -199,6 +199,8 @@ describe('local network (3 nodes + gateway)', () => {
     const page = await run(BUF, ['curl', '--protocol', 'grpc', '--http2-prior-knowledge', `http://${owner.clientAddress}/vault.node.v1.NodeService/ListFiles`, '-d', '{"prefix":"sizes/","limit":1}']);
     expect(JSON.parse(page.stdout).files).toHaveLength(1);
     expect(JSON.parse(page.stdout).nextStartAfter).toBe(JSON.parse(page.stdout).files[0].path);
+    const st = await run(BUF, ['curl', '--protocol', 'grpc', '--http2-prior-knowledge', `http://${owner.clientAddress}/vault.node.v1.NodeService/StatFile`, '-d', '{"path":"sizes/one-byte.bin"}']);
+    expect(JSON.parse(st.stdout).file).toEqual(expect.objectContaining({ path: 'sizes/one-byte.bin', version: '1', size: '1', sha256: files.find((f) => f.path === 'sizes/one-byte.bin')!.sha }));
     const vs = await run(BUF, ['curl', '--protocol', 'grpc', '--http2-prior-knowledge', `http://${owner.clientAddress}/vault.node.v1.NodeService/ListVersions`, '-d', '{"path":"sizes/one-byte.bin"}']);
     expect(JSON.parse(vs.stdout).versions).toEqual([expect.objectContaining({ path: 'sizes/one-byte.bin', version: '1', size: '1' })]);
   });

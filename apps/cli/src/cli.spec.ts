@@ -3,13 +3,15 @@
  * 3 nodes + gateway started with tools/network.cjs, token read from the gateway's data dir.
  */
 import { execFile, spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
+import { callUnary, createClient, serverIdFromHash } from '@distri-vault/shared';
+import { NodeServiceClient } from '@distri-vault/shared/generated/vault/node/v1/node';
 import { seededStream } from '../../../test/helpers';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -37,6 +39,7 @@ describe('distri-vault CLI against a local network', () => {
   let root: string;
   let net: any;
   let env: NodeJS.ProcessEnv;
+  let node2: NodeServiceClient | undefined;
 
   const cli = (args: string[], extraEnv: NodeJS.ProcessEnv = {}, stdin?: Buffer): Promise<Result> =>
     new Promise((resolve, reject) => {
@@ -58,7 +61,7 @@ describe('distri-vault CLI against a local network', () => {
   beforeAll(async () => {
     await promisify(execFile)(process.execPath, [join(ROOT, 'tools/build.mjs'), '--quiet'], { cwd: ROOT });
     root = await mkdtemp(join(tmpdir(), 'dv-cli-'));
-    net = await startNetwork({ root, nodes: 3, output: { dir: join(root, 'logs') }, env: { LOG_LEVEL: 'warn', NODE_HEARTBEAT_MS: '500' } });
+    net = await startNetwork({ root, nodes: 3, output: { dir: join(root, 'logs') }, env: { LOG_LEVEL: 'warn', NODE_HEARTBEAT_MS: '500', NODE_REPAIR_INTERVAL_MS: '1000' } });
     // No flags: the URL from the environment, the token from the gateway's token file.
     env = { ...process.env, DISTRI_VAULT_URL: net.gatewayUrl, DISTRI_VAULT_TOKEN_FILE: join(root, 'gateway/token'), DISTRI_VAULT_TOKEN: '' };
     const until = Date.now() + 20_000;
@@ -71,6 +74,7 @@ describe('distri-vault CLI against a local network', () => {
   }, 120_000);
 
   afterAll(async () => {
+    node2?.close();
     await net?.stop();
     if (root) await rm(root, { recursive: true, force: true });
   });
@@ -112,6 +116,66 @@ describe('distri-vault CLI against a local network', () => {
     const nodes = await json(['nodes']);
     expect(nodes.map((n: { state: string }) => n.state).sort()).toEqual(['connected', 'connected', 'self']);
     expect(await json(['status'])).toMatchObject({ replicas: 3, connected: 2, writable: true });
+  });
+
+  it('send (alias of message send) delivers to one member or to all, and list shows it', async () => {
+    const nodes: { serverId: string; state: string }[] = await json(['nodes']);
+    const peers = nodes.filter((n) => n.state === 'connected').map((n) => n.serverId);
+    const second: string = (await json(['nodes'])).find((n: { address: string }) => n.address === net.nodes[1].peerAddress)?.serverId;
+    expect(peers).toContain(second);
+    const direct = await json(['send', '--to', second, 'cli/send', 'hello one']);
+    expect(direct).toEqual({ id: expect.stringMatching(/^[0-9a-f]{32}$/), recipients: [second] });
+    const all = await json(['send', 'cli/send', 'hello all']);
+    expect(all.recipients.sort()).toEqual(peers.sort());
+    // The member received both, over its control stream (asked on its own NodeService).
+    node2 = createClient(NodeServiceClient, net.nodes[1].clientAddress);
+    const c = node2;
+    const received = async () => (await callUnary(c, c.listMessages, { sinceUnixMs: 0, topic: 'cli/send', afterId: '' }, { timeoutMs: 5000, what: 'ListMessages' })).messages;
+    const until = Date.now() + 15_000;
+    while ((await received()).length < 2 && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+    const got = await received();
+    expect(got.map((m) => [m.id, Buffer.from(m.body).toString()])).toEqual([[direct.id, 'hello one'], [all.id, 'hello all']]);
+    expect((await json(['message', 'list', '--topic', 'cli/send'])).map((m: { id: string; body: string }) => [m.id, m.body])).toEqual([
+      [direct.id, 'hello one'],
+      [all.id, 'hello all'],
+    ]);
+    // Human output, and the errors: unknown member 3, malformed topic 2 (refused by the node: 400).
+    const text = await cli(['send', '--to', second, 'cli/send', 'again']);
+    expect([text.code, text.stdout]).toEqual([0, expect.stringMatching(new RegExp(`^sent [0-9a-f]{32} to 1 node: ${second}\n$`))]);
+    expect((await cli(['send', '--to', serverIdFromHash(randomBytes(32)), 'cli/send', 'x'])).code).toBe(3);
+    expect((await cli(['send', '--to', 'A'.repeat(32), 'cli/send', 'x'])).code).toBe(2);
+    expect((await cli(['send', 'bad topic!', 'x'])).code).toBe(2);
+    expect((await cli(['send', 'only-topic'])).code).toBe(2);
+    expect((await cli(['--help'])).stdout).toMatch(/^\s+send \[options\] <topic> <text>/m);
+  });
+
+  it('status shows per-folder replication health from the last repair pass', async () => {
+    type Rep = { pass: { finished: string; durationMs: number } | null; totals: { objects: number; underReplicated: number; soleCopy: number }; folders: { folder: string; own: boolean; objects: number; underReplicated: number; soleCopy: number }[] };
+    const t0 = Date.now();
+    const until = t0 + 30_000;
+    let s: { serverId: string; replication: Rep };
+    // Files were put above; wait for a pass that started after them (passes run every second here).
+    const startedAfter = (p: Rep['pass'], t: number) => p !== null && Date.parse(p.finished) - p.durationMs > t;
+    do {
+      s = await json(['status']);
+      if (startedAfter(s.replication.pass, t0)) break;
+      await new Promise((r) => setTimeout(r, 200));
+    } while (Date.now() < until);
+    const own = s.replication.folders.find((f) => f.own)!;
+    expect(own).toMatchObject({ folder: s.serverId, underReplicated: 0, soleCopy: 0 });
+    expect(own.objects).toBeGreaterThan(24); // the 24 MiB file alone is 25 chunks and a manifest
+    expect(s.replication.totals.underReplicated).toBe(0);
+    const text = await cli(['status']);
+    expect(text.stdout).toMatch(/^replication\s+0 of \d+ objects below 3 copies, 0 sole copies \(pass at /m);
+    expect(text.stdout).toMatch(/^FOLDER\s+OBJECTS\s+BELOW R\s+SOLE COPY\n/m);
+    // The same figures as Prometheus gauges, fetched from the node on the scrape.
+    const m = await fetch(`${net.gatewayUrl}/metrics`, { headers: { authorization: `Bearer ${net.token}` } });
+    const metrics = await m.text();
+    expect(m.status).toBe(200);
+    expect(metrics).toContain('vault_node_up 1\n');
+    expect(metrics).toContain(`vault_node_under_replicated_objects{node="${s.serverId}",folder="${s.serverId}"} 0\n`);
+    expect(metrics).toMatch(new RegExp(`^vault_node_folder_objects\\{node="${s.serverId}",folder="${s.serverId}"\\} [1-9]\\d*$`, 'm'));
+    expect(metrics).toMatch(new RegExp(`^vault_node_replication_backlog_objects\\{node="${s.serverId}"\\} \\d+$`, 'm'));
   });
 
   it('starts a recovery, and follows one to its end with --watch', async () => {
@@ -159,5 +223,25 @@ describe('distri-vault CLI against a local network', () => {
     expect((await cli(['restore', 'cli/x', 'zero'])).code).toBe(2);
     expect((await cli(['frobnicate'])).code).toBe(2);
     expect((await cli(['put', join(root, 'absent.bin')])).code).toBe(2);
+  });
+
+  // Last: it stops a node.
+  it('status reports objects below R copies once a holder is unreachable', async () => {
+    await net.nodes[2].kill();
+    const until = Date.now() + 60_000;
+    let s: { serverId: string; replication: { pass: { finished: string; durationMs: number }; totals: { objects: number; underReplicated: number; soleCopy: number }; folders: { own: boolean; objects: number; underReplicated: number; soleCopy: number }[] } };
+    const killed = Date.now();
+    do {
+      s = await json(['status']);
+      if (Date.parse(s.replication.pass.finished) - s.replication.pass.durationMs > killed + 200) break;
+      await new Promise((r) => setTimeout(r, 200));
+    } while (Date.now() < until);
+    // R = 3 on 3 nodes: every object of the own folder was on all three; with one gone (within the repair
+    // grace period) each has 2 reachable copies.
+    const own = s.replication.folders.find((f) => f.own)!;
+    expect(own.underReplicated).toBe(own.objects);
+    expect(own.soleCopy).toBe(0);
+    const text = await cli(['status']);
+    expect(text.stdout).toMatch(new RegExp(`^replication\\s+${s.replication.totals.underReplicated} of ${s.replication.totals.objects} objects below 3 copies`, 'm'));
   });
 });

@@ -68,6 +68,15 @@ function version(value: string): number {
   return Number(value);
 }
 
+/** The gateway's replication health (GET /v1/replication). */
+interface ReplicationView {
+  replicas: number;
+  pass: { finished: string; durationMs: number } | null;
+  totals: { folders: number; objects: number; underReplicated: number; soleCopy: number };
+  folders: { folder: string; own: boolean; objects: number; underReplicated: number; soleCopy: number }[];
+  backlog: { objects: number; bytes: number };
+}
+
 /** The gateway's recovery status (GET /v1/recover). */
 interface RecoveryView {
   phase: 'idle' | 'syncing' | 'indexing' | 'verifying' | 'done' | 'failed' | 'unknown';
@@ -213,17 +222,21 @@ export function buildProgram(): Command {
     });
 
   const message = program.command('message').description('send messages between nodes over their control streams, and list them');
-  message
-    .command('send')
-    .description("send TEXT from the gateway's node to one member (--to) or to every live member")
-    .option('--to <serverId>', 'recipient server ID (default: broadcast to every connected or suspect member)')
-    .argument('<topic>', 'topic: 1-64 characters of [A-Za-z0-9._:/-]')
-    .argument('<text>', 'the message (UTF-8, at most 64 KiB)')
-    .action(async (topic: string, text: string, cmd: { to?: string }) => {
-      const { opts, client } = ctx();
-      const r: { id: string; recipients: string[] } = await client.json('POST', '/v1/messages', { ...(cmd.to ? { to: cmd.to } : {}), topic, body: text });
-      print(opts, r, () => `sent ${r.id} to ${r.recipients.length} ${r.recipients.length === 1 ? 'node' : 'nodes'}${r.recipients.length ? `: ${r.recipients.join(', ')}` : ''}`);
-    });
+  const sendMessage = async (topic: string, text: string, cmd: { to?: string }) => {
+    const { opts, client } = ctx();
+    const r: { id: string; recipients: string[] } = await client.json('POST', '/v1/messages', { ...(cmd.to ? { to: cmd.to } : {}), topic, body: text });
+    print(opts, r, () => `sent ${r.id} to ${r.recipients.length} ${r.recipients.length === 1 ? 'node' : 'nodes'}${r.recipients.length ? `: ${r.recipients.join(', ')}` : ''}`);
+  };
+  // `send` (top level) and `message send` are the same command.
+  for (const parent of [program, message]) {
+    parent
+      .command('send')
+      .description(parent === program ? "send TEXT to one member (--to) or every live member (same as: message send)" : "send TEXT from the gateway's node to one member (--to) or to every live member")
+      .option('--to <serverId>', 'recipient server ID (default: broadcast to every connected or suspect member)')
+      .argument('<topic>', 'topic: 1-64 characters of [A-Za-z0-9._:/-]')
+      .argument('<text>', 'the message (UTF-8, at most 64 KiB)')
+      .action(sendMessage);
+  }
   message
     .command('list')
     .description("messages the gateway's node sent and received (the most recent 1000), oldest first")
@@ -249,22 +262,35 @@ export function buildProgram(): Command {
 
   program
     .command('status')
-    .description('is the gateway ready, which node serves it, how many peers are connected')
+    .description('is the gateway ready, which node serves it, how many peers are connected, replication health per folder')
     .action(async () => {
       const { opts, client } = ctx();
       const node: { serverId: string; peerAddress: string; protocolVersion: number; chunkSize: number; replicas: number } = await client.json('GET', '/v1/node');
       const r: { nodes: { state: string }[] } = await client.json('GET', '/v1/nodes');
+      const replication: ReplicationView = await client.json('GET', '/v1/replication');
       const connected = r.nodes.filter((n) => n.state === 'connected').length;
-      const s = { ...node, peers: r.nodes.length - 1, connected, writable: connected >= node.replicas - 1 };
-      print(opts, s, () =>
-        table([
+      const s = { ...node, peers: r.nodes.length - 1, connected, writable: connected >= node.replicas - 1, replication };
+      const short = (id: string) => (id.length > 12 ? `${id.slice(0, 12)}…` : id);
+      print(opts, s, () => {
+        const rows = [
           ['node', s.serverId],
           ['peer address', s.peerAddress],
           ['peers', `${connected} connected of ${s.peers} known`],
           ['replicas', `${s.replicas} (${s.writable ? 'enough peers to write' : `writes need ${s.replicas - 1} connected peers`})`],
           ['chunk size', human(s.chunkSize)],
-        ]),
-      );
+          ['backlog', `${replication.backlog.objects} copies (${human(replication.backlog.bytes)}) owed to peers`],
+        ];
+        const t = replication.totals;
+        if (!replication.pass) rows.push(['replication', 'no repair pass yet']);
+        else rows.push(['replication', `${t.underReplicated} of ${t.objects} objects below ${replication.replicas} copies, ${t.soleCopy} sole copies (pass at ${replication.pass.finished})`]);
+        const folders = replication.folders.length
+          ? `\n\n${table([
+              ['FOLDER', 'OBJECTS', 'BELOW R', 'SOLE COPY'],
+              ...replication.folders.map((f) => [`${short(f.folder)}${f.own ? ' (own)' : ''}`, String(f.objects), String(f.underReplicated), String(f.soleCopy)]),
+            ])}`
+          : '';
+        return table(rows) + folders;
+      });
     });
 
   program

@@ -1,5 +1,7 @@
 /** HTTP routes of files: thin mapping from HTTP to NodeClient calls; the streaming lives in streaming.ts. */
 import { Controller, Delete, Get, HttpCode, Inject, Put, Query, Req, Res } from '@nestjs/common';
+import { ApiBytes, ApiBytesBody, ApiDoc, ApiEmpty, ApiErrors, ApiFilePath, ApiJson, ApiOptionalQuery, ApiRequestHeader, AUTH_ERRORS } from './api-docs';
+import { ApiQuery } from '@nestjs/swagger';
 import type { HttpRequest as Request, HttpResponse as Response } from './http-types';
 import { LIMITS, NODE_CLIENT } from './tokens';
 import { limitBytes, type LimitOptions } from './limits';
@@ -17,6 +19,7 @@ function header(req: Request, name: string): string | undefined {
 
 /** `/v1/files` routes. */
 @Controller('v1/files')
+@ApiErrors(...AUTH_ERRORS)
 export class FilesController {
   constructor(
     @Inject(NODE_CLIENT) private readonly node: NodeClient,
@@ -29,6 +32,12 @@ export class FilesController {
    * on the last page.
    */
   @Get()
+  @ApiDoc('List files', 'The latest live version of every file, sorted by path, a page at a time; `next` is the `after` of the next page, null on the last.')
+  @ApiOptionalQuery('prefix', 'only paths starting with this')
+  @ApiOptionalQuery('limit', 'page size (default 1000)', { type: 'integer', minimum: 1, maximum: 10000 })
+  @ApiOptionalQuery('after', 'the previous page\'s `next`')
+  @ApiJson(200, 'FileList', 'a page of files')
+  @ApiErrors(400, 503)
   async list(
     @Query('prefix') prefix: unknown,
     @Query('limit') limit: unknown,
@@ -43,6 +52,12 @@ export class FilesController {
   /** Streams the request body into a new version of the file. */
   @Put('*path')
   @HttpCode(201)
+  @ApiDoc('Upload a new version of a file', 'The body is streamed to the home node; answers once every needed copy is durable. A client that disconnects leaves no version.')
+  @ApiFilePath()
+  @ApiBytesBody()
+  @ApiRequestHeader('Content-Length', 'the size, checked against the bytes received; may be omitted (chunked)')
+  @ApiJson(201, 'File', 'the version stored')
+  @ApiErrors(400, 403, 413, 503)
   async upload(@Req() req: Request, @Res({ passthrough: true }) res: Response): Promise<FileView> {
     const path = filePathFromUrl(req.originalUrl);
     const size = parseContentLength(req.headers['content-length']);
@@ -57,10 +72,41 @@ export class FilesController {
    * `Range` (206, or 416 past the end), `If-Range`, and `If-None-Match` (304) against the ETag.
    */
   @Get('*path')
+  @ApiDoc('Download a file (HEAD: the headers only)', 'The latest version, or `?version=N`. Headers: `ETag` (the SHA-256), `X-Vault-Version`, `Content-Length`, `Last-Modified`, `Accept-Ranges`.')
+  @ApiFilePath()
+  @ApiQuery({ name: 'version', required: false, description: 'a specific version', schema: { type: 'integer', minimum: 1 } })
+  @ApiRequestHeader('Range', '`bytes=a-b`, `bytes=a-` or `bytes=-n`: answers 206 with Content-Range')
+  @ApiRequestHeader('If-None-Match', 'an ETag: 304 with no body when it is current')
+  @ApiRequestHeader('If-Range', 'an ETag: the Range applies only when it is current')
+  @ApiBytes(200, 'the whole file')
+  @ApiBytes(206, 'the requested range (Content-Range)')
+  @ApiEmpty(304, 'not modified: the If-None-Match ETag is current')
+  @ApiErrors(400, 404, 416, 503)
   async download(@Req() req: Request, @Res() res: Response, @Query('version') version: unknown): Promise<void> {
     const path = filePathFromUrl(req.originalUrl);
-    const v = parseVersion(version);
+    let v = parseVersion(version);
     const signal = closedSignal(res);
+    const ifNoneMatch = header(req, 'if-none-match');
+    if (req.method === 'HEAD' || ifNoneMatch !== undefined) {
+      // HEAD and conditional GETs are answered from the file index (StatFile): no chunk is read.
+      const info = await this.node.stat(path, v, signal);
+      const etag = etagOf(info.sha256);
+      if (noneMatch(ifNoneMatch, etag)) {
+        res.statusCode = 304;
+        res.setHeader('ETag', etag);
+        res.setHeader('X-Vault-Version', String(info.version));
+        res.end();
+        return;
+      }
+      if (req.method === 'HEAD') {
+        const range = rangeApplies(header(req, 'if-range'), etag) ? parseRange(header(req, 'range'), info.size) : undefined;
+        writeDownloadHead(res, info, range);
+        res.end();
+        return;
+      }
+      // A GET whose ETag did not match: send the version the comparison was made against.
+      v = info.version;
+    }
     // A Range whose start is known up front lets the node skip the chunks before it.
     const hint = header(req, 'if-range') === undefined ? rangeStartHint(header(req, 'range')) : 0;
     let dl = await this.node.download(path, v, signal, hint);
@@ -68,25 +114,12 @@ export class FilesController {
     const etag = etagOf(info.sha256);
     let range: ByteRange | undefined;
     try {
-      if (noneMatch(header(req, 'if-none-match'), etag)) {
-        dl.cancel();
-        res.statusCode = 304;
-        res.setHeader('ETag', etag);
-        res.setHeader('X-Vault-Version', String(info.version));
-        res.end();
-        return;
-      }
       if (rangeApplies(header(req, 'if-range'), etag)) range = parseRange(header(req, 'range'), info.size);
     } catch (err) {
       dl.cancel();
       throw err;
     }
     const length = writeDownloadHead(res, info, range);
-    if (req.method === 'HEAD') {
-      dl.cancel();
-      res.end();
-      return;
-    }
     let skipped = hint;
     if (skipped > 0 && (!range || range.start < skipped)) {
       // Not the range the hint promised (cannot happen with rangeStartHint's rules): read from the start.
@@ -101,6 +134,10 @@ export class FilesController {
   /** Deletes the file (records a deletion version): 204, or 404 for an unknown path. */
   @Delete('*path')
   @HttpCode(204)
+  @ApiDoc('Delete a file', 'Records a deletion version; the history is kept (see /v1/versions).')
+  @ApiFilePath()
+  @ApiEmpty(204, 'deleted')
+  @ApiErrors(400, 403, 404, 503)
   async remove(@Req() req: Request, @Res({ passthrough: true }) res: Response): Promise<void> {
     const path = filePathFromUrl(req.originalUrl);
     await this.node.deleteFile(path, closedSignal(res));

@@ -177,16 +177,24 @@ describe('gateway over a fake node', () => {
       expect((await req('PUT', '/v1/files/range/empty.bin', { body: Buffer.alloc(0) })).status).toBe(201);
     }, 30_000);
 
-    it('answers HEAD with the headers of GET, no body, and cancels the node call', async () => {
-      const cancelled = fake.downloadsCancelled;
+    const count = (rpc: string) => fake.calls.filter((c) => c === rpc).length;
+
+    it('answers HEAD with the headers of GET, no body, from a stat: no download is started', async () => {
+      const downloads = count('DownloadFile');
+      const stats = count('StatFile');
       const r = await req('HEAD', '/v1/files/range/file.bin');
       expect(r.status).toBe(200);
       expect(r.body.length).toBe(0);
       expect(r.headers).toMatchObject({ 'content-length': String(data.length), etag, 'accept-ranges': 'bytes', 'x-vault-version': '1' });
       expect(r.headers['last-modified']).toBe(new Date(1_700_000_000_000).toUTCString());
       expect((await req('HEAD', '/v1/files/range/big.bin')).headers['content-length']).toBe(String(big.length));
-      await eventually(() => fake.downloadsCancelled === cancelled + 1);
       expect((await req('HEAD', '/v1/files/range/none.bin')).status).toBe(404);
+      // A version, a range (206 head with Content-Range), a range past the end (416).
+      const ranged = await req('HEAD', '/v1/files/range/file.bin?version=1', { headers: { range: 'bytes=10-19' } });
+      expect([ranged.status, ranged.headers['content-range'], ranged.headers['content-length'], ranged.body.length]).toEqual([206, `bytes 10-19/${data.length}`, '10', 0]);
+      expect((await req('HEAD', '/v1/files/range/file.bin', { headers: { range: `bytes=${data.length}-` } })).status).toBe(416);
+      expect((await req('HEAD', '/v1/files/range/file.bin?version=9')).status).toBe(404);
+      expect([count('DownloadFile'), count('StatFile')]).toEqual([downloads, stats + 6]);
     });
 
     it.each([
@@ -231,11 +239,14 @@ describe('gateway over a fake node', () => {
         const r = await req('GET', '/v1/files/range/file.bin', { headers: { 'if-none-match': inm } });
         expect([inm, r.status, r.body.length, r.headers['etag']]).toEqual([inm, 304, 0, etag]);
       }
-      const cancelled = fake.downloadsCancelled;
+      const downloads = count('DownloadFile');
       expect((await req('GET', '/v1/files/range/big.bin', { headers: { 'if-none-match': bigTag } })).status).toBe(304);
-      await eventually(() => fake.downloadsCancelled === cancelled + 1);
+      expect((await req('HEAD', '/v1/files/range/big.bin', { headers: { 'if-none-match': bigTag } })).status).toBe(304);
+      // Answered from a stat: no download was started for any 304.
+      expect(count('DownloadFile')).toBe(downloads);
       const stale = await req('GET', '/v1/files/range/file.bin', { headers: { 'if-none-match': '"0000"' } });
-      expect([stale.status, stale.body.equals(data)]).toEqual([200, true]);
+      expect([stale.status, stale.body.equals(data), stale.headers['etag']]).toEqual([200, true, etag]);
+      expect(count('DownloadFile')).toBe(downloads + 1);
     });
   });
 
@@ -427,6 +438,42 @@ describe('gateway over a fake node', () => {
       fake.recovery = { ...fake.recovery, phase: RecoveryPhase.RECOVERY_PHASE_DONE, peersDone: 2, chunks: 7, bytes: 3 * 2 ** 33, bytesPerSecond: 1.5e8, files: 3, errorMessages: ['x'] };
       const done = await req('GET', '/v1/recover');
       expect(json(done)).toMatchObject({ phase: 'done', peersDone: 2, peersTotal: 2, chunks: 7, bytes: 3 * 2 ** 33, bytesPerSecond: 1.5e8, files: 3, errorMessages: ['x'] });
+    });
+
+    it('shows per-folder replication health from the last repair pass, and none before it', async () => {
+      const before = await req('GET', '/v1/replication');
+      expect(json(before)).toEqual({
+        serverId: 'a'.repeat(32),
+        replicas: 3,
+        pass: null,
+        totals: { folders: 0, objects: 0, underReplicated: 0, soleCopy: 0 },
+        folders: [],
+        backlog: { objects: 3, bytes: 3 * MiB },
+      });
+      fake.lastRepair = {
+        finishedUnixMs: 1_700_000_000_000, folders: 2, objects: 2 ** 33 + 12, pushed: 0, pushedBytes: 0, deleted: 0, failed: 0, underReplicated: 5, durationMs: 42,
+        foldersHealth: [
+          { folder: 'a'.repeat(32), objects: 2 ** 33, chunks: 2 ** 33 - 1, underReplicated: 3, chunksUnderReplicated: 2, soleCopy: 1 },
+          { folder: 'c'.repeat(32), objects: 12, chunks: 10, underReplicated: 2, chunksUnderReplicated: 2, soleCopy: 0 },
+        ],
+      };
+      try {
+        const r = await req('GET', '/v1/replication');
+        expect(r.status).toBe(200);
+        expect(json(r)).toEqual({
+          serverId: 'a'.repeat(32),
+          replicas: 3,
+          pass: { finished: '2023-11-14T22:13:20.000Z', durationMs: 42 },
+          totals: { folders: 2, objects: 2 ** 33 + 12, underReplicated: 5, soleCopy: 1 },
+          folders: [
+            { folder: 'a'.repeat(32), own: true, objects: 2 ** 33, chunks: 2 ** 33 - 1, underReplicated: 3, chunksUnderReplicated: 2, soleCopy: 1 },
+            { folder: 'c'.repeat(32), own: false, objects: 12, chunks: 10, underReplicated: 2, chunksUnderReplicated: 2, soleCopy: 0 },
+          ],
+          backlog: { objects: 3, bytes: 3 * MiB },
+        });
+      } finally {
+        fake.lastRepair = undefined;
+      }
     });
 
     it('shows node info, health and readiness', async () => {
@@ -640,6 +687,38 @@ describe('limits and metrics', () => {
     expect(text).toContain('vault_gateway_request_duration_seconds_bucket{le="0.001"');
     expect(text).toContain('vault_gateway_process_resident_memory_bytes');
     expect(text).toMatch(/vault_gateway_requests_in_flight 1\n/);
+    // The home node's replication figures, fetched on this scrape.
+    expect(text).toContain('vault_node_up 1\n');
+    expect(text).toContain(`vault_node_replication_backlog_objects{node="${'a'.repeat(32)}"} 3\n`);
+    expect(text).toContain(`vault_node_replication_backlog_bytes{node="${'a'.repeat(32)}"} ${3 * MiB}\n`);
+    expect(text).toContain(`vault_node_replication_backlog_peer_objects{node="${'a'.repeat(32)}",peer="${'b'.repeat(32)}"} 3\n`);
+    expect(text).toContain(`vault_node_replication_backlog_peer_bytes{node="${'a'.repeat(32)}",peer="${'b'.repeat(32)}"} ${3 * MiB}\n`);
+    expect(text).not.toContain('vault_node_under_replicated_objects{');
+    expect(text).not.toContain('vault_node_last_repair_timestamp_seconds{');
+  });
+
+  it('refreshes the node gauges on every scrape, and clears them with vault_node_up 0 when the node is gone', async () => {
+    fake.lastRepair = {
+      finishedUnixMs: 1_700_000_000_000, folders: 1, objects: 9, pushed: 0, pushedBytes: 0, deleted: 0, failed: 0, underReplicated: 4, durationMs: 5,
+      foldersHealth: [{ folder: 'a'.repeat(32), objects: 9, chunks: 8, underReplicated: 4, chunksUnderReplicated: 3, soleCopy: 2 }],
+    };
+    const text = (await req('GET', '/metrics')).body.toString();
+    expect(text).toContain(`vault_node_under_replicated_objects{node="${'a'.repeat(32)}",folder="${'a'.repeat(32)}"} 4\n`);
+    expect(text).toContain(`vault_node_sole_copy_objects{node="${'a'.repeat(32)}",folder="${'a'.repeat(32)}"} 2\n`);
+    expect(text).toContain(`vault_node_folder_objects{node="${'a'.repeat(32)}",folder="${'a'.repeat(32)}"} 9\n`);
+    expect(text).toContain(`vault_node_last_repair_timestamp_seconds{node="${'a'.repeat(32)}"} 1700000000\n`);
+    fake.lastRepair = { ...fake.lastRepair, foldersHealth: [{ folder: 'a'.repeat(32), objects: 9, chunks: 8, underReplicated: 0, chunksUnderReplicated: 0, soleCopy: 0 }] };
+    expect((await req('GET', '/metrics')).body.toString()).toContain(`vault_node_under_replicated_objects{node="${'a'.repeat(32)}",folder="${'a'.repeat(32)}"} 0\n`);
+
+    await fake.stop();
+    const started = Date.now();
+    const down = await req('GET', '/metrics');
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(down.status).toBe(200);
+    const t = down.body.toString();
+    expect(t).toContain('vault_node_up 0\n');
+    expect(t).not.toMatch(/^vault_node_(replication|under|sole|folder|last)/m);
+    expect(t).toContain('vault_gateway_requests_total');
   });
 });
 

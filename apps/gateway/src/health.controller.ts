@@ -2,6 +2,8 @@
 import { Controller, Get, Inject, Res } from '@nestjs/common';
 import type { HttpResponse as Response } from './http-types';
 import { UnavailableError } from '@distri-vault/shared';
+import { ApiOperation } from '@nestjs/swagger';
+import { ApiErrors, ApiJson } from './api-docs';
 import { NODE_CLIENT } from './tokens';
 import type { NodeClient } from './node-client';
 import { closedSignal } from './streaming';
@@ -16,12 +18,18 @@ export class HealthController {
 
   /** 200 while the process serves HTTP. */
   @Get('healthz')
+  @ApiOperation({ summary: 'Liveness: the process serves HTTP (no token)', security: [] })
+  @ApiJson(200, 'Status')
+  @ApiErrors(500)
   healthz(): { status: 'ok' } {
     return { status: 'ok' };
   }
 
   /** 200 when the home node answers; 503 otherwise. */
   @Get('readyz')
+  @ApiOperation({ summary: 'Readiness: the home node answers within 2 s (no token)', security: [] })
+  @ApiJson(200, 'Status')
+  @ApiErrors(503, 500)
   async readyz(@Res({ passthrough: true }) res: Response): Promise<{ status: 'ok' }> {
     try {
       await this.node.nodeInfo(closedSignal(res), READY_TIMEOUT_MS);

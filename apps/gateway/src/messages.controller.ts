@@ -3,7 +3,8 @@
  * one member (`to`) or to every live member; GET lists what the home node kept (sent and received).
  */
 import { Controller, Get, HttpCode, Inject, Post, Query, Req, Res } from '@nestjs/common';
-import { ApiBody, ApiOperation, ApiQuery } from '@nestjs/swagger';
+import { ApiOperation, ApiQuery } from '@nestjs/swagger';
+import { ApiErrors, ApiJson, ApiJsonBody, AUTH_ERRORS } from './api-docs';
 import { InvalidArgumentError } from '@distri-vault/shared';
 import type { HttpRequest as Request, HttpResponse as Response } from './http-types';
 import { NODE_CLIENT } from './tokens';
@@ -17,6 +18,7 @@ export const MAX_MESSAGE_JSON_BYTES = 400 * 1024;
 
 /** Message routes. */
 @Controller('v1/messages')
+@ApiErrors(...AUTH_ERRORS, 503)
 export class MessagesController {
   constructor(@Inject(NODE_CLIENT) private readonly node: NodeClient) {}
 
@@ -30,18 +32,9 @@ export class MessagesController {
       'Answers 201 `{id, recipients}`. 400 for a malformed server ID, topic or body; 404 for an unknown member; ' +
       '503 for a member that is down, left or not connected. Without `to` it goes to every connected or suspect member.',
   })
-  @ApiBody({
-    schema: {
-      type: 'object',
-      required: ['topic'],
-      properties: {
-        to: { type: 'string', description: 'recipient server ID; omit to broadcast' },
-        topic: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$' },
-        body: { type: 'string', description: 'UTF-8 text' },
-        bodyBase64: { type: 'string', description: 'bytes, base64 (instead of body)' },
-      },
-    },
-  })
+  @ApiJsonBody('SendMessage')
+  @ApiJson(201, 'MessageSent', 'sent: its ID and the members it went to')
+  @ApiErrors(400, 403, 404)
   async send(@Req() req: Request, @Res({ passthrough: true }) res: Response): Promise<{ id: string; recipients: string[] }> {
     const b = await readJsonBody(req, MAX_MESSAGE_JSON_BYTES);
     const { to = '', topic, body, bodyBase64 } = b;
@@ -69,6 +62,8 @@ export class MessagesController {
   @ApiQuery({ name: 'since', required: false, description: 'only messages received at or after this time: ISO-8601 or Unix milliseconds' })
   @ApiQuery({ name: 'topic', required: false, description: 'only this topic' })
   @ApiQuery({ name: 'after', required: false, description: 'the previous page\'s `next`' })
+  @ApiJson(200, 'MessageList')
+  @ApiErrors(400)
   async list(
     @Res({ passthrough: true }) res: Response,
     @Query('since') since: unknown,

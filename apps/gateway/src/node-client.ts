@@ -148,6 +148,13 @@ export class NodeClient {
     return { info, frames: frames(), cancel };
   }
 
+  /** Describes a version (the latest, or `version`) without reading it; NotFoundError as download. */
+  async stat(path: string, version: number | undefined, signal: AbortSignal): Promise<FileInfo> {
+    const res = await this.unary(this.client, this.client.statFile, version === undefined ? { path } : { path, version }, { signal, what: 'StatFile' });
+    if (!res.file) throw new VaultError('internal', 'node answered a stat without file info');
+    return res.file;
+  }
+
   /**
    * Latest version of every live file whose path starts with `prefix`, sorted by path: at most `limit`
    * (0: all) after `startAfter`; `next` is the startAfter of the following page, empty at the end.

@@ -5,6 +5,7 @@
  */
 import type { INestApplication } from '@nestjs/common';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import { SCHEMAS } from './api-docs';
 
 /** Mounts /docs and /docs-json on `app`. */
 export function serveOpenApi(app: INestApplication): void {
@@ -15,9 +16,11 @@ export function serveOpenApi(app: INestApplication): void {
         'Errors are `{"error": {"code", "message"}}`. File paths are `/`-separated, percent-encoded segments.',
     )
     .setVersion('1')
-    .addBearerAuth()
+    .addBearerAuth({ type: 'http', scheme: 'bearer', bearerFormat: 'dvt_<id>_<secret>', description: 'a gateway token (created on first start, or with POST /v1/tokens)' })
     .addSecurityRequirements('bearer')
     .build();
   const document = SwaggerModule.createDocument(app, config);
+  // The body schemas (api-docs.ts), referenced by the routes' decorators.
+  document.components = { ...document.components, schemas: { ...document.components?.schemas, ...SCHEMAS } };
   SwaggerModule.setup('docs', app, document, { jsonDocumentUrl: 'docs-json' });
 }

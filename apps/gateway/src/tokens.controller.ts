@@ -2,6 +2,8 @@
 import { Controller, Delete, Get, HttpCode, Inject, Param, Post, Req } from '@nestjs/common';
 import { InvalidArgumentError } from '@distri-vault/shared';
 import type { HttpRequest as Request } from './http-types';
+import { ApiParam } from '@nestjs/swagger';
+import { ApiDoc, ApiEmpty, ApiErrors, ApiJson, ApiJsonBody, AUTH_ERRORS } from './api-docs';
 import { TOKEN_STORE } from './tokens';
 import type { TokenInfo, TokenScope, TokenStore } from './auth/token-store';
 
@@ -30,11 +32,14 @@ export async function readJsonBody(req: Request, limit = MAX_JSON_BODY): Promise
 
 /** Token management routes. */
 @Controller('v1/tokens')
+@ApiErrors(...AUTH_ERRORS, 403)
 export class TokensController {
   constructor(@Inject(TOKEN_STORE) private readonly tokens: TokenStore) {}
 
   /** Every live token (no secrets). */
   @Get()
+  @ApiDoc('List bearer tokens (no secrets); needs a read-write token')
+  @ApiJson(200, 'TokenList')
   list(): { tokens: TokenInfo[] } {
     return { tokens: this.tokens.list() };
   }
@@ -42,6 +47,10 @@ export class TokensController {
   /** Creates a token from `{"name", "scope": "read"|"write"}`; the answer is the only time its secret is shown. */
   @Post()
   @HttpCode(201)
+  @ApiDoc('Create a bearer token', 'The answer is the only time its secret is shown. Defaults: name "token", scope "read".')
+  @ApiJsonBody('CreateToken', false)
+  @ApiJson(201, 'TokenCreated')
+  @ApiErrors(400)
   async create(@Req() req: Request): Promise<TokenInfo & { token: string }> {
     const body = await readJsonBody(req);
     const name = body['name'] ?? 'token';
@@ -53,6 +62,10 @@ export class TokensController {
   /** Revokes a token by ID: 204, 404 for an unknown one. */
   @Delete(':id')
   @HttpCode(204)
+  @ApiDoc('Revoke a token at once')
+  @ApiParam({ name: 'id', description: 'the token ID (from the list)', schema: { type: 'string' } })
+  @ApiEmpty(204, 'revoked')
+  @ApiErrors(404)
   async revoke(@Param('id') id: string): Promise<void> {
     await this.tokens.revoke(id);
   }

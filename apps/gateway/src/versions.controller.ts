@@ -5,6 +5,8 @@
  */
 import { Controller, Delete, Get, HttpCode, Inject, Post, Query, Req, Res } from '@nestjs/common';
 import { InvalidArgumentError } from '@distri-vault/shared';
+import { ApiQuery } from '@nestjs/swagger';
+import { ApiDoc, ApiErrors, ApiFilePath, ApiJson, ApiOptionalQuery, AUTH_ERRORS } from './api-docs';
 import type { HttpRequest as Request, HttpResponse as Response } from './http-types';
 import { NODE_CLIENT } from './tokens';
 import type { NodeClient } from './node-client';
@@ -14,11 +16,16 @@ import { type FileView, fileView } from './views';
 
 /** Version routes. */
 @Controller('v1/versions')
+@ApiErrors(...AUTH_ERRORS)
 export class VersionsController {
   constructor(@Inject(NODE_CLIENT) private readonly node: NodeClient) {}
 
   /** Every version still in the file's history, oldest first; deletion records have `deleted: true`. */
   @Get('*path')
+  @ApiDoc("List a file's versions", 'Every version still in its history, oldest first; deletion records have `deleted: true`.')
+  @ApiFilePath()
+  @ApiJson(200, 'VersionList')
+  @ApiErrors(400, 404, 503)
   async list(@Req() req: Request, @Res({ passthrough: true }) res: Response): Promise<{ versions: FileView[] }> {
     const path = filePathFromUrl(req.originalUrl, VERSIONS_PREFIX);
     const versions = await this.node.listVersions(path, closedSignal(res));
@@ -28,6 +35,11 @@ export class VersionsController {
   /** Restores `?version=N` as the newest version. */
   @Post('*path')
   @HttpCode(201)
+  @ApiDoc('Restore an old version as the newest', 'Writes a new version with the content of `?version=N` (no bytes are copied).')
+  @ApiFilePath()
+  @ApiQuery({ name: 'version', required: true, description: 'the version to restore', schema: { type: 'integer', minimum: 1 } })
+  @ApiJson(201, 'File', 'the new version')
+  @ApiErrors(400, 403, 404, 503)
   async restore(@Req() req: Request, @Res({ passthrough: true }) res: Response, @Query('version') version: unknown): Promise<FileView> {
     const path = filePathFromUrl(req.originalUrl, VERSIONS_PREFIX);
     const v = parseVersion(version);
@@ -37,6 +49,12 @@ export class VersionsController {
 
   /** Removes `?version=N`, or every version with `?all=true`. */
   @Delete('*path')
+  @ApiDoc('Remove one version, or every version', 'Exactly one of `?version=N` and `?all=true`. The newest remaining live version becomes current.')
+  @ApiFilePath()
+  @ApiOptionalQuery('version', 'the version to remove', { type: 'integer', minimum: 1 })
+  @ApiOptionalQuery('all', 'remove the whole history', { type: 'string', enum: ['true'] })
+  @ApiJson(200, 'Removed')
+  @ApiErrors(400, 403, 404, 503)
   async remove(@Req() req: Request, @Res({ passthrough: true }) res: Response, @Query('version') version: unknown, @Query('all') all: unknown): Promise<{ removed: number }> {
     const path = filePathFromUrl(req.originalUrl, VERSIONS_PREFIX);
     const v = parseVersion(version);

@@ -224,3 +224,58 @@ export function nodeInfoView(r: GetNodeInfoResponse): NodeInfoView {
       : null,
   };
 }
+
+/** Replication health of one folder on the home node, from its last repair pass. */
+export interface FolderHealthView {
+  /** The folder (its owner's server ID). */
+  folder: string;
+  /** True for the home node's own folder. */
+  own: boolean;
+  /** Objects (chunks and manifests) of the folder the home node holds, and how many are chunks. */
+  objects: number;
+  chunks: number;
+  /** Objects (and chunks) below R copies among the members the node could reach. */
+  underReplicated: number;
+  chunksUnderReplicated: number;
+  /** Objects no other reachable member holds: the home node's copy is the only one known. */
+  soleCopy: number;
+}
+
+/** GET /v1/replication: per-folder replication health and the backlog. */
+export interface ReplicationView {
+  /** The home node's server ID. */
+  serverId: string;
+  /** Copies wanted of every object (R). */
+  replicas: number;
+  /** The repair pass these counts come from: when it finished and how long it took; null before the first pass. */
+  pass: { finished: string; durationMs: number } | null;
+  /** Sums over every folder. */
+  totals: { folders: number; objects: number; underReplicated: number; soleCopy: number };
+  /** Per folder, sorted by folder; empty before the first pass. */
+  folders: FolderHealthView[];
+  /** Copies the home node still owes its peers (now, not at the pass). */
+  backlog: { objects: number; bytes: number };
+}
+
+/** GetNodeInfoResponse -> ReplicationView. */
+export function replicationView(r: GetNodeInfoResponse): ReplicationView {
+  const l = r.lastRepair;
+  const folders = (l?.foldersHealth ?? []).map((f) => ({
+    folder: f.folder,
+    own: f.folder === r.serverId,
+    objects: f.objects,
+    chunks: f.chunks,
+    underReplicated: f.underReplicated,
+    chunksUnderReplicated: f.chunksUnderReplicated,
+    soleCopy: f.soleCopy,
+  }));
+  const sum = (k: 'objects' | 'underReplicated' | 'soleCopy') => folders.reduce((n, f) => n + f[k], 0);
+  return {
+    serverId: r.serverId,
+    replicas: r.replicas,
+    pass: l ? { finished: new Date(l.finishedUnixMs).toISOString(), durationMs: l.durationMs } : null,
+    totals: { folders: folders.length, objects: sum('objects'), underReplicated: sum('underReplicated'), soleCopy: sum('soleCopy') },
+    folders,
+    backlog: { objects: r.backlog?.objects ?? 0, bytes: r.backlog?.bytes ?? 0 },
+  };
+}

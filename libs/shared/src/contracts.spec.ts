@@ -116,6 +116,7 @@ const EXPECTED_SERVICES: Record<string, { ts: Record<string, unknown>; methods: 
     methods: {
       UploadFile: ['client_stream', 'UploadFileRequest', 'UploadFileResponse'],
       DownloadFile: ['server_stream', 'DownloadFileRequest', 'DownloadFileResponse'],
+      StatFile: ['unary', 'StatFileRequest', 'StatFileResponse'],
       ListFiles: ['unary', 'ListFilesRequest', 'ListFilesResponse'],
       DeleteFile: ['unary', 'DeleteFileRequest', 'DeleteFileResponse'],
       ListNodes: ['unary', 'ListNodesRequest', 'ListNodesResponse'],

@@ -20,7 +20,7 @@ import {
   type RunningServer,
   type VaultError,
 } from '@distri-vault/shared';
-import { NodeServiceService, NodeState, RecoveryPhase, type FileInfo, type Message, type NodeServiceServer, type RecoveryStatus } from '@distri-vault/shared/generated/vault/node/v1/node';
+import { NodeServiceService, NodeState, RecoveryPhase, type FileInfo, type Message, type NodeServiceServer, type RecoveryStatus, type RepairStatus } from '@distri-vault/shared/generated/vault/node/v1/node';
 
 /** What the fake saw of one UploadFile call. */
 export interface UploadRecord {
@@ -62,6 +62,8 @@ export class FakeNode {
     phase: RecoveryPhase.RECOVERY_PHASE_IDLE, run: 0, trigger: '', startedUnixMs: 0, finishedUnixMs: 0, peersDone: 0, peersTotal: 0, chunks: 0, manifests: 0,
     bytes: 0, bytesPerSecond: 0, files: 0, chunksChecked: 0, chunksMissing: 0, errors: 0, errorMessages: [], durationMs: 0,
   };
+  /** The last repair pass GetNodeInfo reports (none by default). */
+  lastRepair: RepairStatus | undefined;
   /** The offset of every DownloadFile call, in order. */
   readonly offsets: number[] = [];
   /** DownloadFile calls the caller cancelled. */
@@ -163,6 +165,16 @@ export class FakeNode {
         for (let off = call.request.offset; off < v.data.length; off += 256 * 1024) {
           await writeMessage(call, { step: { $case: 'data', value: v.data.subarray(off, off + 256 * 1024) } }, signal);
         }
+      }),
+      statFile: unary(log, 'StatFile', async (req) => {
+        this.calls.push('StatFile');
+        if (req.path === 'err/after-header') return { file: { path: req.path, version: 1, size: BROKEN_DOWNLOAD_SIZE, sha256: '0'.repeat(64), updatedUnixMs: 0, chunks: 3, deleted: false } };
+        const err = errorFor(req.path);
+        if (err) throw err;
+        const versions = this.history(req.path);
+        const v = req.version === undefined ? versions.at(-1) : versions.find((x) => x.info.version === req.version);
+        if (!v || v.deleted) throw new NotFoundError('no such file');
+        return { file: v.info };
       }),
       listFiles: unary(log, 'ListFiles', async (req) => {
         this.calls.push('ListFiles');
@@ -270,7 +282,7 @@ export class FakeNode {
           writeQuorum: 2,
           backlog: { objects: 3, bytes: 3 * 2 ** 20, sent: 2 ** 33, sentBytes: 2 ** 40, failed: 1 },
           backlogPeers: [{ serverId: 'b'.repeat(32), objects: 3, bytes: 3 * 2 ** 20 }],
-          lastRepair: undefined,
+          lastRepair: this.lastRepair,
         };
       }),
     };

@@ -176,6 +176,52 @@ describe('Replicator', () => {
     for (const [key, hs] of c.holders(ownerId)) expect(hs.sort()).toEqual(rank(key.split('/')[1]!, ownerId, all).slice(0, R).sort());
   });
 
+  it('counts replication health per folder: objects, below R, sole copies', async () => {
+    const c = cluster();
+    c.tick();
+    const ownerId = ids[0]!;
+    const owner = c.nodes.get(ownerId)!;
+    await owner.vault.upload('h', undefined, once(seeded(7 * 4096 + 5, 11)), new AbortController().signal);
+    await owner.backlog.idle();
+    const objects = c.holders(ownerId);
+    const chunks = [...objects.keys()].filter((k) => k.startsWith('chunk/')).length;
+    expect(chunks).toBe(8);
+
+    // Everything on R holders: the owner's folder is healthy in the owner's report and in every holder's.
+    const healthy = await c.repairAll();
+    expect(healthy.get(ownerId)!.folderHealth).toEqual([{ folder: ownerId, objects: objects.size, chunks, under: 0, chunksUnder: 0, soleCopy: 0 }]);
+    for (const [node, r] of healthy) {
+      const held = [...objects.values()].filter((hs) => hs.includes(node)).length;
+      const f = r.folderHealth.find((h) => h.folder === ownerId);
+      if (node === ownerId || held > 0) expect(f).toMatchObject({ objects: held, under: 0, soleCopy: 0 });
+      else expect(f).toBeUndefined();
+      // A node always reports its own folder, even when empty.
+      expect(r.folderHealth.map((h) => h.folder)).toContain(node);
+      expect(r.folderHealth.map((h) => h.folder)).toEqual(r.folderHealth.map((h) => h.folder).sort());
+    }
+
+    // One holder unreachable (within the grace period, so nothing is remade yet): the objects it held are
+    // below R; none is a sole copy.
+    const victim = objects.values().next().value!.find((h) => h !== ownerId)!;
+    c.setDown(victim, true);
+    const onVictim = [...objects.entries()].filter(([, hs]) => hs.includes(victim));
+    let r = await owner.replicator.runOnce();
+    expect(r.folderHealth[0]).toEqual({
+      folder: ownerId,
+      objects: objects.size,
+      chunks,
+      under: onVictim.length,
+      chunksUnder: onVictim.filter(([k]) => k.startsWith('chunk/')).length,
+      soleCopy: 0,
+    });
+    expect(r.under).toBe(onVictim.length);
+
+    // Every peer unreachable: every object is a sole copy and below R.
+    for (const id of ids) if (id !== ownerId) c.setDown(id, true);
+    r = await owner.replicator.runOnce();
+    expect(r.folderHealth).toEqual([{ folder: ownerId, objects: objects.size, chunks, under: objects.size, chunksUnder: chunks, soleCopy: objects.size }]);
+  });
+
   it('rate-limits the repair lane, not the client lane', async () => {
     const storage = new MemoryStorage();
     const peers = new MemoryPeers(['p'.padEnd(32, 'z')]);

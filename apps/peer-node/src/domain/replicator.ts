@@ -46,6 +46,27 @@ export interface RepairReport {
   /** Objects below R copies among reachable holders after the pass (as far as this node knows). */
   under: number;
   durationMs: number;
+  /** The same counts per folder, sorted by folder. */
+  folderHealth: FolderHealth[];
+}
+
+/**
+ * Replication health of one folder after a pass: the objects this node holds, counted against the
+ * inventories it could read (its own and its connected peers'). Members it could not read count as
+ * holding nothing, so a silent member shows up as under-replication rather than hiding it.
+ */
+export interface FolderHealth {
+  folder: string;
+  /** Objects (chunks and manifests) of the folder on this node. */
+  objects: number;
+  /** Of those, the chunks. */
+  chunks: number;
+  /** Objects with fewer than min(R, live members) copies among reachable holders. */
+  under: number;
+  /** Chunks among `under`. */
+  chunksUnder: number;
+  /** Objects no other reachable member holds. */
+  soleCopy: number;
 }
 
 const KINDS: ObjectKind[] = ['manifest', 'chunk'];
@@ -93,14 +114,17 @@ export class Replicator {
     this.c.membership.observe?.(folders);
     const connected = new Set(this.c.peers.connected().filter((p) => p !== self));
     const live = [self, ...new Set([...this.c.membership.members(), ...connected])].filter((m) => m === self || !this.c.membership.isGone(m));
-    const report: RepairReport = { folders: folders.size, objects: 0, pushed: 0, pushedBytes: 0, failed: 0, deleted: 0, under: 0, durationMs: 0 };
+    const report: RepairReport = { folders: folders.size, objects: 0, pushed: 0, pushedBytes: 0, failed: 0, deleted: 0, under: 0, durationMs: 0, folderHealth: [] };
     for (const folder of [...folders].sort()) {
       if (signal?.aborted) break;
       await this.repairFolder(folder, live, connected, report, signal);
     }
     report.durationMs = Date.now() - started;
     this.last = report;
-    if (report.pushed || report.deleted || report.failed || report.under) this.c.log.info({ repair: report }, 'repair pass');
+    if (report.pushed || report.deleted || report.failed || report.under) {
+      const { folderHealth, ...totals } = report;
+      this.c.log.info({ repair: totals, underFolders: folderHealth.filter((f) => f.under > 0).length }, 'repair pass');
+    }
     return report;
   }
 
@@ -161,12 +185,22 @@ export class Replicator {
         this.c.log.warn({ folder, chunk: d.id, err: (err as Error).message }, 'extra copy not deleted');
       }
     }
+    const health: FolderHealth = { folder, objects: 0, chunks: 0, under: 0, chunksUnder: 0, soleCopy: 0 };
+    const wanted = Math.min(this.o.replicas, live.length);
     for (const kind of KINDS) {
       for (const id of mine[kind]) {
         let copies = 0;
         for (const inv of known.values()) if (inv[kind].has(id)) copies++;
-        if (copies < Math.min(this.o.replicas, live.length)) report.under++;
+        health.objects++;
+        if (kind === 'chunk') health.chunks++;
+        if (copies <= 1) health.soleCopy++;
+        if (copies < wanted) {
+          health.under++;
+          if (kind === 'chunk') health.chunksUnder++;
+        }
       }
     }
+    report.under += health.under;
+    if (health.objects > 0 || folder === self) report.folderHealth.push(health);
   }
 }

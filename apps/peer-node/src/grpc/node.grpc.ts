@@ -108,6 +108,8 @@ export function nodeServer(deps: NodeServerDeps): NodeServiceServer {
       }
     }),
 
+    statFile: unary(log, 'StatFile', async (req) => ({ file: wireInfo(vault.stat(req.path, req.version)) })),
+
     listFiles: unary(log, 'ListFiles', async (req) => {
       if (req.limit < 0) throw new InvalidArgumentError('ListFiles: limit must be >= 0');
       let files = vault.list(req.prefix);
@@ -183,6 +185,14 @@ export function nodeServer(deps: NodeServerDeps): NodeServiceServer {
           failed: r.failed,
           underReplicated: r.under,
           durationMs: r.durationMs,
+          foldersHealth: (r.folderHealth ?? []).map((f) => ({
+            folder: f.folder,
+            objects: f.objects,
+            underReplicated: f.under,
+            soleCopy: f.soleCopy,
+            chunks: f.chunks,
+            chunksUnderReplicated: f.chunksUnder,
+          })),
         };
       })(),
     })),

@@ -127,6 +127,20 @@ export interface DownloadFileRequest {
   offset: number;
 }
 
+/** Request of StatFile. */
+export interface StatFileRequest {
+  /** Path of the file. */
+  path: string;
+  /** A specific version; absent for the latest. */
+  version?: number | undefined;
+}
+
+/** Response of StatFile. */
+export interface StatFileResponse {
+  /** The version, as DownloadFile's header would describe it. */
+  file?: FileInfo | undefined;
+}
+
 /** One message of DownloadFile: the header, then data. */
 export interface DownloadFileResponse {
   /** Protocol step. */
@@ -288,6 +302,27 @@ export interface RepairStatus {
   underReplicated: number;
   /** Duration of the pass in milliseconds. */
   durationMs: number;
+  /** Replication health per folder this node holds objects of, sorted by folder. */
+  foldersHealth: FolderHealth[];
+}
+
+/**
+ * Replication health of one folder, as one repair pass saw it: only the objects this node holds, and
+ * copies counted on the members whose inventory it could read (itself and its connected peers).
+ */
+export interface FolderHealth {
+  /** The folder (its owner's server ID). */
+  folder: string;
+  /** Objects (chunks and manifests) of the folder this node holds. */
+  objects: number;
+  /** Of those, objects with fewer than R copies among reachable holders (after the pass's pushes). */
+  underReplicated: number;
+  /** Of those, objects with no copy on any other reachable member: this node's copy is the only one known. */
+  soleCopy: number;
+  /** Chunks among `objects` (the rest are manifests). */
+  chunks: number;
+  /** Chunks among `under_replicated`. */
+  chunksUnderReplicated: number;
 }
 
 /** Request of ListVersions. */
@@ -856,6 +891,128 @@ export const DownloadFileRequest: MessageFns<DownloadFileRequest> = {
     message.path = object.path ?? "";
     message.version = object.version ?? undefined;
     message.offset = object.offset ?? 0;
+    return message;
+  },
+};
+
+function createBaseStatFileRequest(): StatFileRequest {
+  return { path: "", version: undefined };
+}
+
+export const StatFileRequest: MessageFns<StatFileRequest> = {
+  encode(message: StatFileRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.path !== "") {
+      writer.uint32(10).string(message.path);
+    }
+    if (message.version !== undefined) {
+      writer.uint32(16).int64(message.version);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StatFileRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStatFileRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.version = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<StatFileRequest>): StatFileRequest {
+    return StatFileRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<StatFileRequest>): StatFileRequest {
+    const message = createBaseStatFileRequest();
+    message.path = object.path ?? "";
+    message.version = object.version ?? undefined;
+    return message;
+  },
+};
+
+function createBaseStatFileResponse(): StatFileResponse {
+  return { file: undefined };
+}
+
+export const StatFileResponse: MessageFns<StatFileResponse> = {
+  encode(message: StatFileResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.file !== undefined) {
+      FileInfo.encode(message.file, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StatFileResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStatFileResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.file = FileInfo.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<StatFileResponse>): StatFileResponse {
+    return StatFileResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<StatFileResponse>): StatFileResponse {
+    const message = createBaseStatFileResponse();
+    message.file = (object.file !== undefined && object.file !== null) ? FileInfo.fromPartial(object.file) : undefined;
     return message;
   },
 };
@@ -1957,6 +2114,7 @@ function createBaseRepairStatus(): RepairStatus {
     failed: 0,
     underReplicated: 0,
     durationMs: 0,
+    foldersHealth: [],
   };
 }
 
@@ -1988,6 +2146,9 @@ export const RepairStatus: MessageFns<RepairStatus> = {
     }
     if (message.durationMs !== 0) {
       writer.uint32(72).int64(message.durationMs);
+    }
+    for (const v of message.foldersHealth) {
+      FolderHealth.encode(v!, writer.uint32(82).fork()).join();
     }
     return writer;
   },
@@ -2077,6 +2238,14 @@ export const RepairStatus: MessageFns<RepairStatus> = {
             message.durationMs = longToNumber(reader.int64());
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.foldersHealth.push(FolderHealth.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2103,6 +2272,122 @@ export const RepairStatus: MessageFns<RepairStatus> = {
     message.failed = object.failed ?? 0;
     message.underReplicated = object.underReplicated ?? 0;
     message.durationMs = object.durationMs ?? 0;
+    message.foldersHealth = object.foldersHealth?.map((e) => FolderHealth.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseFolderHealth(): FolderHealth {
+  return { folder: "", objects: 0, underReplicated: 0, soleCopy: 0, chunks: 0, chunksUnderReplicated: 0 };
+}
+
+export const FolderHealth: MessageFns<FolderHealth> = {
+  encode(message: FolderHealth, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.folder !== "") {
+      writer.uint32(10).string(message.folder);
+    }
+    if (message.objects !== 0) {
+      writer.uint32(16).int64(message.objects);
+    }
+    if (message.underReplicated !== 0) {
+      writer.uint32(24).int64(message.underReplicated);
+    }
+    if (message.soleCopy !== 0) {
+      writer.uint32(32).int64(message.soleCopy);
+    }
+    if (message.chunks !== 0) {
+      writer.uint32(40).int64(message.chunks);
+    }
+    if (message.chunksUnderReplicated !== 0) {
+      writer.uint32(48).int64(message.chunksUnderReplicated);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FolderHealth {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFolderHealth();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.folder = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.objects = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.underReplicated = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.soleCopy = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.chunks = longToNumber(reader.int64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.chunksUnderReplicated = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<FolderHealth>): FolderHealth {
+    return FolderHealth.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<FolderHealth>): FolderHealth {
+    const message = createBaseFolderHealth();
+    message.folder = object.folder ?? "";
+    message.objects = object.objects ?? 0;
+    message.underReplicated = object.underReplicated ?? 0;
+    message.soleCopy = object.soleCopy ?? 0;
+    message.chunks = object.chunks ?? 0;
+    message.chunksUnderReplicated = object.chunksUnderReplicated ?? 0;
     return message;
   },
 };
@@ -3397,6 +3682,19 @@ export const NodeServiceService = {
       Buffer.from(DownloadFileResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): DownloadFileResponse => DownloadFileResponse.decode(value),
   },
+  /**
+   * Describes a version (the latest, or `version`) from the file index, reading no chunk: what HEAD and
+   * conditional GETs need. NOT_FOUND for an unknown path or version, as DownloadFile.
+   */
+  statFile: {
+    path: "/vault.node.v1.NodeService/StatFile" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: StatFileRequest): Buffer => Buffer.from(StatFileRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): StatFileRequest => StatFileRequest.decode(value),
+    responseSerialize: (value: StatFileResponse): Buffer => Buffer.from(StatFileResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): StatFileResponse => StatFileResponse.decode(value),
+  },
   /** Lists the latest version of every live file, sorted by path, a page at a time when a limit is given. */
   listFiles: {
     path: "/vault.node.v1.NodeService/ListFiles" as const,
@@ -3556,6 +3854,11 @@ export interface NodeServiceServer extends UntypedServiceImplementation {
   uploadFile: handleClientStreamingCall<UploadFileRequest, UploadFileResponse>;
   /** Streams a file back: a header first, then the plaintext in order. NOT_FOUND for an unknown path. */
   downloadFile: handleServerStreamingCall<DownloadFileRequest, DownloadFileResponse>;
+  /**
+   * Describes a version (the latest, or `version`) from the file index, reading no chunk: what HEAD and
+   * conditional GETs need. NOT_FOUND for an unknown path or version, as DownloadFile.
+   */
+  statFile: handleUnaryCall<StatFileRequest, StatFileResponse>;
   /** Lists the latest version of every live file, sorted by path, a page at a time when a limit is given. */
   listFiles: handleUnaryCall<ListFilesRequest, ListFilesResponse>;
   /** Deletes a file: records a deletion (tombstone) version. NOT_FOUND for an unknown path. */
@@ -3633,6 +3936,25 @@ export interface NodeServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<DownloadFileResponse>;
+  /**
+   * Describes a version (the latest, or `version`) from the file index, reading no chunk: what HEAD and
+   * conditional GETs need. NOT_FOUND for an unknown path or version, as DownloadFile.
+   */
+  statFile(
+    request: StatFileRequest,
+    callback: (error: ServiceError | null, response: StatFileResponse) => void,
+  ): ClientUnaryCall;
+  statFile(
+    request: StatFileRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: StatFileResponse) => void,
+  ): ClientUnaryCall;
+  statFile(
+    request: StatFileRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: StatFileResponse) => void,
+  ): ClientUnaryCall;
   /** Lists the latest version of every live file, sorted by path, a page at a time when a limit is given. */
   listFiles(
     request: ListFilesRequest,
