@@ -6,6 +6,7 @@
  *   main.js import-recovery-key    reads a recovery key on stdin and writes the key file (never replaces one)
  *   main.js rotate-vault-key       makes a fresh vault key current, keeping the old one to open older data
  *   main.js retire-vault-key <fp>  deletes a previous vault key: what only it wrapped becomes unreadable
+ * The running service rotates and retires online too (RotateVaultKey / RetireVaultKey, see README.md).
  */
 import { promises as fs } from 'node:fs';
 import { announceListening, createLogger, failStartup, onShutdown, startGrpcServer } from '@distri-vault/shared';
