@@ -5,7 +5,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import { AbortedError, assertFilePath, DataLossError, InvalidArgumentError, NotFoundError, UnavailableError, CancelledError } from '@distri-vault/shared';
+import { AbortedError, assertFilePath, DataLossError, FailedPreconditionError, InvalidArgumentError, NotFoundError, UnavailableError, CancelledError } from '@distri-vault/shared';
 import { chunkStream } from './chunker';
 import { FileIndex, type IndexedVersion } from './file-index';
 import { hedgedFetch, holderOrder } from './hedge';
@@ -204,8 +204,16 @@ export class Vault {
   private readonly inflight = new Map<number, number>();
   private readonly inflightDone: Array<() => void> = [];
   private rotating = false;
+  /** Settles when the running rotation ends. */
+  private rotationDone: Promise<unknown> = Promise.resolve();
   /** Manifests of the last index load that no key of the keyring opens (shredded or foreign). */
   private unreadable = 0;
+  /**
+   * Manifests of the last index load that could not be read for another reason (missing or corrupt here
+   * and on every peer asked). A rotation refuses to run while there are any: it would not re-wrap them,
+   * and its retire would make them unreadable for good.
+   */
+  private unindexed = 0;
   private readonly log: Logger;
   /** The recovery runner of this folder (status, start or join). */
   readonly recovery: Recovery;
@@ -230,12 +238,18 @@ export class Vault {
     const fresh = new FileIndex();
     let loaded = 0;
     const unreadable = { count: 0 };
+    let unindexed = 0;
+    const skip = (id: string, err: Error) => {
+      unindexed++;
+      onSkip?.(id, err);
+    };
     for await (const batch of this.c.storage.list(this.o.serverId, 'manifest', signal)) {
       for (const id of batch) {
-        if (await this.indexManifest(id, undefined, signal, fresh, onSkip, unreadable)) loaded++;
+        if (await this.indexManifest(id, undefined, signal, fresh, skip, unreadable)) loaded++;
       }
     }
     this.unreadable = unreadable.count;
+    this.unindexed = unindexed;
     // One line for all of them: after a rotation every superseded or shredded manifest is in this count
     // for good (peers never delete them), so a line per object would repeat forever.
     if (unreadable.count) this.log.info({ manifests: unreadable.count }, 'manifests sealed under a retired or unknown vault key skipped (superseded by a rotation, or shredded)');
@@ -259,7 +273,8 @@ export class Vault {
     unreadable?: { count: number },
   ): Promise<boolean> {
     try {
-      const bytes = data ?? (await this.c.storage.get(this.o.serverId, 'manifest', id, signal));
+      // A copy missing or corrupt here is fetched from a peer (verified, written back) when one is connected.
+      const bytes = data ?? (await this.readObject('manifest', id, signal ?? new AbortController().signal));
       let plain: Buffer;
       try {
         plain = await this.c.crypto.openManifest(this.o.serverId, bytes, signal);
@@ -573,58 +588,70 @@ export class Vault {
   async rotateKeys(signal: AbortSignal): Promise<RotationReport> {
     if (this.rotating) throw new AbortedError('a vault-key rotation is already running');
     this.rotating = true;
-    const started = Date.now();
+    const run = this.rotate(signal);
+    this.rotationDone = run.catch(() => undefined);
     try {
-      const peers = this.writePeers();
-      const rotated = await this.gate.exclusive(async () => {
-        const r = await this.c.crypto.rotateVaultKey(signal);
-        this.keyEpoch++;
-        return r;
-      });
-      const epoch = this.keyEpoch;
-      this.log.info({ fingerprint: rotated.keyFingerprint, previous: rotated.previousFingerprint }, 'vault key rotated; re-wrapping kept versions');
-      const { kept, removed } = this.index.keptAndRemoved();
-      let rewritten = 0;
-      const pending = new Set<ReplicationHandle>();
-      const window = new Window(this.o.window);
-      try {
-        for (const v of kept) {
-          await window.add(() =>
-            this.locks.run(v.manifest.path, async () => {
-              const cur = this.index.find(v.manifest.path, v.manifest.version);
-              // Replaced meanwhile (a recovery's reload, or a removal record's carry-over): the replacement
-              // was written in this epoch or is carried over below by its own record.
-              if (!cur || cur.manifestId !== v.manifestId) return;
-              await this.commitManifest({ ...cur.manifest, generation: (cur.manifest.generation ?? 0) + 1 }, peers, pending, signal);
-              rewritten++;
-            }),
-          );
-        }
-        await window.drain();
-      } catch (err) {
-        this.withdraw(pending);
-        throw err;
-      }
-      await this.writesBefore(epoch, signal);
-      const info = await this.c.crypto.keyInfo(signal);
-      const retired: string[] = [];
-      for (const fp of info.previousFingerprints) {
-        await this.c.crypto.retireVaultKey(fp, signal);
-        retired.push(fp);
-      }
-      const report: RotationReport = {
-        keyFingerprint: info.keyFingerprint,
-        retiredFingerprints: retired,
-        manifestsRewritten: rewritten,
-        versionsShredded: removed.length,
-        durationMs: Date.now() - started,
-        notice: ROTATION_NOTICE,
-      };
-      this.log.info({ ...report, notice: undefined }, 'vault-key rotation done; previous keys retired');
-      return report;
+      return await run;
     } finally {
       this.rotating = false;
     }
+  }
+
+  private async rotate(signal: AbortSignal): Promise<RotationReport> {
+    const started = Date.now();
+    if (this.unindexed > 0) {
+      throw new FailedPreconditionError(
+        `${this.unindexed} manifests of this folder could not be read at the last index load (missing or corrupt here and on the peers asked); ` +
+          'a rotation would make them unreadable for good: run a recovery first',
+      );
+    }
+    const peers = this.writePeers();
+    const rotated = await this.gate.exclusive(async () => {
+      const r = await this.c.crypto.rotateVaultKey(signal);
+      this.keyEpoch++;
+      return r;
+    });
+    const epoch = this.keyEpoch;
+    this.log.info({ fingerprint: rotated.keyFingerprint, previous: rotated.previousFingerprint }, 'vault key rotated; re-wrapping kept versions');
+    const { kept, removed } = this.index.keptAndRemoved();
+    let rewritten = 0;
+    const pending = new Set<ReplicationHandle>();
+    const window = new Window(this.o.window);
+    try {
+      for (const v of kept) {
+        await window.add(() =>
+          this.locks.run(v.manifest.path, async () => {
+            const cur = this.index.find(v.manifest.path, v.manifest.version);
+            // Replaced meanwhile (a recovery's reload, or a removal record's carry-over): the replacement
+            // was written in this epoch or is carried over below by its own record.
+            if (!cur || cur.manifestId !== v.manifestId) return;
+            await this.commitManifest({ ...cur.manifest, generation: (cur.manifest.generation ?? 0) + 1 }, peers, pending, signal);
+            rewritten++;
+          }),
+        );
+      }
+      await window.drain();
+    } catch (err) {
+      this.withdraw(pending);
+      throw err;
+    }
+    await this.writesBefore(epoch, signal);
+    const info = await this.c.crypto.keyInfo(signal);
+    const retired: string[] = [];
+    for (const fp of info.previousFingerprints) {
+      await this.c.crypto.retireVaultKey(fp, signal);
+      retired.push(fp);
+    }
+    const report: RotationReport = {
+      keyFingerprint: info.keyFingerprint,
+      retiredFingerprints: retired,
+      manifestsRewritten: rewritten,
+      versionsShredded: removed.length,
+      durationMs: Date.now() - started,
+      notice: ROTATION_NOTICE,
+    };
+    this.log.info({ ...report, notice: undefined }, 'vault-key rotation done; previous keys retired');
+    return report;
   }
 
   /**
@@ -633,9 +660,17 @@ export class Vault {
    * Returns how many versions were removed and the rotation's report.
    */
   async shred(path: string, version: number | undefined, signal: AbortSignal): Promise<{ removed: number; rotation: RotationReport }> {
-    if (this.rotating) throw new AbortedError('a vault-key rotation is already running');
     const removed = await this.deleteVersion(path, version ?? 'all', signal);
-    return { removed, rotation: await this.rotateKeys(signal) };
+    // A rotation already running may have taken its snapshot before the removal: wait for it, then run
+    // one that certainly leaves the removed versions out.
+    for (;;) {
+      while (this.rotating) await waitOrAbort(this.rotationDone, signal);
+      try {
+        return { removed, rotation: await this.rotateKeys(signal) };
+      } catch (err) {
+        if (!(err instanceof AbortedError)) throw err;
+      }
+    }
   }
 
   /** Looks up a version for download; NotFoundError when absent or deleted. */
