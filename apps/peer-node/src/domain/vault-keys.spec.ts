@@ -309,6 +309,7 @@ describe('Vault crypto-shredding', () => {
     // id1 is corrupt here only: repaired from a peer while the index loads.
     storage.objects.get(`${OWNER}/manifest/${id1}`)![0]! ^= 1;
     // id2 is corrupt here and gone from both peers: nothing can read it.
+    const good2 = Buffer.from(storage.objects.get(`${OWNER}/manifest/${id2}`)!);
     storage.objects.get(`${OWNER}/manifest/${id2}`)![0]! ^= 1;
     for (const p of [P1, P2]) peers.stores.get(p)!.objects.delete(`${OWNER}/manifest/${id2}`);
     const fresh = make(storage);
@@ -319,10 +320,12 @@ describe('Vault crypto-shredding', () => {
     const rotations = crypto.rotations;
     await expect(fresh.rotateKeys(signal())).rejects.toMatchObject({ name: 'FailedPreconditionError' });
     expect(crypto.rotations).toBe(rotations);
-    // Once the lost version is written again (re-uploaded; its old manifest is gone), a reload clears the refusal.
-    storage.objects.delete(`${OWNER}/manifest/${id2}`);
-    await fresh.loadIndex(signal());
+    // A peer that comes back with a good copy: anti-entropy fetches and indexes it, which lifts the refusal.
+    await peers.stores.get(P1)!.put(OWNER, 'manifest', id2!, good2);
+    await fresh.syncFrom(P1, signal());
+    expect(fresh.list()).toHaveLength(2);
     await fresh.rotateKeys(signal());
+    expect((await readAll(fresh.read('m2', undefined, signal()))).toString()).toBe('two');
   });
 
   it('shreds one version: the others stay readable', async () => {

@@ -213,7 +213,7 @@ export class Vault {
    * and on every peer asked). A rotation refuses to run while there are any: it would not re-wrap them,
    * and its retire would make them unreadable for good.
    */
-  private unindexed = 0;
+  private unindexed = new Set<string>();
   private readonly log: Logger;
   /** The recovery runner of this folder (status, start or join). */
   readonly recovery: Recovery;
@@ -238,9 +238,9 @@ export class Vault {
     const fresh = new FileIndex();
     let loaded = 0;
     const unreadable = { count: 0 };
-    let unindexed = 0;
+    const unindexed = new Set<string>();
     const skip = (id: string, err: Error) => {
-      unindexed++;
+      unindexed.add(id);
       onSkip?.(id, err);
     };
     for await (const batch of this.c.storage.list(this.o.serverId, 'manifest', signal)) {
@@ -286,6 +286,8 @@ export class Vault {
         return false;
       }
       into.add(id, decodeManifest(plain));
+      // Read at last (fetched by anti-entropy, say): no longer a reason to refuse a rotation.
+      this.unindexed.delete(id);
       return true;
     } catch (err) {
       if (signal?.aborted) throw err;
@@ -599,9 +601,9 @@ export class Vault {
 
   private async rotate(signal: AbortSignal): Promise<RotationReport> {
     const started = Date.now();
-    if (this.unindexed > 0) {
+    if (this.unindexed.size > 0) {
       throw new FailedPreconditionError(
-        `${this.unindexed} manifests of this folder could not be read at the last index load (missing or corrupt here and on the peers asked); ` +
+        `${this.unindexed.size} manifests of this folder could not be read at the last index load (missing or corrupt here and on the peers asked); ` +
           'a rotation would make them unreadable for good: run a recovery first',
       );
     }
