@@ -4,6 +4,7 @@
  * acknowledged change survives a crash and a failed one leaves the engine as it was. Operations are
  * serialized: two rotations never interleave.
  */
+import { FailedPreconditionError } from '@distri-vault/shared';
 import { CryptoEngine } from './crypto-engine';
 import { loadKeyring, retireVaultKey, rotateVaultKey, type ScryptParams } from './vault-key';
 
@@ -67,7 +68,15 @@ export class KeyringManager {
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.tail.then(fn, fn);
+    const guarded = () => fn().catch((err: unknown) => {
+      // A read-only key directory (a Kubernetes Secret volume, say): say so instead of a bare INTERNAL.
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EROFS' || code === 'EACCES' || code === 'EPERM') {
+        throw new FailedPreconditionError(`the key directory ${this.o.dir} is not writable (${code}): online rotation needs a writable CRYPTO_KEY_DIR`, { cause: err });
+      }
+      throw err;
+    });
+    const run = this.tail.then(guarded, guarded);
     this.tail = run.catch(() => undefined);
     return run;
   }
