@@ -64,4 +64,9 @@ describe('gateway vault-key routes', () => {
     expect((await request(gw.port, 'DELETE', '/v1/shred/a.txt', { headers: h })).status).toBe(403);
     expect((await request(gw.port, 'GET', '/v1/keys')).status).toBe(401);
   });
+
+  it('lists the routes in the OpenAPI document', async () => {
+    const d = json(await request(gw.port, 'GET', '/docs-json'));
+    expect(Object.keys(d.paths)).toEqual(expect.arrayContaining(['/v1/keys', '/v1/keys/rotate', '/v1/shred/{path}']));
+  });
 });
