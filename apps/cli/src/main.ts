@@ -6,6 +6,7 @@
  */
 import { basename } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
+import { addKeysCommands } from './keys';
 import { SingleBar, Presets } from 'cli-progress';
 import { CliError, encodePath, EXIT, type FileView, GatewayClient } from './client';
 import { progressAllowed, resolveConnection } from './config';
@@ -370,6 +371,7 @@ export function buildProgram(): Command {
       print(opts, { id, revoked: true }, () => `revoked ${id}`);
     });
 
+  addKeysCommands(program, { ctx, print });
   return program;
 }
 

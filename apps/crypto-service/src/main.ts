@@ -6,12 +6,14 @@
  *   main.js import-recovery-key    reads a recovery key on stdin and writes the key file (never replaces one)
  *   main.js rotate-vault-key       makes a fresh vault key current, keeping the old one to open older data
  *   main.js retire-vault-key <fp>  deletes a previous vault key: what only it wrapped becomes unreadable
+ * The running service rotates and retires online too (RotateVaultKey / RetireVaultKey, see README.md).
  */
 import { promises as fs } from 'node:fs';
 import { announceListening, createLogger, failStartup, onShutdown, startGrpcServer } from '@distri-vault/shared';
 import { CryptoServiceService } from '@distri-vault/shared/generated/vault/crypto/v1/crypto';
 import { loadCryptoConfig, type CryptoConfig } from './config';
 import { CryptoEngine } from './domain/crypto-engine';
+import { KeyringManager } from './domain/keyring';
 import { exportRecoveryKey, importRecoveryKey, loadKeyring, retireVaultKey, rotateVaultKey } from './domain/vault-key';
 import { CRYPTO_SERVICE_NAME, cryptoServiceImpl } from './grpc/crypto.grpc';
 
@@ -40,11 +42,12 @@ async function main(): Promise<void> {
     log.info({ path, fingerprint: key.fingerprint, created, protected: isProtected, previousFingerprints }, created ? 'vault key created' : 'vault key loaded');
     if (passphrase !== undefined && !isProtected) log.warn({ path }, 'a passphrase is configured but the key file is not protected by one (export the recovery key, move the file away and import it with the passphrase)');
     const engine = new CryptoEngine({ vaultKey: key, previousKeys: previous });
+    const keyring = new KeyringManager({ engine }, { dir: config.CRYPTO_KEY_DIR, passphrase });
     const server = await startGrpcServer({
       host: config.CRYPTO_HOST,
       port: config.CRYPTO_PORT,
       log,
-      services: [{ name: CRYPTO_SERVICE_NAME, definition: CryptoServiceService, implementation: cryptoServiceImpl(engine, log) }],
+      services: [{ name: CRYPTO_SERVICE_NAME, definition: CryptoServiceService, implementation: cryptoServiceImpl(engine, log, keyring) }],
       healthAddress: config.CRYPTO_HEALTH_ADDRESS || undefined,
     });
     announceListening(log, 'crypto', config.CRYPTO_HOST, server.port);

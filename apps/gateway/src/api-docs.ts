@@ -50,7 +50,10 @@ export type SchemaName =
   | 'TokenList'
   | 'TokenCreated'
   | 'CreateToken'
-  | 'Status';
+  | 'Status'
+  | 'KeyInfo'
+  | 'Rotation'
+  | 'Shredded';
 
 /** A reference to one of SCHEMAS. */
 export function ref(name: SchemaName): { $ref: string } {
@@ -187,6 +190,29 @@ export const SCHEMAS: Record<SchemaName, SchemaObject> = {
   ),
   CreateToken: obj({ name: str('a label (default "token")'), scope: { type: 'string', enum: ['read', 'write'], default: 'read' } }, ['name', 'scope']),
   Status: obj({ status: { type: 'string', enum: ['ok'] } }),
+  KeyInfo: obj(
+    {
+      fingerprint: str('fingerprint of the current vault key'),
+      createdUnixMs: int('when it was created, Unix ms'),
+      previousFingerprints: { type: 'array', items: str(), description: 'older keys still kept (a rotation that did not finish)' },
+      rotationUnfinished: { type: 'boolean', description: 'true when old keys are still kept: run the rotation again' },
+    },
+    [],
+    'The home node\'s vault key (never the key itself).',
+  ),
+  Rotation: obj(
+    {
+      fingerprint: str('the new vault key'),
+      retiredFingerprints: { type: 'array', items: str(), description: 'keys destroyed by this rotation' },
+      manifestsRewritten: int('kept versions whose data keys were re-wrapped'),
+      versionsShredded: int('versions made unreadable on every disk'),
+      durationMs: int(),
+      notice: str('what to do now: export the new recovery key'),
+    },
+    [],
+    'A finished rotation.',
+  ),
+  Shredded: obj({ removed: int('versions removed from the history'), rotation: ref('Rotation') }),
 };
 
 /** What each error status means in this API. */
@@ -195,6 +221,8 @@ const ERROR_MEANING: Record<number, string> = {
   401: 'unauthenticated: no token, or an unknown or revoked one',
   403: 'permission_denied: a read-only token writing, or touching tokens',
   404: 'not_found',
+  409: 'aborted: another rotation is running',
+  412: 'failed_precondition: a kept manifest cannot be read now (rotating would lose it), or the key directory is read-only',
   413: 'resource_exhausted: upload larger than GATEWAY_MAX_UPLOAD_BYTES',
   416: 'invalid_argument: Range past the end (Content-Range: bytes */size)',
   429: 'resource_exhausted: more than GATEWAY_MAX_CONCURRENT requests (Retry-After)',

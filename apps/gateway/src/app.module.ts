@@ -7,6 +7,7 @@ import { NetworkController } from './network.controller';
 import { MessagesController } from './messages.controller';
 import { TokensController } from './tokens.controller';
 import { VersionsController } from './versions.controller';
+import { KeysController } from './keys.controller';
 import { MetricsController } from './metrics.controller';
 import type { GatewayMetrics } from './metrics';
 import type { LimitOptions } from './limits';
@@ -35,7 +36,7 @@ export class AppModule {
   static forRoot(components: AppComponents): DynamicModule {
     return {
       module: AppModule,
-      controllers: [FilesController, VersionsController, NetworkController, MessagesController, HealthController, TokensController, MetricsController],
+      controllers: [FilesController, VersionsController, NetworkController, MessagesController, HealthController, TokensController, MetricsController, KeysController],
       providers: [
         { provide: NODE_CLIENT, useValue: components.node },
         { provide: LOGGER, useValue: components.log },

@@ -8,6 +8,9 @@ import { bindSignal, callUnary, createClient, fromStatus as statusToError, grpcC
 import {
   type FileInfo,
   type GetNodeInfoResponse,
+  type GetVaultKeyInfoResponse,
+  type RotationReport,
+  type ShredFileResponse,
   type ListNodesResponse,
   type Message,
   type SendMessageResponse,
@@ -230,6 +233,21 @@ export class NodeClient {
   /** Identity and settings of the node; `timeoutMs` bounds the wait. */
   nodeInfo(signal: AbortSignal, timeoutMs?: number): Promise<GetNodeInfoResponse> {
     return this.unary(this.client, this.client.getNodeInfo, {}, { signal, timeoutMs, what: 'GetNodeInfo' });
+  }
+
+  /** The node's vault-key fingerprint and the previous keys it still keeps. */
+  vaultKeyInfo(signal: AbortSignal): Promise<GetVaultKeyInfoResponse> {
+    return this.unary(this.client, this.client.getVaultKeyInfo, {}, { signal, what: 'GetVaultKeyInfo' });
+  }
+
+  /** Rotates the node's vault key (re-wraps every kept version, retires the old key). */
+  async rotateVaultKey(signal: AbortSignal): Promise<RotationReport | undefined> {
+    return (await this.unary(this.client, this.client.rotateVaultKey, {}, { signal, what: 'RotateVaultKey' })).rotation;
+  }
+
+  /** Deletes a file (or one version) with crypto-shredding. */
+  shredFile(path: string, version: number | undefined, signal: AbortSignal): Promise<ShredFileResponse> {
+    return this.unary(this.client, this.client.shredFile, { path, version }, { signal, what: 'ShredFile' });
   }
 
   private unary: typeof callUnary = (client, method, req, opts) => callUnary(client, method, req, opts).catch((err: unknown) => {

@@ -96,6 +96,8 @@ const EXPECTED_SERVICES: Record<string, { ts: Record<string, unknown>; methods: 
       OpenManifest: ['unary', 'OpenManifestRequest', 'OpenManifestResponse'],
       GetKeyInfo: ['unary', 'GetKeyInfoRequest', 'GetKeyInfoResponse'],
       RewrapDataKey: ['unary', 'RewrapDataKeyRequest', 'RewrapDataKeyResponse'],
+      RotateVaultKey: ['unary', 'RotateVaultKeyRequest', 'RotateVaultKeyResponse'],
+      RetireVaultKey: ['unary', 'RetireVaultKeyRequest', 'RetireVaultKeyResponse'],
     },
   },
   'vault.storage.v1.StorageService': {
@@ -129,6 +131,9 @@ const EXPECTED_SERVICES: Record<string, { ts: Record<string, unknown>; methods: 
       ListMessages: ['unary', 'ListMessagesRequest', 'ListMessagesResponse'],
       GetRecoveryStatus: ['unary', 'GetRecoveryStatusRequest', 'GetRecoveryStatusResponse'],
       StartRecovery: ['unary', 'StartRecoveryRequest', 'StartRecoveryResponse'],
+      GetVaultKeyInfo: ['unary', 'GetVaultKeyInfoRequest', 'GetVaultKeyInfoResponse'],
+      RotateVaultKey: ['unary', 'RotateVaultKeyRequest', 'RotateVaultKeyResponse'],
+      ShredFile: ['unary', 'ShredFileRequest', 'ShredFileResponse'],
     },
   },
 };
@@ -308,7 +313,8 @@ function sampleFieldValue(s: Sampler, f: DescField, depth: number): unknown {
     case 'message':
       return samplePl(s, f.message, depth + 1);
     case 'list': {
-      const n = Math.floor(s.rand() * 4);
+      // A message type reached only through a list is sampled at least once (coverage must not hang on the seed).
+      const n = Math.floor(s.rand() * 4) || (f.listKind === 'message' && !s.seen.has(f.message.typeName) ? 1 : 0);
       return Array.from({ length: n }, () =>
         f.listKind === 'scalar' ? sampleScalar(s, f.scalar) : f.listKind === 'enum' ? pick(s, f.enum.values).name : samplePl(s, f.message, depth + 1),
       );

@@ -4,7 +4,8 @@ import { createHash } from 'node:crypto';
 import { callUnary, createClient, DataLossError, InvalidArgumentError, startGrpcServer, type RunningServer } from '@distri-vault/shared';
 import { CryptoServiceClient, CryptoServiceService, type ChunkContext } from '@distri-vault/shared/generated/vault/crypto/v1/crypto';
 import { CryptoEngine, MAX_SEAL_CHUNK_BYTES } from '../domain/crypto-engine';
-import { loadOrCreateVaultKey } from '../domain/vault-key';
+import { loadKeyring, loadOrCreateVaultKey } from '../domain/vault-key';
+import { KeyringManager } from '../domain/keyring';
 import { FOLDER_A, FOLDER_B, makeTempDir, removeTempDir, seededBytes } from '../testing/fixtures';
 import { CRYPTO_SERVICE_NAME, cryptoServiceImpl } from './crypto.grpc';
 
@@ -167,7 +168,7 @@ describe('CryptoService RewrapDataKey over gRPC (rotation)', () => {
   let srv: RunningServer;
   let client: CryptoServiceClient;
 
-  afterAll(async () => {
+  afterEach(async () => {
     client?.close();
     await srv?.close();
     await removeTempDir(dir);
@@ -204,5 +205,61 @@ describe('CryptoService RewrapDataKey over gRPC (rotation)', () => {
     expect((await rawCall(client, client.rewrapDataKey, { folder: FOLDER_B, wrappedKey: oldWrapped })).code).toBe(grpc.status.DATA_LOSS);
     expect((await rawCall(client, client.rewrapDataKey, { folder: 'bad', wrappedKey: oldWrapped })).code).toBe(grpc.status.INVALID_ARGUMENT);
     expect((await rawCall(client, client.rewrapDataKey, { folder: FOLDER_A, wrappedKey: oldWrapped.subarray(0, 60) })).code).toBe(grpc.status.INVALID_ARGUMENT);
+  });
+
+  it('rotates and retires the vault key online: durable on disk before the answer, engine swapped, bad requests refused', async () => {
+    dir = await makeTempDir();
+    const ring = await loadKeyring(dir);
+    const engine = new CryptoEngine({ vaultKey: ring.current.key });
+    const keyring = new KeyringManager({ engine }, { dir });
+    srv = await startGrpcServer({
+      host: '127.0.0.1',
+      port: 0,
+      log,
+      services: [{ name: CRYPTO_SERVICE_NAME, definition: CryptoServiceService, implementation: cryptoServiceImpl(engine, log, keyring) }],
+    });
+    client = createClient(CryptoServiceClient, `127.0.0.1:${srv.port}`);
+    const first = ring.current.key.fingerprint;
+    const ctx = { folder: FOLDER_A, fileId: seededBytes('online', 16), index: 0, last: true };
+    const { wrappedKey: oldWrapped } = await callUnary(client, client.createDataKey, { folder: FOLDER_A });
+    const chunk = await callUnary(client, client.sealChunk, { wrappedKey: oldWrapped, context: ctx, plaintext: Buffer.from('kept') });
+    const oldManifest = await callUnary(client, client.sealManifest, { folder: FOLDER_A, plaintext: Buffer.from('old manifest') });
+
+    const rot = await callUnary(client, client.rotateVaultKey, {});
+    expect(rot.previousFingerprint).toBe(first);
+    expect(rot.previousFingerprints).toEqual([first]);
+    expect(rot.keyFingerprint).not.toBe(first);
+    // Durable: a fresh load of the directory sees the same keyring.
+    const onDisk = await loadKeyring(dir);
+    expect([onDisk.current.key.fingerprint, onDisk.previous.map((k) => k.fingerprint)]).toEqual([rot.keyFingerprint, [first]]);
+    expect(await callUnary(client, client.getKeyInfo, {})).toMatchObject({ keyFingerprint: rot.keyFingerprint, previousFingerprints: [first] });
+    // The old key still opens what it sealed until retired; a re-wrap moves the data key under the new one.
+    expect((await callUnary(client, client.openManifest, { folder: FOLDER_A, ciphertext: oldManifest.ciphertext })).plaintext.toString()).toBe('old manifest');
+    const re = await callUnary(client, client.rewrapDataKey, { folder: FOLDER_A, wrappedKey: oldWrapped });
+    expect(re.keyFingerprint).toBe(rot.keyFingerprint);
+
+    expect((await rawCall(client, client.retireVaultKey, { fingerprint: rot.keyFingerprint })).code).toBe(grpc.status.FAILED_PRECONDITION);
+    expect((await rawCall(client, client.retireVaultKey, { fingerprint: '0123456789abcdef' })).code).toBe(grpc.status.FAILED_PRECONDITION);
+    expect((await rawCall(client, client.retireVaultKey, { fingerprint: '../vault-key' })).code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect((await callUnary(client, client.retireVaultKey, { fingerprint: first })).previousFingerprints).toEqual([]);
+    expect((await loadKeyring(dir)).previous).toEqual([]);
+
+    // Shredded: the old manifest and the old wrapping no longer open; the re-wrapped key still opens the chunk.
+    expect((await rawCall(client, client.openManifest, { folder: FOLDER_A, ciphertext: oldManifest.ciphertext })).code).toBe(grpc.status.DATA_LOSS);
+    expect((await rawCall(client, client.openChunk, { wrappedKey: oldWrapped, context: ctx, ciphertext: chunk.ciphertext })).code).toBe(grpc.status.DATA_LOSS);
+    expect((await callUnary(client, client.openChunk, { wrappedKey: re.wrappedKey, context: ctx, ciphertext: chunk.ciphertext })).plaintext.toString()).toBe('kept');
+  });
+
+  it('refuses online rotation without a keyring manager (FAILED_PRECONDITION)', async () => {
+    dir = await makeTempDir();
+    const { key } = await loadOrCreateVaultKey(dir);
+    srv = await startGrpcServer({
+      host: '127.0.0.1',
+      port: 0,
+      log,
+      services: [{ name: CRYPTO_SERVICE_NAME, definition: CryptoServiceService, implementation: cryptoServiceImpl(new CryptoEngine({ vaultKey: key }), log) }],
+    });
+    client = createClient(CryptoServiceClient, `127.0.0.1:${srv.port}`);
+    expect((await rawCall(client, client.rotateVaultKey, {})).code).toBe(grpc.status.FAILED_PRECONDITION);
   });
 });

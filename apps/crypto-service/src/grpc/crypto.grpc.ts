@@ -3,16 +3,24 @@
  * Status mapping is done by the shared `unary` wrapper; this file only maps fields and logs.
  */
 import type { Logger } from '@distri-vault/shared';
-import { errorCodeOf, InvalidArgumentError, unary } from '@distri-vault/shared';
+import { errorCodeOf, FailedPreconditionError, InvalidArgumentError, unary } from '@distri-vault/shared';
 import type { ChunkContext as ProtoChunkContext, CryptoServiceServer } from '@distri-vault/shared/generated/vault/crypto/v1/crypto';
 import type { CryptoEngine } from '../domain/crypto-engine';
+import type { KeyringManager } from '../domain/keyring';
 import type { ChunkContext } from '../domain/envelope';
 
 /** Fully qualified service name, used for health and reflection. */
 export const CRYPTO_SERVICE_NAME = 'vault.crypto.v1.CryptoService';
 
-/** Builds the CryptoService handlers over `engine`. */
-export function cryptoServiceImpl(engine: CryptoEngine, log: Logger): CryptoServiceServer {
+/**
+ * Builds the CryptoService handlers over `engine`. Without a `keyring` manager, RotateVaultKey and
+ * RetireVaultKey answer FAILED_PRECONDITION (the keyring is then managed offline).
+ */
+export function cryptoServiceImpl(engine: CryptoEngine, log: Logger, keyring?: KeyringManager): CryptoServiceServer {
+  const manager = (): KeyringManager => {
+    if (!keyring) throw new FailedPreconditionError('this crypto-service does not rotate its key online');
+    return keyring;
+  };
   // One log line per call with sizes and timing; never payloads or keys. Auth failures (DATA_LOSS) are
   // worth a warning: they mean corruption or tampering somewhere upstream.
   const timed = async <T>(rpc: string, fields: Record<string, unknown>, work: () => Promise<T>): Promise<T> => {
@@ -61,6 +69,21 @@ export function cryptoServiceImpl(engine: CryptoEngine, log: Logger): CryptoServ
         wrappedKey: await engine.rewrapDataKey(req.folder, req.wrappedKey, signal),
         keyFingerprint: (await engine.keyInfo(signal)).keyFingerprint,
       })),
+    ),
+    // Key changes are logged at info: they are rare and an operator wants them in the record.
+    rotateVaultKey: unary(log, 'RotateVaultKey', () =>
+      timed('RotateVaultKey', {}, async () => {
+        const r = await manager().rotate();
+        log.info({ rpc: 'RotateVaultKey', fingerprint: r.keyFingerprint, previous: r.previousFingerprint }, 'vault key rotated');
+        return r;
+      }),
+    ),
+    retireVaultKey: unary(log, 'RetireVaultKey', (req) =>
+      timed('RetireVaultKey', { fingerprint: req.fingerprint }, async () => {
+        const previousFingerprints = await manager().retire(req.fingerprint);
+        log.info({ rpc: 'RetireVaultKey', fingerprint: req.fingerprint, previousFingerprints }, 'vault key retired');
+        return { previousFingerprints };
+      }),
     ),
   };
 }

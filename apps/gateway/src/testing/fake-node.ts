@@ -285,7 +285,30 @@ export class FakeNode {
           lastRepair: this.lastRepair,
         };
       }),
+      getVaultKeyInfo: unary(log, 'GetVaultKeyInfo', async () => {
+        this.calls.push('GetVaultKeyInfo');
+        return { keyFingerprint: this.keyFingerprint, createdUnixMs: 1_700_000_000_000, previousFingerprints: [] };
+      }),
+      rotateVaultKey: unary(log, 'RotateVaultKey', async () => {
+        this.calls.push('RotateVaultKey');
+        return { rotation: this.rotate(0) };
+      }),
+      shredFile: unary(log, 'ShredFile', async (req) => {
+        this.calls.push('ShredFile');
+        const hit = this.history(req.path).filter((v) => req.version === undefined || v.info.version === req.version);
+        if (hit.length === 0) throw new NotFoundError('no such file');
+        for (const v of hit) (v as { removed?: boolean }).removed = true;
+        return { versionsRemoved: hit.length, rotation: this.rotate(hit.length) };
+      }),
     };
+  }
+
+  /** Fingerprint of the fake vault key; each rotation changes it. */
+  keyFingerprint = '0123456789abcdef';
+  private rotate(shredded: number) {
+    const retired = this.keyFingerprint;
+    this.keyFingerprint = createHash('sha256').update(retired).digest('hex').slice(0, 16);
+    return { keyFingerprint: this.keyFingerprint, retiredFingerprints: [retired], manifestsRewritten: 2, versionsShredded: shredded, durationMs: 12, notice: 'write down the new recovery key' };
   }
 }
 

@@ -6,7 +6,7 @@ import type { ClientReadableStream } from '@grpc/grpc-js';
 import { bindSignal, callMetadata, callUnary, createClient, fromStatus, grpcCallOptions } from '@distri-vault/shared';
 import { CryptoServiceClient } from '@distri-vault/shared/generated/vault/crypto/v1/crypto';
 import { StorageServiceClient, type ListObjectsResponse } from '@distri-vault/shared/generated/vault/storage/v1/storage';
-import type { ChunkContext, CryptoPort, ObjectKind, StoragePort } from '../domain/ports';
+import type { ChunkContext, CryptoPort, ObjectKind, StoragePort, VaultKeyInfo } from '../domain/ports';
 import { toWire } from './kinds';
 
 /** CryptoPort over the crypto-service. */
@@ -34,6 +34,21 @@ export class CryptoServiceAdapter implements CryptoPort {
   }
   async openManifest(folder: string, ciphertext: Buffer, signal?: AbortSignal): Promise<Buffer> {
     return (await callUnary(this.client, this.client.openManifest, { folder, ciphertext }, this.opts(signal))).plaintext;
+  }
+  async keyInfo(signal?: AbortSignal): Promise<VaultKeyInfo> {
+    const r = await callUnary(this.client, this.client.getKeyInfo, {}, this.opts(signal));
+    return { keyFingerprint: r.keyFingerprint, createdUnixMs: r.createdUnixMs, previousFingerprints: r.previousFingerprints };
+  }
+  async rewrapDataKey(folder: string, wrappedKey: Buffer, signal?: AbortSignal): Promise<Buffer> {
+    return (await callUnary(this.client, this.client.rewrapDataKey, { folder, wrappedKey }, this.opts(signal))).wrappedKey;
+  }
+  async rotateVaultKey(signal?: AbortSignal): Promise<{ keyFingerprint: string; previousFingerprint: string }> {
+    // A protected key file costs an scrypt run (~0.5 s): a longer deadline than per-chunk calls.
+    const r = await callUnary(this.client, this.client.rotateVaultKey, {}, { ...this.opts(signal), timeoutMs: Math.max(this.timeoutMs, 60_000) });
+    return { keyFingerprint: r.keyFingerprint, previousFingerprint: r.previousFingerprint };
+  }
+  async retireVaultKey(fingerprint: string, signal?: AbortSignal): Promise<string[]> {
+    return (await callUnary(this.client, this.client.retireVaultKey, { fingerprint }, { ...this.opts(signal), timeoutMs: Math.max(this.timeoutMs, 60_000) })).previousFingerprints;
   }
   close(): void {
     this.client.close();

@@ -14,19 +14,47 @@ export interface IndexedVersion {
 export class FileIndex {
   private readonly files = new Map<string, IndexedVersion[]>();
 
-  /** Adds a version; a duplicate (same path and version) keeps the earlier-created one. */
-  add(manifestId: string, manifest: Manifest): void {
+  /**
+   * Adds a version. For a duplicate (same path and version) the higher `generation` wins (a key
+   * rotation's replacement over the manifest it replaces); at equal generations the earlier-created one
+   * stays. Returns true when the record became the indexed one.
+   */
+  add(manifestId: string, manifest: Manifest): boolean {
     const list = this.files.get(manifest.path) ?? [];
     const same = list.findIndex((v) => v.manifest.version === manifest.version);
     if (same >= 0) {
       const existing = list[same]!;
-      if (existing.manifestId === manifestId || existing.manifest.createdUnixMs <= manifest.createdUnixMs) return;
+      if (existing.manifestId === manifestId) return false;
+      const gNew = manifest.generation ?? 0;
+      const gOld = existing.manifest.generation ?? 0;
+      if (gNew < gOld || (gNew === gOld && existing.manifest.createdUnixMs <= manifest.createdUnixMs)) return false;
       list[same] = { manifestId, manifest };
     } else {
       list.push({ manifestId, manifest });
       list.sort((a, b) => a.manifest.version - b.manifest.version);
     }
     this.files.set(manifest.path, list);
+    return true;
+  }
+
+  /** The record of (path, version) whatever its state (removed, deletion, history record), if any. */
+  find(path: string, version: number): IndexedVersion | undefined {
+    return this.files.get(path)?.find((v) => v.manifest.version === version);
+  }
+
+  /**
+   * Every record of every path, split into those a key rotation must carry over (live and history
+   * versions, deletion and history records) and the versions removed from their history (which a
+   * rotation leaves behind: shredded).
+   */
+  keptAndRemoved(): { kept: IndexedVersion[]; removed: IndexedVersion[] } {
+    const kept: IndexedVersion[] = [];
+    const removed: IndexedVersion[] = [];
+    for (const list of this.files.values()) {
+      const gone = new Set(list.flatMap((v) => v.manifest.removes ?? []));
+      for (const v of list) (gone.has(v.manifest.version) && !v.manifest.removes ? removed : kept).push(v);
+    }
+    return { kept, removed };
   }
 
   /** Highest version number recorded for `path` (deletions included), 0 if none. */

@@ -20,6 +20,12 @@ const schema = z.object({
   chunks: z.array(chunkRef),
   /** Set on a history record that removes these versions of the path (DeleteVersion); not a version itself. */
   removes: z.array(z.number().int().min(1)).optional(),
+  /**
+   * Rewrite number of this (path, version): absent (0) for the original, +1 for each replacement written
+   * by a vault-key rotation (same content, data key re-wrapped under the new key). The index prefers the
+   * highest, so a replacement wins over the original while both still decrypt, whatever the load order.
+   */
+  generation: z.number().int().min(0).optional(),
 });
 
 /** One chunk of a version: its ID (SHA-256 of the ciphertext) and plaintext size. */

@@ -23,6 +23,24 @@ export interface CryptoPort {
   openChunk(wrappedKey: Buffer, ctx: ChunkContext, ciphertext: Buffer, signal?: AbortSignal): Promise<Buffer>;
   sealManifest(folder: string, plaintext: Buffer, signal?: AbortSignal): Promise<{ id: string; ciphertext: Buffer }>;
   openManifest(folder: string, ciphertext: Buffer, signal?: AbortSignal): Promise<Buffer>;
+  /** Public facts of the vault key (never the key). */
+  keyInfo(signal?: AbortSignal): Promise<VaultKeyInfo>;
+  /** The same data key wrapped under the current vault key; DataLossError if no key of the ring wrapped it. */
+  rewrapDataKey(folder: string, wrappedKey: Buffer, signal?: AbortSignal): Promise<Buffer>;
+  /** A fresh current vault key, durable before this resolves; the old one is kept until retired. */
+  rotateVaultKey(signal?: AbortSignal): Promise<{ keyFingerprint: string; previousFingerprint: string }>;
+  /** Deletes a previous vault key for good; returns the previous keys left. */
+  retireVaultKey(fingerprint: string, signal?: AbortSignal): Promise<string[]>;
+}
+
+/** Public facts of the node's vault key. */
+export interface VaultKeyInfo {
+  /** 16 hex characters telling keys apart. */
+  keyFingerprint: string;
+  /** When the current key was created, Unix ms. */
+  createdUnixMs: number;
+  /** Rotated-out keys still kept. */
+  previousFingerprints: string[];
 }
 
 /** The node's storage-service. */

@@ -5,7 +5,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import { assertFilePath, DataLossError, InvalidArgumentError, NotFoundError, UnavailableError, CancelledError } from '@distri-vault/shared';
+import { AbortedError, assertFilePath, DataLossError, FailedPreconditionError, InvalidArgumentError, NotFoundError, UnavailableError, CancelledError } from '@distri-vault/shared';
 import { chunkStream } from './chunker';
 import { FileIndex, type IndexedVersion } from './file-index';
 import { hedgedFetch, holderOrder } from './hedge';
@@ -141,10 +141,79 @@ class PathLocks {
   }
 }
 
+/**
+ * Shared/exclusive gate between manifest commits (shared) and the switch to a new vault key (exclusive):
+ * no manifest is sealed while the key changes, so every commit knows which key it sealed under. A
+ * waiting exclusive holder goes first: new shared holders wait behind it.
+ */
+class KeyGate {
+  private readers = 0;
+  private writer: Promise<void> | undefined;
+  private readonly idle: Array<() => void> = [];
+  async shared<T>(fn: () => Promise<T>): Promise<T> {
+    while (this.writer) await this.writer;
+    this.readers++;
+    try {
+      return await fn();
+    } finally {
+      if (--this.readers === 0) this.idle.splice(0).forEach((r) => r());
+    }
+  }
+  async exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    while (this.writer) await this.writer;
+    let done!: () => void;
+    this.writer = new Promise<void>((r) => (done = r));
+    try {
+      while (this.readers > 0) await new Promise<void>((r) => this.idle.push(r));
+      return await fn();
+    } finally {
+      this.writer = undefined;
+      done();
+    }
+  }
+}
+
+/** What a vault-key rotation did. */
+export interface RotationReport {
+  /** The new current vault key. */
+  keyFingerprint: string;
+  /** Keys retired at the end (the one replaced, and any left by an unfinished earlier rotation). */
+  retiredFingerprints: string[];
+  /** Manifests rewritten with their data key re-wrapped (versions, deletion and history records). */
+  manifestsRewritten: number;
+  /** Versions left behind (removed from their history before the rotation): unreadable for good now. */
+  versionsShredded: number;
+  /** Wall time. */
+  durationMs: number;
+  /** What the owner must do now. */
+  notice: string;
+}
+
+/** Told to the owner after every rotation. */
+export const ROTATION_NOTICE =
+  'the vault key changed: write down the NEW recovery key now (crypto-service: main.js export-recovery-key); the old recovery key no longer opens this vault';
+
 /** The owner's file operations. */
 export class Vault {
   private index = new FileIndex();
   private readonly locks = new PathLocks();
+  private readonly gate = new KeyGate();
+  /** Bumped by each rotation: a write that began in an older epoch re-wraps its data key at commit. */
+  private keyEpoch = 0;
+  /** Writes in flight per key epoch: a rotation retires the old key only once the older ones finished. */
+  private readonly inflight = new Map<number, number>();
+  private readonly inflightDone: Array<() => void> = [];
+  private rotating = false;
+  /** Settles when the running rotation ends. */
+  private rotationDone: Promise<unknown> = Promise.resolve();
+  /** Manifests of the last index load that no key of the keyring opens (shredded or foreign). */
+  private unreadable = 0;
+  /**
+   * Manifests of the last index load that could not be read for another reason (missing or corrupt here
+   * and on every peer asked). A rotation refuses to run while there are any: it would not re-wrap them,
+   * and its retire would make them unreadable for good.
+   */
+  private unindexed = new Set<string>();
   private readonly log: Logger;
   /** The recovery runner of this folder (status, start or join). */
   readonly recovery: Recovery;
@@ -168,23 +237,57 @@ export class Vault {
   async loadIndex(signal?: AbortSignal, onSkip?: (id: string, err: Error) => void): Promise<number> {
     const fresh = new FileIndex();
     let loaded = 0;
+    const unreadable = { count: 0 };
+    const unindexed = new Set<string>();
+    const skip = (id: string, err: Error) => {
+      unindexed.add(id);
+      onSkip?.(id, err);
+    };
     for await (const batch of this.c.storage.list(this.o.serverId, 'manifest', signal)) {
       for (const id of batch) {
-        if (await this.indexManifest(id, undefined, signal, fresh, onSkip)) loaded++;
+        if (await this.indexManifest(id, undefined, signal, fresh, skip, unreadable)) loaded++;
       }
     }
+    this.unreadable = unreadable.count;
+    this.unindexed = unindexed;
+    // One line for all of them: after a rotation every superseded or shredded manifest is in this count
+    // for good (peers never delete them), so a line per object would repeat forever.
+    if (unreadable.count) this.log.info({ manifests: unreadable.count }, 'manifests sealed under a retired or unknown vault key skipped (superseded by a rotation, or shredded)');
     // Manifests written while the rebuild ran (uploads) are in the old index only: carry them over.
     for (const v of this.index.all()) fresh.add(v.manifestId, v.manifest);
     this.index = fresh;
     return loaded;
   }
 
-  /** Decrypts one stored manifest into the index; false (and a log line) when it cannot be read. */
-  private async indexManifest(id: string, data: Buffer | undefined, signal?: AbortSignal, into = this.index, onSkip?: (id: string, err: Error) => void): Promise<boolean> {
+  /**
+   * Decrypts one stored manifest into the index; false when it cannot be read. One that no key of the
+   * keyring opens (DATA_LOSS from the crypto-service on bytes that matched their ID: sealed under a
+   * retired key) is counted in `unreadable` quietly; any other failure is logged and reported to onSkip.
+   */
+  private async indexManifest(
+    id: string,
+    data: Buffer | undefined,
+    signal?: AbortSignal,
+    into = this.index,
+    onSkip?: (id: string, err: Error) => void,
+    unreadable?: { count: number },
+  ): Promise<boolean> {
     try {
-      const bytes = data ?? (await this.c.storage.get(this.o.serverId, 'manifest', id, signal));
-      const m = decodeManifest(await this.c.crypto.openManifest(this.o.serverId, bytes, signal));
-      into.add(id, m);
+      // A copy missing or corrupt here is fetched from a peer (verified, written back) when one is connected.
+      const bytes = data ?? (await this.readObject('manifest', id, signal ?? new AbortController().signal));
+      let plain: Buffer;
+      try {
+        plain = await this.c.crypto.openManifest(this.o.serverId, bytes, signal);
+      } catch (err) {
+        if (!(err instanceof DataLossError) || signal?.aborted) throw err;
+        if (unreadable) unreadable.count++;
+        else this.unreadable++;
+        this.log.debug({ manifest: id }, 'manifest sealed under a retired or unknown vault key skipped');
+        return false;
+      }
+      into.add(id, decodeManifest(plain));
+      // Read at last (fetched by anti-entropy, say): no longer a reason to refuse a rotation.
+      this.unindexed.delete(id);
       return true;
     } catch (err) {
       if (signal?.aborted) throw err;
@@ -202,6 +305,11 @@ export class Vault {
   /** Number of live files. */
   fileCount(): number {
     return this.index.liveCount();
+  }
+
+  /** Manifests of the owner's folder no key opens any more (superseded by a rotation, or shredded). */
+  unreadableManifests(): number {
+    return this.unreadable;
   }
 
   /** Copies a write waits for, the owner's included. */
@@ -277,12 +385,47 @@ export class Vault {
     pending.clear();
   }
 
-  /** Writes a manifest with quorum and adds it to the index. */
-  private async commitManifest(m: Manifest, peers: string[], pending: Set<ReplicationHandle>, signal: AbortSignal): Promise<FileInfo> {
-    const sealed = await this.c.crypto.sealManifest(this.o.serverId, encodeManifest(m), signal);
-    await this.place({ kind: 'manifest', id: sealed.id, data: sealed.ciphertext }, peers, pending, signal);
-    this.index.add(sealed.id, m);
-    return infoOf(m);
+  /**
+   * Writes a manifest with quorum and adds it to the index. `keyEpoch` is the epoch in which its data key
+   * was wrapped (undefined: unknown, e.g. copied from an older record): when a rotation happened since,
+   * the key is re-wrapped under the current vault key first, so no manifest sealed under the new key
+   * carries a data key only the old one opens. Runs in the key gate's shared side.
+   */
+  private async commitManifest(m: Manifest, peers: string[], pending: Set<ReplicationHandle>, signal: AbortSignal, keyEpoch?: number): Promise<FileInfo> {
+    return this.gate.shared(async () => {
+      if (m.wrappedKey && keyEpoch !== this.keyEpoch) {
+        m = { ...m, wrappedKey: (await this.c.crypto.rewrapDataKey(this.o.serverId, Buffer.from(m.wrappedKey, 'base64'), signal)).toString('base64') };
+      }
+      const sealed = await this.c.crypto.sealManifest(this.o.serverId, encodeManifest(m), signal);
+      await this.place({ kind: 'manifest', id: sealed.id, data: sealed.ciphertext }, peers, pending, signal);
+      this.index.add(sealed.id, m);
+      return infoOf(m);
+    });
+  }
+
+  /** Counts a write in flight in the current key epoch; call the returned function when it ends. */
+  private beginWrite(): { epoch: number; end: () => void } {
+    const epoch = this.keyEpoch;
+    this.inflight.set(epoch, (this.inflight.get(epoch) ?? 0) + 1);
+    let ended = false;
+    return {
+      epoch,
+      end: () => {
+        if (ended) return;
+        ended = true;
+        const n = (this.inflight.get(epoch) ?? 1) - 1;
+        if (n > 0) this.inflight.set(epoch, n);
+        else this.inflight.delete(epoch);
+        this.inflightDone.splice(0).forEach((r) => r());
+      },
+    };
+  }
+
+  /** Waits until no write begun before `epoch` is in flight. */
+  private async writesBefore(epoch: number, signal: AbortSignal): Promise<void> {
+    while ([...this.inflight.keys()].some((e) => e < epoch)) {
+      await waitOrAbort(new Promise<void>((r) => this.inflightDone.push(r)), signal);
+    }
   }
 
   /**
@@ -298,6 +441,7 @@ export class Vault {
     const signal = ctrl.signal;
     const started = Date.now();
     const pending = new Set<ReplicationHandle>();
+    const write = this.beginWrite();
     try {
       const peers = this.writePeers();
       const wrappedKey = await this.c.crypto.createDataKey(this.o.serverId, signal);
@@ -339,6 +483,7 @@ export class Vault {
           peers,
           pending,
           signal,
+          write.epoch,
         ),
       );
       const backlog = this.replication.stats();
@@ -349,6 +494,7 @@ export class Vault {
       this.withdraw(pending);
       throw err;
     } finally {
+      write.end();
       outer.removeEventListener('abort', onAbort);
     }
   }
@@ -382,7 +528,8 @@ export class Vault {
     return this.writeRecord(path, signal, () => {
       const old = this.index.get(path, version);
       if (!old) throw new NotFoundError(`no such version: ${path} v${version}`);
-      return { ...old.manifest, version: this.index.latestVersion(path) + 1, createdUnixMs: Date.now() };
+      const { generation: _g, ...content } = old.manifest;
+      return { ...content, version: this.index.latestVersion(path) + 1, createdUnixMs: Date.now() };
     });
   }
 
@@ -421,6 +568,113 @@ export class Vault {
     }
   }
 
+  /** Public facts of the vault key (from the crypto-service). */
+  keyInfo(signal?: AbortSignal) {
+    return this.c.crypto.keyInfo(signal);
+  }
+
+  /**
+   * Rotates the vault key online and carries every kept version over to it:
+   * 1. the crypto-service makes a new key current (durable before it answers), while no manifest is
+   *    being sealed (key gate); writes that began before re-wrap their data key when they commit;
+   * 2. every record the index keeps (live and history versions, deletion and history records) is
+   *    rewritten as a replacement: data key re-wrapped (RewrapDataKey), `generation` + 1, sealed under
+   *    the new key and placed with write quorum like any write. Versions removed from their history are
+   *    left out. No chunk is touched;
+   * 3. once writes begun before the rotation have finished, every previous key is retired: whatever
+   *    only they sealed (the replaced manifests, the removed versions' data keys) is unreadable for good,
+   *    on every disk that holds a copy.
+   * A failure before step 3 retires nothing: the old key stays in the keyring (GetVaultKeyInfo lists it)
+   * and a second rotation completes the job. ABORTED while another rotation runs.
+   */
+  async rotateKeys(signal: AbortSignal): Promise<RotationReport> {
+    if (this.rotating) throw new AbortedError('a vault-key rotation is already running');
+    this.rotating = true;
+    const run = this.rotate(signal);
+    this.rotationDone = run.catch(() => undefined);
+    try {
+      return await run;
+    } finally {
+      this.rotating = false;
+    }
+  }
+
+  private async rotate(signal: AbortSignal): Promise<RotationReport> {
+    const started = Date.now();
+    if (this.unindexed.size > 0) {
+      throw new FailedPreconditionError(
+        `${this.unindexed.size} manifests of this folder could not be read at the last index load (missing or corrupt here and on the peers asked); ` +
+          'a rotation would make them unreadable for good: run a recovery first',
+      );
+    }
+    const peers = this.writePeers();
+    const rotated = await this.gate.exclusive(async () => {
+      const r = await this.c.crypto.rotateVaultKey(signal);
+      this.keyEpoch++;
+      return r;
+    });
+    const epoch = this.keyEpoch;
+    this.log.info({ fingerprint: rotated.keyFingerprint, previous: rotated.previousFingerprint }, 'vault key rotated; re-wrapping kept versions');
+    const { kept, removed } = this.index.keptAndRemoved();
+    let rewritten = 0;
+    const pending = new Set<ReplicationHandle>();
+    const window = new Window(this.o.window);
+    try {
+      for (const v of kept) {
+        await window.add(() =>
+          this.locks.run(v.manifest.path, async () => {
+            const cur = this.index.find(v.manifest.path, v.manifest.version);
+            // Replaced meanwhile (a recovery's reload, or a removal record's carry-over): the replacement
+            // was written in this epoch or is carried over below by its own record.
+            if (!cur || cur.manifestId !== v.manifestId) return;
+            await this.commitManifest({ ...cur.manifest, generation: (cur.manifest.generation ?? 0) + 1 }, peers, pending, signal);
+            rewritten++;
+          }),
+        );
+      }
+      await window.drain();
+    } catch (err) {
+      this.withdraw(pending);
+      throw err;
+    }
+    await this.writesBefore(epoch, signal);
+    const info = await this.c.crypto.keyInfo(signal);
+    const retired: string[] = [];
+    for (const fp of info.previousFingerprints) {
+      await this.c.crypto.retireVaultKey(fp, signal);
+      retired.push(fp);
+    }
+    const report: RotationReport = {
+      keyFingerprint: info.keyFingerprint,
+      retiredFingerprints: retired,
+      manifestsRewritten: rewritten,
+      versionsShredded: removed.length,
+      durationMs: Date.now() - started,
+      notice: ROTATION_NOTICE,
+    };
+    this.log.info({ ...report, notice: undefined }, 'vault-key rotation done; previous keys retired');
+    return report;
+  }
+
+  /**
+   * Deletes `path` (every version, or one) with crypto-shredding: removes the versions from the history
+   * (a history record, as deleteVersion), then rotates the vault key (rotateKeys), which leaves them out.
+   * Returns how many versions were removed and the rotation's report.
+   */
+  async shred(path: string, version: number | undefined, signal: AbortSignal): Promise<{ removed: number; rotation: RotationReport }> {
+    const removed = await this.deleteVersion(path, version ?? 'all', signal);
+    // A rotation already running may have taken its snapshot before the removal: wait for it, then run
+    // one that certainly leaves the removed versions out.
+    for (;;) {
+      while (this.rotating) await waitOrAbort(this.rotationDone, signal);
+      try {
+        return { removed, rotation: await this.rotateKeys(signal) };
+      } catch (err) {
+        if (!(err instanceof AbortedError)) throw err;
+      }
+    }
+  }
+
   /** Looks up a version for download; NotFoundError when absent or deleted. */
   stat(path: string, version?: number): FileInfo {
     assertFilePath(path);
@@ -442,13 +696,24 @@ export class Vault {
     let skip = offset;
     let first = 0;
     while (first < m.chunks.length && skip >= m.chunks[first]!.size) skip -= m.chunks[first++]!.size;
-    const wrappedKey = Buffer.from(m.wrappedKey, 'base64');
     const fileId = Buffer.from(m.fileId, 'base64');
     const n = m.chunks.length;
+    // The data key as the index holds it now: a rotation running during the read replaces it (same key,
+    // re-wrapped) and then retires the old wrapping, so a read that spans it takes the new one, and
+    // retries once when the old one stopped opening between the lookup and the call.
+    const currentKey = () => this.index.find(path, m.version)?.manifest.wrappedKey ?? m.wrappedKey;
     const fetchPlain = async (i: number): Promise<Buffer> => {
       const ref = m.chunks[i]!;
       const ct = await this.readObject('chunk', ref.id, signal);
-      const plain = await this.c.crypto.openChunk(wrappedKey, { folder: this.o.serverId, fileId, index: i, last: i === n - 1 }, ct, signal);
+      const ctx = { folder: this.o.serverId, fileId, index: i, last: i === n - 1 };
+      const key = currentKey();
+      let plain: Buffer;
+      try {
+        plain = await this.c.crypto.openChunk(Buffer.from(key, 'base64'), ctx, ct, signal);
+      } catch (err) {
+        if (!(err instanceof DataLossError) || currentKey() === key) throw err;
+        plain = await this.c.crypto.openChunk(Buffer.from(currentKey(), 'base64'), ctx, ct, signal);
+      }
       if (plain.length !== ref.size) throw new DataLossError(`chunk ${i} of ${path} has ${plain.length} bytes, manifest says ${ref.size}`);
       return plain;
     };

@@ -196,5 +196,18 @@ export function nodeServer(deps: NodeServerDeps): NodeServiceServer {
         };
       })(),
     })),
+
+    getVaultKeyInfo: unary(log, 'GetVaultKeyInfo', async (_req, signal) => {
+      const k = await vault.keyInfo(signal);
+      return { keyFingerprint: k.keyFingerprint, createdUnixMs: k.createdUnixMs, previousFingerprints: k.previousFingerprints };
+    }),
+
+    rotateVaultKey: unary(log, 'RotateVaultKey', async (_req, signal) => ({ rotation: await vault.rotateKeys(signal) })),
+
+    shredFile: unary(log, 'ShredFile', async (req, signal) => {
+      if (req.version !== undefined && !(req.version >= 1)) throw new InvalidArgumentError('ShredFile: version must be >= 1');
+      const r = await vault.shred(req.path, req.version, signal);
+      return { versionsRemoved: r.removed, rotation: r.rotation };
+    }),
   };
 }

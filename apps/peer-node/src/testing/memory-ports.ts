@@ -4,7 +4,7 @@
  * Vault is tested against honest collaborators.
  */
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
-import { DataLossError, NotFoundError, UnavailableError } from '@distri-vault/shared';
+import { DataLossError, FailedPreconditionError, NotFoundError, UnavailableError } from '@distri-vault/shared';
 import type { ChunkContext, CryptoPort, FolderInventory, FolderSyncer, InventoryPort, ObjectKind, PeersPort, ReplicaSession, StoragePort, StoredObject, SyncOptions, SyncResult, SyncSink } from '../domain/ports';
 import { BucketSet, coverageFor } from '../domain/summary';
 
@@ -53,9 +53,22 @@ export class MemoryStorage implements StoragePort {
   }
 }
 
-/** AES-256-GCM with a fixed vault key; chunk context bound as associated data. */
+/**
+ * AES-256-GCM with a keyring of vault keys (the first is current), like the crypto-service: opening tries
+ * every key; rotate/retire change the ring; chunk context bound as associated data.
+ */
 export class MemoryCrypto implements CryptoPort {
-  private readonly kek = randomBytes(32);
+  /** The keyring, current first. */
+  readonly keks: { fp: string; key: Buffer; createdUnixMs: number }[] = [MemoryCrypto.newKey()];
+  /** Rotation calls seen. */
+  rotations = 0;
+  private static newKey() {
+    const key = randomBytes(32);
+    return { key, fp: sha(key).slice(0, 16), createdUnixMs: Date.now() };
+  }
+  private get kek(): Buffer {
+    return this.keks[0]!.key;
+  }
   private seal(key: Buffer, aad: Buffer, plain: Buffer) {
     const nonce = randomBytes(12);
     const c = createCipheriv('aes-256-gcm', key, nonce).setAAD(aad);
@@ -71,6 +84,18 @@ export class MemoryCrypto implements CryptoPort {
       throw new DataLossError('authentication failed', { cause: err });
     }
   }
+  /** Opens with the first key of the ring that authenticates. */
+  private openAny(aad: Buffer, env: Buffer) {
+    let first: unknown;
+    for (const k of this.keks) {
+      try {
+        return this.open(k.key, aad, env);
+      } catch (err) {
+        first ??= err;
+      }
+    }
+    throw first;
+  }
   private aad(ctx: ChunkContext) {
     const b = Buffer.alloc(5);
     b.writeUInt32BE(ctx.index);
@@ -81,18 +106,37 @@ export class MemoryCrypto implements CryptoPort {
     return this.seal(this.kek, Buffer.from(folder), randomBytes(32));
   }
   async sealChunk(wrapped: Buffer, ctx: ChunkContext, plain: Buffer) {
-    const ct = this.seal(this.open(this.kek, Buffer.from(ctx.folder), wrapped), this.aad(ctx), plain);
+    const ct = this.seal(this.openAny(Buffer.from(ctx.folder), wrapped), this.aad(ctx), plain);
     return { id: sha(ct), ciphertext: ct };
   }
   async openChunk(wrapped: Buffer, ctx: ChunkContext, ct: Buffer) {
-    return this.open(this.open(this.kek, Buffer.from(ctx.folder), wrapped), this.aad(ctx), ct);
+    return this.open(this.openAny(Buffer.from(ctx.folder), wrapped), this.aad(ctx), ct);
   }
   async sealManifest(folder: string, plain: Buffer) {
     const ct = this.seal(this.kek, Buffer.from('m' + folder), plain);
     return { id: sha(ct), ciphertext: ct };
   }
   async openManifest(folder: string, ct: Buffer) {
-    return this.open(this.kek, Buffer.from('m' + folder), ct);
+    return this.openAny(Buffer.from('m' + folder), ct);
+  }
+  async keyInfo() {
+    return { keyFingerprint: this.keks[0]!.fp, createdUnixMs: this.keks[0]!.createdUnixMs, previousFingerprints: this.keks.slice(1).map((k) => k.fp) };
+  }
+  async rewrapDataKey(folder: string, wrapped: Buffer) {
+    const raw = this.openAny(Buffer.from(folder), wrapped);
+    return this.seal(this.kek, Buffer.from(folder), raw);
+  }
+  async rotateVaultKey() {
+    this.rotations++;
+    const previousFingerprint = this.keks[0]!.fp;
+    this.keks.unshift(MemoryCrypto.newKey());
+    return { keyFingerprint: this.keks[0]!.fp, previousFingerprint };
+  }
+  async retireVaultKey(fp: string) {
+    const i = this.keks.findIndex((k) => k.fp === fp);
+    if (i <= 0) throw new FailedPreconditionError(`cannot retire ${fp}`);
+    this.keks.splice(i, 1);
+    return this.keks.slice(1).map((k) => k.fp);
   }
 }
 

@@ -147,6 +147,32 @@ export interface RewrapDataKeyResponse {
   keyFingerprint: string;
 }
 
+/** Request of RotateVaultKey. */
+export interface RotateVaultKeyRequest {
+}
+
+/** Response of RotateVaultKey. */
+export interface RotateVaultKeyResponse {
+  /** Fingerprint of the new current vault key. */
+  keyFingerprint: string;
+  /** Fingerprint of the key it replaced (now a previous key). */
+  previousFingerprint: string;
+  /** Every previous key still kept, the one just replaced included. */
+  previousFingerprints: string[];
+}
+
+/** Request of RetireVaultKey. */
+export interface RetireVaultKeyRequest {
+  /** Fingerprint (16 lowercase hex) of the previous key to delete. */
+  fingerprint: string;
+}
+
+/** Response of RetireVaultKey. */
+export interface RetireVaultKeyResponse {
+  /** Previous keys still kept after the retirement. */
+  previousFingerprints: string[];
+}
+
 function createBaseChunkContext(): ChunkContext {
   return { folder: "", fileId: Buffer.alloc(0), index: 0, last: false };
 }
@@ -1156,6 +1182,238 @@ export const RewrapDataKeyResponse: MessageFns<RewrapDataKeyResponse> = {
   },
 };
 
+function createBaseRotateVaultKeyRequest(): RotateVaultKeyRequest {
+  return {};
+}
+
+export const RotateVaultKeyRequest: MessageFns<RotateVaultKeyRequest> = {
+  encode(_: RotateVaultKeyRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RotateVaultKeyRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRotateVaultKeyRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<RotateVaultKeyRequest>): RotateVaultKeyRequest {
+    return RotateVaultKeyRequest.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<RotateVaultKeyRequest>): RotateVaultKeyRequest {
+    const message = createBaseRotateVaultKeyRequest();
+    return message;
+  },
+};
+
+function createBaseRotateVaultKeyResponse(): RotateVaultKeyResponse {
+  return { keyFingerprint: "", previousFingerprint: "", previousFingerprints: [] };
+}
+
+export const RotateVaultKeyResponse: MessageFns<RotateVaultKeyResponse> = {
+  encode(message: RotateVaultKeyResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.keyFingerprint !== "") {
+      writer.uint32(10).string(message.keyFingerprint);
+    }
+    if (message.previousFingerprint !== "") {
+      writer.uint32(18).string(message.previousFingerprint);
+    }
+    for (const v of message.previousFingerprints) {
+      writer.uint32(26).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RotateVaultKeyResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRotateVaultKeyResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.keyFingerprint = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.previousFingerprint = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.previousFingerprints.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<RotateVaultKeyResponse>): RotateVaultKeyResponse {
+    return RotateVaultKeyResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RotateVaultKeyResponse>): RotateVaultKeyResponse {
+    const message = createBaseRotateVaultKeyResponse();
+    message.keyFingerprint = object.keyFingerprint ?? "";
+    message.previousFingerprint = object.previousFingerprint ?? "";
+    message.previousFingerprints = object.previousFingerprints?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseRetireVaultKeyRequest(): RetireVaultKeyRequest {
+  return { fingerprint: "" };
+}
+
+export const RetireVaultKeyRequest: MessageFns<RetireVaultKeyRequest> = {
+  encode(message: RetireVaultKeyRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.fingerprint !== "") {
+      writer.uint32(10).string(message.fingerprint);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RetireVaultKeyRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRetireVaultKeyRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.fingerprint = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<RetireVaultKeyRequest>): RetireVaultKeyRequest {
+    return RetireVaultKeyRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RetireVaultKeyRequest>): RetireVaultKeyRequest {
+    const message = createBaseRetireVaultKeyRequest();
+    message.fingerprint = object.fingerprint ?? "";
+    return message;
+  },
+};
+
+function createBaseRetireVaultKeyResponse(): RetireVaultKeyResponse {
+  return { previousFingerprints: [] };
+}
+
+export const RetireVaultKeyResponse: MessageFns<RetireVaultKeyResponse> = {
+  encode(message: RetireVaultKeyResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.previousFingerprints) {
+      writer.uint32(10).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RetireVaultKeyResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRetireVaultKeyResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.previousFingerprints.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<RetireVaultKeyResponse>): RetireVaultKeyResponse {
+    return RetireVaultKeyResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RetireVaultKeyResponse>): RetireVaultKeyResponse {
+    const message = createBaseRetireVaultKeyResponse();
+    message.previousFingerprints = object.previousFingerprints?.map((e) => e) || [];
+    return message;
+  },
+};
+
 /**
  * Envelope encryption. The vault key (key-encryption key) never leaves the service; per-version data
  * keys leave it only wrapped by the vault key. Chunks are sealed with AES-256-GCM under the data key,
@@ -1243,6 +1501,38 @@ export const CryptoServiceService = {
       Buffer.from(RewrapDataKeyResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): RewrapDataKeyResponse => RewrapDataKeyResponse.decode(value),
   },
+  /**
+   * Online rotation: makes a fresh vault key current and keeps the old one (to open and re-wrap what it
+   * sealed) until RetireVaultKey. The new key file is durable (written, fsynced, renamed, directory
+   * fsynced) before the call answers. The key never crosses the API: export its recovery key offline.
+   */
+  rotateVaultKey: {
+    path: "/vault.crypto.v1.CryptoService/RotateVaultKey" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RotateVaultKeyRequest): Buffer =>
+      Buffer.from(RotateVaultKeyRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RotateVaultKeyRequest => RotateVaultKeyRequest.decode(value),
+    responseSerialize: (value: RotateVaultKeyResponse): Buffer =>
+      Buffer.from(RotateVaultKeyResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RotateVaultKeyResponse => RotateVaultKeyResponse.decode(value),
+  },
+  /**
+   * Deletes a previous vault key for good (durable before the answer): every data key and manifest only
+   * it wrapped becomes unreadable, copies on peers included (crypto-shredding). FAILED_PRECONDITION for
+   * the current key or a key not in the keyring; INVALID_ARGUMENT for a malformed fingerprint.
+   */
+  retireVaultKey: {
+    path: "/vault.crypto.v1.CryptoService/RetireVaultKey" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RetireVaultKeyRequest): Buffer =>
+      Buffer.from(RetireVaultKeyRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RetireVaultKeyRequest => RetireVaultKeyRequest.decode(value),
+    responseSerialize: (value: RetireVaultKeyResponse): Buffer =>
+      Buffer.from(RetireVaultKeyResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RetireVaultKeyResponse => RetireVaultKeyResponse.decode(value),
+  },
 } as const;
 
 export interface CryptoServiceServer extends UntypedServiceImplementation {
@@ -1264,6 +1554,18 @@ export interface CryptoServiceServer extends UntypedServiceImplementation {
    * DATA_LOSS when no key of the keyring wrapped it for this folder.
    */
   rewrapDataKey: handleUnaryCall<RewrapDataKeyRequest, RewrapDataKeyResponse>;
+  /**
+   * Online rotation: makes a fresh vault key current and keeps the old one (to open and re-wrap what it
+   * sealed) until RetireVaultKey. The new key file is durable (written, fsynced, renamed, directory
+   * fsynced) before the call answers. The key never crosses the API: export its recovery key offline.
+   */
+  rotateVaultKey: handleUnaryCall<RotateVaultKeyRequest, RotateVaultKeyResponse>;
+  /**
+   * Deletes a previous vault key for good (durable before the answer): every data key and manifest only
+   * it wrapped becomes unreadable, copies on peers included (crypto-shredding). FAILED_PRECONDITION for
+   * the current key or a key not in the keyring; INVALID_ARGUMENT for a malformed fingerprint.
+   */
+  retireVaultKey: handleUnaryCall<RetireVaultKeyRequest, RetireVaultKeyResponse>;
 }
 
 export interface CryptoServiceClient extends Client {
@@ -1382,6 +1684,46 @@ export interface CryptoServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RewrapDataKeyResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Online rotation: makes a fresh vault key current and keeps the old one (to open and re-wrap what it
+   * sealed) until RetireVaultKey. The new key file is durable (written, fsynced, renamed, directory
+   * fsynced) before the call answers. The key never crosses the API: export its recovery key offline.
+   */
+  rotateVaultKey(
+    request: RotateVaultKeyRequest,
+    callback: (error: ServiceError | null, response: RotateVaultKeyResponse) => void,
+  ): ClientUnaryCall;
+  rotateVaultKey(
+    request: RotateVaultKeyRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RotateVaultKeyResponse) => void,
+  ): ClientUnaryCall;
+  rotateVaultKey(
+    request: RotateVaultKeyRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RotateVaultKeyResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Deletes a previous vault key for good (durable before the answer): every data key and manifest only
+   * it wrapped becomes unreadable, copies on peers included (crypto-shredding). FAILED_PRECONDITION for
+   * the current key or a key not in the keyring; INVALID_ARGUMENT for a malformed fingerprint.
+   */
+  retireVaultKey(
+    request: RetireVaultKeyRequest,
+    callback: (error: ServiceError | null, response: RetireVaultKeyResponse) => void,
+  ): ClientUnaryCall;
+  retireVaultKey(
+    request: RetireVaultKeyRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RetireVaultKeyResponse) => void,
+  ): ClientUnaryCall;
+  retireVaultKey(
+    request: RetireVaultKeyRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RetireVaultKeyResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -486,6 +486,62 @@ export interface StartRecoveryResponse {
   joined: boolean;
 }
 
+/** Request of GetVaultKeyInfo. */
+export interface GetVaultKeyInfoRequest {
+}
+
+/** Response of GetVaultKeyInfo. */
+export interface GetVaultKeyInfoResponse {
+  /** Fingerprint (16 hex) of the current vault key: tells keys apart without revealing them. */
+  keyFingerprint: string;
+  /** Unix time in milliseconds when the current key was created. */
+  createdUnixMs: number;
+  /** Previous keys still kept (a rotation that did not finish); empty normally. */
+  previousFingerprints: string[];
+}
+
+/** Request of RotateVaultKey. */
+export interface RotateVaultKeyRequest {
+}
+
+/** What a rotation did. */
+export interface RotationReport {
+  /** Fingerprint of the new current vault key. */
+  keyFingerprint: string;
+  /** Fingerprints of the keys retired (deleted) at the end. */
+  retiredFingerprints: string[];
+  /** Manifests rewritten with their data key re-wrapped (live versions, history, deletion records). */
+  manifestsRewritten: number;
+  /** Versions left out (removed from the history before the rotation): shredded. */
+  versionsShredded: number;
+  /** Wall time of the rotation in milliseconds. */
+  durationMs: number;
+  /** What the owner must do now (write down the new recovery key). */
+  notice: string;
+}
+
+/** Response of RotateVaultKey. */
+export interface RotateVaultKeyResponse {
+  /** What the rotation did. */
+  rotation?: RotationReport | undefined;
+}
+
+/** Request of ShredFile. */
+export interface ShredFileRequest {
+  /** Path of the file. */
+  path: string;
+  /** One version to shred; absent: every version of the file. */
+  version?: number | undefined;
+}
+
+/** Response of ShredFile. */
+export interface ShredFileResponse {
+  /** Versions removed from the history. */
+  versionsRemoved: number;
+  /** The rotation that shredded them. */
+  rotation?: RotationReport | undefined;
+}
+
 function createBaseFileInfo(): FileInfo {
   return { path: "", version: 0, size: 0, sha256: "", updatedUnixMs: 0, chunks: 0, deleted: false };
 }
@@ -3654,6 +3710,486 @@ export const StartRecoveryResponse: MessageFns<StartRecoveryResponse> = {
   },
 };
 
+function createBaseGetVaultKeyInfoRequest(): GetVaultKeyInfoRequest {
+  return {};
+}
+
+export const GetVaultKeyInfoRequest: MessageFns<GetVaultKeyInfoRequest> = {
+  encode(_: GetVaultKeyInfoRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetVaultKeyInfoRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetVaultKeyInfoRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<GetVaultKeyInfoRequest>): GetVaultKeyInfoRequest {
+    return GetVaultKeyInfoRequest.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<GetVaultKeyInfoRequest>): GetVaultKeyInfoRequest {
+    const message = createBaseGetVaultKeyInfoRequest();
+    return message;
+  },
+};
+
+function createBaseGetVaultKeyInfoResponse(): GetVaultKeyInfoResponse {
+  return { keyFingerprint: "", createdUnixMs: 0, previousFingerprints: [] };
+}
+
+export const GetVaultKeyInfoResponse: MessageFns<GetVaultKeyInfoResponse> = {
+  encode(message: GetVaultKeyInfoResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.keyFingerprint !== "") {
+      writer.uint32(10).string(message.keyFingerprint);
+    }
+    if (message.createdUnixMs !== 0) {
+      writer.uint32(16).int64(message.createdUnixMs);
+    }
+    for (const v of message.previousFingerprints) {
+      writer.uint32(26).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetVaultKeyInfoResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetVaultKeyInfoResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.keyFingerprint = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.createdUnixMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.previousFingerprints.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<GetVaultKeyInfoResponse>): GetVaultKeyInfoResponse {
+    return GetVaultKeyInfoResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetVaultKeyInfoResponse>): GetVaultKeyInfoResponse {
+    const message = createBaseGetVaultKeyInfoResponse();
+    message.keyFingerprint = object.keyFingerprint ?? "";
+    message.createdUnixMs = object.createdUnixMs ?? 0;
+    message.previousFingerprints = object.previousFingerprints?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseRotateVaultKeyRequest(): RotateVaultKeyRequest {
+  return {};
+}
+
+export const RotateVaultKeyRequest: MessageFns<RotateVaultKeyRequest> = {
+  encode(_: RotateVaultKeyRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RotateVaultKeyRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRotateVaultKeyRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<RotateVaultKeyRequest>): RotateVaultKeyRequest {
+    return RotateVaultKeyRequest.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<RotateVaultKeyRequest>): RotateVaultKeyRequest {
+    const message = createBaseRotateVaultKeyRequest();
+    return message;
+  },
+};
+
+function createBaseRotationReport(): RotationReport {
+  return {
+    keyFingerprint: "",
+    retiredFingerprints: [],
+    manifestsRewritten: 0,
+    versionsShredded: 0,
+    durationMs: 0,
+    notice: "",
+  };
+}
+
+export const RotationReport: MessageFns<RotationReport> = {
+  encode(message: RotationReport, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.keyFingerprint !== "") {
+      writer.uint32(10).string(message.keyFingerprint);
+    }
+    for (const v of message.retiredFingerprints) {
+      writer.uint32(18).string(v!);
+    }
+    if (message.manifestsRewritten !== 0) {
+      writer.uint32(24).int64(message.manifestsRewritten);
+    }
+    if (message.versionsShredded !== 0) {
+      writer.uint32(32).int64(message.versionsShredded);
+    }
+    if (message.durationMs !== 0) {
+      writer.uint32(40).int64(message.durationMs);
+    }
+    if (message.notice !== "") {
+      writer.uint32(50).string(message.notice);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RotationReport {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRotationReport();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.keyFingerprint = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.retiredFingerprints.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.manifestsRewritten = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.versionsShredded = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.durationMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.notice = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<RotationReport>): RotationReport {
+    return RotationReport.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RotationReport>): RotationReport {
+    const message = createBaseRotationReport();
+    message.keyFingerprint = object.keyFingerprint ?? "";
+    message.retiredFingerprints = object.retiredFingerprints?.map((e) => e) || [];
+    message.manifestsRewritten = object.manifestsRewritten ?? 0;
+    message.versionsShredded = object.versionsShredded ?? 0;
+    message.durationMs = object.durationMs ?? 0;
+    message.notice = object.notice ?? "";
+    return message;
+  },
+};
+
+function createBaseRotateVaultKeyResponse(): RotateVaultKeyResponse {
+  return { rotation: undefined };
+}
+
+export const RotateVaultKeyResponse: MessageFns<RotateVaultKeyResponse> = {
+  encode(message: RotateVaultKeyResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.rotation !== undefined) {
+      RotationReport.encode(message.rotation, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RotateVaultKeyResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRotateVaultKeyResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.rotation = RotationReport.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<RotateVaultKeyResponse>): RotateVaultKeyResponse {
+    return RotateVaultKeyResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RotateVaultKeyResponse>): RotateVaultKeyResponse {
+    const message = createBaseRotateVaultKeyResponse();
+    message.rotation = (object.rotation !== undefined && object.rotation !== null)
+      ? RotationReport.fromPartial(object.rotation)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseShredFileRequest(): ShredFileRequest {
+  return { path: "", version: undefined };
+}
+
+export const ShredFileRequest: MessageFns<ShredFileRequest> = {
+  encode(message: ShredFileRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.path !== "") {
+      writer.uint32(10).string(message.path);
+    }
+    if (message.version !== undefined) {
+      writer.uint32(16).int64(message.version);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ShredFileRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseShredFileRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.version = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<ShredFileRequest>): ShredFileRequest {
+    return ShredFileRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ShredFileRequest>): ShredFileRequest {
+    const message = createBaseShredFileRequest();
+    message.path = object.path ?? "";
+    message.version = object.version ?? undefined;
+    return message;
+  },
+};
+
+function createBaseShredFileResponse(): ShredFileResponse {
+  return { versionsRemoved: 0, rotation: undefined };
+}
+
+export const ShredFileResponse: MessageFns<ShredFileResponse> = {
+  encode(message: ShredFileResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.versionsRemoved !== 0) {
+      writer.uint32(8).int64(message.versionsRemoved);
+    }
+    if (message.rotation !== undefined) {
+      RotationReport.encode(message.rotation, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ShredFileResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseShredFileResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.versionsRemoved = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.rotation = RotationReport.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<ShredFileResponse>): ShredFileResponse {
+    return ShredFileResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ShredFileResponse>): ShredFileResponse {
+    const message = createBaseShredFileResponse();
+    message.versionsRemoved = object.versionsRemoved ?? 0;
+    message.rotation = (object.rotation !== undefined && object.rotation !== null)
+      ? RotationReport.fromPartial(object.rotation)
+      : undefined;
+    return message;
+  },
+};
+
 /** File operations on the node's own folder, and views of the network. */
 export type NodeServiceService = typeof NodeServiceService;
 export const NodeServiceService = {
@@ -3843,6 +4379,50 @@ export const NodeServiceService = {
       Buffer.from(StartRecoveryResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): StartRecoveryResponse => StartRecoveryResponse.decode(value),
   },
+  /** Public facts about this node's vault key: fingerprint and the previous keys still kept. */
+  getVaultKeyInfo: {
+    path: "/vault.node.v1.NodeService/GetVaultKeyInfo" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetVaultKeyInfoRequest): Buffer =>
+      Buffer.from(GetVaultKeyInfoRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetVaultKeyInfoRequest => GetVaultKeyInfoRequest.decode(value),
+    responseSerialize: (value: GetVaultKeyInfoResponse): Buffer =>
+      Buffer.from(GetVaultKeyInfoResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetVaultKeyInfoResponse => GetVaultKeyInfoResponse.decode(value),
+  },
+  /**
+   * Rotates the vault key online: a new key becomes current, the data key of every version still kept
+   * (live and history) is re-wrapped under it and its manifest rewritten as a replacement (W quorum, like
+   * any write), then every previous key is retired. No chunk is re-encrypted. Versions removed before
+   * the call can never be decrypted again, on any disk. ABORTED while another rotation runs. Export the
+   * new recovery key afterwards: the old one no longer opens the replacements.
+   */
+  rotateVaultKey: {
+    path: "/vault.node.v1.NodeService/RotateVaultKey" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RotateVaultKeyRequest): Buffer =>
+      Buffer.from(RotateVaultKeyRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RotateVaultKeyRequest => RotateVaultKeyRequest.decode(value),
+    responseSerialize: (value: RotateVaultKeyResponse): Buffer =>
+      Buffer.from(RotateVaultKeyResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RotateVaultKeyResponse => RotateVaultKeyResponse.decode(value),
+  },
+  /**
+   * Deletes a file (or one version) with crypto-shredding: removes it from the history, then runs a
+   * rotation (RotateVaultKey), so copies of its manifest and chunks left on any peer are unreadable for
+   * good. NOT_FOUND for an unknown path or version.
+   */
+  shredFile: {
+    path: "/vault.node.v1.NodeService/ShredFile" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ShredFileRequest): Buffer => Buffer.from(ShredFileRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ShredFileRequest => ShredFileRequest.decode(value),
+    responseSerialize: (value: ShredFileResponse): Buffer => Buffer.from(ShredFileResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ShredFileResponse => ShredFileResponse.decode(value),
+  },
 } as const;
 
 export interface NodeServiceServer extends UntypedServiceImplementation {
@@ -3902,6 +4482,22 @@ export interface NodeServiceServer extends UntypedServiceImplementation {
    * once with its status. RecoverFolder does the same and waits for the end.
    */
   startRecovery: handleUnaryCall<StartRecoveryRequest, StartRecoveryResponse>;
+  /** Public facts about this node's vault key: fingerprint and the previous keys still kept. */
+  getVaultKeyInfo: handleUnaryCall<GetVaultKeyInfoRequest, GetVaultKeyInfoResponse>;
+  /**
+   * Rotates the vault key online: a new key becomes current, the data key of every version still kept
+   * (live and history) is re-wrapped under it and its manifest rewritten as a replacement (W quorum, like
+   * any write), then every previous key is retired. No chunk is re-encrypted. Versions removed before
+   * the call can never be decrypted again, on any disk. ABORTED while another rotation runs. Export the
+   * new recovery key afterwards: the old one no longer opens the replacements.
+   */
+  rotateVaultKey: handleUnaryCall<RotateVaultKeyRequest, RotateVaultKeyResponse>;
+  /**
+   * Deletes a file (or one version) with crypto-shredding: removes it from the history, then runs a
+   * rotation (RotateVaultKey), so copies of its manifest and chunks left on any peer are unreadable for
+   * good. NOT_FOUND for an unknown path or version.
+   */
+  shredFile: handleUnaryCall<ShredFileRequest, ShredFileResponse>;
 }
 
 export interface NodeServiceClient extends Client {
@@ -4165,6 +4761,64 @@ export interface NodeServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: StartRecoveryResponse) => void,
+  ): ClientUnaryCall;
+  /** Public facts about this node's vault key: fingerprint and the previous keys still kept. */
+  getVaultKeyInfo(
+    request: GetVaultKeyInfoRequest,
+    callback: (error: ServiceError | null, response: GetVaultKeyInfoResponse) => void,
+  ): ClientUnaryCall;
+  getVaultKeyInfo(
+    request: GetVaultKeyInfoRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetVaultKeyInfoResponse) => void,
+  ): ClientUnaryCall;
+  getVaultKeyInfo(
+    request: GetVaultKeyInfoRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetVaultKeyInfoResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Rotates the vault key online: a new key becomes current, the data key of every version still kept
+   * (live and history) is re-wrapped under it and its manifest rewritten as a replacement (W quorum, like
+   * any write), then every previous key is retired. No chunk is re-encrypted. Versions removed before
+   * the call can never be decrypted again, on any disk. ABORTED while another rotation runs. Export the
+   * new recovery key afterwards: the old one no longer opens the replacements.
+   */
+  rotateVaultKey(
+    request: RotateVaultKeyRequest,
+    callback: (error: ServiceError | null, response: RotateVaultKeyResponse) => void,
+  ): ClientUnaryCall;
+  rotateVaultKey(
+    request: RotateVaultKeyRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RotateVaultKeyResponse) => void,
+  ): ClientUnaryCall;
+  rotateVaultKey(
+    request: RotateVaultKeyRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RotateVaultKeyResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Deletes a file (or one version) with crypto-shredding: removes it from the history, then runs a
+   * rotation (RotateVaultKey), so copies of its manifest and chunks left on any peer are unreadable for
+   * good. NOT_FOUND for an unknown path or version.
+   */
+  shredFile(
+    request: ShredFileRequest,
+    callback: (error: ServiceError | null, response: ShredFileResponse) => void,
+  ): ClientUnaryCall;
+  shredFile(
+    request: ShredFileRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ShredFileResponse) => void,
+  ): ClientUnaryCall;
+  shredFile(
+    request: ShredFileRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ShredFileResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -1,0 +1,208 @@
+/**
+ * Crypto-shredding and online rotation end to end: 3 real nodes + gateway on loopback, the real CLI.
+ * Files are uploaded; one (two versions) is shredded with `distri-vault keys shred`. Its manifests and
+ * chunk ciphertext, taken from a PEER's disk, opened under the owner's own crypto-service before the
+ * shred, no longer open after it (DATA_LOSS), though the peer still holds every byte. Live files read
+ * back identical. Then the owner loses its data and keys, keeps its identity, imports the NEW recovery
+ * key and gets every live file back from its peers; the old recovery key would open nothing.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { callUnary, createClient } from '@distri-vault/shared';
+import { CryptoServiceClient } from '@distri-vault/shared/generated/vault/crypto/v1/crypto';
+import { eventually, putSeeded, request, seededSha, setBearerToken, walk } from '../helpers';
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { startNetwork } = require('../../tools/network.cjs');
+const ROOT = join(__dirname, '../..');
+const CRYPTO_MAIN = join(ROOT, 'dist/apps/crypto-service/main.js');
+const CLI = join(ROOT, 'tools/distri-vault.cjs');
+const MiB = 1024 * 1024;
+
+jest.setTimeout(240_000);
+
+function run(file: string, args: string[], env: Record<string, string>, input = ''): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = execFile(process.execPath, [file, ...args], { env: { PATH: process.env['PATH'] ?? '', ...env }, timeout: 120_000 }, (err, stdout, stderr) =>
+      resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
+    child.stdin!.end(input);
+  });
+}
+
+/** A unary call's gRPC status code (0 = OK) and response. */
+function status<Req, Res>(
+  client: CryptoServiceClient,
+  method: (req: Req, md: grpc.Metadata, opts: Partial<grpc.CallOptions>, cb: (err: grpc.ServiceError | null, res: Res) => void) => grpc.ClientUnaryCall,
+  req: Req,
+): Promise<{ code: number; res?: Res }> {
+  return new Promise((resolve) => {
+    method.call(client, req, new grpc.Metadata(), { deadline: Date.now() + 20_000 }, (err, res) => resolve(err ? { code: err.code } : { code: 0, res }));
+  });
+}
+
+interface HeldVersion {
+  manifestId: string;
+  manifestBytes: Buffer;
+  version: number;
+  wrappedKey: Buffer;
+  fileId: Buffer;
+  chunks: { id: string; bytes: Buffer; index: number; last: boolean }[];
+}
+
+describe('crypto-shredding and key rotation across real processes', () => {
+  let root: string;
+  let net: any;
+  let base: string;
+  let ownerId: string;
+  let crypto: CryptoServiceClient;
+  const logs: Array<[string, string]> = [];
+  let node1Env: Record<string, string> = {};
+  const SECRET = 'secret/plan.txt';
+  const live = [
+    { path: 'keep/a.bin', size: 2 * MiB + 5, seed: 71, sha: '' },
+    { path: 'keep/b.txt', size: 1000, seed: 72, sha: '' },
+  ];
+
+  beforeAll(async () => {
+    root = await mkdtemp(join(tmpdir(), 'dv-keys-system-'));
+    net = await startNetwork({
+      root,
+      nodes: 3,
+      output: (proc: string, line: string) => logs.push([proc, line]),
+      env: { NODE_HEARTBEAT_MS: '500' },
+      nodeEnv: (i: number) => (i === 1 ? node1Env : {}),
+    });
+    base = net.gatewayUrl;
+    setBearerToken(net.token);
+    await eventually(async () => (await request(`${base}/v1/nodes`, 'GET')).json.nodes.filter((n: any) => n.state === 'connected').length === 2, 30000, 'peers connected');
+    ownerId = (await request(`${base}/v1/node`, 'GET')).json.serverId;
+    crypto = createClient(CryptoServiceClient, net.nodes[0].cryptoAddress);
+    for (const f of live) {
+      f.sha = await seededSha(f.size, f.seed);
+      expect([f.path, (await putSeeded(base, f.path, f.size, f.seed)).status]).toEqual([f.path, 201]);
+    }
+    expect((await putSeeded(base, SECRET, MiB + 3, 73)).status).toBe(201);
+    expect((await putSeeded(base, SECRET, 5000, 74)).status).toBe(201);
+  });
+
+  afterAll(async () => {
+    crypto?.close();
+    await net?.stop();
+    if (root) await rm(root, { recursive: true, force: true });
+  });
+
+  const cli = (args: string[]) => run(CLI, ['--json', ...args], { DISTRI_VAULT_URL: base, DISTRI_VAULT_TOKEN: net.token });
+
+  /** The owner's folder on a peer's disk: every manifest the owner's crypto-service opens, decoded. */
+  async function heldOnPeer(peer: any): Promise<HeldVersion[]> {
+    const out: HeldVersion[] = [];
+    for (const file of await walk(join(peer.dataDir, ownerId, 'manifests'))) {
+      const bytes = await readFile(file);
+      const r = await status(crypto, crypto.openManifest, { folder: ownerId, ciphertext: bytes });
+      if (r.code !== 0) continue;
+      const m = JSON.parse(r.res!.plaintext.toString('utf8'));
+      if (m.path !== SECRET || m.deleted) continue;
+      const chunks = [];
+      for (let i = 0; i < m.chunks.length; i++) {
+        const id = m.chunks[i].id;
+        chunks.push({ id, bytes: await readFile(join(peer.dataDir, ownerId, 'chunks', id.slice(0, 2), id)), index: i, last: i === m.chunks.length - 1 });
+      }
+      out.push({ manifestId: file.split('/').pop()!, manifestBytes: bytes, version: m.version, wrappedKey: Buffer.from(m.wrappedKey, 'base64'), fileId: Buffer.from(m.fileId, 'base64'), chunks });
+    }
+    return out.sort((a, b) => a.version - b.version);
+  }
+
+  it('shreds a file: its manifests and chunks on a peer\'s disk no longer open under the owner\'s own key; live files read back identical', async () => {
+    const peer = net.nodes[1];
+    // Every copy is written (W = 2 answers the put; the third copy follows in the background).
+    const held = (await eventually(async () => {
+      const h = await heldOnPeer(peer);
+      return h.length === 2 && (await heldOnPeer(net.nodes[2])).length === 2 ? h : undefined;
+    }, 30000, 'both versions of the secret file on both peers'))!;
+    // Positive control: before the shred, the owner's crypto-service opens what the peer holds.
+    for (const v of held) {
+      for (const c of v.chunks) {
+        const r = await status(crypto, crypto.openChunk, { wrappedKey: v.wrappedKey, context: { folder: ownerId, fileId: v.fileId, index: c.index, last: c.last }, ciphertext: c.bytes });
+        expect([v.version, c.index, r.code]).toEqual([v.version, c.index, 0]);
+      }
+    }
+    const keyBefore = await callUnary(crypto, crypto.getKeyInfo, {});
+    const oldRecovery = (await run(CRYPTO_MAIN, ['export-recovery-key'], { CRYPTO_KEY_DIR: net.nodes[0].keysDir })).stdout.trim();
+
+    const shred = await cli(['keys', 'shred', SECRET]);
+    expect([shred.code, shred.stderr]).toEqual([0, expect.stringContaining('recovery key')]);
+    const report = JSON.parse(shred.stdout);
+    expect(report).toMatchObject({ path: SECRET, removed: 2, rotation: { retiredFingerprints: [keyBefore.keyFingerprint], versionsShredded: 2 } });
+    // Rewritten: both live files' manifests (W copies acknowledged before the retire).
+    expect(report.rotation.manifestsRewritten).toBeGreaterThanOrEqual(live.length + 1);
+
+    const keyAfter = await callUnary(crypto, crypto.getKeyInfo, {});
+    expect(keyAfter.keyFingerprint).toBe(report.rotation.fingerprint);
+    expect(keyAfter.previousFingerprints).toEqual([]);
+    const shown = JSON.parse((await cli(['keys', 'show'])).stdout);
+    expect(shown).toMatchObject({ fingerprint: keyAfter.keyFingerprint, rotationUnfinished: false });
+
+    // The peer still holds every byte of the shredded versions...
+    for (const v of held) {
+      expect((await readFile(join(peer.dataDir, ownerId, 'manifests', v.manifestId.slice(0, 2), v.manifestId))).equals(v.manifestBytes)).toBe(true);
+      for (const c of v.chunks) expect((await readFile(join(peer.dataDir, ownerId, 'chunks', c.id.slice(0, 2), c.id))).equals(c.bytes)).toBe(true);
+    }
+    // ...and the owner's own crypto-service opens none of it.
+    for (const v of held) {
+      expect([v.version, 'manifest', (await status(crypto, crypto.openManifest, { folder: ownerId, ciphertext: v.manifestBytes })).code]).toEqual([v.version, 'manifest', grpc.status.DATA_LOSS]);
+      expect([v.version, 'rewrap', (await status(crypto, crypto.rewrapDataKey, { folder: ownerId, wrappedKey: v.wrappedKey })).code]).toEqual([v.version, 'rewrap', grpc.status.DATA_LOSS]);
+      for (const c of v.chunks) {
+        const r = await status(crypto, crypto.openChunk, { wrappedKey: v.wrappedKey, context: { folder: ownerId, fileId: v.fileId, index: c.index, last: c.last }, ciphertext: c.bytes });
+        expect([v.version, c.index, r.code]).toEqual([v.version, c.index, grpc.status.DATA_LOSS]);
+      }
+    }
+    expect((await request(`${base}/v1/files/${SECRET}`, 'GET')).status).toBe(404);
+    expect((await request(`${base}/v1/versions/${SECRET}`, 'GET')).status).toBe(404);
+    for (const f of live) {
+      const get = await request(`${base}/v1/files/${f.path}`, 'GET');
+      expect([f.path, get.status, get.sha256]).toEqual([f.path, 200, f.sha]);
+    }
+    const newRecovery = (await run(CRYPTO_MAIN, ['export-recovery-key'], { CRYPTO_KEY_DIR: net.nodes[0].keysDir })).stdout.trim();
+    expect(newRecovery).toMatch(/^DVRK1(-[A-Z2-7]{4}){14}$/);
+    expect(newRecovery).not.toBe(oldRecovery);
+  });
+
+  it('restores a wiped owner from its peers with its identity and the NEW recovery key', async () => {
+    const owner = net.nodes[0];
+    // Every replacement manifest reached every peer before the loss (a recovery reads what peers hold).
+    await eventually(async () => {
+      const counts = await Promise.all(net.nodes.map(async (n: any) => (await walk(join(n.dataDir, ownerId, 'manifests'))).length));
+      return counts.every((c: number) => c === counts[0]);
+    }, 30000, 'manifest copies on every peer');
+    const recovery = (await run(CRYPTO_MAIN, ['export-recovery-key'], { CRYPTO_KEY_DIR: owner.keysDir })).stdout.trim();
+    crypto.close();
+    await owner.kill();
+    await rm(owner.dataDir, { recursive: true, force: true });
+    await rm(owner.keysDir, { recursive: true, force: true });
+    const imp = await run(CRYPTO_MAIN, ['import-recovery-key'], { CRYPTO_KEY_DIR: owner.keysDir }, `${recovery}\n`);
+    expect([imp.code, imp.stderr]).toEqual([0, '']);
+    node1Env = {};
+    await owner.start();
+    crypto = createClient(CryptoServiceClient, owner.cryptoAddress);
+    expect((await request(`${base}/v1/node`, 'GET')).json.serverId).toBe(ownerId);
+    await eventually(async () => (await request(`${base}/v1/files`, 'GET')).json?.files?.length === live.length, 90000, 'live files restored');
+    const st = await eventually(async () => {
+      const r = (await request(`${base}/v1/recover`, 'GET')).json;
+      return r && (r.phase === 'done' || r.phase === 'failed') ? r : undefined;
+    }, 90000, 'recovery finished');
+    expect(st).toMatchObject({ phase: 'done', errors: 0, chunksMissing: 0, files: live.length });
+    expect((await request(`${base}/v1/files`, 'GET')).json.files.map((f: any) => f.path).sort()).toEqual(live.map((f) => f.path).sort());
+    for (const f of live) {
+      const get = await request(`${base}/v1/files/${f.path}`, 'GET');
+      expect([f.path, get.status, get.sha256]).toEqual([f.path, 200, f.sha]);
+    }
+    // Superseded and shredded manifests were skipped quietly: no per-manifest warning in the node's log.
+    const nodeLines = logs.filter(([proc]) => proc.startsWith('node1/')).map(([, l]) => l);
+    expect(nodeLines.filter((l) => l.includes('manifest skipped'))).toEqual([]);
+    expect(nodeLines.some((l) => l.includes('retired or unknown vault key skipped'))).toBe(true);
+  });
+});
