@@ -86,6 +86,14 @@ export class NodeClient {
     try {
       bytes = await pumpUpload(call, header, body, stop.signal);
     } catch (err) {
+      // grpc-js cancels through Node's http2 close(), which half-closes the stream before it sends
+      // RST_STREAM: the node can read that half-close as the end of the body and commit a truncated
+      // version before the reset arrives (seen with HTTP clients that disconnect mid-upload). A second
+      // header, sent ahead of the half-close, makes the node refuse the upload whatever it sees next.
+      if (!nodeError && !call.writableEnded && !call.destroyed) {
+        call.on('error', () => undefined);
+        call.write({ step: { $case: 'header', value: header } });
+      }
       call.cancel();
       throw nodeError ?? err;
     } finally {
