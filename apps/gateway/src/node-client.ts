@@ -86,16 +86,24 @@ export class NodeClient {
     try {
       bytes = await pumpUpload(call, header, body, stop.signal);
     } catch (err) {
-      // grpc-js cancels through Node's http2 close(), which half-closes the stream before it sends
-      // RST_STREAM: the node can read that half-close as the end of the body and commit a truncated
-      // version before the reset arrives (seen with HTTP clients that disconnect mid-upload). A second
-      // header, sent ahead of the half-close, makes the node refuse the upload whatever it sees next.
-      if (!nodeError && !call.writableEnded && !call.destroyed) {
-        call.on('error', () => undefined);
-        call.write({ step: { $case: 'header', value: header } });
+      if (nodeError) {
+        call.cancel();
+        throw nodeError;
       }
-      call.cancel();
-      throw nodeError ?? err;
+      // Not call.cancel(): grpc-js cancels through Node's http2 close(), which drops the frames still
+      // queued but half-closes the stream before its RST_STREAM, so the node reads the end of a body
+      // and commits a truncated version (only the header arrived: an empty file). Instead a second
+      // header, then a normal half-close: the frames arrive in order and the node refuses the upload
+      // (INVALID_ARGUMENT) before it sees the end. Cancelled after 5 s if the node does not answer.
+      call.on('error', () => undefined);
+      if (!call.writableEnded && !call.destroyed) {
+        call.write({ step: { $case: 'header', value: header } });
+        call.end();
+        const fallback = setTimeout(() => call.cancel(), 5000);
+        await response.catch(() => undefined);
+        clearTimeout(fallback);
+      } else call.cancel();
+      throw err;
     } finally {
       signal.removeEventListener('abort', onAbort);
     }
