@@ -463,8 +463,9 @@ const BAD_FOLDERS = ['', '..', '../x', 'A'.repeat(32), 'a'.repeat(31), 'a'.repea
       for (const f of BAD_FOLDERS) await expectClear(`get: bad folder ${JSON.stringify(f.slice(0, 12))}`, client, P.getFile, [g({ folder: f, objects: [{ kind: 1, id: id('x') }] })], { md: md() });
       for (const i of BAD_IDS) await expectClear(`get: bad id ${i.slice(0, 12)}`, client, P.getFile, [g({ folder: owner, objects: [{ kind: 1, id: i }] })], { md: md() });
       for (const k of [0, 99]) await expectClear(`get: kind ${k}`, client, P.getFile, [g({ folder: owner, objects: [{ kind: k, id: id('x') }] })], { md: md() });
-      // No cap on a batch: each object is looked up and answered "missing" (100,000 took over 20 s; see the report).
-      await expectClear('get: 10,000 unknown objects in one batch', client, P.getFile, [g({ folder: owner, objects: Array.from({ length: 10_000 }, (_, i) => ({ kind: 1, id: id(String(i)) })) })], { md: md(), ok: true });
+      // No cap on a batch: each object is looked up and answered "missing", about 2 ms each here (10,000 in
+      // one message took 15-20+ s on this 2-core machine): a member can make a holder work long for one message.
+      await expectClear('get: 1,000 unknown objects in one batch', client, P.getFile, [g({ folder: owner, objects: Array.from({ length: 1_000 }, (_, i) => ({ kind: 1, id: id(String(i)) })) })], { md: md(), ok: true });
       await expectClear('get: unknown object (answered "missing")', client, P.getFile, [g({ folder: owner, objects: [{ kind: 1, id: id('missing') }] })], { md: md(), ok: true });
       const y = (s: unknown) => enc(SyncFolderRequest, { step: s });
       await expectClear('sync: want before open', client, P.syncFolder, [y({ $case: 'want', value: { objects: [{ kind: 1, id: id('x') }] } })], { md: md() });
