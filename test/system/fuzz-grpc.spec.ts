@@ -181,6 +181,7 @@ describe('gRPC fuzz (2 nodes: NodeService, StorageService, CryptoService, PeerSe
     knownSha = sha(bytes);
     data.push(enc(UploadFileRequest, { step: { $case: 'header', value: { path: KNOWN, size: KNOWN_SIZE } } }));
     for (let off = 0; off < KNOWN_SIZE; off += 256 * 1024) data.push(enc(UploadFileRequest, { step: { $case: 'data', value: bytes.subarray(off, off + 256 * 1024) } }));
+    data.push(enc(UploadFileRequest, { step: { $case: 'finish', value: { bytes: KNOWN_SIZE } } }));
     await eventually(async () => (await callRaw(nodeClient, NodeServiceService.uploadFile, data)).code === status.OK, 30_000, 'the known file stored (peer connected)');
     const info = await new Promise<any>((resolve, reject) =>
       nodeClient.makeUnaryRequest(NodeServiceService.getNodeInfo.path, (b: Buffer) => b, NodeServiceService.getNodeInfo.responseDeserialize, Buffer.alloc(0), (err, v) => (err ? reject(err) : resolve(v))),
@@ -262,9 +263,12 @@ const BAD_FOLDERS = ['', '..', '../x', 'A'.repeat(32), 'a'.repeat(31), 'a'.repea
     await expectClear('upload: empty step', c, N.uploadFile, [up({}), data(Buffer.from('a'))]);
     await expectClear('upload: half-closed before any message', c, N.uploadFile, []);
     await expectClear('upload: cancelled after the header and some data', c, N.uploadFile, [header(fz, 1 << 20), data(Buffer.alloc(64 * 1024, 1))], { end: 'cancel' });
-    // Left out: the same without a size in the header. The node then commits the cut upload as a complete
-    // (shorter) file: a client's cancel ends the server's readable side before grpc-js marks the call
-    // cancelled (see the report). With a size, the size check refuses it.
+    // Without a size in the header: only the missing finish step tells the node the upload was cut short
+    // (a client's cancel may reach it as a plain end of the stream).
+    await expectClear('upload: no size, cancelled after some data', c, N.uploadFile, [header(fz), data(Buffer.alloc(64 * 1024, 1))], { end: 'cancel' });
+    await expectClear('upload: no size, half-closed without finish', c, N.uploadFile, [header(fz), data(Buffer.alloc(64 * 1024, 1))]);
+    await expectClear('upload: finish with a wrong byte count', c, N.uploadFile, [header(fz), data(Buffer.from('abc')), up({ step: { $case: 'finish', value: { bytes: 4 } } })]);
+    await expectClear('upload: data after finish', c, N.uploadFile, [header(fz), up({ step: { $case: 'finish', value: { bytes: 0 } } }), data(Buffer.from('abc'))]);
     await expectClear('upload: a frame past the message limit', c, N.uploadFile, [header(fz, 10), data(Buffer.alloc(MAX_MESSAGE_BYTES + 1))]);
     // None of them made a version (their chunks stay on disk, unreferenced: see the final check).
     await expectClear('the path of the failed uploads has no version', c, N.statFile, [enc(StatFileRequest, { path: fz })]);

@@ -90,19 +90,9 @@ export class NodeClient {
         call.cancel();
         throw nodeError;
       }
-      // Not call.cancel(): grpc-js cancels through Node's http2 close(), which drops the frames still
-      // queued but half-closes the stream before its RST_STREAM, so the node reads the end of a body
-      // and commits a truncated version (only the header arrived: an empty file). Instead a second
-      // header, then a normal half-close: the frames arrive in order and the node refuses the upload
-      // (INVALID_ARGUMENT) before it sees the end. Cancelled after 5 s if the node does not answer.
-      call.on('error', () => undefined);
-      if (!call.writableEnded && !call.destroyed) {
-        call.write({ step: { $case: 'header', value: header } });
-        call.end();
-        const fallback = setTimeout(() => call.cancel(), 5000);
-        await response.catch(() => undefined);
-        clearTimeout(fallback);
-      } else call.cancel();
+      // The body broke off before `finish` was sent: the node stores nothing for a stream that ends
+      // without it, however grpc-js delivers the cancel (its http2 close() half-closes the stream first).
+      call.cancel();
       throw err;
     } finally {
       signal.removeEventListener('abort', onAbort);

@@ -84,7 +84,7 @@ describe('pumpUpload', () => {
     const bytes = await pumpUpload(sink as never, { path: 'p', size: data.length }, from([data]), new AbortController().signal, frameSize);
     expect(bytes).toBe(data.length);
     expect(messages[0]).toBe('header');
-    expect(messages.slice(1)).toEqual(Array(21).fill('data'));
+    expect(messages.slice(1)).toEqual([...Array(21).fill('data'), 'finish']);
     // A pump that ignored write()'s false would queue all 22 messages at once.
     expect(peakQueued).toBeLessThanOrEqual(2);
     await finished;

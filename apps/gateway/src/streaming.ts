@@ -88,7 +88,7 @@ export type UploadSink = Writable & { write(msg: UploadFileRequest): boolean };
 
 /**
  * Writes the header, then the body as data frames of at most `maxFrame` bytes, waiting for 'drain'
- * whenever the call's buffer is full, then half-closes. Returns the number of body bytes sent.
+ * whenever the call's buffer is full, then `finish` (the byte count) and a half-close. Returns the number of body bytes sent.
  * Does not cancel the call on failure: the caller owns it.
  */
 export async function pumpUpload(sink: UploadSink, header: UploadHeader, body: AsyncIterable<Uint8Array>, signal: AbortSignal, maxFrame = MAX_FRAME_BYTES): Promise<number> {
@@ -99,6 +99,8 @@ export async function pumpUpload(sink: UploadSink, header: UploadHeader, body: A
     bytes += frame.length;
     await writeMessage(sink, { step: { $case: 'data', value: frame } }, signal);
   }
+  // The explicit end: without it the node stores nothing (a cut stream is not a short file).
+  await writeMessage(sink, { step: { $case: 'finish', value: { bytes } } }, signal);
   sink.end();
   return bytes;
 }

@@ -1,10 +1,10 @@
 /**
  * A broken-off upload must never reach the node as a complete one. grpc-js cancels a call through Node's
- * http2 `close()`, which half-closes the stream before it sends RST_STREAM; a node reading that half-close
- * as the end of the body commits a truncated version (found by the fuzz system test,
- * test/system/fuzz-grpc.spec.ts; here the server saw just the header, then the end). So the gateway sends a
- * second header and half-closes instead, which the node refuses. This test records, on a real gRPC server,
- * the frames a broken-off upload delivers.
+ * http2 `close()`, which half-closes the stream before it sends RST_STREAM, so the node may see a plain end
+ * of the body (found by the fuzz system test, test/system/fuzz-grpc.spec.ts: the server saw just the header,
+ * then the end, and stored an empty file). Hence the explicit `finish` step: the node stores only when it
+ * arrives. This test records, on a real gRPC server that commits like the node, the frames a broken-off
+ * upload and a whole one deliver.
  */
 import pino from 'pino';
 import { clientStream, startGrpcServer, InvalidArgumentError, type RunningServer } from '@distri-vault/shared';
@@ -34,10 +34,12 @@ describe('NodeClient.upload broken off by its body', () => {
                 if (m.step?.$case === 'header') {
                   rec.steps.push('header');
                   if (rec.steps.length > 1) throw new InvalidArgumentError('only data may follow the header');
-                } else rec.steps.push(`data:${m.step?.value.length}`);
+                } else if (m.step?.$case === 'finish') rec.steps.push(`finish:${m.step.value.bytes}`);
+                else rec.steps.push(`data:${m.step?.value.length}`);
               }
               rec.steps.push('end');
-              // What a node does on a half-close: it takes the body as complete.
+              // As the node: only a stream whose last step is finish is a whole upload.
+              if (rec.steps.at(-2)?.startsWith('finish:') !== true) throw new InvalidArgumentError('ended without finish');
               rec.committed = true;
               return { file: { path: 'x', version: 1, size: 0, sha256: '', updatedUnixMs: 0, chunks: 0, deleted: false } };
             }),
@@ -48,7 +50,7 @@ describe('NodeClient.upload broken off by its body', () => {
   });
   afterAll(() => srv.close(100));
 
-  it('sends a second header and half-closes, so the node refuses what it got; nothing is committed', async () => {
+  it('never sends finish for a body that broke off, so nothing is committed; a whole body ends with finish', async () => {
     const node = new NodeClient({}, { address: `127.0.0.1:${srv.port}` });
     for (let i = 0; i < 5; i++) {
       async function* body() {
@@ -58,16 +60,18 @@ describe('NodeClient.upload broken off by its body', () => {
       }
       await expect(node.upload({ path: `cut/${i}` }, body(), new AbortController().signal)).rejects.toThrow();
     }
-    // Every call ends: give the server a moment to record the last one.
-    await new Promise((r) => setTimeout(r, 300));
-    expect(calls).toHaveLength(5);
-    for (const c of calls) {
-      expect(c.committed).toBe(false);
-      // The second header arrived (after whatever data was sent) and the node never saw an end of the body.
-      // (With call.cancel() the server saw ['header', 'end'] and committed an empty file, every time.)
-      expect(c.steps[0]).toBe('header');
-      expect(c.steps.filter((x) => x === 'header')).toHaveLength(2);
-      expect(c.steps).not.toContain('end');
+    async function* whole() {
+      yield Buffer.alloc(1000, 9);
+      yield Buffer.alloc(500, 8);
     }
+    await node.upload({ path: 'whole' }, whole(), new AbortController().signal);
+    // Every call ends: give the server a moment to record the last ones.
+    await new Promise((r) => setTimeout(r, 300));
+    const cut = calls.filter((c) => c.steps[0] === 'header' && !c.committed);
+    expect(cut.length).toBe(5);
+    for (const c of cut) expect(c.steps.some((x) => x.startsWith('finish'))).toBe(false);
+    const done = calls.filter((c) => c.committed);
+    expect(done).toHaveLength(1);
+    expect(done[0]!.steps.slice(-2)).toEqual(['finish:1500', 'end']);
   });
 });

@@ -109,11 +109,12 @@ export class FakeNode {
         this.calls.push('UploadFile');
         let rec: UploadRecord | undefined;
         const parts: Buffer[] = [];
+        let finished = false;
         call.on('cancelled', () => {
           if (rec) rec.cancelled = true;
           call.destroy();
         });
-        for await (const msg of call as AsyncIterable<{ step?: { $case: 'header'; value: { path: string; size?: number } } | { $case: 'data'; value: Buffer } }>) {
+        for await (const msg of call as AsyncIterable<{ step?: { $case: 'header'; value: { path: string; size?: number } } | { $case: 'data'; value: Buffer } | { $case: 'finish'; value: { bytes: number } } }>) {
           if (msg.step?.$case === 'header') {
             if (rec) throw new InvalidArgumentError('second header');
             rec = { path: msg.step.value.path, size: msg.step.value.size, frames: [], cancelled: false, stored: false };
@@ -124,9 +125,14 @@ export class FakeNode {
             if (!rec) throw new InvalidArgumentError('data before header');
             rec.frames.push(msg.step.value.length);
             parts.push(msg.step.value);
+          } else if (msg.step?.$case === 'finish') {
+            if (!rec) throw new InvalidArgumentError('finish before header');
+            finished = true;
           }
         }
         if (!rec) throw new InvalidArgumentError('no header');
+        // As the node: a stream that ends without finish is an upload cut short.
+        if (!finished) throw new InvalidArgumentError('ended without finish');
         // grpc-js ends the request stream of a cancelled call: what arrived is not a whole upload.
         if ((call as { cancelled?: boolean }).cancelled) throw new CancelledError('upload cancelled');
         const data = Buffer.concat(parts);

@@ -74,13 +74,24 @@ export function wireRecoveryStatus(s: RecoveryStatus): WireRecoveryStatus {
 }
 
 
-/** Data frames after the header of an upload; rejects a second header. */
+/**
+ * Data frames after the header of an upload, up to its `finish` step, which must be the last message and
+ * count every byte sent. A stream that ends without `finish` is an upload cut short (grpc-js delivers a
+ * client's cancel as a plain end of the request stream): it fails, and no version is written.
+ */
 async function* uploadData(it: AsyncIterator<UploadFileRequest>): AsyncGenerator<Buffer> {
+  let bytes = 0;
   for (;;) {
     const r = await it.next();
-    if (r.done) return;
+    if (r.done) throw new InvalidArgumentError('UploadFile: the stream ended without finish (upload cut short); nothing stored');
     const step = r.value.step;
+    if (step?.$case === 'finish') {
+      if (step.value.bytes !== bytes) throw new InvalidArgumentError(`UploadFile: finish says ${step.value.bytes} bytes, ${bytes} arrived`);
+      if (!(await it.next()).done) throw new InvalidArgumentError('UploadFile: nothing may follow finish');
+      return;
+    }
     if (step?.$case !== 'data') throw new InvalidArgumentError('UploadFile: only data may follow the header');
+    bytes += step.value.length;
     yield step.value;
   }
 }

@@ -103,7 +103,19 @@ export interface UploadFileRequest {
     | //
     /** Next bytes of the file (any size up to the message limit). */
     { $case: "data"; value: Buffer }
+    | //
+    /**
+     * Must be the last message: the upload is complete. A stream that ends without it (a client that
+     * cancelled or died mid-upload) stores nothing: INVALID_ARGUMENT.
+     */
+    { $case: "finish"; value: UploadFinish }
     | undefined;
+}
+
+/** Last message of an upload. */
+export interface UploadFinish {
+  /** Bytes of file data the client sent; must equal what the node received. */
+  bytes: number;
 }
 
 /** Response of UploadFile. */
@@ -749,6 +761,9 @@ export const UploadFileRequest: MessageFns<UploadFileRequest> = {
       case "data":
         writer.uint32(18).bytes(message.step.value);
         break;
+      case "finish":
+        UploadFinish.encode(message.step.value, writer.uint32(26).fork()).join();
+        break;
     }
     return writer;
   },
@@ -782,6 +797,14 @@ export const UploadFileRequest: MessageFns<UploadFileRequest> = {
             message.step = { $case: "data", value: Buffer.from(reader.bytes()) };
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.step = { $case: "finish", value: UploadFinish.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -812,7 +835,68 @@ export const UploadFileRequest: MessageFns<UploadFileRequest> = {
         }
         break;
       }
+      case "finish": {
+        if (object.step?.value !== undefined && object.step?.value !== null) {
+          message.step = { $case: "finish", value: UploadFinish.fromPartial(object.step.value) };
+        }
+        break;
+      }
     }
+    return message;
+  },
+};
+
+function createBaseUploadFinish(): UploadFinish {
+  return { bytes: 0 };
+}
+
+export const UploadFinish: MessageFns<UploadFinish> = {
+  encode(message: UploadFinish, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.bytes !== 0) {
+      writer.uint32(8).int64(message.bytes);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UploadFinish {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUploadFinish();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.bytes = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<UploadFinish>): UploadFinish {
+    return UploadFinish.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<UploadFinish>): UploadFinish {
+    const message = createBaseUploadFinish();
+    message.bytes = object.bytes ?? 0;
     return message;
   },
 };
