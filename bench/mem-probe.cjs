@@ -5,6 +5,7 @@
  * each field (rss, heapTotal, heapUsed, external, arrayBuffers), and writes them as JSON to
  * <VAULT_MEM_PROBE_DIR>/<pid>.json every second and at exit. Shows where a process's peak RSS goes: V8 heap,
  * Buffers outside the heap (external/arrayBuffers), or neither (malloc arenas, code, thread stacks).
+ * VAULT_MEM_PROBE_TIMELINE=1 also records [unix ms, rss, heapUsed, arrayBuffers] (MiB) every other sample.
  */
 const fs = require('node:fs');
 const path = require('node:path');
