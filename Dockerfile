@@ -39,6 +39,7 @@ COPY --from=build /src/dist/apps ./dist/apps
 USER 10001:10001
 # 7100 NodeService, 7101 PeerService (TLS), 7112/7113 crypto/storage health-only listeners, 8080 gateway.
 EXPOSE 7100 7101 7112 7113 8080
-# --single-threaded-gc: measured cheaper for these processes, which move ~1 MiB Buffers per chunk (see tools/network.cjs).
-ENTRYPOINT ["node", "--enable-source-maps", "--single-threaded-gc"]
+# --single-threaded-gc: measured cheaper for these processes, which move ~1 MiB Buffers per chunk; --max-semi-space-size=2:
+# 10-30 MiB less peak RSS per process at no measured CPU cost (see tools/network.cjs).
+ENTRYPOINT ["node", "--enable-source-maps", "--single-threaded-gc", "--max-semi-space-size=2"]
 CMD ["/app/dist/apps/gateway/main.js"]

@@ -121,7 +121,7 @@ describe('Dockerfile', () => {
     const user = runtime.instrs.filter((i) => i.op === 'USER').pop()?.args ?? '';
     expect(user).toMatch(/^\d+:\d+$/);
     expect(Number(user.split(':')[0])).toBeGreaterThan(0);
-    expect(runtime.instrs.find((i) => i.op === 'ENTRYPOINT')?.args).toBe('["node", "--enable-source-maps", "--single-threaded-gc"]');
+    expect(runtime.instrs.find((i) => i.op === 'ENTRYPOINT')?.args).toBe('["node", "--enable-source-maps", "--single-threaded-gc", "--max-semi-space-size=2"]');
     expect(runtime.instrs.filter((i) => i.op === 'RUN')).toEqual([]); // nothing installed or built in the final stage
   });
 
@@ -238,7 +238,7 @@ describe('Dockerfile', () => {
     it.each(standalone)('%s starts from the image layout with production dependencies only, writes nothing into the image, and stops on SIGTERM', async (app, appEnv) => {
       const before = imageTree();
       const dirs = Object.fromEntries(Object.entries(appEnv).map(([k, v]) => [k, /_DIR$/.test(k) ? join(work, v) : v]));
-      const child = execFile(process.execPath, ['--enable-source-maps', '--single-threaded-gc', join(image, `app/dist/apps/${app}/main.js`)], {
+      const child = execFile(process.execPath, ['--enable-source-maps', '--single-threaded-gc', '--max-semi-space-size=2', join(image, `app/dist/apps/${app}/main.js`)], {
         cwd: join(image, 'app'),
         env: { PATH: process.env['PATH'], LOG_LEVEL: 'info', ...dirs },
       });
