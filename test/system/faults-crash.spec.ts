@@ -19,8 +19,15 @@ const MiB = 1024 * KiB;
 const R = 3;
 /** No client request may take longer than this, whatever is killed. */
 const BOUND_MS = 30_000;
-/** Statuses a failed upload may end with: the error table's "a needed peer or service unreachable" family. */
-const CLEAR_FAILURES = [429, 499, 500, 502, 503, 504];
+/** Statuses a failed upload may end with: unavailable, deadline, busy (no 500: that is a bug or data loss). */
+const CLEAR_FAILURES = [429, 503, 504];
+/**
+ * A broken connection counts as a clear failure only in two known cases: the gateway itself was killed, or
+ * the gateway answered 503 at once (its node unreachable) while the client was still sending the body and
+ * closed the connection without reading the rest (Node's http server does no lingering close), so the
+ * client's write fails with EPIPE/ECONNRESET before it reads the 503. See the report of issue #8.
+ */
+const BROKEN = /ECONNRESET|ECONNREFUSED|EPIPE|socket hang up|aborted/;
 
 jest.setTimeout(240_000);
 
@@ -73,7 +80,7 @@ describe('crash faults: SIGKILL each kind of process during uploads', () => {
   };
   const restart = (victim: string) => (victim === 'gateway' ? net.startGateway() : net.nodes.find((n: any) => n.name === victim.split('/')[0]).start());
 
-  it.each([['node2/peer'], ['node1/storage'], ['node1/crypto'], ['node1/peer'], ['gateway']])('SIGKILL of %s mid-stream', async (victim) => {
+  it.each([['node2/peer'], ['node3/storage'], ['node1/storage'], ['node1/crypto'], ['node1/peer'], ['gateway']])('SIGKILL of %s mid-stream', async (victim) => {
     const stream = uploadStream({ base, token: net.token, prefix: `crash/${victim.replace('/', '-')}`, sizes: [1000, 300 * KiB, 2 * MiB + 7, 64 * KiB], concurrency: 2, boundMs: BOUND_MS, seed0: all.length * 1000 + 1 });
     try {
       await eventually(async () => stream.acked().length >= 2, 30_000, 'uploads flowing before the kill');
@@ -94,7 +101,7 @@ describe('crash faults: SIGKILL each kind of process during uploads', () => {
     for (const u of ups.filter((x) => x.outcome!.status !== 201)) {
       const o = u.outcome!;
       if (o.status === 'error') {
-        expect([victim, u.path, o.error]).toEqual([victim, u.path, expect.stringMatching(victim === 'gateway' ? /ECONNRESET|ECONNREFUSED|socket hang up|aborted/ : /^$/)]);
+        expect([victim, u.path, o.error]).toEqual([victim, u.path, expect.stringMatching(BROKEN)]);
       } else {
         expect([u.path, o.status, CLEAR_FAILURES.includes(o.status as number)]).toEqual([u.path, o.status, true]);
         expect(o.body).toMatch(/"message"/);
