@@ -138,8 +138,11 @@ interface SecureConnector {
  */
 export const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
 
-/** TLS without certificate verification (the Handshake authenticates), recording the peer's certificate. */
-export function peerClientCredentials(): PeerClientCredentials {
+/**
+ * TLS without certificate verification (the Handshake authenticates), recording the peer's certificate.
+ * A TLS handshake that has not finished within `handshakeTimeoutMs` drops its connection (grpc-js redials).
+ */
+export function peerClientCredentials(handshakeTimeoutMs = TLS_HANDSHAKE_TIMEOUT_MS): PeerClientCredentials {
   const credentials = grpc.credentials.createSsl(null, null, null, { rejectUnauthorized: false });
   let fingerprint: Buffer | undefined;
   const internals = credentials as unknown as { _createSecureConnector?: (...args: unknown[]) => SecureConnector };
@@ -153,8 +156,8 @@ export function peerClientCredentials(): PeerClientCredentials {
       const timeout = new Promise<never>((_, reject) => {
         timer = setTimeout(() => {
           (socket as { destroy?: () => void }).destroy?.();
-          reject(new Error(`TLS handshake with the peer did not finish within ${TLS_HANDSHAKE_TIMEOUT_MS} ms`));
-        }, TLS_HANDSHAKE_TIMEOUT_MS);
+          reject(new Error(`TLS handshake with the peer did not finish within ${handshakeTimeoutMs} ms`));
+        }, handshakeTimeoutMs);
         timer.unref();
       });
       try {
