@@ -411,7 +411,10 @@ function readToken(root) {
  *   env, nodeEnv(i), output = 'inherit-prefixed' | 'silent' | { dir } | (procName, line) => void,
  *   readyTimeoutMs = 30000, distDir = <repo>/dist/apps }
  * The gateway keeps its bearer tokens in <root>/gateway/ (its first token in <root>/gateway/token).
- * Resolves to { gatewayUrl, token, gateway: Proc | null, nodes: NodeHandle[], addNode({ env }), stop() }.
+ * Resolves to { gatewayUrl, token, gateway: Proc | null, nodes: NodeHandle[], addNode({ env }), startGateway(), stop() }.
+ * Crash one process: `net.nodes[i].procs.storage.stop('SIGKILL')` (or .crypto, .peer, `net.gateway.stop('SIGKILL')`);
+ * restart it with `net.nodes[i].start()` (starts whichever of the node's processes is down, on its old ports)
+ * or `net.startGateway()`.
  */
 async function startNetwork(options) {
   const o = normalize(options);
@@ -450,22 +453,31 @@ async function startNetwork(options) {
       return stopped;
     },
   };
+  /**
+   * Starts the gateway unless it is running; a restart (after a crash or stop) reuses the port it had, so
+   * gatewayUrl stays valid. Resolves with its Proc.
+   */
+  network.startGateway = async () => {
+    if (stopped) throw new Error('startGateway: the network is stopped');
+    if (gateway && gateway.running) return gateway;
+    const port = gateway ? gateway.port : o.gatewayPort;
+    gateway = await startProcess({
+      name: 'gateway',
+      app: 'gateway',
+      env: { ...o.env, GATEWAY_HOST: o.gatewayHost, GATEWAY_PORT: String(port), GATEWAY_NODE_ADDRESS: nodes[0].clientAddress, GATEWAY_DATA_DIR: path.join(o.root, 'gateway') },
+      distDir: o.distDir,
+      output: o.output,
+      readyTimeoutMs: o.readyTimeoutMs,
+    });
+    network.gateway = gateway;
+    const host = o.gatewayHost === '0.0.0.0' || o.gatewayHost === '::' ? '127.0.0.1' : o.gatewayHost;
+    network.gatewayUrl = `http://${host.includes(':') ? `[${host}]` : host}:${gateway.port}`;
+    network.token = readToken(o.root);
+    return gateway;
+  };
   try {
     for (const node of nodes) await node.start();
-    if (o.gateway) {
-      gateway = await startProcess({
-        name: 'gateway',
-        app: 'gateway',
-        env: { ...o.env, GATEWAY_HOST: o.gatewayHost, GATEWAY_PORT: String(o.gatewayPort), GATEWAY_NODE_ADDRESS: nodes[0].clientAddress, GATEWAY_DATA_DIR: path.join(o.root, 'gateway') },
-        distDir: o.distDir,
-        output: o.output,
-        readyTimeoutMs: o.readyTimeoutMs,
-      });
-      network.gateway = gateway;
-      const host = o.gatewayHost === '0.0.0.0' || o.gatewayHost === '::' ? '127.0.0.1' : o.gatewayHost;
-      network.gatewayUrl = `http://${host.includes(':') ? `[${host}]` : host}:${gateway.port}`;
-      network.token = readToken(o.root);
-    }
+    if (o.gateway) await network.startGateway();
   } catch (err) {
     await network.stop();
     throw err;

@@ -26,6 +26,7 @@
  * | NODE_HEDGE_MS          | 300                        | repair reads: ask the next holder too after this long    |
  * | NODE_RECOVERY_LOG_MS   | 3000                       | interval of recovery progress log lines                  |
  * | NODE_WRITE_QUORUM      | 2                          | durable copies (owner's included) a put waits for; 1..R  |
+ * | NODE_WRITE_TIMEOUT_MS  | 60000                      | longest an object of a put waits for its quorum: then UNAVAILABLE |
  * | NODE_REPAIR_GRACE_MS   | 60000                      | a member unseen this long is gone: its copies are remade |
  * | NODE_REPAIR_INTERVAL_MS| 30000                      | period of the repair/rebalance pass (also on membership changes) |
  * | NODE_REPAIR_RATE_BYTES | 33554432                   | repair traffic limit, bytes per second (token bucket)    |
@@ -65,6 +66,7 @@ const schema = z.object({
   NODE_HEDGE_MS: intVar(300, 1, 60_000),
   NODE_RECOVERY_LOG_MS: intVar(3000, 100, 600_000),
   NODE_WRITE_QUORUM: intVar(2, 1, 16),
+  NODE_WRITE_TIMEOUT_MS: intVar(60_000, 1000, 3_600_000),
   NODE_REPAIR_GRACE_MS: intVar(60_000, 100, 7 * 24 * 3600_000),
   NODE_REPAIR_INTERVAL_MS: intVar(30_000, 100, 24 * 3600_000),
   NODE_REPAIR_RATE_BYTES: intVar(32 * 1024 * 1024, 65_536, 10 * 1024 ** 3),

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
-import { isIP } from 'node:net';
+import { createServer, connect as netConnect, isIP, type Socket } from 'node:net';
 import pino from 'pino';
 import { createClient, startGrpcServer } from '@distri-vault/shared';
 import { loadOrCreateTls, peerClientCredentials, peerServerCredentials, PEER_CHANNEL_OPTIONS } from './tls';
@@ -66,6 +66,38 @@ describe('peer TLS', () => {
       for (const name of servernames) expect({ name, ip: isIP(name ?? '') !== 0 }).toEqual({ name: 'distri-vault-peer', ip: false });
     } finally {
       (nodeTls as { connect: unknown }).connect = connect;
+      await srv.close(100);
+    }
+  });
+
+  it('drops a connection whose TLS handshake stalls (a black-holed path) and dials again', async () => {
+    const { tls } = await loadOrCreateTls(dir, 'x'.repeat(32));
+    const srv = await startGrpcServer({ host: '127.0.0.1', port: 0, log, services: [], credentials: peerServerCredentials(tls) });
+    // A path that accepts TCP but loses everything on the first connection; later ones reach the server.
+    let connections = 0;
+    const sockets: Socket[] = [];
+    const hole = createServer((s) => {
+      sockets.push(s);
+      s.on('error', () => undefined);
+      if (++connections === 1) return void s.resume();
+      const up = netConnect(srv.port, '127.0.0.1');
+      up.on('error', () => s.destroy());
+      sockets.push(up);
+      s.pipe(up).pipe(s);
+    });
+    await new Promise<void>((r) => hole.listen(0, '127.0.0.1', r));
+    const port = (hole.address() as { port: number }).port;
+    const health = createClient(Health, `127.0.0.1:${port}`, peerClientCredentials(300).credentials, PEER_CHANNEL_OPTIONS);
+    try {
+      // Without the bound, the first connection waits for a ServerHello that never comes, and so does the call.
+      await new Promise<void>((resolve, reject) =>
+        (health as any).check(Buffer.alloc(0), new grpc.Metadata({ waitForReady: true }), { deadline: Date.now() + 8000 }, (err: Error | null) => (err ? reject(err) : resolve())),
+      );
+      expect(connections).toBeGreaterThanOrEqual(2);
+    } finally {
+      health.close();
+      sockets.forEach((s) => s.destroy());
+      await new Promise((r) => hole.close(r));
       await srv.close(100);
     }
   });

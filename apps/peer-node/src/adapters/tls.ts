@@ -130,8 +130,19 @@ interface SecureConnector {
   connect(socket: unknown): Promise<{ socket: unknown; secure: boolean }>;
 }
 
-/** TLS without certificate verification (the Handshake authenticates), recording the peer's certificate. */
-export function peerClientCredentials(): PeerClientCredentials {
+/**
+ * Longest a TLS handshake with a peer may take. grpc-js puts no bound on connecting: a connection whose
+ * ClientHello was lost (a black-holed path that still accepts TCP) waited for the server's answer until the
+ * server's own 120 s TLS timeout, and every call on that link waited with it, long after the path healed.
+ * Past this bound the connection is dropped and grpc-js dials again (with its backoff).
+ */
+export const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
+
+/**
+ * TLS without certificate verification (the Handshake authenticates), recording the peer's certificate.
+ * A TLS handshake that has not finished within `handshakeTimeoutMs` drops its connection (grpc-js redials).
+ */
+export function peerClientCredentials(handshakeTimeoutMs = TLS_HANDSHAKE_TIMEOUT_MS): PeerClientCredentials {
   const credentials = grpc.credentials.createSsl(null, null, null, { rejectUnauthorized: false });
   let fingerprint: Buffer | undefined;
   const internals = credentials as unknown as { _createSecureConnector?: (...args: unknown[]) => SecureConnector };
@@ -141,12 +152,24 @@ export function peerClientCredentials(): PeerClientCredentials {
     const connector = create(...args);
     const connect = connector.connect.bind(connector);
     connector.connect = async (socket) => {
-      const result = await connect(socket);
-      if (result.socket instanceof TLSSocket) {
-        const raw = result.socket.getPeerCertificate()?.raw;
-        fingerprint = raw ? certFingerprint(raw) : undefined;
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          (socket as { destroy?: () => void }).destroy?.();
+          reject(new Error(`TLS handshake with the peer did not finish within ${handshakeTimeoutMs} ms`));
+        }, handshakeTimeoutMs);
+        timer.unref();
+      });
+      try {
+        const result = await Promise.race([connect(socket), timeout]);
+        if (result.socket instanceof TLSSocket) {
+          const raw = result.socket.getPeerCertificate()?.raw;
+          fingerprint = raw ? certFingerprint(raw) : undefined;
+        }
+        return result;
+      } finally {
+        clearTimeout(timer);
       }
-      return result;
     };
     return connector;
   };

@@ -132,6 +132,18 @@ describe('Vault', () => {
     expect(vault.list()).toEqual([]);
   });
 
+  it('fails with UNAVAILABLE and shows no version when no quorum of copies comes within writeTimeoutMs (silent peers)', async () => {
+    const storage = new MemoryStorage();
+    const peers = new MemoryPeers(['p1'.padEnd(32, 'b'), 'p2'.padEnd(32, 'c')]);
+    const releases = [...peers.stores.keys()].map((p) => peers.hold(p));
+    const vault = new Vault({ storage, crypto: new MemoryCrypto(), peers, log: pino({ level: 'silent' }) }, { serverId: OWNER, chunkSize: CHUNK, replicas: 3, window: 3, writeQuorum: 2, writeTimeoutMs: 200 });
+    const started = Date.now();
+    await expect(vault.upload('f', undefined, framesOf(seeded(2 * CHUNK)), signal())).rejects.toThrow(/no quorum of peer copies within 200 ms/);
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(vault.list()).toEqual([]);
+    releases.forEach((r) => r());
+  });
+
   it('returns with W copies while a slow peer lags; the backlog tracks the rest, re-reads it from disk, and drains', async () => {
     // Five peers, R=3, W=2: each object goes to its top two peers; one peer is stalled.
     const ids = ['p1', 'p2', 'p3', 'p4', 'p5'].map((p) => p.padEnd(32, 'd'));

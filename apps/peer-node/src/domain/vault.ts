@@ -63,6 +63,12 @@ export interface VaultOptions {
   window: number;
   /** Durable copies (the owner's included) a write waits for; default min(2, replicas). */
   writeQuorum?: number;
+  /**
+   * Longest one object of a write waits for its quorum of peer copies (default 60000): past it the write
+   * fails UNAVAILABLE. A peer link that went silent (a black-holed path) otherwise held the write until the
+   * connection's keepalive dropped it and the copy's resumptions gave up, over a minute later.
+   */
+  writeTimeoutMs?: number;
   /** Repair reads: how long one holder may take before the next is asked as well (default 300). */
   hedgeMs?: number;
   /** Interval of the progress log lines of a recovery (default 3000). */
@@ -339,6 +345,7 @@ export class Vault {
     const handles = targets.map((t) => this.replication.enqueue(t, { folder: this.o.serverId, kind: obj.kind, id: obj.id, size: obj.data.length, data: obj.data }));
     handles.forEach((h) => pending.add(h));
     const need = this.writeQuorum - 1;
+    let timer: ReturnType<typeof setTimeout> | undefined;
     try {
       const acked = new Promise<void>((resolve, reject) => {
         let ok = 0;
@@ -360,6 +367,12 @@ export class Vault {
         }
       });
       acked.catch(() => undefined);
+      const timeoutMs = this.o.writeTimeoutMs ?? 60_000;
+      const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new UnavailableError(`cannot write ${this.writeQuorum} copies of ${obj.kind} ${obj.id}: no quorum of peer copies within ${timeoutMs} ms`)), timeoutMs);
+      });
+      late.catch(() => undefined);
+      acked.finally(() => clearTimeout(timer)).catch(() => undefined);
       const aborted = new Promise<never>((_, reject) => {
         const onAbort = () => reject(new CancelledError('write cancelled'));
         if (signal.aborted) onAbort();
@@ -367,8 +380,9 @@ export class Vault {
         acked.finally(() => signal.removeEventListener('abort', onAbort)).catch(() => undefined);
       });
       aborted.catch(() => undefined);
-      await Promise.all([local, Promise.race([acked, aborted])]);
+      await Promise.all([local, Promise.race([acked, aborted, late])]);
     } finally {
+      clearTimeout(timer);
       for (const h of handles) {
         h.release();
         h.done.then(
