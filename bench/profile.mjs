@@ -10,7 +10,7 @@ import http from 'node:http';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import { body } from './lib.mjs';
 
 const require = createRequire(import.meta.url);
 const { startNetwork } = require('../tools/network.cjs');
@@ -19,25 +19,6 @@ const size = Number(process.env.PROFILE_SIZE_MIB ?? 256) * MiB;
 const top = Number(process.env.PROFILE_TOP ?? 8);
 const profDir = process.env.PROFILE_DIR ?? mkdtempSync(join(tmpdir(), 'dv-prof-'));
 
-function body(bytes, seed) {
-  let left = bytes;
-  let x = seed;
-  return new Readable({
-    read() {
-      if (left <= 0) return void this.push(null);
-      const n = Math.min(left, MiB);
-      const out = Buffer.allocUnsafe(n);
-      for (let i = 0; i + 4 <= n; i += 4) {
-        x ^= x << 13;
-        x ^= x >>> 17;
-        x ^= x << 5;
-        out.writeUInt32LE(x >>> 0, i);
-      }
-      left -= n;
-      this.push(out);
-    },
-  });
-}
 
 const call = (net, method, path, stream) =>
   new Promise((resolve, reject) => {

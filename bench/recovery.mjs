@@ -12,7 +12,7 @@ import http from 'node:http';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { Readable } from 'node:stream';
+import { body } from './lib.mjs';
 
 const require = createRequire(import.meta.url);
 const { startNetwork } = require('../tools/network.cjs');
@@ -22,25 +22,6 @@ const totalMiB = Number(process.env.RECOVERY_SIZE_MIB ?? 1024);
 const fileMiB = Number(process.env.RECOVERY_FILE_MIB ?? 64);
 const verify = process.env.RECOVERY_VERIFY !== '0';
 
-function body(size, seed) {
-  let left = size;
-  let x = seed;
-  return new Readable({
-    read() {
-      if (left <= 0) return void this.push(null);
-      const n = Math.min(left, MiB);
-      const out = Buffer.allocUnsafe(n);
-      for (let i = 0; i + 4 <= n; i += 4) {
-        x ^= x << 13;
-        x ^= x >>> 17;
-        x ^= x << 5;
-        out.writeUInt32LE(x >>> 0, i);
-      }
-      left -= n;
-      this.push(out);
-    },
-  });
-}
 
 function call(method, path, stream, size) {
   return new Promise((resolve, reject) => {

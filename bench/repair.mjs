@@ -15,7 +15,7 @@ import http from 'node:http';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { Readable } from 'node:stream';
+import { body } from './lib.mjs';
 
 const require = createRequire(import.meta.url);
 const { startNetwork } = require('../tools/network.cjs');
@@ -29,25 +29,6 @@ const R = 3;
 const GRACE_MS = 3000;
 const LIMIT_MS = 10 * 60_000;
 
-function body(size, seed) {
-  let left = size;
-  let x = seed >>> 0 || 1;
-  return new Readable({
-    read() {
-      if (left <= 0) return void this.push(null);
-      const n = Math.min(left, MiB);
-      const out = Buffer.allocUnsafe(n);
-      for (let i = 0; i + 4 <= n; i += 4) {
-        x ^= x << 13;
-        x ^= x >>> 17;
-        x ^= x << 5;
-        out.writeUInt32LE(x >>> 0, i);
-      }
-      left -= n;
-      this.push(out);
-    },
-  });
-}
 
 let token = '';
 function put(base, path, size, seed) {

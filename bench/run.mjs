@@ -18,8 +18,8 @@ import http from 'node:http';
 import { createRequire } from 'node:module';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { Readable } from 'node:stream';
 import { textTable, writeReport } from './report.mjs';
+import { body } from './lib.mjs';
 
 const require = createRequire(import.meta.url);
 const { startNetwork } = require('../tools/network.cjs');
@@ -35,27 +35,6 @@ const resultsDir = process.env.BENCH_RESULTS_DIR ?? join(here, 'results');
 const size = sizeMiB * MiB;
 const MEMORY_TARGET_MIB = 150;
 
-/** Pseudo-random (incompressible) bytes, generated as the upload streams. */
-function body(bytes, seed) {
-  let left = bytes;
-  let x = seed;
-  return new Readable({
-    read() {
-      if (left <= 0) return void this.push(null);
-      const n = Math.min(left, MiB);
-      const out = Buffer.allocUnsafe(n);
-      for (let i = 0; i + 4 <= n; i += 4) {
-        x ^= x << 13;
-        x ^= x >>> 17;
-        x ^= x << 5;
-        out.writeUInt32LE(x >>> 0, i);
-      }
-      for (let i = n - (n % 4); i < n; i++) out[i] = i & 0xff;
-      left -= n;
-      this.push(out);
-    },
-  });
-}
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: Math.max(smallConcurrency, 4) });
 
