@@ -187,7 +187,10 @@ describe('partition faults: a misbehaving network between the nodes', () => {
         const m = await copies(net.nodes, ownerId);
         return [...ackedObjects].every((o) => (m.get(o) ?? []).length === R);
       },
-      90_000,
+      // Generous: a replica or inventory stream opened on a black-holed connection is only failed by the
+      // HTTP/2 keepalive (~40 s; see the README's open item on silent links), then the next repair pass
+      // (2 s here) pushes what is missing. 90 s was exceeded once under a full CI run.
+      180_000,
       'every object of the owner on all R nodes',
     );
     const m = await copies(net.nodes, ownerId);
