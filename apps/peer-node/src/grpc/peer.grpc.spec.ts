@@ -13,7 +13,7 @@ import { dialingNetwork, newSecret, startPeerServer, testPeer } from '../testing
 import { peerServerCredentials } from '../adapters/tls';
 import { Vault } from '../domain/vault';
 import { rank } from '../domain/placement';
-import { peerServer } from './peer.grpc';
+import { MAX_GET_FILE_BATCH, peerServer } from './peer.grpc';
 
 const log = pino({ level: process.env['TEST_LOG'] ?? 'silent' });
 let A = '';
@@ -118,6 +118,14 @@ describe('PeerService over a real server', () => {
     await storage.put(A, 'chunk', sha(d), d);
     expect(await link.fetch(A, 'chunk', sha(d))).toEqual(d);
     expect(await link.fetch(A, 'chunk', sha(Buffer.from('nope')))).toBeNull();
+  });
+
+  it('refuses a GetFile message asking for more than MAX_GET_FILE_BATCH objects, answering none', async () => {
+    const objects = Array.from({ length: MAX_GET_FILE_BATCH + 1 }, (_, i) => ({ kind: 1, id: sha(Buffer.from(`unknown-${i}`)) }));
+    const r = await raw('getFile', [{ folder: A, objects }]);
+    expect([r.code, r.responses]).toEqual([grpc.status.INVALID_ARGUMENT, []]);
+    const ok = await raw('getFile', [{ folder: A, objects: objects.slice(0, MAX_GET_FILE_BATCH) }]);
+    expect([ok.code, ok.responses.length]).toEqual([grpc.status.OK, MAX_GET_FILE_BATCH]);
   });
 
   it('syncs a folder: only what the requester lacks moves', async () => {

@@ -195,6 +195,9 @@ async function lookup(deps: PeerServerDeps, folder: string, key: ObjectKey, sign
   }
 }
 
+/** Most objects one GetFile request message may ask for (nodes ask for one at a time). */
+export const MAX_GET_FILE_BATCH = 1024;
+
 /** Builds the PeerService handlers. */
 export function peerServer(deps: PeerServerDeps): PeerServiceServer {
   const { log } = deps;
@@ -241,6 +244,8 @@ export function peerServer(deps: PeerServerDeps): PeerServiceServer {
 
     getFile: authedBidi<GetFileRequest, GetFileResponse>(deps, 'GetFile', async (call, signal) => {
       for await (const msg of messages<GetFileRequest>(call)) {
+        // Bounded work per request message (the fuzz test found 10,000 unknown IDs in one message took ~20 s).
+        if (msg.objects.length > MAX_GET_FILE_BATCH) throw new InvalidArgumentError(`GetFile: at most ${MAX_GET_FILE_BATCH} objects per message, got ${msg.objects.length}`);
         const folder = assertServerId(msg.folder);
         for (const key of msg.objects) await answer(deps, call, folder, key, (step) => ({ step }), signal);
       }
