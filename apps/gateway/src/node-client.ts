@@ -86,14 +86,10 @@ export class NodeClient {
     try {
       bytes = await pumpUpload(call, header, body, stop.signal);
     } catch (err) {
-      if (nodeError) {
-        call.cancel();
-        throw nodeError;
-      }
-      // The body broke off before `finish` was sent: the node stores nothing for a stream that ends
-      // without it, however grpc-js delivers the cancel (its http2 close() half-closes the stream first).
+      // The node failed, or the body broke off before `finish` was sent: either way nothing is stored (a
+      // stream that ends without finish stores nothing, however grpc-js delivers the cancel).
       call.cancel();
-      throw err;
+      throw nodeError ?? err;
     } finally {
       signal.removeEventListener('abort', onAbort);
     }

@@ -10,6 +10,7 @@ import { Vault } from './vault';
 import { FileIndex } from './file-index';
 import { decodeManifest, type Manifest } from './manifest';
 import { MemoryCrypto, MemoryPeers, MemoryStorage } from '../testing/memory-ports';
+import { once, seeded } from '../testing/bytes';
 
 const OWNER = 'a'.repeat(32);
 const P1 = 'p1'.padEnd(32, 'b');
@@ -17,20 +18,6 @@ const P2 = 'p2'.padEnd(32, 'c');
 const CHUNK = 4096;
 const signal = () => new AbortController().signal;
 
-function seeded(size: number, seed: number): Buffer {
-  const b = Buffer.alloc(size);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < size; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    b[i] = x & 0xff;
-  }
-  return b;
-}
-async function* once(b: Buffer): AsyncGenerator<Buffer> {
-  yield b;
-}
 async function readAll(it: AsyncIterable<Buffer>): Promise<Buffer> {
   const parts: Buffer[] = [];
   for await (const p of it) parts.push(p);
