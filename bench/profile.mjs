@@ -3,8 +3,9 @@
 // every app runs with `--cpu-prof` (through VAULT_NODE_ARGS), one PROFILE_SIZE_MIB (256) MiB upload through
 // the gateway (and a download with PROFILE_DOWNLOAD=1), then the network stops and each process's
 // .cpuprofile is summarised: its busy CPU time and the functions with the most self time.
-// Settings: PROFILE_SIZE_MIB (256), PROFILE_TOP (8), PROFILE_DOWNLOAD (0), PROFILE_DIR (a temp dir; kept,
-// so the profiles can be opened in Chrome DevTools).
+// With PROFILE_SMALL=N the upload is instead N files of 4 KiB, 32 at a time (the small-files row of the bench).
+// Settings: PROFILE_SIZE_MIB (256), PROFILE_SMALL (0), PROFILE_TOP (8), PROFILE_DOWNLOAD (0), PROFILE_DIR (a temp
+// dir; kept, so the profiles can be opened in Chrome DevTools).
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import { createRequire } from 'node:module';
@@ -20,10 +21,12 @@ const top = Number(process.env.PROFILE_TOP ?? 8);
 const profDir = process.env.PROFILE_DIR ?? mkdtempSync(join(tmpdir(), 'dv-prof-'));
 
 
-const call = (net, method, path, stream) =>
+const small = Number(process.env.PROFILE_SMALL ?? 0);
+const agent = new http.Agent({ keepAlive: true, maxSockets: 32 });
+const call = (net, method, path, stream, length) =>
   new Promise((resolve, reject) => {
-    const headers = { authorization: `Bearer ${net.token}`, ...(stream ? { 'content-length': size } : {}) };
-    const req = http.request(`${net.gatewayUrl}${path}`, { method, headers }, (res) => {
+    const headers = { authorization: `Bearer ${net.token}`, ...(stream ? { 'content-length': length } : {}) };
+    const req = http.request(`${net.gatewayUrl}${path}`, { method, headers, agent }, (res) => {
       let text = '';
       res.on('data', (d) => {
         if (text.length < 1e5) text += d;
@@ -70,9 +73,22 @@ try {
   }
   for (const p of [net.gateway, ...net.nodes.flatMap((n) => [n.procs.peer, n.procs.crypto, n.procs.storage])]) names.set(p.child.pid, p.name);
   const t = Date.now();
-  const put = await call(net, 'PUT', '/v1/files/profile.bin', body(size, 5));
-  if (put.status !== 201) throw new Error(`PUT ${put.status}: ${put.text}`);
-  console.log(`upload of ${size / MiB} MiB: ${(size / 1e6 / ((Date.now() - t) / 1000)).toFixed(1)} MB/s (with --cpu-prof)`);
+  if (small > 0) {
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 32 }, async () => {
+        for (let i = next++; i < small; i = next++) {
+          const r = await call(net, 'PUT', `/v1/files/small/${i}.bin`, body(4096, i), 4096);
+          if (r.status !== 201) throw new Error(`PUT ${r.status}: ${r.text}`);
+        }
+      }),
+    );
+    console.log(`${small} files of 4 KiB: ${(small / ((Date.now() - t) / 1000)).toFixed(0)} files/s (with --cpu-prof)`);
+  } else {
+    const put = await call(net, 'PUT', '/v1/files/profile.bin', body(size, 5), size);
+    if (put.status !== 201) throw new Error(`PUT ${put.status}: ${put.text}`);
+    console.log(`upload of ${size / MiB} MiB: ${(size / 1e6 / ((Date.now() - t) / 1000)).toFixed(1)} MB/s (with --cpu-prof)`);
+  }
   if (process.env.PROFILE_DOWNLOAD === '1') {
     const t2 = Date.now();
     await call(net, 'GET', '/v1/files/profile.bin');
