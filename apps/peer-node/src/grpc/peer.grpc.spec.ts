@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
-import { bidi, messages, startGrpcServer, writeMessage, type RunningServer } from '@distri-vault/shared';
+import { bidi, messages, serverIdFromHash, startGrpcServer, writeMessage, type RunningServer } from '@distri-vault/shared';
 import { PeerServiceService, type GetFileRequest, type GetFileResponse, type PeerServiceServer } from '@distri-vault/shared/generated/vault/peer/v1/peer';
 import { PeerNetwork } from '../adapters/network';
 import { MemoryCrypto, MemoryStorage } from '../testing/memory-ports';
@@ -88,6 +88,7 @@ describe('PeerService over a real server', () => {
     ['a traversal ID', [open(), obj(Buffer.from('x'), '../../etc/passwd')], grpc.status.INVALID_ARGUMENT],
     ['an unknown kind', [open(), obj(Buffer.from('x'), undefined, 0)], grpc.status.INVALID_ARGUMENT],
     ['a bad folder', [open('../x', '../x')], grpc.status.INVALID_ARGUMENT],
+    ['a folder whose check characters do not match', [open(A, 'e'.repeat(32)), obj(Buffer.from('x'))], grpc.status.INVALID_ARGUMENT],
     ['a second open', [open(), open()], grpc.status.INVALID_ARGUMENT],
   ])('refuses %s on StoreChunk and stores nothing', async (_name, msgs, code) => {
     const before = storage.objects.size;
@@ -152,9 +153,11 @@ describe('PeerService over a real server', () => {
     expect([...inv.chunk].sort()).toEqual(storage.ids(A, 'chunk').sort());
     expect(inv.chunk.size).toBeGreaterThan(2000);
     expect([...inv.manifest]).toEqual(storage.ids(A, 'manifest'));
-    const empty = await clientNet.inventory(B, 'e'.repeat(32));
+    const empty = await clientNet.inventory(B, serverIdFromHash(createHash('sha256').update('nobody').digest()));
     expect(empty.chunk.size + empty.manifest.size).toBe(0);
     await expect(clientNet.inventory(B, '../etc')).rejects.toMatchObject({ name: 'InvalidArgumentError' });
+    // A folder name must be a server ID whose check characters match (a typo names no folder).
+    await expect(clientNet.inventory(B, 'e'.repeat(32))).rejects.toMatchObject({ name: 'InvalidArgumentError', message: expect.stringMatching(/typo/) });
   });
 
   it('syncs with a summary: a few entries listed, the difference found exactly both ways', async () => {

@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import {
   assertObjectId,
   assertServerId,
+  assertServerIdChecked,
   bidi,
   DataLossError,
   InvalidArgumentError,
@@ -220,7 +221,7 @@ export function peerServer(deps: PeerServerDeps): PeerServiceServer {
       const it = messages<StoreChunkRequest>(call);
       const open = (await first(it, 'StoreChunk')).step;
       if (open?.$case !== 'open') throw new InvalidArgumentError('StoreChunk: the first message must be open');
-      const folder = assertServerId(open.value.folder);
+      const folder = assertServerIdChecked(open.value.folder);
       assertServerId(open.value.senderId);
       if (open.value.senderId !== peerId) throw new PermissionDeniedError('StoreChunk: sender_id is not the authenticated peer');
       // Any member may store into any folder: repair re-replicates the folders of members that are gone.
@@ -246,7 +247,7 @@ export function peerServer(deps: PeerServerDeps): PeerServiceServer {
       for await (const msg of messages<GetFileRequest>(call)) {
         // Bounded work per request message (the fuzz test found 10,000 unknown IDs in one message took ~20 s).
         if (msg.objects.length > MAX_GET_FILE_BATCH) throw new InvalidArgumentError(`GetFile: at most ${MAX_GET_FILE_BATCH} objects per message, got ${msg.objects.length}`);
-        const folder = assertServerId(msg.folder);
+        const folder = assertServerIdChecked(msg.folder);
         for (const key of msg.objects) await answer(deps, call, folder, key, (step) => ({ step }), signal);
       }
     }),
@@ -255,7 +256,7 @@ export function peerServer(deps: PeerServerDeps): PeerServiceServer {
       const it = messages<SyncFolderRequest>(call);
       const open = (await first(it, 'SyncFolder')).step;
       if (open?.$case !== 'open') throw new InvalidArgumentError('SyncFolder: the first message must be open');
-      const folder = assertServerId(open.value.folder);
+      const folder = assertServerIdChecked(open.value.folder);
       const list = (kind: ObjectKind) => deps.storage.list(folder, kind, signal);
       // With a summary: list only the buckets whose summaries differ, and say which first.
       let covered: BucketSet | undefined;
