@@ -93,8 +93,15 @@ function defaultSleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
+/** Largest object whose bytes a released entry may keep (`BacklogOptions.retainBytes` bounds the sum). */
+export const RETAIN_MAX_OBJECT_BYTES = 64 * 1024;
+/** Default of `BacklogOptions.retainBytes`. */
+export const DEFAULT_RETAIN_BYTES = 4 * 1024 * 1024;
+
 interface Entry extends ReplicationRequest {
   peerId: string;
+  /** The bytes were kept past `release` and count against the retain budget. */
+  retained: boolean;
   resolve: () => void;
   reject: (err: unknown) => void;
   dispatched: boolean;
@@ -120,6 +127,11 @@ export interface BacklogOptions {
    * machine. Default 4; 1 turns it off.
    */
   clientPriority?: number;
+  /**
+   * Bytes of released small objects (at most RETAIN_MAX_OBJECT_BYTES each) kept in memory instead of being
+   * re-read from the local store when sent; default DEFAULT_RETAIN_BYTES, 0 keeps none.
+   */
+  retainBytes?: number;
   /** Aborted when the node stops. */
   signal?: AbortSignal;
 }
@@ -176,8 +188,9 @@ class PeerSender {
   private async sendOne(e: Entry, lane: Lane): Promise<void> {
     const signal = this.owner.o.signal;
     try {
+      if (!e.data) this.owner.rereads++;
       const data = e.data ?? (await this.owner.c.storage.get(e.folder, e.kind, e.id, signal));
-      e.data = undefined;
+      this.owner.dropData(e);
       if (e.size !== data.length) {
         // Repair entries are queued before their size is known.
         this.bytes += data.length - e.size;
@@ -224,6 +237,14 @@ export class ReplicationBacklog {
   private failed = 0;
   private idleWaiters: (() => void)[] = [];
   private clientBusyUntil = 0;
+  /** Bytes of released entries kept in memory (see `retainBytes`). */
+  private retained = 0;
+  /** Bytes of released entries currently kept in memory. */
+  get retainedBytes(): number {
+    return this.retained;
+  }
+  /** Copies sent from bytes re-read from the local store, since start (for tests and figures). */
+  rereads = 0;
 
   constructor(
     readonly c: BacklogComponents,
@@ -240,7 +261,7 @@ export class ReplicationBacklog {
     }
     let entry!: Entry;
     const done = new Promise<void>((resolve, reject) => {
-      entry = { ...req, peerId, resolve, reject, dispatched: false, cancelled: false };
+      entry = { ...req, peerId, resolve, reject, dispatched: false, cancelled: false, retained: false };
     });
     done.catch(() => undefined); // background copies are awaited by nobody; their failures are counted and logged
     sender.objects++;
@@ -251,18 +272,32 @@ export class ReplicationBacklog {
     return {
       done,
       release: () => {
-        if (!entry.dispatched) entry.data = undefined;
+        if (entry.dispatched || !entry.data || entry.retained) return;
+        const size = entry.data.length;
+        if (size <= RETAIN_MAX_OBJECT_BYTES && this.retained + size <= (this.o.retainBytes ?? DEFAULT_RETAIN_BYTES)) {
+          entry.retained = true;
+          this.retained += size;
+        } else {
+          entry.data = undefined;
+        }
       },
       cancel: () => {
         if (entry.dispatched || entry.cancelled) return;
         entry.cancelled = true;
-        entry.data = undefined;
+        this.dropData(entry);
         s.objects--;
         s.bytes -= entry.size;
         entry.reject(new CancelledError('replication withdrawn'));
         this.checkIdle();
       },
     };
+  }
+
+  /** Lets go of an entry's bytes (sent, or withdrawn), returning them to the retain budget if they counted. */
+  dropData(e: Entry): void {
+    if (e.retained && e.data) this.retained -= e.data.length;
+    e.retained = false;
+    e.data = undefined;
   }
 
   /** Tokens per repair byte now: more while client copies are flowing. */

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import pino from 'pino';
 import { DataLossError, InvalidArgumentError, NotFoundError, UnavailableError, CancelledError } from '@distri-vault/shared';
 import { Vault } from './vault';
+import { ReplicationBacklog, type BacklogOptions } from './replication';
 import { MemoryCrypto, MemoryPeers, MemoryStorage } from '../testing/memory-ports';
 import { seeded } from '../testing/bytes';
 
@@ -20,11 +21,13 @@ async function readAll(it: AsyncIterable<Buffer>): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
-function setup(replicas = 3, writeQuorum = 2, peerIds = ['p1'.padEnd(32, 'b'), 'p2'.padEnd(32, 'c')]) {
+function setup(replicas = 3, writeQuorum = 2, peerIds = ['p1'.padEnd(32, 'b'), 'p2'.padEnd(32, 'c')], backlog?: Partial<BacklogOptions>) {
   const storage = new MemoryStorage();
   const crypto = new MemoryCrypto();
   const peers = new MemoryPeers(peerIds);
-  const vault = new Vault({ storage, crypto, peers, log: pino({ level: 'silent' }) }, { serverId: OWNER, chunkSize: CHUNK, replicas, window: 3, writeQuorum });
+  const log = pino({ level: 'silent' });
+  const replication = backlog ? new ReplicationBacklog({ storage, peers, log }, { window: 3, ...backlog }) : undefined;
+  const vault = new Vault({ storage, crypto, peers, log, replication }, { serverId: OWNER, chunkSize: CHUNK, replicas, window: 3, writeQuorum });
   return { storage, crypto, peers, vault };
 }
 
@@ -147,7 +150,8 @@ describe('Vault', () => {
   it('returns with W copies while a slow peer lags; the backlog tracks the rest, re-reads it from disk, and drains', async () => {
     // Five peers, R=3, W=2: each object goes to its top two peers; one peer is stalled.
     const ids = ['p1', 'p2', 'p3', 'p4', 'p5'].map((p) => p.padEnd(32, 'd'));
-    const { vault, peers, storage } = setup(3, 2, ids);
+    // No retain budget: these 4 KiB chunks would otherwise be kept in memory (replication.spec.ts tests that).
+    const { vault, peers, storage } = setup(3, 2, ids, { retainBytes: 0 });
     const slow = ids[0]!;
     const release = peers.hold(slow);
     let reads = 0;
