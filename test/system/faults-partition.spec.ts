@@ -215,9 +215,10 @@ describe('partition faults: a misbehaving network between the nodes', () => {
         const m = await copies(net.nodes, ownerId);
         return [...ackedObjects].every((o) => (m.get(o) ?? []).length === R);
       },
-      // Generous: a replica or inventory stream opened on a black-holed connection is only failed by the
-      // HTTP/2 keepalive (~40 s; see the README's open item on silent links), then the next repair pass
-      // (2 s here) pushes what is missing. 90 s was exceeded once under a full CI run.
+      // node1's links are up (healed() above), so the next repair pass (every 2 s here) pushes what is
+      // missing: 2-12 s in quiet runs. Generous for a loaded CI machine. (Before a silent link dropped its
+      // whole connection, streams left on a black-holed one waited for the HTTP/2 keepalive, ~40 s, and 90 s
+      // was exceeded once.)
       180_000,
       'every object of the owner on all R nodes',
     );
