@@ -15,7 +15,8 @@
  * `rejectUnauthorized: false` neither ever sees it. So `peerClientCredentials` wraps the credentials'
  * secure connector (grpc-js `ChannelCredentials._createSecureConnector`, internal but stable across 1.x)
  * and records the certificate of every TLS connection it makes. Each PeerLink gets its own credentials
- * and its own subchannel (`grpc.use_local_subchannel_pool`), so what it records is its own connection.
+ * and its own subchannel (`grpc.use_local_subchannel_pool`), so what it records is its own connection (and
+ * what its `dropConnections` ends, when the link's path went silent, are its own connections).
  * `tls.spec`/`auth.spec` fail if a grpc-js upgrade breaks this.
  */
 import 'reflect-metadata';
