@@ -7,7 +7,7 @@ import { LIMITS, NODE_CLIENT } from './tokens';
 import { limitBytes, type LimitOptions } from './limits';
 import type { NodeClient } from './node-client';
 import { filePathFromUrl, parseContentLength, parseLimit, parsePrefix, parseVersion } from './paths';
-import { closedSignal, pipeDownload, readChunks, writeDownloadHead } from './streaming';
+import { closedSignal, discardBody, pipeDownload, readChunks, writeDownloadHead } from './streaming';
 import { type FileView, fileView } from './views';
 import { type ByteRange, etagOf, noneMatch, parseRange, rangeApplies, rangeStartHint, sliceFrames } from './ranges';
 
@@ -62,9 +62,16 @@ export class FilesController {
     const path = filePathFromUrl(req.originalUrl);
     const size = parseContentLength(req.headers['content-length']);
     const signal = closedSignal(res);
-    const { file, bytes } = await this.node.upload(size === undefined ? { path } : { path, size }, limitBytes(readChunks(req, signal), this.limits.maxUploadBytes), signal);
-    res.locals['bytes'] = bytes;
-    return fileView(file);
+    try {
+      const { file, bytes } = await this.node.upload(size === undefined ? { path } : { path, size }, limitBytes(readChunks(req, signal), this.limits.maxUploadBytes), signal);
+      res.locals['bytes'] = bytes;
+      return fileView(file);
+    } catch (err) {
+      // Refused before the whole body was read (the node answered early): read the rest first, or the
+      // client still sending sees the connection reset instead of the status.
+      await discardBody(req);
+      throw err;
+    }
   }
 
   /**

@@ -554,6 +554,41 @@ describe('gateway over a fake node', () => {
       expect(list.status).toBe(status);
     });
 
+    it('reads the rest of an upload the node refuses at once before answering: no reset, no stalled keep-alive client', async () => {
+      // Answered before the body was read, the exchange ended with the body's bytes unread: a closing
+      // connection was reset (the client still sending saw EPIPE or ECONNRESET, not the 503), a kept-alive
+      // one stopped reading (the client's body never finished).
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+      try {
+        for (const size of [8 * MiB, 3 * MiB + 1]) {
+          const outcome = await new Promise<{ status?: number; body?: string; sent?: boolean; error?: string }>((resolve) => {
+            let sent = false;
+            const r = http.request({ host: '127.0.0.1', port: gw.port, method: 'PUT', path: '/v1/files/err/unavailable/big', headers: { authorization: `Bearer ${admin}`, 'content-length': size }, agent }, (res) => {
+              const parts: Buffer[] = [];
+              res.on('data', (d: Buffer) => parts.push(d));
+              res.on('end', () => resolve({ status: res.statusCode, body: Buffer.concat(parts).toString('utf8'), sent }));
+            });
+            r.on('error', (e: NodeJS.ErrnoException) => resolve({ error: e.code ?? e.message }));
+            r.on('finish', () => (sent = true));
+            const timer = setTimeout(() => {
+              resolve({ error: `no answer within 20 s (body ${sent ? '' : 'not '}all sent)` });
+              r.destroy();
+            }, 20_000);
+            r.on('close', () => clearTimeout(timer));
+            r.end(Buffer.alloc(size, 1));
+          });
+          expect([size, outcome]).toEqual([size, { status: 503, body: expect.stringContaining('"unavailable"'), sent: true }]);
+        }
+        // The kept-alive connection still works.
+        const ok = await new Promise<number | undefined>((resolve, reject) => {
+          http.get({ host: '127.0.0.1', port: gw.port, path: '/healthz', agent }, (res) => res.resume().on('end', () => resolve(res.statusCode))).on('error', reject);
+        });
+        expect(ok).toBe(200);
+      } finally {
+        agent.destroy();
+      }
+    });
+
     it('answers unknown routes and methods with a 404 JSON error', async () => {
       for (const [method, path] of [['GET', '/nope'], ['GET', '/v1'], ['POST', '/v1/files/a'], ['PUT', '/v1/files']]) {
         const r = await req(method, path);

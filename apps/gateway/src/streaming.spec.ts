@@ -1,5 +1,5 @@
 import { PassThrough, Writable } from 'node:stream';
-import { coalesce, pumpUpload, readChunks } from './streaming';
+import { coalesce, discardBody, pumpUpload, readChunks } from './streaming';
 import { seeded } from './testing/fake-node';
 
 async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
@@ -58,6 +58,29 @@ describe('readChunks', () => {
     setTimeout(() => ctrl.abort(), 10);
     await expect(collect(readChunks(s, ctrl.signal))).rejects.toMatchObject({ name: 'CancelledError' });
     expect(s.destroyed).toBe(false);
+  });
+});
+
+describe('discardBody', () => {
+  it('reads a body to its end (true), stops past its byte or time bound (false), and leaves a destroyed one alone', async () => {
+    const whole = new PassThrough();
+    const p1 = discardBody(whole, 1000, 5000);
+    whole.write(Buffer.alloc(600));
+    whole.end(Buffer.alloc(400));
+    expect(await p1).toBe(true);
+    const big = new PassThrough();
+    const p2 = discardBody(big, 1000, 5000);
+    big.write(Buffer.alloc(600));
+    big.write(Buffer.alloc(600));
+    expect(await p2).toBe(false);
+    expect(big.isPaused()).toBe(true);
+    const slow = new PassThrough();
+    const started = Date.now();
+    expect(await discardBody(slow, 1000, 100)).toBe(false);
+    expect(Date.now() - started).toBeLessThan(2000);
+    const gone = new PassThrough();
+    gone.destroy();
+    expect(await discardBody(gone)).toBe(false);
   });
 });
 

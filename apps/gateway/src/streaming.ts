@@ -58,6 +58,48 @@ export async function* readChunks(stream: Readable, signal?: AbortSignal): Async
   }
 }
 
+/** Most of a refused upload's body read and discarded before the error is answered (see `discardBody`). */
+export const DISCARD_MAX_BYTES = 64 * 1024 * 1024;
+/** Longest wait for the end of a refused upload's body before the error is answered anyway. */
+export const DISCARD_MAX_MS = 10_000;
+
+/**
+ * Reads and discards what is left of a request body, so that an error answered before the body was read
+ * (the node refused the upload at once) reaches a client that is still sending. Answered first, the
+ * response ends the exchange and Node closes the connection with the body's bytes unread, which resets
+ * it: the client sees EPIPE or ECONNRESET instead of the status (and a keep-alive client would stall on
+ * the unread body). Stops after `maxBytes` or `timeoutMs`; resolves true when the body ended within them.
+ */
+export function discardBody(stream: Readable, maxBytes = DISCARD_MAX_BYTES, timeoutMs = DISCARD_MAX_MS): Promise<boolean> {
+  if (stream.readableEnded) return Promise.resolve(true);
+  if (stream.destroyed || stream.errored) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    let discarded = 0;
+    const done = (ended: boolean) => {
+      clearTimeout(timer);
+      stream.off('data', onData);
+      stream.off('end', onEnd);
+      stream.off('close', onClose);
+      stream.off('error', onError);
+      if (!ended) stream.pause();
+      resolve(ended);
+    };
+    const onData = (b: Buffer) => {
+      discarded += b.length;
+      if (discarded > maxBytes) done(false);
+    };
+    const onEnd = () => done(true);
+    const onClose = () => done(stream.readableEnded);
+    const onError = () => done(false);
+    const timer = setTimeout(() => done(false), timeoutMs);
+    stream.on('data', onData);
+    stream.once('end', onEnd);
+    stream.once('close', onClose);
+    stream.once('error', onError);
+    stream.resume();
+  });
+}
+
 /**
  * Coalesces arbitrary pieces into frames of exactly `maxFrame` bytes, the last one shorter (no frame
  * when the source is empty). At most one frame is held at a time.

@@ -1,8 +1,10 @@
 /**
  * PeerNetwork over real PeerService servers on loopback (in-process): join through one member, dedupe of
  * a member reachable under two addresses, graceful leave, suspect/down after a crash, messages, DNS
- * discovery with an injected resolver over two loopback addresses, hostile control steps.
+ * discovery with an injected resolver over two loopback addresses, hostile control steps, and a link whose
+ * path goes silent (through tools/fault-proxy.cjs).
  */
+import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +19,10 @@ import { peerServerCredentials } from './tls';
 import { PeerNetwork } from './network';
 import { DnsDiscovery } from './discovery';
 import type { PeerLink } from './peer-link';
+import { toWire } from './kinds';
+import { seeded } from '../testing/bytes';
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { createFaultProxy } = require('../../../../tools/fault-proxy.cjs');
 
 const log = pino({ level: process.env['TEST_LOG'] ?? 'silent' });
 const HB = 200; // suspect after 600 ms: generous for one event loop shared by several nodes on a busy machine
@@ -37,31 +43,34 @@ interface TestNode {
   id: string;
   net: PeerNetwork;
   srv: RunningServer;
+  storage: MemoryStorage;
   address: string;
   stop(): Promise<void>;
 }
 
 const started: TestNode[] = [];
 
-async function startNode(name: string, opts: { host?: string; port?: number; bootstrap?: string[] } = {}): Promise<TestNode> {
+async function startNode(name: string, opts: { host?: string; port?: number; bootstrap?: string[]; advertise?: (port: number) => string } = {}): Promise<TestNode> {
   const peer = await peerNamed(name);
   const id = peer.identity.serverId;
   const net = new PeerNetwork({ serverId: id, heartbeatMs: HB, window: 4, auth: peer.keys, suspectAfterMs: 3 * HB, downAfterMs: 2500 }, log.child({ node: name }));
   const host = opts.host ?? '127.0.0.1';
+  const storage = new MemoryStorage();
   const srv = await startGrpcServer({
     host,
     port: opts.port ?? 0,
     log,
-    services: [{ name: 'vault.peer.v1.PeerService', definition: PeerServiceService, implementation: peerServer({ log, storage: new MemoryStorage(), network: net, window: 4, auth: peer.auth }) }],
+    services: [{ name: 'vault.peer.v1.PeerService', definition: PeerServiceService, implementation: peerServer({ log, storage, network: net, window: 4, auth: peer.auth }) }],
     credentials: peerServerCredentials(peer.tls),
   });
-  net.advertiseAddress = `${host}:${srv.port}`;
+  net.advertiseAddress = opts.advertise?.(srv.port) ?? `${host}:${srv.port}`;
   net.start(opts.bootstrap ?? []);
   let stopped = false;
   const node: TestNode = {
     id,
     net,
     srv,
+    storage,
     address: net.advertiseAddress,
     async stop() {
       if (stopped) return;
@@ -281,4 +290,75 @@ describe('DNS discovery', () => {
     expect(await disco.once()).toEqual([]);
     expect(() => new DnsDiscovery({ target: 'x:0', intervalMs: 1 }, () => undefined, log)).toThrow(RangeError);
   });
+});
+
+describe('a link whose path goes silent', () => {
+  /** The status a client call ends with, and when. */
+  const ended = (call: NodeJS.EventEmitter) =>
+    new Promise<{ code: number; details: string; at: number }>((resolve) => {
+      call.on('error', () => undefined); // the status below is the assertion
+      call.on('status', (s: grpc.StatusObject) => resolve({ code: s.code, details: s.details, at: Date.now() }));
+    });
+  /** The first message of a call. */
+  const first = <T>(call: grpc.ClientDuplexStream<never, T>) => new Promise<T>((resolve, reject) => {
+    call.once('data', resolve);
+    call.once('error', reject);
+  });
+  /** `p`, or a rejection naming `what` after `ms`. */
+  const within = <T>(p: Promise<T>, ms: number, what: string) => {
+    let timer: NodeJS.Timeout | undefined;
+    return Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms)))]).finally(() => clearTimeout(timer));
+  };
+
+  it('drops its whole connection: open StoreChunk and GetFile calls fail UNAVAILABLE at once, and it redials a new connection', async () => {
+    // b is reachable only through the proxy (it advertises the proxy), so a has no other link to it.
+    const proxy = await createFaultProxy();
+    const b = await startNode('b', { advertise: (port) => { proxy.setTarget(`127.0.0.1:${port}`); return proxy.address; } });
+    try {
+      const a = await startNode('a', { bootstrap: [proxy.address] });
+      const link = () => (a.net as unknown as { links: Map<string, PeerLink> }).links.get(proxy.address)!;
+      await until(() => link()?.state === 'connected' && b.net.state(a.id) === 'connected', 10_000, 'a and b linked, a through the proxy');
+      expect([...(a.net as unknown as { links: Map<string, PeerLink> }).links.keys()]).toEqual([proxy.address]);
+      const folder = a.id;
+      const data = seeded(3000, 7);
+      const id = createHash('sha256').update(data).digest('hex');
+      await b.storage.put(folder, 'chunk', id, data);
+
+      // Two data calls open on the link: a StoreChunk stream (ready), and a GetFile that answered and stays open.
+      const store = link().client.storeChunk();
+      const storeEnd = ended(store);
+      const ready = first(store);
+      store.write({ step: { $case: 'open', value: { senderId: a.id, folder } } });
+      expect((await within(ready, 10_000, 'StoreChunk ready')).step?.$case).toBe('ready');
+      const get = link().client.getFile();
+      const getEnd = ended(get);
+      const answer = first(get);
+      get.write({ folder, objects: [{ kind: toWire('chunk'), id }] });
+      expect((await within(answer, 10_000, 'GetFile answer')).step?.$case).toBe('object');
+      const connectionsBefore = proxy.stats.connections;
+
+      // Black hole, both ways: no error ever reaches either end; only the link's silence detection can tell
+      // (4 heartbeats, 800 ms here). Without it the calls would wait for the HTTP/2 keepalive (30 s + 10 s).
+      const silentAt = Date.now();
+      proxy.setFault({ kind: 'drop' });
+      const [s1, s2] = await within(Promise.all([storeEnd, getEnd]), 15_000, 'the open calls to end');
+      expect([s1.code, s2.code]).toEqual([grpc.status.UNAVAILABLE, grpc.status.UNAVAILABLE]);
+      expect(Math.max(s1.at, s2.at) - silentAt).toBeLessThan(8_000);
+      await until(() => link().state !== 'connected', 5000, 'the link down');
+
+      // Healed: the link dials a new connection (the dead one is gone, not reused), and new calls work.
+      proxy.setFault({ kind: 'pass' });
+      await until(() => link().state === 'connected', 30_000, 'a linked to b again');
+      expect(proxy.stats.connections).toBeGreaterThan(connectionsBefore);
+      expect(await within(link().fetch(folder, 'chunk', id), 10_000, 'GetFile after healing')).toEqual(data);
+      const more = seeded(5000, 8);
+      const moreId = createHash('sha256').update(more).digest('hex');
+      const replica = await within(a.net.openReplica(b.id, folder), 10_000, 'StoreChunk after healing');
+      await within(replica.send({ kind: 'chunk', id: moreId, data: more }), 10_000, 'acknowledged');
+      await replica.close();
+      expect(await b.storage.get(folder, 'chunk', moreId)).toEqual(more);
+    } finally {
+      await proxy.close();
+    }
+  }, 90_000);
 });

@@ -147,9 +147,16 @@ export class PeerLink {
     this.client.close();
   }
 
-  /** Drops the control stream (a silent peer) and dials again. */
-  reconnect(): void {
+  /**
+   * Abandons the link's connection (its stream went silent: a black-holed path or a frozen peer) and dials
+   * again. Every call open on the link ends UNAVAILABLE at once (so StoreChunk resumes, reads try another
+   * replica, syncs retry) instead of waiting for the HTTP/2 keepalive, and the redial opens a new
+   * connection: the dead one is destroyed, not reused. Returns how many connections were dropped.
+   */
+  reconnect(): number {
+    const dropped = this.tls.dropConnections();
     this.call?.cancel();
+    return dropped;
   }
 
   /** Writes one step on the open control stream, with backpressure; UnavailableError when not connected. */

@@ -15,7 +15,8 @@
  * `rejectUnauthorized: false` neither ever sees it. So `peerClientCredentials` wraps the credentials'
  * secure connector (grpc-js `ChannelCredentials._createSecureConnector`, internal but stable across 1.x)
  * and records the certificate of every TLS connection it makes. Each PeerLink gets its own credentials
- * and its own subchannel (`grpc.use_local_subchannel_pool`), so what it records is its own connection.
+ * and its own subchannel (`grpc.use_local_subchannel_pool`), so what it records is its own connection (and
+ * what its `dropConnections` ends, when the link's path went silent, are its own connections).
  * `tls.spec`/`auth.spec` fail if a grpc-js upgrade breaks this.
  */
 import 'reflect-metadata';
@@ -124,6 +125,19 @@ export interface PeerClientCredentials {
   credentials: grpc.ChannelCredentials;
   /** Fingerprint of the certificate of the latest TLS connection, or undefined before the first one. */
   peerFingerprint(): Buffer | undefined;
+  /**
+   * Destroys every connection these credentials made that is still open (connecting or connected); returns
+   * how many. grpc-js sees each as dropped: every call open on it ends UNAVAILABLE at once, and the next call
+   * dials a new connection. For a link whose path went silent (a black hole that HTTP/2 keepalive would only
+   * notice after 40 s).
+   */
+  dropConnections(): number;
+}
+
+interface Destroyable {
+  readonly destroyed: boolean;
+  destroy(): void;
+  once(event: 'close', listener: () => void): unknown;
 }
 
 interface SecureConnector {
@@ -141,10 +155,20 @@ export const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
 /**
  * TLS without certificate verification (the Handshake authenticates), recording the peer's certificate.
  * A TLS handshake that has not finished within `handshakeTimeoutMs` drops its connection (grpc-js redials).
+ * The open connections are tracked so `dropConnections` can end them all.
  */
 export function peerClientCredentials(handshakeTimeoutMs = TLS_HANDSHAKE_TIMEOUT_MS): PeerClientCredentials {
   const credentials = grpc.credentials.createSsl(null, null, null, { rejectUnauthorized: false });
   let fingerprint: Buffer | undefined;
+  /** Connections still open: each its TCP socket, and its TLS socket once set up. */
+  const open = new Set<Destroyable[]>();
+  const track = (conn: Destroyable[], sock: unknown) => {
+    const s = sock as Destroyable | undefined;
+    if (!s || typeof s.destroy !== 'function' || s.destroyed) return;
+    conn.push(s);
+    open.add(conn);
+    s.once('close', () => open.delete(conn));
+  };
   const internals = credentials as unknown as { _createSecureConnector?: (...args: unknown[]) => SecureConnector };
   const create = internals._createSecureConnector?.bind(credentials);
   if (!create) throw new Error('grpc-js has no ChannelCredentials._createSecureConnector: the TLS channel binding of the peer Handshake needs updating');
@@ -152,6 +176,8 @@ export function peerClientCredentials(handshakeTimeoutMs = TLS_HANDSHAKE_TIMEOUT
     const connector = create(...args);
     const connect = connector.connect.bind(connector);
     connector.connect = async (socket) => {
+      const conn: Destroyable[] = [];
+      track(conn, socket);
       let timer: NodeJS.Timeout | undefined;
       const timeout = new Promise<never>((_, reject) => {
         timer = setTimeout(() => {
@@ -162,6 +188,7 @@ export function peerClientCredentials(handshakeTimeoutMs = TLS_HANDSHAKE_TIMEOUT
       });
       try {
         const result = await Promise.race([connect(socket), timeout]);
+        track(conn, result.socket);
         if (result.socket instanceof TLSSocket) {
           const raw = result.socket.getPeerCertificate()?.raw;
           fingerprint = raw ? certFingerprint(raw) : undefined;
@@ -173,5 +200,11 @@ export function peerClientCredentials(handshakeTimeoutMs = TLS_HANDSHAKE_TIMEOUT
     };
     return connector;
   };
-  return { credentials, peerFingerprint: () => fingerprint };
+  const dropConnections = () => {
+    const n = open.size;
+    for (const conn of [...open]) for (const s of conn) s.destroy();
+    open.clear();
+    return n;
+  };
+  return { credentials, peerFingerprint: () => fingerprint, dropConnections };
 }
