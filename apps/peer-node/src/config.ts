@@ -16,6 +16,7 @@
  * | NODE_CHUNK_SIZE        | 1048576                    | plaintext bytes per chunk (4096 .. 1048576)              |
  * | NODE_REPLICAS          | 3                          | copies of every chunk and manifest, the owner's included |
  * | NODE_WINDOW            | 8                          | chunks in flight per upload/download and per peer stream |
+ * | NODE_MEMORY_BUDGET_BYTES | 67108864                 | chunk bytes all uploads/downloads hold at once (2x chunk each; 0: no limit) |
  * | NODE_HEARTBEAT_MS      | 2000                       | heartbeat interval on the control streams                |
  * | NODE_SUSPECT_AFTER_MS  | 3 x NODE_HEARTBEAT_MS      | silence after which a member is suspect                  |
  * | NODE_DOWN_AFTER_MS     | 15000 (at least suspect+hb)| silence after which a member is down                     |
@@ -52,6 +53,7 @@ const schema = z.object({
   NODE_CHUNK_SIZE: intVar(MAX_CHUNK_PLAINTEXT_BYTES, 4096, MAX_CHUNK_PLAINTEXT_BYTES),
   NODE_REPLICAS: intVar(3, 1, 16),
   NODE_WINDOW: intVar(8, 1, 64),
+  NODE_MEMORY_BUDGET_BYTES: intVar(64 * 1024 * 1024, 0, 64 * 1024 * 1024 * 1024),
   NODE_HEARTBEAT_MS: intVar(2000, 100, 60_000),
   NODE_SUSPECT_AFTER_MS: z.coerce.number().int().min(100).max(3_600_000).optional(),
   NODE_DOWN_AFTER_MS: z.coerce.number().int().min(200).max(86_400_000).optional(),

@@ -76,7 +76,7 @@ async function main(): Promise<void> {
     );
     const vault = new Vault(
       { crypto, storage, peers: network, log: nodeLog, replication },
-      { serverId: identity.serverId, chunkSize: cfg.NODE_CHUNK_SIZE, replicas: cfg.NODE_REPLICAS, window: cfg.NODE_WINDOW, writeQuorum: cfg.NODE_WRITE_QUORUM, writeTimeoutMs: cfg.NODE_WRITE_TIMEOUT_MS, hedgeMs: cfg.NODE_HEDGE_MS, recoveryLogMs: cfg.NODE_RECOVERY_LOG_MS },
+      { serverId: identity.serverId, chunkSize: cfg.NODE_CHUNK_SIZE, replicas: cfg.NODE_REPLICAS, window: cfg.NODE_WINDOW, writeQuorum: cfg.NODE_WRITE_QUORUM, writeTimeoutMs: cfg.NODE_WRITE_TIMEOUT_MS, hedgeMs: cfg.NODE_HEDGE_MS, recoveryLogMs: cfg.NODE_RECOVERY_LOG_MS, memoryBudgetBytes: cfg.NODE_MEMORY_BUDGET_BYTES },
     );
 
     const files = await vault.loadIndex(stopping.signal);

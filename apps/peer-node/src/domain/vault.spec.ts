@@ -191,6 +191,40 @@ describe('Vault', () => {
     expect(info.chunks).toBe(40);
   });
 
+  it('keeps the chunks in flight of all transfers together within the node-wide memory budget', async () => {
+    // Budget: 3 chunks (each counts twice). Six uploads and then six downloads run at once, each with a
+    // window of 3: without the budget 18 chunks would be in flight together.
+    const storage = new MemoryStorage();
+    const crypto = new MemoryCrypto();
+    const peers = new MemoryPeers(['p1'.padEnd(32, 'b'), 'p2'.padEnd(32, 'c')]);
+    const vault = new Vault({ storage, crypto, peers, log: pino({ level: 'silent' }) }, { serverId: OWNER, chunkSize: CHUNK, replicas: 3, window: 3, memoryBudgetBytes: 3 * 2 * CHUNK });
+    let inFlight = 0;
+    let most = 0;
+    const slow = <A extends unknown[], R>(fn: (...a: A) => Promise<R>) => async (...a: A): Promise<R> => {
+      most = Math.max(most, ++inFlight);
+      try {
+        await new Promise((r) => setTimeout(r, 2));
+        return await fn(...a);
+      } finally {
+        inFlight--;
+      }
+    };
+    crypto.sealChunk = slow(crypto.sealChunk.bind(crypto));
+    crypto.openChunk = slow(crypto.openChunk.bind(crypto));
+    const bodies = Array.from({ length: 6 }, (_, i) => seeded(10 * CHUNK, 100 + i));
+    await Promise.all(bodies.map((b, i) => vault.upload(`f${i}`, undefined, framesOf(b), signal())));
+    expect([most, vault.budget.inUse]).toEqual([3, 0]);
+    most = 0;
+    const back = await Promise.all(bodies.map((_, i) => readAll(vault.read(`f${i}`, undefined, signal()))));
+    back.forEach((b, i) => expect(b.equals(bodies[i]!)).toBe(true));
+    expect([most, vault.budget.inUse]).toEqual([3, 0]);
+    // A reader that stops early gives its read-ahead back.
+    const it = vault.read('f0', undefined, signal())[Symbol.asyncIterator]();
+    await it.next();
+    await it.return!(undefined);
+    expect(vault.budget.inUse).toBe(0);
+  });
+
   it('serves a missing or corrupt local chunk from a peer, skipping a peer with bad bytes, and repairs it', async () => {
     const { vault, storage, peers } = setup();
     const body = seeded(3 * CHUNK, 9);

@@ -12,6 +12,7 @@ import { hedgedFetch, holderOrder } from './hedge';
 import { decodeManifest, encodeManifest, type ChunkRef, type Manifest } from './manifest';
 import type { CryptoPort, FolderSyncer, ObjectKind, PeersPort, StoragePort, StoredObject, SyncResult } from './ports';
 import { rank } from './placement';
+import { ByteBudget } from './budget';
 import { ReplicationBacklog, type ReplicationHandle } from './replication';
 import { summarize, summaryBits, SyncDiff } from './summary';
 import { Recovery, summaryOf, type RecoverySummary } from './recovery';
@@ -73,6 +74,11 @@ export interface VaultOptions {
   hedgeMs?: number;
   /** Interval of the progress log lines of a recovery (default 3000). */
   recoveryLogMs?: number;
+  /**
+   * Chunk bytes all uploads and downloads of the node may hold at once (domain/budget.ts); a chunk costs
+   * twice its plaintext size (plaintext and ciphertext). Default 0: no limit (each transfer's window only).
+   */
+  memoryBudgetBytes?: number;
 }
 
 /** What one sync with one peer moved, and the difference it found. */
@@ -225,6 +231,8 @@ export class Vault {
   readonly recovery: Recovery;
   /** Copies owed to peers: tracked until acknowledged. */
   readonly replication: ReplicationBacklog;
+  /** Chunk bytes in flight across all transfers (memoryBudgetBytes). */
+  readonly budget: ByteBudget;
 
   constructor(
     private readonly c: VaultComponents,
@@ -233,6 +241,7 @@ export class Vault {
     this.log = c.log;
     this.recovery = new Recovery(this, c.log, { logEveryMs: o.recoveryLogMs ?? 3000 });
     this.replication = c.replication ?? new ReplicationBacklog({ storage: c.storage, peers: c.peers, log: c.log }, { window: o.window });
+    this.budget = new ByteBudget(o.memoryBudgetBytes ?? 0);
   }
 
   /**
@@ -468,12 +477,23 @@ export class Vault {
         if (signal.aborted) throw new CancelledError('upload cancelled');
         hash.update(chunk.data);
         size += chunk.data.length;
-        await window.add(async () => {
-          const ctx = { folder: this.o.serverId, fileId, index: chunk.index, last: chunk.last };
-          const sealed = await this.c.crypto.sealChunk(wrappedKey, ctx, chunk.data, signal);
-          await this.place({ kind: 'chunk', id: sealed.id, data: sealed.ciphertext }, peers, pending, signal);
-          chunks[chunk.index] = { id: sealed.id, size: chunk.data.length };
-        });
+        // The node-wide budget first: while it is spent this loop reads no more of the client's stream.
+        const give = await this.budget.take(2 * chunk.data.length, signal);
+        try {
+          await window.add(async () => {
+            try {
+              const ctx = { folder: this.o.serverId, fileId, index: chunk.index, last: chunk.last };
+              const sealed = await this.c.crypto.sealChunk(wrappedKey, ctx, chunk.data, signal);
+              await this.place({ kind: 'chunk', id: sealed.id, data: sealed.ciphertext }, peers, pending, signal);
+              chunks[chunk.index] = { id: sealed.id, size: chunk.data.length };
+            } finally {
+              give();
+            }
+          });
+        } catch (err) {
+          give();
+          throw err;
+        }
       }
       await window.drain();
       if (signal.aborted) throw new CancelledError('upload cancelled');
@@ -731,25 +751,40 @@ export class Vault {
       if (plain.length !== ref.size) throw new DataLossError(`chunk ${i} of ${path} has ${plain.length} bytes, manifest says ${ref.size}`);
       return plain;
     };
-    const ahead: Promise<Buffer>[] = [];
+    const ahead: { plain: Promise<Buffer>; give: () => void }[] = [];
     let next = first;
     const hash = createHash('sha256');
-    const fill = () => {
+    // Read-ahead within the window and the node-wide budget: the next chunk waits for budget only when
+    // nothing is fetched ahead; otherwise read-ahead stops where the budget is spent.
+    const fill = async () => {
       while (next < n && ahead.length < this.o.window) {
-        const p = fetchPlain(next++);
-        p.catch(() => undefined); // awaited in order below; this only silences early rejections
-        ahead.push(p);
+        const cost = 2 * m.chunks[next]!.size;
+        const give = ahead.length ? this.budget.tryTake(cost) : await this.budget.take(cost, signal);
+        if (!give) return;
+        const plain = fetchPlain(next++);
+        plain.catch(() => undefined); // awaited in order below; this only silences early rejections
+        ahead.push({ plain, give });
       }
     };
-    fill();
-    while (ahead.length) {
-      const plain = await ahead.shift()!;
-      fill();
-      hash.update(plain);
-      if (skip > 0) {
-        yield plain.subarray(skip);
-        skip = 0;
-      } else yield plain;
+    try {
+      await fill();
+      while (ahead.length) {
+        const a = ahead.shift()!;
+        let plain: Buffer;
+        try {
+          plain = await a.plain;
+        } finally {
+          a.give();
+        }
+        await fill();
+        hash.update(plain);
+        if (skip > 0) {
+          yield plain.subarray(skip);
+          skip = 0;
+        } else yield plain;
+      }
+    } finally {
+      for (const a of ahead) a.give(); // a reader that stopped early (or a failure) gives back the read-ahead
     }
     if (offset === 0 && hash.digest('hex') !== m.sha256) throw new DataLossError(`${path} v${m.version}: plaintext digest mismatch`);
   }
