@@ -9,9 +9,9 @@
  * Expected: every call ends with a clear status (INVALID_ARGUMENT, NOT_FOUND, UNAUTHENTICATED,
  * PERMISSION_DENIED, FAILED_PRECONDITION, OUT_OF_RANGE, RESOURCE_EXHAUSTED, DATA_LOSS for bytes that do
  * not match their hash or key, CANCELLED where the client cancelled), never UNKNOWN, INTERNAL,
- * UNAVAILABLE or a deadline (a hang). One exception, from grpc-js itself: a frame that does not decode as
- * protobuf at all is answered INTERNAL "Error deserializing request" before any project code runs (grpc-js
- * 1.14.7, server-interceptors.js; the same convention as grpc-java); such frames are counted and allowed.
+ * UNAVAILABLE or a deadline (a hang). A frame that does not decode as protobuf at all is INVALID_ARGUMENT
+ * "request message does not decode" (libs/shared decode-guard.ts; grpc-js itself answers INTERNAL, which this
+ * test found before the guard existed); such frames are counted.
  * No process dies; nothing is stored: storage listings, the node's file list and every data and key
  * directory are unchanged, and the known file still reads back byte for byte.
  *
@@ -46,7 +46,7 @@ const CALL_MS = 20_000;
 const KNOWN = 'fuzz/known.bin';
 const KNOWN_SIZE = 1024 * 1024 + 9;
 const CLEAR = new Set([status.INVALID_ARGUMENT, status.NOT_FOUND, status.UNAUTHENTICATED, status.PERMISSION_DENIED, status.FAILED_PRECONDITION, status.OUT_OF_RANGE, status.RESOURCE_EXHAUSTED, status.DATA_LOSS, status.ALREADY_EXISTS, status.ABORTED]);
-const UNDECODABLE = 'Error deserializing request';
+const UNDECODABLE = /^request message does not decode/;
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const id = (a: string) => Buffer.from(a).toString('hex').padEnd(64, '0').slice(0, 64);
 
@@ -204,8 +204,8 @@ describe('gRPC fuzz (2 nodes: NodeService, StorageService, CryptoService, PeerSe
     calls++;
     const r = await callRaw(client, def, frames, o.md ?? new grpc.Metadata(), o.end ?? 'end');
     const what = `[seed ${seed}] ${def.path} ${name}`;
-    if (o.raw && r.code === status.INTERNAL && r.details === UNDECODABLE) undecodable++;
-    else if (r.code === status.OK) {
+    if (r.code === status.INVALID_ARGUMENT && UNDECODABLE.test(r.details)) undecodable++;
+    if (r.code === status.OK) {
       if (!o.ok && !o.raw) problems.push(`${what} -> OK`);
     } else if (r.code === status.CANCELLED) {
       if (o.end !== 'cancel') problems.push(`${what} -> CANCELLED ${r.details}`);
@@ -272,7 +272,7 @@ const BAD_FOLDERS = ['', '..', '../x', 'A'.repeat(32), 'a'.repeat(31), 'a'.repea
     await expectClear('upload: a frame past the message limit', c, N.uploadFile, [header(fz, 10), data(Buffer.alloc(MAX_MESSAGE_BYTES + 1))]);
     // None of them made a version (their chunks stay on disk, unreferenced: see the final check).
     await expectClear('the path of the failed uploads has no version', c, N.statFile, [enc(StatFileRequest, { path: fz })]);
-    // int64 values past 2^53 do not decode (longs: Number): grpc-js answers INTERNAL "Error deserializing request".
+    // int64 values past 2^53 do not decode (longs: Number): INVALID_ARGUMENT (the decode guard).
     for (const v of [-1, 0, 999, 2 ** 53]) {
       const raw = v === 2 ** 53;
       await expectClear(`download version ${v}`, c, N.downloadFile, [enc(DownloadFileRequest, { path: KNOWN, version: v })], { raw });
@@ -286,6 +286,9 @@ const BAD_FOLDERS = ['', '..', '../x', 'A'.repeat(32), 'a'.repeat(31), 'a'.repea
     await expectClear('list limit -1', c, N.listFiles, [enc(ListFilesRequest, { limit: -1 })]);
     await expectClear('list limit 10,001 (a page is cut)', c, N.listFiles, [enc(ListFilesRequest, { limit: 10_001 })], { ok: true });
     await expectClear('list limit 2^53', c, N.listFiles, [enc(ListFilesRequest, { limit: 2 ** 53 })], { raw: true });
+    // A client mistake, answered as one: INVALID_ARGUMENT from the decode guard, not grpc-js's INTERNAL.
+    const big = await expectClear('stat version 2^53, again', c, N.statFile, [enc(StatFileRequest, { path: KNOWN, version: 2 ** 53 })], { raw: true });
+    expect([status[big.code], big.details]).toEqual(['INVALID_ARGUMENT', expect.stringMatching(UNDECODABLE)]);
     await expectClear('list prefix with NUL', c, N.listFiles, [enc(ListFilesRequest, { prefix: 'a\u0000' })], { ok: true });
     await expectClear('list start_after huge', c, N.listFiles, [enc(ListFilesRequest, { startAfter: 'z'.repeat(100_000) })], { ok: true });
     const bad = (p: unknown) => enc(SendMessageRequest, p);
@@ -544,7 +547,7 @@ const BAD_FOLDERS = ['', '..', '../x', 'A'.repeat(32), 'a'.repeat(31), 'a'.repea
     } finally {
       call.cancel();
     }
-    console.log(`gRPC fuzz: ${calls} calls (seed ${seed}); ${undecodable} frames did not decode as protobuf (grpc-js: INTERNAL "${UNDECODABLE}")`);
+    console.log(`gRPC fuzz: ${calls} calls (seed ${seed}); ${undecodable} frames did not decode as protobuf (INVALID_ARGUMENT)`);
     expectNoProblems();
   });
 

@@ -10,5 +10,6 @@ export * from './grpc/handlers';
 export * from './grpc/client';
 export * from './grpc/streams';
 export * from './grpc/codec';
+export * from './grpc/decode-guard';
 export * from './process';
 export * from './encoding';

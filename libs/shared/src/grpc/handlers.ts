@@ -5,6 +5,7 @@
  */
 import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
+import { decoded } from './decode-guard';
 import { toStatus } from './status';
 
 /** An AbortSignal that fires when the call is cancelled or its deadline passes. */
@@ -29,16 +30,18 @@ export function callSignal(call: { on(event: 'cancelled', fn: () => void): unkno
 export function unary<Req, Res>(log: Logger, rpc: string, fn: (req: Req, signal: AbortSignal, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>): grpc.handleUnaryCall<Req, Res> {
   return (call, callback) => {
     const { signal, dispose } = callSignal(call);
-    fn(call.request, signal, call).then(
-      (res) => {
-        dispose();
-        callback(null, res);
-      },
-      (err) => {
-        dispose();
-        callback(toStatus(err, log, rpc) as grpc.ServiceError);
-      },
-    );
+    Promise.resolve()
+      .then(() => fn(decoded(call.request), signal, call))
+      .then(
+        (res) => {
+          dispose();
+          callback(null, res);
+        },
+        (err) => {
+          dispose();
+          callback(toStatus(err, log, rpc) as grpc.ServiceError);
+        },
+      );
   };
 }
 
@@ -46,16 +49,21 @@ export function unary<Req, Res>(log: Logger, rpc: string, fn: (req: Req, signal:
 export function serverStream<Req, Res>(log: Logger, rpc: string, fn: (call: grpc.ServerWritableStream<Req, Res>, signal: AbortSignal) => Promise<void>): grpc.handleServerStreamingCall<Req, Res> {
   return (call) => {
     const { signal, dispose } = callSignal(call);
-    fn(call, signal).then(
-      () => {
-        dispose();
-        call.end();
-      },
-      (err) => {
-        dispose();
-        if (!call.cancelled) call.emit('error', toStatus(err, log, rpc));
-      },
-    );
+    Promise.resolve()
+      .then(() => {
+        decoded(call.request);
+        return fn(call, signal);
+      })
+      .then(
+        () => {
+          dispose();
+          call.end();
+        },
+        (err) => {
+          dispose();
+          if (!call.cancelled) call.emit('error', toStatus(err, log, rpc));
+        },
+      );
   };
 }
 

@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import { DESCRIPTOR_SET_BASE64 } from '../generated/descriptors';
 import { FLOW_CONTROL_WINDOW, SERVER_OPTIONS } from './options';
 import { withBulkCodecs } from './codec';
+import { withDecodeGuard } from './decode-guard';
 
 /** One service to serve: its generated definition, its implementation and its full name. */
 export interface ServiceEntry {
@@ -137,7 +138,8 @@ export async function startGrpcServer(opts: {
   raiseServerWindow(server);
   const health = new HealthImplementation({ '': 'SERVING', ...Object.fromEntries(opts.services.map((s) => [s.name, 'SERVING' as const])) });
   // Bulk-message codecs (codec.ts): same wire format, far fewer copies of chunk payloads.
-  for (const s of opts.services) server.addService(withBulkCodecs(s.definition), s.implementation);
+  // Undecodable requests become INVALID_ARGUMENT instead of grpc-js's INTERNAL (decode-guard.ts).
+  for (const s of opts.services) server.addService(withDecodeGuard(withBulkCodecs(s.definition)), s.implementation);
   health.addToServer(server);
   new ReflectionService(reflectionPackage(), {
     services: [...opts.services.map((s) => s.name), 'grpc.health.v1.Health'],

@@ -4,6 +4,7 @@
  */
 import type { Writable } from 'node:stream';
 import { CancelledError } from '../errors';
+import { decoded, type Undecodable } from './decode-guard';
 
 /** Writes one message and waits for `drain` if the stream's buffer is full. */
 export async function writeMessage<T>(stream: Writable & { write(msg: T): boolean }, msg: T, signal?: AbortSignal): Promise<void> {
@@ -39,7 +40,8 @@ export async function writeMessage<T>(stream: Writable & { write(msg: T): boolea
  * does not destroy the call when the reading ends: a bidirectional handler must still be able to write
  * and end with a status after the client half-closes (Node's default iterator destroys the duplex).
  */
-export function messages<T>(call: NodeJS.ReadableStream & { iterator?: (o: { destroyOnReturn: boolean }) => AsyncIterableIterator<unknown> }): AsyncIterableIterator<T> {
+export async function* messages<T>(call: NodeJS.ReadableStream & { iterator?: (o: { destroyOnReturn: boolean }) => AsyncIterableIterator<unknown> }): AsyncIterableIterator<T> {
   const r = call as unknown as import('node:stream').Readable;
-  return r.iterator({ destroyOnReturn: false }) as AsyncIterableIterator<T>;
+  // A message that did not decode ends the reading with InvalidArgumentError (decode-guard.ts).
+  for await (const msg of r.iterator({ destroyOnReturn: false }) as AsyncIterable<T | Undecodable>) yield decoded(msg);
 }
