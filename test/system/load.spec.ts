@@ -8,8 +8,7 @@
  * per operation; every process alive afterwards; and every process's peak RSS (VmHWM from /proc) under
  * its ceiling.
  *
- * Duration: the issue's figure is 60 s (`LOAD_SECONDS=60`); the default here is 20 s so that the suite
- * fits the CI budget on a 2-core machine. RSS ceilings: ones that hold today with room to spare (the
+ * Duration: the issue's figure, 60 s (`LOAD_SECONDS`; CI runs it, ~1.5 min of its budget). RSS ceilings: ones that hold today with room to spare (the
  * measured peaks are printed): 512 MiB for a peer-node (`LOAD_RSS_PEER_MIB`; the home node measured
  * 430-550 MiB before the node-wide memory budget, NODE_MEMORY_BUDGET_BYTES, and 337 MiB with its 64 MiB
  * default; the others ~150-170), 384 MiB for every other process (`LOAD_RSS_OTHER_MIB`; measured 85-230).
@@ -26,7 +25,7 @@ import { networkProcs, percentile, procStatusMiB, Rng } from '../fuzz-helpers';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { startNetwork } = require('../../tools/network.cjs');
 
-const SECONDS = Number(process.env['LOAD_SECONDS'] ?? 20);
+const SECONDS = Number(process.env['LOAD_SECONDS'] ?? 60);
 const CLIENTS = Number(process.env['LOAD_CLIENTS'] ?? 32);
 const RSS_PEER_MIB = Number(process.env['LOAD_RSS_PEER_MIB'] ?? 512);
 const RSS_OTHER_MIB = Number(process.env['LOAD_RSS_OTHER_MIB'] ?? 384);
