@@ -2,7 +2,7 @@
  * The crypto-service's domain: envelope encryption of chunks and manifests under one node's vault key.
  * Framework-free; the gRPC adapter maps requests onto these methods.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, createSecretKey, randomBytes, type KeyObject } from 'node:crypto';
 import {
   assertServerId,
   CancelledError,
@@ -15,11 +15,6 @@ import {
   assertEnvelopeShape,
   chunkAssociatedData,
   chunkNonce,
-  importChunkKey,
-  objectIdAsync,
-  openEnvelopeAsync,
-  sealEnvelopeAsync,
-  type ChunkKey,
   DATA_KEY_BYTES,
   ENVELOPE_OVERHEAD,
   ENVELOPE_VERSION,
@@ -95,9 +90,7 @@ export class CryptoEngine {
   private previousKeys: VaultKey[];
   private readonly cacheSize: number;
   // Map iteration order is insertion order: re-inserting on hit makes the first key the least recently used.
-  private readonly dataKeys = new Map<string, ChunkKey>();
-  /** Bumped by setKeys: a data key unwrapped before a keyring change is not cached after it. */
-  private keysEpoch = 0;
+  private readonly dataKeys = new Map<string, KeyObject>();
 
   constructor(components: CryptoEngineComponents, options: CryptoEngineOptions = {}) {
     this.vaultKey = components.vaultKey;
@@ -131,10 +124,9 @@ export class CryptoEngine {
     if (plaintext.length > MAX_SEAL_CHUNK_BYTES) {
       throw new InvalidArgumentError(`chunk plaintext of ${plaintext.length} bytes exceeds ${MAX_SEAL_CHUNK_BYTES}`);
     }
-    const key = await this.unwrap(wrappedKey, context.folder);
-    // AES-GCM and SHA-256 in the thread pool (WebCrypto): the event loop stays free for the transport.
-    const ciphertext = await sealEnvelopeAsync(key, chunkAssociatedData(context), plaintext, chunkNonce(context.index));
-    return { ciphertext, id: await objectIdAsync(ciphertext) };
+    const key = this.unwrap(wrappedKey, context.folder);
+    const ciphertext = sealEnvelope(key, chunkAssociatedData(context), plaintext, chunkNonce(context.index));
+    return { ciphertext, id: objectId(ciphertext) };
   }
 
   /** Decrypts one chunk sealed by sealChunk with the same data key and context. */
@@ -143,8 +135,8 @@ export class CryptoEngine {
     assertChunkContext(context);
     assertWrappedKey(wrappedKey);
     assertEnvelopeShape(ciphertext, 'chunk', MAX_CHUNK_ENVELOPE_BYTES);
-    const key = await this.unwrap(wrappedKey, context.folder);
-    return openEnvelopeAsync(key, chunkAssociatedData(context), ciphertext, 'chunk');
+    const key = this.unwrap(wrappedKey, context.folder);
+    return openEnvelope(key, chunkAssociatedData(context), ciphertext, 'chunk');
   }
 
   /** Encrypts a manifest (at most MAX_MANIFEST_PLAINTEXT_BYTES) for `folder` under the manifest key. */
@@ -194,7 +186,6 @@ export class CryptoEngine {
   setKeys(components: CryptoEngineComponents): void {
     this.vaultKey = components.vaultKey;
     this.previousKeys = components.previousKeys ?? [];
-    this.keysEpoch++;
     this.dataKeys.clear();
   }
 
@@ -239,7 +230,7 @@ export class CryptoEngine {
   }
 
   /** Unwraps a data key (DataLossError if it was not wrapped by this vault key for this folder). */
-  private async unwrap(wrappedKey: Uint8Array, folder: string): Promise<ChunkKey> {
+  private unwrap(wrappedKey: Uint8Array, folder: string): KeyObject {
     // The folder is part of the cache key: a hit must imply the same authenticated (key, folder) pair,
     // or a cached key would open for a folder it was never wrapped for.
     const cacheKey = createHash('sha256').update(folder, 'utf8').update(Buffer.from([0])).update(wrappedKey).digest('hex');
@@ -249,16 +240,10 @@ export class CryptoEngine {
       this.dataKeys.set(cacheKey, hit);
       return hit;
     }
-    const epoch = this.keysEpoch;
     const raw = this.unwrapRaw(wrappedKey, folder);
-    let key: ChunkKey;
-    try {
-      key = await importChunkKey(raw);
-    } finally {
-      raw.fill(0);
-    }
-    // The import is asynchronous: a retirement meanwhile must not find this key cached afterwards.
-    if (this.cacheSize > 0 && epoch === this.keysEpoch) {
+    const key = createSecretKey(raw);
+    raw.fill(0);
+    if (this.cacheSize > 0) {
       this.dataKeys.set(cacheKey, key);
       if (this.dataKeys.size > this.cacheSize) this.dataKeys.delete(this.dataKeys.keys().next().value as string);
     }

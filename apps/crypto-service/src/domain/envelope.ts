@@ -14,14 +14,8 @@
  * - wrapped data keys and manifests: 12 random bytes under the long-lived HKDF sub-keys, one seal per file
  *   version each; NIST SP 800-38D's 2^32 random-nonce limit per key is billions of versions away.
  * The format is frozen: golden vectors in envelope.vectors.spec.ts.
- *
- * Two implementations of the same format: the synchronous one (node:crypto Cipheriv, on the calling
- * thread) for keys and manifests, and the WebCrypto one (sealEnvelopeAsync / openEnvelopeAsync /
- * objectIdAsync) for chunks: Node runs `crypto.subtle` jobs in the libuv thread pool, so the crypto-service
- * seals and opens several chunks at once on other cores while its event loop keeps moving gRPC frames.
- * The golden vectors check both produce and open the same bytes.
  */
-import { createCipheriv, createDecipheriv, createHash, randomFillSync, webcrypto, type KeyObject } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, randomFillSync, type KeyObject } from 'node:crypto';
 import { DataLossError, InvalidArgumentError } from '@distri-vault/shared';
 
 /** The version byte of chunks and wrapped data keys (and of manifests written before padding). */
@@ -179,51 +173,4 @@ export function openEnvelope(key: KeyObject, ad: Uint8Array, envelope: Uint8Arra
 /** Lowercase hex SHA-256 of `bytes`: the ID of a chunk or manifest envelope. */
 export function objectId(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
-}
-
-/** A data key as WebCrypto holds it (AES-GCM, encrypt and decrypt, not extractable). */
-export type ChunkKey = webcrypto.CryptoKey;
-
-/** Imports a raw 32-byte data key for sealEnvelopeAsync / openEnvelopeAsync (the caller zero-fills `raw`). */
-export function importChunkKey(raw: Uint8Array): Promise<ChunkKey> {
-  return webcrypto.subtle.importKey('raw', raw, { name: 'AES-GCM' }, false, ['encrypt', 'decrypt']);
-}
-
-/**
- * sealEnvelope in the thread pool: the same bytes for the same key, associated data and nonce. The
- * nonce is required (chunks use chunkNonce).
- */
-export async function sealEnvelopeAsync(key: ChunkKey, ad: Uint8Array, plaintext: Uint8Array, nonce: Uint8Array, version = ENVELOPE_VERSION): Promise<Buffer> {
-  if (nonce.length !== NONCE_BYTES) throw new RangeError(`nonce must be ${NONCE_BYTES} bytes`);
-  // WebCrypto returns ciphertext | tag, the tail of the envelope.
-  const sealed = await webcrypto.subtle.encrypt({ name: 'AES-GCM', iv: nonce, additionalData: ad, tagLength: TAG_BYTES * 8 }, key, plaintext);
-  const out = Buffer.allocUnsafe(1 + NONCE_BYTES + sealed.byteLength);
-  out[0] = version;
-  out.set(nonce, 1);
-  out.set(new Uint8Array(sealed), 1 + NONCE_BYTES);
-  return out;
-}
-
-/**
- * openEnvelope in the thread pool. InvalidArgumentError for a malformed envelope; DataLossError when
- * authentication fails (WebCrypto releases no plaintext then).
- */
-export async function openEnvelopeAsync(key: ChunkKey, ad: Uint8Array, envelope: Uint8Array, what = 'envelope', maxBytes = Number.MAX_SAFE_INTEGER, version = ENVELOPE_VERSION): Promise<Buffer> {
-  assertEnvelopeShape(envelope, what, maxBytes, version);
-  let plain: ArrayBuffer;
-  try {
-    plain = await webcrypto.subtle.decrypt(
-      { name: 'AES-GCM', iv: envelope.subarray(1, 1 + NONCE_BYTES), additionalData: ad, tagLength: TAG_BYTES * 8 },
-      key,
-      envelope.subarray(1 + NONCE_BYTES),
-    );
-  } catch {
-    throw new DataLossError(`${what}: authentication failed (tampered, wrong key or wrong context)`);
-  }
-  return Buffer.from(plain);
-}
-
-/** objectId in the thread pool. */
-export async function objectIdAsync(bytes: Uint8Array): Promise<string> {
-  return Buffer.from(await webcrypto.subtle.digest('SHA-256', bytes)).toString('hex');
 }
