@@ -132,13 +132,44 @@ const client = new Svc(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), {
 });
 const call = (m, req) => new Promise((resolve, reject) => client[m](req, (err, res) => (err ? reject(err) : resolve(res))));
 const raw = (b) => b;
-const Echo = grpc.makeGenericClientConstructor({ echo: { path: '/bench.v1.Echo/Echo', requestStream: false, responseStream: false, requestSerialize: raw, requestDeserialize: raw, responseSerialize: raw, responseDeserialize: raw } }, 'Echo');
+const Echo = grpc.makeGenericClientConstructor(
+  {
+    echo: { path: '/bench.v1.Echo/Echo', requestStream: false, responseStream: false, requestSerialize: raw, requestDeserialize: raw, responseSerialize: raw, responseDeserialize: raw },
+    echoStream: { path: '/bench.v1.Echo/EchoStream', requestStream: true, responseStream: true, requestSerialize: raw, requestDeserialize: raw, responseSerialize: raw, responseDeserialize: raw },
+  },
+  'Echo',
+);
 const echoClient = new Echo(`127.0.0.1:${echo.port}`, grpc.credentials.createInsecure(), {
   'grpc.max_receive_message_length': 16 * MiB,
   'grpc.max_send_message_length': 16 * MiB,
   'grpc-node.flow_control_window': 16 * MiB,
 });
 const echoCall = (payload) => new Promise((resolve, reject) => echoClient.echo(payload, (err, res) => (err ? reject(err) : resolve(res))));
+
+/** `count` payloads echoed over one bidi stream, `inflight` outstanding at a time; MB/s. */
+function streamed(count, payload) {
+  const t0 = process.hrtime.bigint();
+  return new Promise((resolve, reject) => {
+    const call = echoClient.echoStream();
+    let sent = 0;
+    let received = 0;
+    const send = () => {
+      while (sent < count && sent - received < inflight) {
+        sent++;
+        call.write(payload);
+      }
+      if (sent === count) call.end();
+    };
+    call.on('data', (m) => {
+      if (m.length !== payload.length) return reject(new Error('short stream echo'));
+      received++;
+      send();
+    });
+    call.on('error', reject);
+    call.on('end', () => (received === count ? resolve((count * payload.length) / 1e6 / (Number(process.hrtime.bigint() - t0) / 1e9)) : reject(new Error(`stream echo ended after ${received}`))));
+    send();
+  });
+}
 
 /** Runs `count` operations with `inflight` in flight; returns MB/s over `bytes` total. */
 async function pumped(count, bytes, op) {
@@ -206,10 +237,11 @@ for (const chunkMiB of [1, 4]) {
       const res = await echoCall(plain);
       if (res.length !== size) throw new Error('short echo');
     });
-    row.runs.push({ inSeal, inOpen, svcSeal, svcOpen, echoMBps });
+    const streamEchoMBps = await streamed(count, plain);
+    row.runs.push({ inSeal, inOpen, svcSeal, svcOpen, echoMBps, streamEchoMBps });
   }
   const m = (k) => median(row.runs.map((x) => x[k]));
-  Object.assign(row, { inProcessSealMBps: m('inSeal'), inProcessOpenMBps: m('inOpen'), serviceSealMBps: m('svcSeal'), serviceOpenMBps: m('svcOpen'), echoMBps: m('echoMBps') });
+  Object.assign(row, { inProcessSealMBps: m('inSeal'), inProcessOpenMBps: m('inOpen'), serviceSealMBps: m('svcSeal'), serviceOpenMBps: m('svcOpen'), echoMBps: m('echoMBps'), streamEchoMBps: m('streamEchoMBps') });
   row.sealOfEcho = row.serviceSealMBps / row.echoMBps;
   row.openOfEcho = row.serviceOpenMBps / row.echoMBps;
   row.sealRatio = row.serviceSealMBps / row.inProcessSealMBps;
@@ -228,10 +260,10 @@ rmSync(tmp, { recursive: true, force: true });
 const f = (x) => x.toFixed(0).padStart(6);
 console.log(`crypto bench: ${totalBytes / MiB} MiB per case, ${inflight} calls in flight, median of ${runs} runs (MB/s)`);
 const pct = (x) => `${(100 * x).toFixed(0).padStart(4)}%`;
-console.log('chunk   in-proc seal  service seal  ratio | in-proc open  service open  ratio | echo (ceiling)  seal/echo  open/echo');
+console.log('chunk   in-proc seal  service seal  ratio | in-proc open  service open  ratio | echo (ceiling)  seal/echo  open/echo | stream echo');
 for (const r of results) {
   console.log(
-    `${String(r.chunkMiB).padStart(2)} MiB        ${f(r.inProcessSealMBps)}        ${f(r.serviceSealMBps)}  ${pct(r.sealRatio)} |        ${f(r.inProcessOpenMBps)}        ${f(r.serviceOpenMBps)}  ${pct(r.openRatio)} |         ${f(r.echoMBps)}      ${pct(r.sealOfEcho)}      ${pct(r.openOfEcho)}`,
+    `${String(r.chunkMiB).padStart(2)} MiB        ${f(r.inProcessSealMBps)}        ${f(r.serviceSealMBps)}  ${pct(r.sealRatio)} |        ${f(r.inProcessOpenMBps)}        ${f(r.serviceOpenMBps)}  ${pct(r.openRatio)} |         ${f(r.echoMBps)}      ${pct(r.sealOfEcho)}      ${pct(r.openOfEcho)} |      ${f(r.streamEchoMBps)}`,
   );
 }
 const reachable = results.every((r) => r.echoMBps >= 0.5 * Math.min(r.inProcessSealMBps, r.inProcessOpenMBps));
