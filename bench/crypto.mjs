@@ -14,7 +14,7 @@
 // (GLIBC_TUNABLES, see TOOLCHAIN): this process re-executes itself with it when it is not set.
 import { spawn, execFileSync, spawnSync } from 'node:child_process';
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -146,6 +146,22 @@ const echoClient = new Echo(`127.0.0.1:${echo.port}`, grpc.credentials.createIns
 });
 const echoCall = (payload) => new Promise((resolve, reject) => echoClient.echo(payload, (err, res) => (err ? reject(err) : resolve(res))));
 
+/** CPU seconds (user + system) a child process has used so far (Linux /proc; clock ticks of 1/100 s). */
+function childCpu(child) {
+  const fields = readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** Runs `run` (resolving MB/s over `bytes`) and adds the CPU seconds per GB of `server` and of this process. */
+async function withCpu(server, bytes, run) {
+  const s0 = childCpu(server.child);
+  const c0 = process.cpuUsage();
+  const mbps = await run();
+  const c = process.cpuUsage(c0);
+  const gb = bytes / 1e9;
+  return { mbps, serverCpu: (childCpu(server.child) - s0) / gb, clientCpu: (c.user + c.system) / 1e6 / gb };
+}
+
 /** `count` payloads echoed over one bidi stream, `inflight` outstanding at a time; MB/s. */
 function streamed(count, payload) {
   const t0 = process.hrtime.bigint();
@@ -219,29 +235,45 @@ for (const chunkMiB of [1, 4]) {
     // Through the service: SealChunk / OpenChunk unary calls.
     let remote;
     let checked = false;
-    const svcSeal = await pumped(count, count * size, async (i) => {
+    const svcSeal = await withCpu(service, count * size, () => pumped(count, count * size, async (i) => {
       const res = await call('sealChunk', { wrappedKey, context: ctx(i % 1024), payload: plain });
       if (res.payload.length !== size + 29) throw new Error('short envelope');
       if (i === 0) remote = { ct: Buffer.from(res.payload), ctx: ctx(0) };
-    });
-    const svcOpen = await pumped(count, count * size, async () => {
+    }));
+    const svcOpen = await withCpu(service, count * size, () => pumped(count, count * size, async () => {
       const res = await call('openChunk', { wrappedKey, context: remote.ctx, payload: remote.ct });
       if (res.payload.length !== size) throw new Error('short plaintext');
       if (!checked) {
         if (!res.payload.equals(plain)) throw new Error('OpenChunk returned other bytes');
         checked = true;
       }
-    });
+    }));
     // The transport alone: the same payload there and back, nothing done with it.
-    const echoMBps = await pumped(count, count * size, async () => {
+    const echoed = await withCpu(echo, count * size, () => pumped(count, count * size, async () => {
       const res = await echoCall(plain);
       if (res.length !== size) throw new Error('short echo');
-    });
+    }));
     const streamEchoMBps = await streamed(count, plain);
-    row.runs.push({ inSeal, inOpen, svcSeal, svcOpen, echoMBps, streamEchoMBps });
+    row.runs.push({
+      inSeal,
+      inOpen,
+      svcSeal: svcSeal.mbps,
+      svcOpen: svcOpen.mbps,
+      echoMBps: echoed.mbps,
+      streamEchoMBps,
+      sealServerCpu: svcSeal.serverCpu,
+      sealClientCpu: svcSeal.clientCpu,
+      openServerCpu: svcOpen.serverCpu,
+      openClientCpu: svcOpen.clientCpu,
+      echoServerCpu: echoed.serverCpu,
+      echoClientCpu: echoed.clientCpu,
+    });
   }
   const m = (k) => median(row.runs.map((x) => x[k]));
   Object.assign(row, { inProcessSealMBps: m('inSeal'), inProcessOpenMBps: m('inOpen'), serviceSealMBps: m('svcSeal'), serviceOpenMBps: m('svcOpen'), echoMBps: m('echoMBps'), streamEchoMBps: m('streamEchoMBps') });
+  // CPU seconds per GB of plaintext, server process and this (client) process: less sensitive to other
+  // work on the machine than MB/s.
+  row.cpuSecondsPerGB = Object.fromEntries(['sealServerCpu', 'sealClientCpu', 'openServerCpu', 'openClientCpu', 'echoServerCpu', 'echoClientCpu'].map((k) => [k.replace('Cpu', ''), +m(k).toFixed(2)]));
   row.sealOfEcho = row.serviceSealMBps / row.echoMBps;
   row.openOfEcho = row.serviceOpenMBps / row.echoMBps;
   row.sealRatio = row.serviceSealMBps / row.inProcessSealMBps;
@@ -265,6 +297,11 @@ for (const r of results) {
   console.log(
     `${String(r.chunkMiB).padStart(2)} MiB        ${f(r.inProcessSealMBps)}        ${f(r.serviceSealMBps)}  ${pct(r.sealRatio)} |        ${f(r.inProcessOpenMBps)}        ${f(r.serviceOpenMBps)}  ${pct(r.openRatio)} |         ${f(r.echoMBps)}      ${pct(r.sealOfEcho)}      ${pct(r.openOfEcho)} |      ${f(r.streamEchoMBps)}`,
   );
+}
+console.log('CPU-s per GB  service seal (server+client)  service open (server+client)  echo (server+client)');
+for (const r of results) {
+  const c = r.cpuSecondsPerGB;
+  console.log(`${String(r.chunkMiB).padStart(2)} MiB           ${c.sealServer.toFixed(2)} + ${c.sealClient.toFixed(2)}                  ${c.openServer.toFixed(2)} + ${c.openClient.toFixed(2)}            ${c.echoServer.toFixed(2)} + ${c.echoClient.toFixed(2)}`);
 }
 const reachable = results.every((r) => r.echoMBps >= 0.5 * Math.min(r.inProcessSealMBps, r.inProcessOpenMBps));
 console.log(`transport ceiling (echo) ${reachable ? 'allows' : 'is below'} 50% of in-process for every case`);
