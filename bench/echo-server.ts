@@ -1,9 +1,10 @@
 /**
  * The transport ceiling of bench/crypto.mjs: a gRPC server built exactly like the crypto-service's
- * (startGrpcServer: the project's server options, raised receive window, health and reflection) whose one
- * unary method answers each request with its own bytes. A 1 MiB echo moves what a SealChunk call moves
- * (the payload in, about the payload back) with no work in between, so the service can at best reach its
- * throughput. EchoStream does the same over one bidi stream (does a streaming API pay?). Bundled and started by the bench (esbuild, tsconfig paths); prints the same `listening` line.
+ * (startGrpcServer: the project's server options, raised receive window, health and reflection).
+ * Echo answers each unary request with its own bytes: a 1 MiB echo moves what a SealChunk call moves (the
+ * payload in, about the payload back) with no work in between, so the service can at best reach its
+ * throughput. EchoStream does the same over one bidi stream (would a streaming crypto API pay?).
+ * Bundled and started by the bench (esbuild, tsconfig paths); prints the same `listening` line.
  */
 import type * as grpc from '@grpc/grpc-js';
 import { announceListening, createLogger, onShutdown, startGrpcServer } from '@distri-vault/shared';
