@@ -11,7 +11,8 @@
 // measure instead of dist/apps/crypto-service/main.js, for A/B runs). Builds the crypto-service first if
 // dist/ lacks it.
 // Every process of the run (this one, the service, the echo server) uses the project's malloc setting
-// (GLIBC_TUNABLES, see TOOLCHAIN): this process re-executes itself with it when it is not set.
+// (GLIBC_TUNABLES, see TOOLCHAIN): this process re-executes itself with it when it is not set. The service
+// and the echo server run with the project's V8 flags (VAULT_V8_FLAGS replaces them, as in tools/network.cjs).
 import { spawn, execFileSync, spawnSync } from 'node:child_process';
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -55,9 +56,13 @@ await (await import('esbuild')).build({
   nodePaths: [join(repo, 'node_modules')],
 });
 
+// The V8 flags every app process runs with (tools/network.cjs, the Dockerfile's ENTRYPOINT); VAULT_V8_FLAGS
+// (space-separated) replaces them, as there.
+const V8_FLAGS = process.env.VAULT_V8_FLAGS !== undefined ? process.env.VAULT_V8_FLAGS.split(' ').filter(Boolean) : ['--single-threaded-gc', '--max-semi-space-size=2'];
+
 /** Starts `js` with `env`; resolves with the child and the port of its `listening` line. */
 async function startServer(js, env) {
-  const child = spawn(process.execPath, [js], { cwd: repo, env: { PATH: process.env.PATH, LOG_LEVEL: 'warn', GLIBC_TUNABLES: TUNABLES, NODE_PATH: join(repo, 'node_modules'), ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...V8_FLAGS, js], { cwd: repo, env: { PATH: process.env.PATH, LOG_LEVEL: 'warn', GLIBC_TUNABLES: TUNABLES, NODE_PATH: join(repo, 'node_modules'), ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
   const port = await new Promise((resolve, reject) => {
     createInterface({ input: child.stdout }).on('line', (l) => {
       try {
