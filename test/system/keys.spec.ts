@@ -5,6 +5,9 @@
  * shred, no longer open after it (DATA_LOSS), though the peer still holds every byte. Live files read
  * back identical. Then the owner loses its data and keys, keeps its identity, imports the NEW recovery
  * key and gets every live file back from its peers; the old recovery key would open nothing.
+ * Replay: the recovery is offered every superseded and shredded manifest the peers still hold, plus
+ * manifests of another folder and of another node planted in the owner's folder on a peer: it fetches
+ * them (valid objects) and indexes none; the shredded file does not come back.
  */
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -13,6 +16,8 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { callUnary, createClient } from '@distri-vault/shared';
 import { CryptoServiceClient } from '@distri-vault/shared/generated/vault/crypto/v1/crypto';
+import { StorageServiceClient } from '@distri-vault/shared/generated/vault/storage/v1/storage';
+import { ObjectKind } from '@distri-vault/shared/generated/vault/common/v1/object';
 import { eventually, putSeeded, request, seededSha, setBearerToken, walk } from '../helpers';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -179,6 +184,29 @@ describe('crypto-shredding and key rotation across real processes', () => {
       return counts.every((c: number) => c === counts[0]);
     }, 30000, 'manifest copies on every peer');
     const recovery = (await run(CRYPTO_MAIN, ['export-recovery-key'], { CRYPTO_KEY_DIR: owner.keysDir })).stdout.trim();
+    // Planted on a peer, in the owner's folder: a manifest naming a file, sealed by the owner's own
+    // crypto-service for another folder (node 2's), and one sealed by node 2's crypto-service (another vault key).
+    const planted = Buffer.from(JSON.stringify({ format: 1, path: 'planted.txt', version: 1, deleted: false, size: 0, sha256: '', createdUnixMs: 1, fileId: '', wrappedKey: '', chunks: [] }));
+    const node2Id = (await request(`${base}/v1/nodes`, 'GET')).json.nodes.map((n: any) => n.serverId).find((id: string) => id !== ownerId);
+    const crypto2 = createClient(CryptoServiceClient, net.nodes[1].cryptoAddress);
+    const storage3 = createClient(StorageServiceClient, net.nodes[2].storageAddress);
+    const plantedIds: string[] = [];
+    try {
+      for (const sealed of [await callUnary(crypto, crypto.sealManifest, { folder: node2Id, plaintext: planted }), await callUnary(crypto2, crypto2.sealManifest, { folder: node2Id, plaintext: planted })]) {
+        expect((await status(crypto, crypto.openManifest, { folder: ownerId, ciphertext: sealed.ciphertext })).code).toBe(grpc.status.DATA_LOSS);
+        await callUnary(storage3, storage3.putObject, { folder: ownerId, kind: ObjectKind.OBJECT_KIND_MANIFEST, id: sealed.id, data: sealed.ciphertext });
+        plantedIds.push(sealed.id);
+      }
+    } finally {
+      crypto2.close();
+      storage3.close();
+    }
+    // Manifests on the peers that the current key does not open: superseded, shredded, planted.
+    let stale = 0;
+    for (const file of await walk(join(net.nodes[2].dataDir, ownerId, 'manifests'))) {
+      if ((await status(crypto, crypto.openManifest, { folder: ownerId, ciphertext: await readFile(file) })).code === grpc.status.DATA_LOSS) stale++;
+    }
+    expect(stale).toBeGreaterThanOrEqual(2 + 2 + live.length); // planted 2, secret v1 and v2, each live file's original
     crypto.close();
     await owner.kill();
     await rm(owner.dataDir, { recursive: true, force: true });
@@ -200,9 +228,15 @@ describe('crypto-shredding and key rotation across real processes', () => {
       const get = await request(`${base}/v1/files/${f.path}`, 'GET');
       expect([f.path, get.status, get.sha256]).toEqual([f.path, 200, f.sha]);
     }
+    // Replayed, not reinstated: the planted manifests were fetched onto the owner's disk, and nothing names them or the shredded file.
+    const ownerManifests = (await walk(join(owner.dataDir, ownerId, 'manifests'))).map((f) => f.split('/').pop());
+    for (const id of plantedIds) expect(ownerManifests).toContain(id);
+    expect((await request(`${base}/v1/versions/${SECRET}`, 'GET')).status).toBe(404);
+    expect((await request(`${base}/v1/files/planted.txt`, 'GET')).status).toBe(404);
     // Superseded and shredded manifests were skipped quietly: no per-manifest warning in the node's log.
     const nodeLines = logs.filter(([proc]) => proc.startsWith('node1/')).map(([, l]) => l);
     expect(nodeLines.filter((l) => l.includes('manifest skipped'))).toEqual([]);
-    expect(nodeLines.some((l) => l.includes('retired or unknown vault key skipped'))).toBe(true);
+    const skippedCounts = nodeLines.filter((l) => l.includes('retired or unknown vault key skipped')).map((l) => JSON.parse(l).manifests as number);
+    expect(Math.max(0, ...skippedCounts)).toBeGreaterThanOrEqual(stale);
   });
 });

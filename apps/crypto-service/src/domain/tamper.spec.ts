@@ -3,7 +3,9 @@
  * last = i === n - 1) gets DATA_LOSS, and never any plaintext, for every way a peer could alter what it
  * stores: flipped bits in header, nonce, ciphertext or tag; chunks swapped between two files or two
  * versions of one file; reordered chunks; a dropped last chunk; a data key or manifest moved to another
- * folder or opened by another node's vault key.
+ * folder or opened by another node's vault key. Replay of an old manifest (sealed under a key retired since,
+ * of another folder or node) is in ../grpc/crypto.grpc.spec.ts, at the service, and in the node's
+ * apps/peer-node/src/domain/vault-replay.spec.ts.
  */
 import { join } from 'node:path';
 import { DataLossError } from '@distri-vault/shared';

@@ -263,3 +263,87 @@ describe('CryptoService RewrapDataKey over gRPC (rotation)', () => {
     expect((await rawCall(client, client.rotateVaultKey, {})).code).toBe(grpc.status.FAILED_PRECONDITION);
   });
 });
+
+/**
+ * The tamper suite's "replay an old manifest", at the service: every case answers DATA_LOSS and no
+ * plaintext. (a) a manifest, and the data key it carries, sealed before a rotation and its retirement
+ * (superseded by the rotation's replacement, or shredded); (b) a manifest of another folder, or of
+ * another node, offered as this folder's. (c), an older version where a newer one is expected, is the
+ * node's business (objects are asked for by ID and hash-checked): apps/peer-node/src/domain/vault-replay.spec.ts.
+ */
+describe('CryptoService: replay of an old manifest (tamper suite)', () => {
+  let dir: string;
+  let srv: RunningServer;
+  let client: CryptoServiceClient;
+
+  afterEach(async () => {
+    client?.close();
+    await srv?.close();
+    await removeTempDir(dir);
+  });
+
+  const LOSS = grpc.status.DATA_LOSS;
+  /** DATA_LOSS and no response (so no plaintext). */
+  const lost = async (p: Promise<{ code: number; res?: unknown }>) => {
+    const r = await p;
+    expect([r.code, r.res]).toEqual([LOSS, undefined]);
+  };
+
+  it('answers DATA_LOSS, with no plaintext, for manifests and data keys sealed before a retired key, and for manifests of another folder or node', async () => {
+    dir = await makeTempDir();
+    const ring = await loadKeyring(`${dir}/node`);
+    const engine = new CryptoEngine({ vaultKey: ring.current.key });
+    srv = await startGrpcServer({
+      host: '127.0.0.1',
+      port: 0,
+      log,
+      services: [{ name: CRYPTO_SERVICE_NAME, definition: CryptoServiceService, implementation: cryptoServiceImpl(engine, log, new KeyringManager({ engine }, { dir: `${dir}/node` })) }],
+    });
+    client = createClient(CryptoServiceClient, `127.0.0.1:${srv.port}`);
+    const stranger = new CryptoEngine({ vaultKey: (await loadOrCreateVaultKey(`${dir}/stranger`)).key });
+    const ctx = { folder: FOLDER_A, fileId: seededBytes('replay', 16), index: 0, last: true };
+    const manifestText = Buffer.from('{"path":"replayed.txt","version":1}');
+
+    // Generation 0: a version's data key, one chunk, its manifest.
+    const { wrappedKey: oldKey } = await callUnary(client, client.createDataKey, { folder: FOLDER_A });
+    const chunk = await callUnary(client, client.sealChunk, { wrappedKey: oldKey, context: ctx, plaintext: Buffer.from('chunk of v1') });
+    const oldManifest = (await callUnary(client, client.sealManifest, { folder: FOLDER_A, plaintext: manifestText })).ciphertext;
+
+    // (b) Of another folder (same key) or another node (its key, its folder or this one): never, rotation or not.
+    const otherFolder = (await callUnary(client, client.sealManifest, { folder: FOLDER_B, plaintext: manifestText })).ciphertext;
+    const otherNode = (await stranger.sealManifest(FOLDER_B, manifestText)).ciphertext;
+    const forged = (await stranger.sealManifest(FOLDER_A, manifestText)).ciphertext;
+    const strangerKey = await stranger.createDataKey(FOLDER_A);
+    const foreignCases = async () => {
+      await lost(rawCall(client, client.openManifest, { folder: FOLDER_A, ciphertext: otherFolder }));
+      await lost(rawCall(client, client.openManifest, { folder: FOLDER_A, ciphertext: otherNode }));
+      await lost(rawCall(client, client.openManifest, { folder: FOLDER_B, ciphertext: otherNode }));
+      await lost(rawCall(client, client.openManifest, { folder: FOLDER_A, ciphertext: forged }));
+      await lost(rawCall(client, client.openManifest, { folder: FOLDER_B, ciphertext: oldManifest }));
+      await lost(rawCall(client, client.rewrapDataKey, { folder: FOLDER_A, wrappedKey: strangerKey }));
+      await lost(rawCall(client, client.rewrapDataKey, { folder: FOLDER_B, wrappedKey: oldKey }));
+    };
+    await foreignCases();
+
+    // Rotation: the replacement carries the same data key re-wrapped, sealed under the new key.
+    const rot = await callUnary(client, client.rotateVaultKey, {});
+    const { wrappedKey: newKey } = await callUnary(client, client.rewrapDataKey, { folder: FOLDER_A, wrappedKey: oldKey });
+    const replacement = (await callUnary(client, client.sealManifest, { folder: FOLDER_A, plaintext: manifestText })).ciphertext;
+    // Until the retire, the superseded manifest still opens (the node prefers the replacement by generation).
+    expect((await rawCall(client, client.openManifest, { folder: FOLDER_A, ciphertext: oldManifest })).code).toBe(grpc.status.OK);
+    expect((await callUnary(client, client.retireVaultKey, { fingerprint: rot.previousFingerprint })).previousFingerprints).toEqual([]);
+
+    // (a) After it: the superseded manifest, and the data key it carries, open nothing and seal nothing.
+    await lost(rawCall(client, client.openManifest, { folder: FOLDER_A, ciphertext: oldManifest }));
+    await lost(rawCall(client, client.openChunk, { wrappedKey: oldKey, context: ctx, ciphertext: chunk.ciphertext }));
+    await lost(rawCall(client, client.sealChunk, { wrappedKey: oldKey, context: { ...ctx, index: 1 }, plaintext: Buffer.from('x') }));
+    await lost(rawCall(client, client.rewrapDataKey, { folder: FOLDER_A, wrappedKey: oldKey }));
+    await foreignCases();
+    // The replacement and the re-wrapped key are the only way in (positive control).
+    expect((await callUnary(client, client.openManifest, { folder: FOLDER_A, ciphertext: replacement })).plaintext.equals(manifestText)).toBe(true);
+    expect((await callUnary(client, client.openChunk, { wrappedKey: newKey, context: ctx, ciphertext: chunk.ciphertext })).plaintext.toString()).toBe('chunk of v1');
+    // A process restarted on the same key directory agrees (the retirement is on disk).
+    const restarted = new CryptoEngine({ vaultKey: (await loadKeyring(`${dir}/node`)).current.key });
+    await expect(restarted.openManifest(FOLDER_A, oldManifest)).rejects.toBeInstanceOf(DataLossError);
+  });
+});

@@ -195,11 +195,33 @@ export interface RotationReport {
   manifestsRewritten: number;
   /** Versions left behind (removed from their history before the rotation): unreadable for good now. */
   versionsShredded: number;
+  /**
+   * What the rotation left on disks as unreadable garbage (here and on every peer holding a copy; no
+   * garbage collection yet, see apps/crypto-service/README.md): the manifests it replaced and the shredded
+   * versions' manifests, and the chunks only shredded versions referenced, with their ciphertext bytes.
+   */
+  garbage: { manifests: number; chunks: number; chunkBytes: number };
   /** Wall time. */
   durationMs: number;
   /** What the owner must do now. */
   notice: string;
 }
+
+/**
+ * The chunks a rotation leaves unreadable: referenced by a removed (shredded) version and by no kept one
+ * (a restored version shares its chunks with the version it restored). Bytes are ciphertext bytes.
+ */
+export function garbageOf(kept: IndexedVersion[], removed: IndexedVersion[]): { chunks: number; chunkBytes: number } {
+  const live = new Set(kept.flatMap((v) => v.manifest.chunks.map((c) => c.id)));
+  const dead = new Map<string, number>();
+  for (const v of removed) for (const c of v.manifest.chunks) if (!live.has(c.id)) dead.set(c.id, c.size + ENVELOPE_OVERHEAD_BYTES);
+  let chunkBytes = 0;
+  for (const b of dead.values()) chunkBytes += b;
+  return { chunks: dead.size, chunkBytes };
+}
+
+/** Bytes a chunk envelope adds to its plaintext (version byte, nonce, tag: crypto-service envelope.ts). */
+const ENVELOPE_OVERHEAD_BYTES = 29;
 
 /** Told to the owner after every rotation. */
 export const ROTATION_NOTICE =
@@ -650,6 +672,7 @@ export class Vault {
     const epoch = this.keyEpoch;
     this.log.info({ fingerprint: rotated.keyFingerprint, previous: rotated.previousFingerprint }, 'vault key rotated; re-wrapping kept versions');
     const { kept, removed } = this.index.keptAndRemoved();
+    const garbage = garbageOf(kept, removed);
     let rewritten = 0;
     const pending = new Set<ReplicationHandle>();
     const window = new Window(this.o.window);
@@ -683,6 +706,7 @@ export class Vault {
       retiredFingerprints: retired,
       manifestsRewritten: rewritten,
       versionsShredded: removed.length,
+      garbage: { manifests: rewritten + removed.length, chunks: garbage.chunks, chunkBytes: garbage.chunkBytes },
       durationMs: Date.now() - started,
       notice: ROTATION_NOTICE,
     };
