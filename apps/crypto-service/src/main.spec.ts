@@ -227,8 +227,19 @@ describe('crypto-service process', () => {
     }
     expect(await stop(b.p)).toBe(0);
 
-    expect((await run(['retire-vault-key', 'nothex'])).code).toBe(1);
-    const ret = await run(['retire-vault-key', oldFp]);
+    expect((await run(['retire-vault-key', 'nothex', '--shred'])).code).toBe(1);
+    // Without --shred the offline retire refuses and changes nothing (it cannot re-wrap).
+    const refused = await run(['retire-vault-key', oldFp]);
+    expect([refused.code, refused.stderr]).toEqual([1, expect.stringMatching(/without --shred.*unreadable/)]);
+    const still = await serve();
+    try {
+      const plain = await callUnary(still.client, still.client.openChunk, { wrappedKey, context, ciphertext: sealed.ciphertext });
+      expect(plain.plaintext.length).toBeGreaterThan(0);
+    } finally {
+      still.client.close();
+    }
+    expect(await stop(still.p)).toBe(0);
+    const ret = await run(['retire-vault-key', oldFp, '--shred']);
     expect([ret.code, ret.stdout.includes(`vault key ${oldFp} retired`)]).toEqual([0, true]);
     const c = await serve();
     try {

@@ -5,7 +5,7 @@
  *   main.js export-recovery-key    prints the vault key as a printable recovery key on stdout
  *   main.js import-recovery-key    reads a recovery key on stdin and writes the key file (never replaces one)
  *   main.js rotate-vault-key       makes a fresh vault key current, keeping the old one to open older data
- *   main.js retire-vault-key <fp>  deletes a previous vault key: what only it wrapped becomes unreadable
+ *   main.js retire-vault-key <fp> --shred  deletes a previous vault key: what only it wrapped becomes unreadable
  * The running service rotates and retires online too (RotateVaultKey / RetireVaultKey, see README.md).
  */
 import { promises as fs } from 'node:fs';
@@ -79,6 +79,14 @@ async function command(name: string): Promise<void> {
       );
     } else if (name === 'retire-vault-key') {
       const fp = process.argv[3] ?? '';
+      // Offline there is no re-wrap: everything only this key wraps, live files included, is lost with it.
+      if (!process.argv.includes('--shred')) {
+        throw new Error(
+          `refusing to retire ${fp || '(no fingerprint)'} offline without --shred: nothing is re-wrapped offline, so every file whose data ` +
+            `key only this key wraps becomes unreadable for good. To rotate and keep the files, use the online rotation ` +
+            `(distri-vault keys rotate / POST /v1/keys/rotate), which re-wraps every kept version before it retires the old key.`,
+        );
+      }
       await retireVaultKey(config.CRYPTO_KEY_DIR, fp, { passphrase });
       process.stdout.write(`vault key ${fp} retired: what only it wrapped is unreadable for good. Restart the crypto-service.\n`);
     } else {
@@ -95,6 +103,6 @@ const cmd = process.argv[2];
 if (cmd === undefined) void main();
 else if (['export-recovery-key', 'import-recovery-key', 'rotate-vault-key', 'retire-vault-key'].includes(cmd)) void command(cmd);
 else {
-  process.stderr.write(`unknown command ${cmd}; usage: main.js [export-recovery-key | import-recovery-key | rotate-vault-key | retire-vault-key <fingerprint>]\n`);
+  process.stderr.write(`unknown command ${cmd}; usage: main.js [export-recovery-key | import-recovery-key | rotate-vault-key | retire-vault-key <fingerprint> --shred]\n`);
   process.exitCode = 2;
 }
