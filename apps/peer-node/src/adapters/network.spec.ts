@@ -362,3 +362,45 @@ describe('a link whose path goes silent', () => {
     }
   }, 90_000);
 });
+
+describe('a peer that accepts TLS but never answers the handshake', () => {
+  it('is dialed again after the handshake step timeout, not left hanging until keepalive', async () => {
+    const mute = await peerNamed('mute');
+    let hellos = 0;
+    const open: grpc.ServerDuplexStream<HandshakeRequest, never>[] = [];
+    const srv = await startGrpcServer({
+      host: '127.0.0.1',
+      port: 0,
+      log,
+      services: [
+        {
+          name: 'vault.peer.v1.PeerService',
+          definition: PeerServiceService,
+          implementation: {
+            // Reads the Hello and says nothing: a frozen peer whose TLS still accepts.
+            handshake: (call: grpc.ServerDuplexStream<HandshakeRequest, never>) => {
+              open.push(call);
+              call.on('data', () => hellos++);
+              call.on('error', () => undefined);
+            },
+          },
+        },
+      ],
+      credentials: peerServerCredentials(mute.tls),
+    });
+    const peer = await peerNamed('dialer');
+    const net = new PeerNetwork({ serverId: peer.identity.serverId, heartbeatMs: HB, window: 4, auth: peer.keys, handshakeStepMs: 400 }, log);
+    net.advertiseAddress = '127.0.0.1:1';
+    try {
+      net.start([`127.0.0.1:${srv.port}`]);
+      // Each Hello waits 400 ms for a welcome, then the link drops the stream and dials again (backoff from
+      // 250 ms): three Hellos arrive within a few seconds; without the timeout there is one.
+      await until(() => hellos >= 3, 8_000, 'three handshake attempts');
+      expect(net.members().filter((m) => m.state === 'connected')).toEqual([]);
+    } finally {
+      net.stop();
+      for (const c of open) c.end();
+      await srv.close(100);
+    }
+  });
+});

@@ -35,6 +35,8 @@ export interface NetworkOptions {
   auth: LinkAuth;
   /** How long a peer call waits for an authenticated session before UNAVAILABLE (default 10 s). */
   sessionWaitMs?: number;
+  /** How long a peer has for each handshake answer before the link dials again (default 15 s). */
+  handshakeStepMs?: number;
   /** Silence after which a member is suspect; default 3 x heartbeatMs. */
   suspectAfterMs?: number;
   /** Silence after which a member is down; default max(15000, suspectAfterMs + heartbeatMs). */
@@ -105,6 +107,9 @@ export class PeerNetwork implements PeersPort, FolderSyncer, InventoryPort, Link
   }
   get sessionWaitMs(): number | undefined {
     return this.opts.sessionWaitMs;
+  }
+  get handshakeStepMs(): number | undefined {
+    return this.opts.handshakeStepMs;
   }
   get heartbeatMs(): number {
     return this.opts.heartbeatMs;

@@ -47,6 +47,8 @@ export interface LinkHost {
   readonly auth: LinkAuth;
   /** How long a call waits for the link's session before it fails UNAVAILABLE (default SESSION_WAIT_MS). */
   readonly sessionWaitMs?: number;
+  /** How long the peer has for each answer of the handshake, welcome then accepted (default HANDSHAKE_STEP_MS). */
+  readonly handshakeStepMs?: number;
 }
 
 /** What a link proves with. */
@@ -60,8 +62,12 @@ export interface LinkAuth {
 
 /** How long a call waits by default for the link's session before it fails UNAVAILABLE. */
 export const SESSION_WAIT_MS = 10_000;
-/** How long the peer has to answer a Proof with Accepted. */
-const ACCEPT_TIMEOUT_MS = 15_000;
+/**
+ * How long the peer has for each answer of the handshake: Welcome after our Hello, Accepted after our Proof.
+ * Past it the control stream is dropped and dialed again: a peer whose TLS accepted but whose process froze
+ * would otherwise hold the link until the HTTP/2 keepalive (~40 s).
+ */
+export const HANDSHAKE_STEP_MS = 15_000;
 /** Delay before dialing again a peer that failed authentication or refused ours. */
 const REFUSED_RETRY_MS = 30_000;
 
@@ -191,13 +197,24 @@ export class PeerLink {
     let refused = false;
     let welcomed = false;
     let beat: NodeJS.Timeout | undefined;
-    let acceptTimer: NodeJS.Timeout | undefined;
+    let stepTimer: NodeJS.Timeout | undefined;
+    /** (Re)starts the wait for the peer's next handshake answer. */
+    const awaitStep = (what: string) => {
+      if (stepTimer) clearTimeout(stepTimer);
+      stepTimer = setTimeout(() => {
+        // Still connecting (peer down, TLS not through): the call waits for the channel as before.
+        if (this.client.getChannel().getConnectivityState(false) !== grpc.connectivityState.READY) return awaitStep(what);
+        log.warn({ waitingFor: what }, 'peer did not answer the handshake in time; dialing again');
+        call.cancel();
+      }, this.host.handshakeStepMs ?? HANDSHAKE_STEP_MS);
+      stepTimer.unref();
+    };
     const finish = (why: string, err?: grpc.ServiceError) => {
       if (this.call !== call) return;
       this.call = undefined;
       this.setSession(undefined);
       if (beat) clearInterval(beat);
-      if (acceptTimer) clearTimeout(acceptTimer);
+      if (stepTimer) clearTimeout(stepTimer);
       if (this.state !== 'self') this.state = 'disconnected';
       if (welcomed) log.warn({ why, code: err?.code }, 'peer disconnected');
       let delay = this.backoffMs;
@@ -244,14 +261,10 @@ export class PeerLink {
       this.serverId = v.serverId;
       this.advertised = v.advertiseAddress;
       this.capabilities = v.capabilities;
-      acceptTimer = setTimeout(() => {
-        log.warn('peer did not accept our proof in time');
-        call.cancel();
-      }, ACCEPT_TIMEOUT_MS);
-      acceptTimer.unref();
+      awaitStep('accepted');
     };
     const onAccepted = (token: string) => {
-      if (acceptTimer) clearTimeout(acceptTimer);
+      if (stepTimer) clearTimeout(stepTimer);
       phase = 'open';
       welcomed = true;
       this.state = 'connected';
@@ -286,6 +299,7 @@ export class PeerLink {
     call.on('error', (err: grpc.ServiceError) => finish('error', err));
     call.on('end', () => finish('end'));
     call.write({ step: { $case: 'hello', value: hello } });
+    awaitStep('welcome');
   }
 
   /** Opens a StoreChunk stream for `folder`. */
