@@ -4,11 +4,13 @@
  * Each transfer has its own window (`NODE_WINDOW` chunks), but windows add up: with 32 clients a home
  * node's peer-node held ~200 MiB of live chunk buffers (heap snapshot under the load test: seal requests
  * and storage puts queued in grpc-js calls, chunks cut and waiting, read-ahead) and peaked at 450-550 MiB
- * RSS. A transfer takes its chunk's bytes from this budget before it starts working on the chunk and gives
- * them back when done; when the budget is spent, the next chunk waits (its upload stops reading the
- * client's stream, so backpressure reaches the client). Waiters are served in arrival order, so one busy
- * transfer cannot starve another, and a request larger than the whole budget is clamped to it (it then
- * runs alone rather than never).
+ * RSS. An upload takes its chunk's bytes from this budget before it starts working on the chunk and gives
+ * them back when the chunk is stored; when the budget is spent, the next chunk waits (the upload stops
+ * reading the client's stream, so backpressure reaches the client). A download reads ahead only with bytes
+ * it can take at once (`tryTake`) and gives them back when the chunk is opened, so a reader that stalls
+ * never holds budget others wait for. Waiters are served in arrival order, so one busy transfer cannot
+ * starve another, and a request larger than the whole budget is clamped to it (it then runs alone rather
+ * than never).
  */
 import { CancelledError } from '@distri-vault/shared';
 

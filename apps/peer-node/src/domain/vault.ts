@@ -775,40 +775,31 @@ export class Vault {
       if (plain.length !== ref.size) throw new DataLossError(`chunk ${i} of ${path} has ${plain.length} bytes, manifest says ${ref.size}`);
       return plain;
     };
-    const ahead: { plain: Promise<Buffer>; give: () => void }[] = [];
+    const ahead: Promise<Buffer>[] = [];
     let next = first;
     const hash = createHash('sha256');
-    // Read-ahead within the window and the node-wide budget: the next chunk waits for budget only when
-    // nothing is fetched ahead; otherwise read-ahead stops where the budget is spent.
-    const fill = async () => {
+    // Beyond the chunk the reader waits for, read ahead only while the node-wide budget has room. The budget
+    // covers fetching and opening a chunk and is given back once its plaintext is ready, not when the reader
+    // takes it: a reader that stalls keeps its own read-ahead (at most the window) but holds no budget that
+    // other transfers wait for.
+    const fill = () => {
       while (next < n && ahead.length < this.o.window) {
-        const cost = 2 * m.chunks[next]!.size;
-        const give = ahead.length ? this.budget.tryTake(cost) : await this.budget.take(cost, signal);
+        const give = ahead.length ? this.budget.tryTake(2 * m.chunks[next]!.size) : () => undefined;
         if (!give) return;
-        const plain = fetchPlain(next++);
-        plain.catch(() => undefined); // awaited in order below; this only silences early rejections
-        ahead.push({ plain, give });
+        const p = fetchPlain(next++).finally(give);
+        p.catch(() => undefined); // awaited in order below; this only silences early rejections
+        ahead.push(p);
       }
     };
-    try {
-      await fill();
-      while (ahead.length) {
-        const a = ahead.shift()!;
-        let plain: Buffer;
-        try {
-          plain = await a.plain;
-        } finally {
-          a.give();
-        }
-        await fill();
-        hash.update(plain);
-        if (skip > 0) {
-          yield plain.subarray(skip);
-          skip = 0;
-        } else yield plain;
-      }
-    } finally {
-      for (const a of ahead) a.give(); // a reader that stopped early (or a failure) gives back the read-ahead
+    fill();
+    while (ahead.length) {
+      const plain = await ahead.shift()!;
+      fill();
+      hash.update(plain);
+      if (skip > 0) {
+        yield plain.subarray(skip);
+        skip = 0;
+      } else yield plain;
     }
     if (offset === 0 && hash.digest('hex') !== m.sha256) throw new DataLossError(`${path} v${m.version}: plaintext digest mismatch`);
   }
