@@ -404,3 +404,29 @@ describe('a peer that accepts TLS but never answers the handshake', () => {
     }
   });
 });
+
+describe('a node whose own event loop stalls', () => {
+  it('does not take its own stall for a silent peer: the link and the calls on it survive', async () => {
+    const b = await startNode('stall-b');
+    const a = await startNode('stall-a', { bootstrap: [b.address] });
+    try {
+      const link = () => (a.net as unknown as { links: Map<string, PeerLink> }).links.get(b.address)!;
+      await until(() => link()?.state === 'connected', 10_000, 'a linked to b');
+      const call = link().client.storeChunk();
+      let status: grpc.StatusObject | undefined;
+      call.on('status', (s: grpc.StatusObject) => (status = s));
+      call.on('error', () => undefined);
+      // 1.5 s without an event loop turn: far past the 800 ms after which a silent link is redialed.
+      const until1500 = Date.now() + 1500;
+      while (Date.now() < until1500) {
+        /* a long synchronous step */
+      }
+      await new Promise((r) => setTimeout(r, 600)); // several ticks, with the peers' messages read meanwhile
+      expect([link().state, status?.details]).toEqual(['connected', undefined]);
+      call.cancel();
+    } finally {
+      await a.stop();
+      await b.stop();
+    }
+  });
+});

@@ -74,6 +74,9 @@ export class PeerNetwork implements PeersPort, FolderSyncer, InventoryPort, Link
   private readonly suspectAfterMs: number;
   private readonly downAfterMs: number;
   private ticker: NodeJS.Timeout | undefined;
+  /** Interval of the liveness tick, and when it last ran (performance.now()). */
+  private readonly tickMs: number;
+  private lastTickAt: number | undefined;
   private stopped = false;
   /** Set by leave(): no new links, and Handshakes dialed in are refused before they are accepted. */
   private leaving = false;
@@ -89,6 +92,7 @@ export class PeerNetwork implements PeersPort, FolderSyncer, InventoryPort, Link
     this.now = opts.now ?? Date.now;
     this.suspectAfterMs = opts.suspectAfterMs ?? 3 * opts.heartbeatMs;
     this.downAfterMs = opts.downAfterMs ?? Math.max(15_000, this.suspectAfterMs + opts.heartbeatMs);
+    this.tickMs = Math.max(50, Math.min(1000, Math.floor(opts.heartbeatMs / 2)));
     this.membership = new Membership({ suspectAfterMs: this.suspectAfterMs, downAfterMs: this.downAfterMs, now: this.now });
     this.box = new MessageBox(opts.messageCapacity ?? 1000);
     this.startedUnixMs = this.now();
@@ -122,7 +126,8 @@ export class PeerNetwork implements PeersPort, FolderSyncer, InventoryPort, Link
   start(bootstrap: string[]): void {
     for (const a of bootstrap) this.addAddress(a);
     if (!this.ticker) {
-      this.ticker = setInterval(() => this.tick(), Math.max(50, Math.min(1000, Math.floor(this.opts.heartbeatMs / 2))));
+      this.lastTickAt = performance.now();
+      this.ticker = setInterval(() => this.tick(), this.tickMs);
       this.ticker.unref();
     }
   }
@@ -132,8 +137,17 @@ export class PeerNetwork implements PeersPort, FolderSyncer, InventoryPort, Link
    * suspect timeout (4 heartbeats by default): its stream may be dead without an error (a frozen process, a
    * dropped route). The link drops its whole connection: every call on it fails UNAVAILABLE at once rather
    * than after the HTTP/2 keepalive (~40 s). Not sooner: redialing ends the calls in flight.
+   *
+   * A tick that runs late (this process was stalled: a long synchronous step, GC, a paused VM) judges
+   * nothing: the peers' messages are still queued in the sockets, unread, and the silence is this node's
+   * own. The next tick, after the event loop has read them, does. Seen in CI: a test syncing thousands of
+   * objects in one process dropped its own connection mid-sync.
    */
   tick(): void {
+    const at = performance.now();
+    const late = at - (this.lastTickAt ?? at) > 2 * this.tickMs + 250;
+    this.lastTickAt = at;
+    if (late) return;
     this.membership.tick();
     const now = this.now();
     for (const l of this.links.values()) {
