@@ -12,18 +12,25 @@
  *     headless Service's name peer-node.<ns>.svc.cluster.local with all of them (from a file, so a pod
  *     added later resolves everywhere, as the headless Service's records would);
  *   - mount paths become directories under a temp dir.
+ * Init containers run first, to completion, as the kubelet runs them (node with the image's ENTRYPOINT
+ * flags and the container's args), each time a pod starts.
  * Then: peers find each other by their advertised DNS names, a put/get goes through the gateway, every
  * node holds the copies, every probe the manifests define gets its answer (each native gRPC probe target
  * answers SERVING to a plain grpc.health.v1 Check on the pod IP, as the kubelet sends it; the health-only
  * listeners serve nothing else), the README's grpcurl calls work (with buf curl), and scaling the
- * StatefulSet to 4 as the README says adds a node the others discover.
+ * StatefulSet to 4 as the README says adds a node the others discover. The vault key: the init container
+ * seeds each pod's key claim from its Secret entry; online rotation and crypto-shredding work and write
+ * only into the claim; a restarted pod keeps its rotated key (the init step does not copy the now stale
+ * Secret over it) and opens its files; and the README's restore of a lost key claim (recovery key ->
+ * Secret entry -> re-seed) brings the rotated key back.
  */
 import * as grpc from '@grpc/grpc-js';
 import { service as healthService } from 'grpc-health-check';
 import { execFile } from 'node:child_process';
-import { appendFileSync, chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createServer } from 'node:net';
+import { createHash } from 'node:crypto';
 import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
 import { eventually, putSeeded, request, seededSha, setBearerToken, walk } from '../helpers';
@@ -73,6 +80,21 @@ function imageEnv(): Record<string, string> {
     for (const m of line.slice(4).matchAll(/([A-Z_]+)=(\S+)/g)) env[m[1]] = m[2];
   }
   return env;
+}
+
+/** The image's ENTRYPOINT (Dockerfile, runtime stage) without `node`: the flags every container's node runs with. */
+function entrypointFlags(): string[] {
+  const text = readFileSync(join(REPO, 'Dockerfile'), 'utf8');
+  const line = text.slice(text.lastIndexOf('\nFROM ')).split('\n').find((l) => l.startsWith('ENTRYPOINT '));
+  const argv = JSON.parse(line!.slice('ENTRYPOINT '.length)) as string[];
+  if (argv[0] !== 'node') throw new Error(`ENTRYPOINT does not start with node: ${line}`);
+  return argv.slice(1);
+}
+
+/** The vault key fingerprint of a version-1 key file, as the crypto-service computes it (apps/crypto-service/README.md). */
+function fingerprintOfKeyFile(text: string): string {
+  const raw = Buffer.from(JSON.parse(text).key, 'base64');
+  return createHash('sha256').update('distri-vault/fingerprint/v1\0').update(raw).digest('hex').slice(0, 16);
 }
 
 /**
@@ -242,11 +264,52 @@ describe('rehearsal of deploy/overlays/dev on loopback', () => {
     return { env: mapped, proc };
   }
 
-  /** Starts every container of StatefulSet pod `i` at once, as the kubelet does. */
+  /**
+   * Runs one init container to completion as the kubelet would: node with the image's ENTRYPOINT flags and
+   * the container's args, the container's mapped environment, its volumes. Resolves with its exit code and
+   * output (also kept in the logs directory); never rejects on a non-zero exit.
+   */
+  async function runInit(w: Obj, pod: string, c: Obj): Promise<{ code: number; out: string; env: Record<string, string> }> {
+    const env = resolveEnv(c, objects, { name: pod, namespace: ns });
+    const mapped = mapEnv(env, pod, mountVolumes(w, pod, c, env));
+    const cwd = join(root, 'pods', pod, 'init-cwd');
+    mkdirSync(cwd, { recursive: true });
+    let code = 0;
+    let out = '';
+    try {
+      const r = await run(process.execPath, [...entrypointFlags(), ...c.args], { cwd, env: { ...imageEnv(), ...mapped }, timeout: 30_000 });
+      out = r.stdout + r.stderr;
+    } catch (err: any) {
+      code = typeof err.code === 'number' ? err.code : -1;
+      out = `${err.stdout ?? ''}${err.stderr ?? ''}`;
+    }
+    for (const line of out.split('\n').filter(Boolean)) keepLog(`${pod}/${c.name}`, line);
+    return { code, out, env: mapped };
+  }
+
+  /** Each pod's init results (last start) and running processes. */
+  const initRuns: Record<string, { code: number; out: string; env: Record<string, string> }[]> = {};
+  const podProcs: Record<string, any[]> = {};
+
+  /** Starts StatefulSet pod `i`: its init containers one after the other, then every container at once, as the kubelet does. */
   async function startNodePod(i: number): Promise<Record<string, Record<string, string>>> {
     const pod = `${sts.metadata.name}-${i}`;
+    initRuns[pod] = [];
+    for (const c of (sts.spec.template.spec.initContainers ?? []) as Obj[]) {
+      const r = await runInit(sts, pod, c);
+      initRuns[pod].push(r);
+      if (r.code !== 0) throw new Error(`${pod}: init container ${c.name} exited ${r.code}: the pod would not start\n${r.out}`);
+    }
     const started = await Promise.all(sts.spec.template.spec.containers.map((c: Obj) => startContainer(sts, pod, c)));
+    podProcs[pod] = started.map((x) => x.proc);
     return Object.fromEntries(sts.spec.template.spec.containers.map((c: Obj, j: number) => [c.name, started[j].env]));
+  }
+
+  /** Stops every container of a pod (the peer-node first, as a pod's containers get SIGTERM together and the node leaves first). */
+  async function stopNodePod(pod: string): Promise<void> {
+    const [node, ...rest] = podProcs[pod]!;
+    await node.stop();
+    await Promise.all(rest.map((p: any) => p.stop()));
   }
 
   const fqdn = (i: number) => `${sts.metadata.name}-${i}.${sts.spec.serviceName}.${ns}.svc.cluster.local`;
@@ -395,6 +458,106 @@ describe('rehearsal of deploy/overlays/dev on loopback', () => {
     expect(JSON.parse(health.stdout)).toEqual({ status: 'SERVING' });
     // The PeerService is TLS only: plaintext gets no answer from it.
     await expect(run(BUF, ['curl', '--protocol', 'grpc', '--http2-prior-knowledge', '--list-services', `http://${node}:7101`])).rejects.toBeDefined();
+  });
+
+  /** This pod's key directory on its `vault-key` claim, as the crypto-service sees it (mapped). */
+  const keyDirOf = (pod: string) => nodeEnvs[pod]!['crypto-service']!.CRYPTO_KEY_DIR!;
+  const keyFileOf = (pod: string) => readFileSync(join(keyDirOf(pod), 'vault-key.json'), 'utf8');
+  /** The JSON log lines of a pod's init container seed-vault-key at its last start. */
+  const seedLog = (pod: string) =>
+    initRuns[pod]![0]!.out.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { level: number; msg: string; fingerprint?: string; kept?: string; secret?: string });
+  let keyBefore = '';
+  let rotated = '';
+
+  it('the init container seeded each pod’s key claim from its own Secret entry; the crypto-service runs with that key, on the claim', async () => {
+    expect((sts.spec.template.spec.initContainers as Obj[]).map((c) => c.name)).toEqual(['seed-vault-key']);
+    for (let i = 0; i < sts.spec.replicas; i++) {
+      const pod = `peer-node-${i}`;
+      const secret = readFileSync(join(secretsDir, pod, 'vault-key.json'), 'utf8');
+      // The crypto-service's key directory is on the claim, not in the Secret volume.
+      expect(keyDirOf(pod)).toBe(join(volumesOf(pod), 'vault-key', 'keys'));
+      expect(initRuns[pod]![0]!.env.CRYPTO_KEY_DIR).toBe(keyDirOf(pod));
+      expect(keyFileOf(pod)).toBe(secret);
+      expect(seedLog(pod)).toEqual([expect.objectContaining({ level: 30, msg: 'vault key seeded from the Secret', fingerprint: fingerprintOfKeyFile(secret) })]);
+    }
+    // Each pod got its own entry: three different keys.
+    expect(new Set(Array.from({ length: sts.spec.replicas }, (_, i) => seedLog(`peer-node-${i}`)[0]!.fingerprint)).size).toBe(sts.spec.replicas);
+    // The fingerprint the init step logs is the one the crypto-service reports (same key, same derivation).
+    keyBefore = (await request(`${gatewayUrl}/v1/keys`, 'GET')).json.fingerprint;
+    expect(keyBefore).toBe(seedLog('peer-node-0')[0]!.fingerprint);
+  });
+
+  it('rotates the vault key online and shreds a file (200, not 412): the keyring on the claim changes, the Secret does not', async () => {
+    const pod = 'peer-node-0';
+    const secretBefore = readFileSync(join(secretsDir, pod, 'vault-key.json'), 'utf8');
+    const rot = await request(`${gatewayUrl}/v1/keys/rotate`, 'POST');
+    expect([rot.status, rot.json?.retiredFingerprints]).toEqual([200, [keyBefore]]);
+    expect(rot.json.fingerprint).toMatch(/^[0-9a-f]{16}$/);
+    expect(rot.json.fingerprint).not.toBe(keyBefore);
+    expect(fingerprintOfKeyFile(keyFileOf(pod))).toBe(rot.json.fingerprint);
+    // The old key was kept during the re-wrap, then retired: only the new key is left on the claim.
+    expect(readdirSync(keyDirOf(pod)).filter((n) => n.startsWith('vault-key')).sort()).toEqual(['vault-key.json']);
+
+    // Crypto-shredding: a second file, shredded; the first still reads back.
+    const size = 256 * 1024 + 3;
+    expect((await putSeeded(gatewayUrl, 'k8s/to-shred.bin', size, 78)).status).toBe(201);
+    const shred = await request(`${gatewayUrl}/v1/shred/k8s/to-shred.bin`, 'DELETE');
+    expect([shred.status, shred.json?.removed, shred.json?.rotation?.versionsShredded, shred.json?.rotation?.retiredFingerprints]).toEqual([200, 1, 1, [rot.json.fingerprint]]);
+    rotated = shred.json.rotation.fingerprint;
+    expect(fingerprintOfKeyFile(keyFileOf(pod))).toBe(rotated);
+    expect((await request(`${gatewayUrl}/v1/files/k8s/to-shred.bin`, 'GET')).status).toBe(404);
+    const get = await request(`${gatewayUrl}/v1/files/k8s/rehearsal.bin`, 'GET');
+    expect([get.status, get.sha256]).toEqual([200, await seededSha(3 * MiB + 1, 77)]);
+    // The Secret entry (and its projection) is the original key: stale now, and untouched.
+    expect(readFileSync(join(secretsDir, pod, 'vault-key.json'), 'utf8')).toBe(secretBefore);
+    expect(fingerprintOfKeyFile(secretBefore)).toBe(keyBefore);
+  });
+
+  it('a restarted pod keeps its rotated key (the init step does not copy the stale Secret over it) and opens its files', async () => {
+    const pod = 'peer-node-0';
+    const keyFile = keyFileOf(pod);
+    await stopNodePod(pod);
+    nodeEnvs[pod] = await startNodePod(0);
+    expect(keyFileOf(pod)).toBe(keyFile);
+    expect(seedLog(pod)).toEqual([expect.objectContaining({ level: 30, kept: rotated, secret: keyBefore, msg: expect.stringContaining('the Secret is never copied over a key') })]);
+    // The node loaded its index through the restarted crypto-service: with the Secret's key instead, every
+    // manifest would be unreadable and the file gone from the index (404).
+    const get = await eventually(async () => {
+      const r = await request(`${gatewayUrl}/v1/files/k8s/rehearsal.bin`, 'GET').catch(() => undefined);
+      return r && r.status < 500 ? r : undefined;
+    }, 60_000, 'the gateway reaches the restarted peer-node-0');
+    expect([get!.status, get!.sha256]).toEqual([200, await seededSha(3 * MiB + 1, 77)]);
+    expect((await request(`${gatewayUrl}/v1/keys`, 'GET')).json).toMatchObject({ fingerprint: rotated, previousFingerprints: [] });
+  });
+
+  it('restores a lost key claim as the README says: recovery key exported in the container, written as the Secret entry, re-seeded', async () => {
+    const pod = 'peer-node-0';
+    const crypto = sts.spec.template.spec.containers.find((c: Obj) => c.name === 'crypto-service');
+    // `kubectl exec peer-node-0 -c crypto-service -- node /app/dist/apps/crypto-service/main.js export-recovery-key`:
+    // the command runs with the container's environment (CRYPTO_KEY_DIR on the claim).
+    const cryptoMain = join(REPO, 'dist/apps/crypto-service/main.js');
+    const recovery = (await run(process.execPath, [cryptoMain, 'export-recovery-key'], { env: { ...imageEnv(), ...nodeEnvs[pod]!['crypto-service']! } })).stdout.trim();
+    expect(recovery).toMatch(/^DVRK1(-[A-Z2-7]{4}){14}$/);
+    // The operator's offline copy: import into a new directory, then that file becomes the Secret entry.
+    const fresh = join(root, 'restore', pod);
+    const imp = execFile(process.execPath, [cryptoMain, 'import-recovery-key'], { env: { ...process.env, CRYPTO_KEY_DIR: fresh } });
+    imp.stdin!.end(`${recovery}\n`);
+    expect(await new Promise((r) => imp.once('exit', r))).toBe(0);
+    const restored = readFileSync(join(fresh, 'vault-key.json'), 'utf8');
+    expect(fingerprintOfKeyFile(restored)).toBe(rotated);
+    writeFileSync(join(secretsDir, pod, 'vault-key.json'), restored); // kubectl create secret ... | kubectl apply -f -
+    // The claim is lost (the pod and PVC deleted): a new, empty claim; the pod starts and re-seeds.
+    await stopNodePod(pod);
+    rmSync(join(volumesOf(pod), 'vault-key'), { recursive: true, force: true });
+    expect(existsSync(keyDirOf(pod))).toBe(false);
+    nodeEnvs[pod] = await startNodePod(0);
+    expect(seedLog(pod)).toEqual([expect.objectContaining({ msg: 'vault key seeded from the Secret', fingerprint: rotated })]);
+    const get = await eventually(async () => {
+      const r = await request(`${gatewayUrl}/v1/files/k8s/rehearsal.bin`, 'GET').catch(() => undefined);
+      return r && r.status < 500 ? r : undefined;
+    }, 60_000, 'the gateway reaches the restarted peer-node-0');
+    expect([get!.status, get!.sha256]).toEqual([200, await seededSha(3 * MiB + 1, 77)]);
+    expect((await request(`${gatewayUrl}/v1/keys`, 'GET')).json.fingerprint).toBe(rotated);
   });
 
   it('writes nothing into the read-only Secret volumes (the processes run as root here, so this is checked, not enforced)', async () => {
