@@ -27,7 +27,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { service as healthService } from 'grpc-health-check';
 import { execFile } from 'node:child_process';
-import { appendFileSync, chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createServer } from 'node:net';
 import { createHash } from 'node:crypto';
@@ -172,7 +172,8 @@ describe('rehearsal of deploy/overlays/dev on loopback', () => {
   function secretData(name: string, pods: string[]): Record<string, string> {
     if (name === 'distri-vault-network') return { 'network.secret': readFileSync(join(secretsDir, 'network.secret'), 'utf8') };
     const file = name === 'distri-vault-identities' ? 'identity.json' : 'vault-key.json';
-    return Object.fromEntries(pods.map((p) => [p, readFileSync(join(secretsDir, p, file), 'utf8')]));
+    // An entry whose file is gone was left out of the Secret by the operator.
+    return Object.fromEntries(pods.filter((p) => existsSync(join(secretsDir, p, file))).map((p) => [p, readFileSync(join(secretsDir, p, file), 'utf8')]));
   }
 
   /** Lays out a pod's volumes as the kubelet would and returns mountPath -> host directory per container. */
@@ -188,8 +189,14 @@ describe('rehearsal of deploy/overlays/dev on loopback', () => {
           const pods = Array.from({ length: w.spec.replicas }, (_, i) => `${w.metadata.name}-${i}`);
           const data = secretData(src.secret.name, pods);
           for (const item of src.secret.items) {
-            if (!(item.key in data)) throw new Error(`Secret ${src.secret.name} has no key ${item.key}: the pod would not start`);
             const f = join(volRoot, item.path);
+            if (!(item.key in data)) {
+              if (!src.secret.optional) throw new Error(`Secret ${src.secret.name} has no key ${item.key}: the pod would not start`);
+              // optional: a missing key is no file in the projection (and one removed from the Secret disappears).
+              rmSync(f, { force: true });
+              projected.delete(f);
+              continue;
+            }
             mkdirSync(join(f, '..'), { recursive: true });
             writeFileSync(f, data[item.key]);
             chmodSync(f, mode);
@@ -490,6 +497,8 @@ describe('rehearsal of deploy/overlays/dev on loopback', () => {
   it('rotates the vault key online and shreds a file (200, not 412): the keyring on the claim changes, the Secret does not', async () => {
     const pod = 'peer-node-0';
     const secretBefore = readFileSync(join(secretsDir, pod, 'vault-key.json'), 'utf8');
+    // A file sealed under the Secret's key, shredded below.
+    expect((await putSeeded(gatewayUrl, 'k8s/to-shred.bin', 256 * 1024 + 3, 78)).status).toBe(201);
     const rot = await request(`${gatewayUrl}/v1/keys/rotate`, 'POST');
     expect([rot.status, rot.json?.retiredFingerprints]).toEqual([200, [keyBefore]]);
     expect(rot.json.fingerprint).toMatch(/^[0-9a-f]{16}$/);
@@ -498,9 +507,7 @@ describe('rehearsal of deploy/overlays/dev on loopback', () => {
     // The old key was kept during the re-wrap, then retired: only the new key is left on the claim.
     expect(readdirSync(keyDirOf(pod)).filter((n) => n.startsWith('vault-key')).sort()).toEqual(['vault-key.json']);
 
-    // Crypto-shredding: a second file, shredded; the first still reads back.
-    const size = 256 * 1024 + 3;
-    expect((await putSeeded(gatewayUrl, 'k8s/to-shred.bin', size, 78)).status).toBe(201);
+    // Crypto-shredding: the second file is shredded; the first still reads back.
     const shred = await request(`${gatewayUrl}/v1/shred/k8s/to-shred.bin`, 'DELETE');
     expect([shred.status, shred.json?.removed, shred.json?.rotation?.versionsShredded, shred.json?.rotation?.retiredFingerprints]).toEqual([200, 1, 1, [rot.json.fingerprint]]);
     rotated = shred.json.rotation.fingerprint;
@@ -520,14 +527,17 @@ describe('rehearsal of deploy/overlays/dev on loopback', () => {
     nodeEnvs[pod] = await startNodePod(0);
     expect(keyFileOf(pod)).toBe(keyFile);
     expect(seedLog(pod)).toEqual([expect.objectContaining({ level: 30, kept: rotated, secret: keyBefore, msg: expect.stringContaining('the Secret is never copied over a key') })]);
-    // The node loaded its index through the restarted crypto-service: with the Secret's key instead, every
-    // manifest would be unreadable and the file gone from the index (404).
+    // The node loaded its index through the restarted crypto-service. Had the init step copied the Secret's
+    // (original, retired) key over the claim's, the node would run with it: the rotated key's manifests
+    // unreadable, the superseded ones sealed under the original key readable again, the shredded file
+    // included (tried: GET k8s/to-shred.bin answers 200 then).
     const get = await eventually(async () => {
       const r = await request(`${gatewayUrl}/v1/files/k8s/rehearsal.bin`, 'GET').catch(() => undefined);
       return r && r.status < 500 ? r : undefined;
     }, 60_000, 'the gateway reaches the restarted peer-node-0');
     expect([get!.status, get!.sha256]).toEqual([200, await seededSha(3 * MiB + 1, 77)]);
     expect((await request(`${gatewayUrl}/v1/keys`, 'GET')).json).toMatchObject({ fingerprint: rotated, previousFingerprints: [] });
+    expect((await request(`${gatewayUrl}/v1/files/k8s/to-shred.bin`, 'GET')).status).toBe(404);
   });
 
   it('restores a lost key claim as the README says: recovery key exported in the container, written as the Secret entry, re-seeded', async () => {
@@ -558,6 +568,35 @@ describe('rehearsal of deploy/overlays/dev on loopback', () => {
     }, 60_000, 'the gateway reaches the restarted peer-node-0');
     expect([get!.status, get!.sha256]).toEqual([200, await seededSha(3 * MiB + 1, 77)]);
     expect((await request(`${gatewayUrl}/v1/keys`, 'GET')).json.fingerprint).toBe(rotated);
+  });
+
+  it('the Secret entry may be removed once the claim is seeded: the pod restarts with its claim’s key; with neither, the init step stops the pod', async () => {
+    const pod = 'peer-node-0';
+    const keyFile = keyFileOf(pod);
+    // kubectl create secret generic distri-vault-vault-keys without peer-node-0's entry | kubectl apply -f -
+    rmSync(join(secretsDir, pod, 'vault-key.json'));
+    await stopNodePod(pod);
+    // Neither an entry nor a key on the claim (a lost claim): the init container fails, and writes no key.
+    const claim = join(volumesOf(pod), 'vault-key');
+    const aside = `${claim}.aside`;
+    renameSync(claim, aside);
+    const init = sts.spec.template.spec.initContainers[0];
+    const failed = await runInit(sts, pod, init);
+    expect(failed.code).toBe(1);
+    expect(failed.out).toContain('is this pod\'s entry in the Secret distri-vault-vault-keys?');
+    expect(existsSync(join(keyDirOf(pod), 'vault-key.json'))).toBe(false);
+    rmSync(claim, { recursive: true, force: true });
+    renameSync(aside, claim);
+    // With the claim back, the pod starts on the claim's key alone.
+    nodeEnvs[pod] = await startNodePod(0);
+    expect(existsSync(join(volumesOf(pod), 'node-secrets', pod, 'keys', 'vault-key.json'))).toBe(false);
+    expect(seedLog(pod)).toEqual([expect.objectContaining({ msg: 'vault key present: kept (no Secret entry for this pod; none is needed once seeded)', kept: rotated, secret: 'absent' })]);
+    expect(keyFileOf(pod)).toBe(keyFile);
+    const get = await eventually(async () => {
+      const r = await request(`${gatewayUrl}/v1/files/k8s/rehearsal.bin`, 'GET').catch(() => undefined);
+      return r && r.status < 500 ? r : undefined;
+    }, 60_000, 'the gateway reaches the restarted peer-node-0');
+    expect([get!.status, get!.sha256]).toEqual([200, await seededSha(3 * MiB + 1, 77)]);
   });
 
   it('writes nothing into the read-only Secret volumes (the processes run as root here, so this is checked, not enforced)', async () => {
