@@ -9,7 +9,9 @@
  *   node deploy/make-node-secrets.mjs --out ./vault-secrets --nodes 3 [--namespace distri-vault]
  *
  * <out>/peer-node-<i>/identity.json and <out>/peer-node-<i>/vault-key.json. Keep <out> offline and backed
- * up: a lost vault key means that node's files cannot be decrypted by anyone.
+ * up: a lost vault key means that node's files cannot be decrypted by anyone. The vault key only seeds the
+ * pod's key claim (init container seed-vault-key); after the node's first online rotation the file here is a
+ * retired key: the recovery key becomes the backup (README.md, "After every rotation or shred").
  */
 import { createHash, createPublicKey, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -130,4 +132,7 @@ Load them (every node's entries, ${all[0]}..${all[all.length - 1]}):
     --dry-run=client -o yaml | kubectl apply -f -
   kubectl -n ${values.namespace} create secret generic distri-vault-network \\
     --from-file=network.secret=${secretPath} \\
-    --dry-run=client -o yaml | kubectl apply -f -`);
+    --dry-run=client -o yaml | kubectl apply -f -
+
+Each vault key only seeds its pod's key claim (vault-key-peer-node-<i>) once. After a node's rotation or shred,
+export its new recovery key and take its old entry out of distri-vault-vault-keys (README.md).`);

@@ -7,7 +7,7 @@
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { builtinModules } from 'node:module';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, posix, relative } from 'node:path';
 import { DEPLOY, KUSTOMIZATIONS, REPO, allContainers, render, type Obj } from './k8s';
@@ -203,8 +203,10 @@ describe('Dockerfile', () => {
       for (const k of KUSTOMIZATIONS) {
         const containers = allContainers(render(join(DEPLOY, k)).objects);
         for (const c of containers) for (const p of [c.startupProbe, c.readinessProbe, c.livenessProbe].filter(Boolean)) expect(p.exec).toBeUndefined();
-        const paths = containers.map((c: Obj) => c.args[0]);
+        // Init containers run a `node -e` script (checked below); every other container an app bundle.
+        const paths = containers.filter((c: Obj) => c.args[0] !== '-e').map((c: Obj) => c.args[0]);
         expect(paths).toHaveLength(4);
+        expect(containers.length - paths.length).toBe(1);
         for (const p of paths) expect({ p, inImage: existsSync(join(image, p)) }).toEqual({ p, inImage: true });
       }
       const cmd = JSON.parse(runtime.instrs.find((x) => x.op === 'CMD')?.args as string);
@@ -225,6 +227,46 @@ describe('Dockerfile', () => {
           expect({ app, name, production: prod.has(name) }).toEqual({ app, name, production: true });
         }
       }
+    });
+
+    it('the init container seed-vault-key runs in the image with its entrypoint (node -e, built-ins only), seeds a key once and writes nothing into the image', async () => {
+      const sts = render(join(DEPLOY, 'base')).objects.find((o: Obj) => o.kind === 'StatefulSet')!;
+      const init = sts.spec.template.spec.initContainers[0];
+      const entrypoint = JSON.parse(runtime.instrs.find((x) => x.op === 'ENTRYPOINT')?.args as string) as string[];
+      const before = imageTree();
+      const seedDir = join(work, 'seed');
+      mkdirSync(seedDir, { recursive: true });
+      const keyText = `${JSON.stringify({ version: 1, key: Buffer.alloc(32, 7).toString('base64'), createdUnixMs: 1 })}\n`;
+      writeFileSync(join(seedDir, 'vault-key.json'), keyText);
+      const keyDir = join(work, 'claim', 'keys');
+      const runInit = () =>
+        new Promise<{ code: number | null; out: string }>((resolve) => {
+          const child = execFile(process.execPath, [...entrypoint.slice(1), ...init.args], {
+            cwd: join(image, 'app'),
+            env: { PATH: process.env['PATH'], NODE_ENV: 'production', VAULT_KEY_SEED_FILE: join(seedDir, 'vault-key.json'), CRYPTO_KEY_DIR: keyDir },
+          });
+          let out = '';
+          child.stdout?.on('data', (d) => (out += d));
+          child.stderr?.on('data', (d) => (out += d));
+          child.on('exit', (code) => resolve({ code, out }));
+        });
+      expect(entrypoint[0]).toBe('node');
+      const first = await runInit();
+      expect([first.code, JSON.parse(first.out).msg]).toEqual([0, 'vault key seeded from the Secret']);
+      expect(readFileSync(join(keyDir, 'vault-key.json'), 'utf8')).toBe(keyText);
+      // A changed Secret (stale or not) never replaces the key on the claim.
+      writeFileSync(join(seedDir, 'vault-key.json'), `${JSON.stringify({ version: 1, key: Buffer.alloc(32, 9).toString('base64'), createdUnixMs: 2 })}\n`);
+      const second = await runInit();
+      expect([second.code, JSON.parse(second.out).msg]).toEqual([0, expect.stringContaining('kept')]);
+      expect(readFileSync(join(keyDir, 'vault-key.json'), 'utf8')).toBe(keyText);
+      expect(readdirSync(keyDir)).toEqual(['vault-key.json']);
+      // A Secret entry that is not a key file stops the pod (non-zero exit) and writes no key.
+      rmSync(keyDir, { recursive: true });
+      writeFileSync(join(seedDir, 'vault-key.json'), 'not json');
+      const bad = await runInit();
+      expect([bad.code, JSON.parse(bad.out).level]).toEqual([1, 50]);
+      expect(existsSync(join(keyDir, 'vault-key.json'))).toBe(false);
+      expect(imageTree()).toEqual(before);
     });
 
     const standalone: [string, Record<string, string>][] = [

@@ -93,6 +93,33 @@ function containersOf(objects: Obj[]) {
   });
 }
 
+/** Every init container of every workload, as containersOf. */
+function initContainersOf(objects: Obj[]) {
+  return objects.flatMap((w) => {
+    const spec = podSpec(w);
+    if (!spec) return [];
+    return ((spec.initContainers ?? []) as Obj[]).map((c) => ({ w, spec, c, pod: { name: `${w.metadata.name}-0`, namespace: w.metadata.namespace } }));
+  });
+}
+
+/** The environment variables a `node -e` script reads (`process.env.NAME` or `process.env['NAME']`). */
+function scriptEnvVars(script: string): string[] {
+  return [...new Set([...script.matchAll(/process\.env(?:\.([A-Z_][A-Z0-9_]*)|\[['"]([A-Z_][A-Z0-9_]*)['"]\])/g)].map((m) => m[1] ?? m[2]))].sort();
+}
+
+/**
+ * The files of a projected volume a mount makes visible: the items' paths under the mount's subPath (or
+ * all of them without one), as `secretName:key`.
+ */
+function visibleItems(spec: Obj, m: Obj, env: Record<string, string>): string[] {
+  const vol = (spec.volumes as Obj[]).find((v) => v.name === m.name);
+  if (!vol?.projected) return [];
+  const sub = m.subPathExpr ? expand(m.subPathExpr, env) : (m.subPath ?? '');
+  return (vol.projected.sources as Obj[]).flatMap((src) =>
+    (src.secret.items as Obj[]).filter((it) => !sub || it.path.startsWith(`${sub}/`)).map((it) => `${src.secret.name}:${it.key}`),
+  );
+}
+
 describe.each(KUSTOMIZATIONS)('deploy/%s', (k) => {
   const { objects } = rendered[k];
 
@@ -283,13 +310,14 @@ describe.each(KUSTOMIZATIONS)('deploy/%s', (k) => {
     const pods = Array.from({ length: sts.spec.replicas }, (_, i) => `peer-node-${i}`);
     expect(items('distri-vault-identities')).toEqual(pods.map((p) => `${p}=>${p}/identity/identity.json`));
     expect(items('distri-vault-vault-keys')).toEqual(pods.map((p) => `${p}=>${p}/keys/vault-key.json`));
-    const expectations: Record<string, [string, string, string]> = {
-      'peer-node': ['NODE_IDENTITY_DIR', 'node-secrets', 'peer-node-1/identity'],
-      'crypto-service': ['CRYPTO_KEY_DIR', 'node-secrets', 'peer-node-1/keys'],
-      'storage-service': ['STORAGE_DATA_DIR', 'data', ''],
+    // [variable, volume, subPath, the variable's path below the mount]
+    const expectations: Record<string, [string, string, string, string]> = {
+      'peer-node': ['NODE_IDENTITY_DIR', 'node-secrets', 'peer-node-1/identity', ''],
+      'crypto-service': ['CRYPTO_KEY_DIR', 'vault-key', '', '/keys'],
+      'storage-service': ['STORAGE_DATA_DIR', 'data', '', ''],
     };
     for (const c of spec.containers as Obj[]) {
-      const [v, volume, sub] = expectations[appOf(c)];
+      const [v, volume, sub, below] = expectations[appOf(c)];
       const env = resolveEnv(c, objects, { name: 'peer-node-1', namespace: ns });
       let mounts = (c.volumeMounts ?? []) as Obj[];
       if (appOf(c) === 'peer-node') {
@@ -303,10 +331,72 @@ describe.each(KUSTOMIZATIONS)('deploy/%s', (k) => {
       }
       expect(mounts).toHaveLength(1);
       const m = mounts[0];
-      expect({ path: m.mountPath, volume: m.name, sub: m.subPathExpr ? expand(m.subPathExpr, env) : '' }).toEqual({ path: env[v], volume, sub });
-      expect(m.readOnly ?? false).toBe(volume !== 'data');
-      expect(volume === 'data' ? claims : (spec.volumes as Obj[]).map((x) => x.name)).toContain(volume);
+      expect({ path: m.mountPath + below, volume: m.name, sub: m.subPathExpr ? expand(m.subPathExpr, env) : '' }).toEqual({ path: env[v], volume, sub });
+      // Claims are writable (the keyring is rewritten by rotation and shredding); Secrets read-only.
+      expect(m.readOnly ?? false).toBe(!claims.includes(volume));
+      expect(volume === 'node-secrets' ? (spec.volumes as Obj[]).map((x) => x.name) : claims).toContain(volume);
     }
+  });
+
+  it('the vault key lives on a writable claim of its own, seeded by an init container: the Secret only seeds it', () => {
+    const sts = find(objects, 'StatefulSet', 'peer-node');
+    const spec = sts.spec.template.spec;
+    const ns = sts.metadata.namespace;
+    const claim = (sts.spec.volumeClaimTemplates as Obj[]).find((v) => v.metadata.name === 'vault-key')!;
+    expect(claim.spec.accessModes).toEqual(['ReadWriteOnce']);
+    expect(claim.spec.resources.requests.storage).toMatch(/^\d+(Mi|Gi)$/);
+    expect((spec.volumes as Obj[]).map((v) => v.name)).not.toContain('vault-key'); // the template's claim, per pod
+    const [init] = spec.initContainers as Obj[];
+    expect((spec.initContainers as Obj[]).map((c) => c.name)).toEqual(['seed-vault-key']);
+    const crypto = (spec.containers as Obj[]).find((c) => appOf(c) === 'crypto-service')!;
+    expect(init.image).toBe(crypto.image);
+    // The image's entrypoint is node: the args are `-e <script>`, a script using Node built-ins only.
+    expect(init.args).toHaveLength(2);
+    expect(init.args[0]).toBe('-e');
+    const script: string = init.args[1];
+    expect([...script.matchAll(/require\('([^']+)'\)/g)].map((m) => m[1]).every((r) => r.startsWith('node:'))).toBe(true);
+    // Every variable it sets is read by the script (POD_NAME: only for subPathExpr), every one read is set.
+    const set = (init.env as Obj[]).map((e) => e.name);
+    expect(scriptEnvVars(script)).toEqual(['CRYPTO_KEY_DIR', 'VAULT_KEY_SEED_FILE']);
+    expect(set.filter((n) => n !== 'POD_NAME').sort()).toEqual(scriptEnvVars(script));
+    expect(init.volumeMounts.some((m: Obj) => m.subPathExpr?.includes('$(POD_NAME)'))).toBe(true);
+    for (let i = 0; i < sts.spec.replicas; i++) {
+      const pod = { name: `${sts.metadata.name}-${i}`, namespace: ns };
+      const env = resolveEnv(init, objects, pod);
+      const cryptoEnv = resolveEnv(crypto, objects, pod);
+      // The init container writes the key where the crypto-service reads it: the same directory of the same claim...
+      expect(env.CRYPTO_KEY_DIR).toBe(cryptoEnv.CRYPTO_KEY_DIR);
+      const under = (c: Obj, path: string) => (c.volumeMounts as Obj[]).filter((m) => path === m.mountPath || path.startsWith(`${m.mountPath}/`));
+      for (const c of [init, crypto]) {
+        const ms = under(c, env.CRYPTO_KEY_DIR);
+        expect({ c: c.name, mounts: ms }).toEqual({ c: c.name, mounts: [{ name: 'vault-key', mountPath: ms[0]?.mountPath }] }); // writable: no readOnly, no subPath
+      }
+      // ...and reads this pod's own Secret entry, read-only.
+      const seedMounts = under(init, env.VAULT_KEY_SEED_FILE);
+      expect(seedMounts).toHaveLength(1);
+      expect(seedMounts[0]).toMatchObject({ name: 'node-secrets', readOnly: true });
+      const secretsVol = (spec.volumes as Obj[]).find((v) => v.name === 'node-secrets')!;
+      const rel = `${expand(seedMounts[0].subPathExpr, env)}${env.VAULT_KEY_SEED_FILE.slice(seedMounts[0].mountPath.length)}`;
+      const item = (secretsVol.projected.sources as Obj[]).find((s) => s.secret.name === 'distri-vault-vault-keys')!.secret.items.find((it: Obj) => it.path === rel);
+      expect(item).toEqual({ key: pod.name, path: rel });
+    }
+  });
+
+  it('the vault keys Secret is mounted into the init container only; the key claim into it and the crypto-service only', () => {
+    const sts = find(objects, 'StatefulSet', 'peer-node');
+    const spec = sts.spec.template.spec;
+    const pod = { name: `${sts.metadata.name}-1`, namespace: sts.metadata.namespace };
+    const seen: Record<string, string[]> = {};
+    const claimUsers: string[] = [];
+    for (const c of [...(spec.initContainers as Obj[]), ...(spec.containers as Obj[])]) {
+      const env = resolveEnv(c, objects, pod);
+      seen[c.name] = (c.volumeMounts as Obj[]).flatMap((m) => visibleItems(spec, m, env)).sort();
+      if ((c.volumeMounts as Obj[]).some((m) => m.name === 'vault-key')) claimUsers.push(c.name);
+    }
+    expect(seen).toEqual({ 'seed-vault-key': ['distri-vault-vault-keys:peer-node-1'], 'peer-node': ['distri-vault-identities:peer-node-1'], 'crypto-service': [], 'storage-service': [] });
+    expect(claimUsers).toEqual(['seed-vault-key', 'crypto-service']);
+    // The check can fail: a container mounting the whole projected volume would see every node's entries.
+    expect(visibleItems(spec, { name: 'node-secrets', mountPath: '/x' }, {})).toContain('distri-vault-vault-keys:peer-node-0');
   });
 
   it("mounts the gateway's token store from its own claim, where GATEWAY_DATA_DIR points", () => {
@@ -322,7 +412,13 @@ describe.each(KUSTOMIZATIONS)('deploy/%s', (k) => {
     expect(gw.spec.strategy).toEqual({ type: 'Recreate' });
   });
 
-  it('locks down every pod and container, with probes, requests and limits', () => {
+  it('locks down every pod and container (init containers too), with probes, requests and limits', () => {
+    for (const { spec, c } of initContainersOf(objects)) {
+      expect(c.securityContext).toEqual({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, runAsNonRoot: true, capabilities: { drop: ['ALL'] } });
+      expect(c.resources).toEqual({ requests: { cpu: expect.anything(), memory: expect.any(String) }, limits: { cpu: expect.anything(), memory: expect.any(String) } });
+      expect(spec.securityContext.runAsUser).toBeGreaterThan(0);
+    }
+    expect(initContainersOf(objects)).toHaveLength(1);
     for (const { spec, c } of containersOf(objects)) {
       expect(spec.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: expect.any(Number), seccompProfile: { type: 'RuntimeDefault' } });
       expect(spec.securityContext.runAsUser).toBeGreaterThan(0);

@@ -12,18 +12,25 @@
  *     headless Service's name peer-node.<ns>.svc.cluster.local with all of them (from a file, so a pod
  *     added later resolves everywhere, as the headless Service's records would);
  *   - mount paths become directories under a temp dir.
+ * Init containers run first, to completion, as the kubelet runs them (node with the image's ENTRYPOINT
+ * flags and the container's args), each time a pod starts.
  * Then: peers find each other by their advertised DNS names, a put/get goes through the gateway, every
  * node holds the copies, every probe the manifests define gets its answer (each native gRPC probe target
  * answers SERVING to a plain grpc.health.v1 Check on the pod IP, as the kubelet sends it; the health-only
  * listeners serve nothing else), the README's grpcurl calls work (with buf curl), and scaling the
- * StatefulSet to 4 as the README says adds a node the others discover.
+ * StatefulSet to 4 as the README says adds a node the others discover. The vault key: the init container
+ * seeds each pod's key claim from its Secret entry; online rotation and crypto-shredding work and write
+ * only into the claim; a restarted pod keeps its rotated key (the init step does not copy the now stale
+ * Secret over it) and opens its files; and the README's restore of a lost key claim (recovery key ->
+ * Secret entry -> re-seed) brings the rotated key back.
  */
 import * as grpc from '@grpc/grpc-js';
 import { service as healthService } from 'grpc-health-check';
 import { execFile } from 'node:child_process';
-import { appendFileSync, chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createServer } from 'node:net';
+import { createHash } from 'node:crypto';
 import { basename, join } from 'node:path';
 import { promisify } from 'node:util';
 import { eventually, putSeeded, request, seededSha, setBearerToken, walk } from '../helpers';
@@ -73,6 +80,21 @@ function imageEnv(): Record<string, string> {
     for (const m of line.slice(4).matchAll(/([A-Z_]+)=(\S+)/g)) env[m[1]] = m[2];
   }
   return env;
+}
+
+/** The image's ENTRYPOINT (Dockerfile, runtime stage) without `node`: the flags every container's node runs with. */
+function entrypointFlags(): string[] {
+  const text = readFileSync(join(REPO, 'Dockerfile'), 'utf8');
+  const line = text.slice(text.lastIndexOf('\nFROM ')).split('\n').find((l) => l.startsWith('ENTRYPOINT '));
+  const argv = JSON.parse(line!.slice('ENTRYPOINT '.length)) as string[];
+  if (argv[0] !== 'node') throw new Error(`ENTRYPOINT does not start with node: ${line}`);
+  return argv.slice(1);
+}
+
+/** The vault key fingerprint of a version-1 key file, as the crypto-service computes it (apps/crypto-service/README.md). */
+function fingerprintOfKeyFile(text: string): string {
+  const raw = Buffer.from(JSON.parse(text).key, 'base64');
+  return createHash('sha256').update('distri-vault/fingerprint/v1\0').update(raw).digest('hex').slice(0, 16);
 }
 
 /**
@@ -150,7 +172,8 @@ describe('rehearsal of deploy/overlays/dev on loopback', () => {
   function secretData(name: string, pods: string[]): Record<string, string> {
     if (name === 'distri-vault-network') return { 'network.secret': readFileSync(join(secretsDir, 'network.secret'), 'utf8') };
     const file = name === 'distri-vault-identities' ? 'identity.json' : 'vault-key.json';
-    return Object.fromEntries(pods.map((p) => [p, readFileSync(join(secretsDir, p, file), 'utf8')]));
+    // An entry whose file is gone was left out of the Secret by the operator.
+    return Object.fromEntries(pods.filter((p) => existsSync(join(secretsDir, p, file))).map((p) => [p, readFileSync(join(secretsDir, p, file), 'utf8')]));
   }
 
   /** Lays out a pod's volumes as the kubelet would and returns mountPath -> host directory per container. */
@@ -166,8 +189,14 @@ describe('rehearsal of deploy/overlays/dev on loopback', () => {
           const pods = Array.from({ length: w.spec.replicas }, (_, i) => `${w.metadata.name}-${i}`);
           const data = secretData(src.secret.name, pods);
           for (const item of src.secret.items) {
-            if (!(item.key in data)) throw new Error(`Secret ${src.secret.name} has no key ${item.key}: the pod would not start`);
             const f = join(volRoot, item.path);
+            if (!(item.key in data)) {
+              if (!src.secret.optional) throw new Error(`Secret ${src.secret.name} has no key ${item.key}: the pod would not start`);
+              // optional: a missing key is no file in the projection (and one removed from the Secret disappears).
+              rmSync(f, { force: true });
+              projected.delete(f);
+              continue;
+            }
             mkdirSync(join(f, '..'), { recursive: true });
             writeFileSync(f, data[item.key]);
             chmodSync(f, mode);
@@ -242,11 +271,52 @@ describe('rehearsal of deploy/overlays/dev on loopback', () => {
     return { env: mapped, proc };
   }
 
-  /** Starts every container of StatefulSet pod `i` at once, as the kubelet does. */
+  /**
+   * Runs one init container to completion as the kubelet would: node with the image's ENTRYPOINT flags and
+   * the container's args, the container's mapped environment, its volumes. Resolves with its exit code and
+   * output (also kept in the logs directory); never rejects on a non-zero exit.
+   */
+  async function runInit(w: Obj, pod: string, c: Obj): Promise<{ code: number; out: string; env: Record<string, string> }> {
+    const env = resolveEnv(c, objects, { name: pod, namespace: ns });
+    const mapped = mapEnv(env, pod, mountVolumes(w, pod, c, env));
+    const cwd = join(root, 'pods', pod, 'init-cwd');
+    mkdirSync(cwd, { recursive: true });
+    let code = 0;
+    let out = '';
+    try {
+      const r = await run(process.execPath, [...entrypointFlags(), ...c.args], { cwd, env: { ...imageEnv(), ...mapped }, timeout: 30_000 });
+      out = r.stdout + r.stderr;
+    } catch (err: any) {
+      code = typeof err.code === 'number' ? err.code : -1;
+      out = `${err.stdout ?? ''}${err.stderr ?? ''}`;
+    }
+    for (const line of out.split('\n').filter(Boolean)) keepLog(`${pod}/${c.name}`, line);
+    return { code, out, env: mapped };
+  }
+
+  /** Each pod's init results (last start) and running processes. */
+  const initRuns: Record<string, { code: number; out: string; env: Record<string, string> }[]> = {};
+  const podProcs: Record<string, any[]> = {};
+
+  /** Starts StatefulSet pod `i`: its init containers one after the other, then every container at once, as the kubelet does. */
   async function startNodePod(i: number): Promise<Record<string, Record<string, string>>> {
     const pod = `${sts.metadata.name}-${i}`;
+    initRuns[pod] = [];
+    for (const c of (sts.spec.template.spec.initContainers ?? []) as Obj[]) {
+      const r = await runInit(sts, pod, c);
+      initRuns[pod].push(r);
+      if (r.code !== 0) throw new Error(`${pod}: init container ${c.name} exited ${r.code}: the pod would not start\n${r.out}`);
+    }
     const started = await Promise.all(sts.spec.template.spec.containers.map((c: Obj) => startContainer(sts, pod, c)));
+    podProcs[pod] = started.map((x) => x.proc);
     return Object.fromEntries(sts.spec.template.spec.containers.map((c: Obj, j: number) => [c.name, started[j].env]));
+  }
+
+  /** Stops every container of a pod (the peer-node first, as a pod's containers get SIGTERM together and the node leaves first). */
+  async function stopNodePod(pod: string): Promise<void> {
+    const [node, ...rest] = podProcs[pod]!;
+    await node.stop();
+    await Promise.all(rest.map((p: any) => p.stop()));
   }
 
   const fqdn = (i: number) => `${sts.metadata.name}-${i}.${sts.spec.serviceName}.${ns}.svc.cluster.local`;
@@ -395,6 +465,138 @@ describe('rehearsal of deploy/overlays/dev on loopback', () => {
     expect(JSON.parse(health.stdout)).toEqual({ status: 'SERVING' });
     // The PeerService is TLS only: plaintext gets no answer from it.
     await expect(run(BUF, ['curl', '--protocol', 'grpc', '--http2-prior-knowledge', '--list-services', `http://${node}:7101`])).rejects.toBeDefined();
+  });
+
+  /** This pod's key directory on its `vault-key` claim, as the crypto-service sees it (mapped). */
+  const keyDirOf = (pod: string) => nodeEnvs[pod]!['crypto-service']!.CRYPTO_KEY_DIR!;
+  const keyFileOf = (pod: string) => readFileSync(join(keyDirOf(pod), 'vault-key.json'), 'utf8');
+  /** The JSON log lines of a pod's init container seed-vault-key at its last start. */
+  const seedLog = (pod: string) =>
+    initRuns[pod]![0]!.out.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { level: number; msg: string; fingerprint?: string; kept?: string; secret?: string });
+  let keyBefore = '';
+  let rotated = '';
+
+  it('the init container seeded each pod’s key claim from its own Secret entry; the crypto-service runs with that key, on the claim', async () => {
+    expect((sts.spec.template.spec.initContainers as Obj[]).map((c) => c.name)).toEqual(['seed-vault-key']);
+    for (let i = 0; i < sts.spec.replicas; i++) {
+      const pod = `peer-node-${i}`;
+      const secret = readFileSync(join(secretsDir, pod, 'vault-key.json'), 'utf8');
+      // The crypto-service's key directory is on the claim, not in the Secret volume.
+      expect(keyDirOf(pod)).toBe(join(volumesOf(pod), 'vault-key', 'keys'));
+      expect(initRuns[pod]![0]!.env.CRYPTO_KEY_DIR).toBe(keyDirOf(pod));
+      expect(keyFileOf(pod)).toBe(secret);
+      expect(seedLog(pod)).toEqual([expect.objectContaining({ level: 30, msg: 'vault key seeded from the Secret', fingerprint: fingerprintOfKeyFile(secret) })]);
+    }
+    // Each pod got its own entry: three different keys.
+    expect(new Set(Array.from({ length: sts.spec.replicas }, (_, i) => seedLog(`peer-node-${i}`)[0]!.fingerprint)).size).toBe(sts.spec.replicas);
+    // The fingerprint the init step logs is the one the crypto-service reports (same key, same derivation).
+    keyBefore = (await request(`${gatewayUrl}/v1/keys`, 'GET')).json.fingerprint;
+    expect(keyBefore).toBe(seedLog('peer-node-0')[0]!.fingerprint);
+  });
+
+  it('rotates the vault key online and shreds a file (200, not 412): the keyring on the claim changes, the Secret does not', async () => {
+    const pod = 'peer-node-0';
+    const secretBefore = readFileSync(join(secretsDir, pod, 'vault-key.json'), 'utf8');
+    // A file sealed under the Secret's key, shredded below.
+    expect((await putSeeded(gatewayUrl, 'k8s/to-shred.bin', 256 * 1024 + 3, 78)).status).toBe(201);
+    const rot = await request(`${gatewayUrl}/v1/keys/rotate`, 'POST');
+    expect([rot.status, rot.json?.retiredFingerprints]).toEqual([200, [keyBefore]]);
+    expect(rot.json.fingerprint).toMatch(/^[0-9a-f]{16}$/);
+    expect(rot.json.fingerprint).not.toBe(keyBefore);
+    expect(fingerprintOfKeyFile(keyFileOf(pod))).toBe(rot.json.fingerprint);
+    // The old key was kept during the re-wrap, then retired: only the new key is left on the claim.
+    expect(readdirSync(keyDirOf(pod)).filter((n) => n.startsWith('vault-key')).sort()).toEqual(['vault-key.json']);
+
+    // Crypto-shredding: the second file is shredded; the first still reads back.
+    const shred = await request(`${gatewayUrl}/v1/shred/k8s/to-shred.bin`, 'DELETE');
+    expect([shred.status, shred.json?.removed, shred.json?.rotation?.versionsShredded, shred.json?.rotation?.retiredFingerprints]).toEqual([200, 1, 1, [rot.json.fingerprint]]);
+    rotated = shred.json.rotation.fingerprint;
+    expect(fingerprintOfKeyFile(keyFileOf(pod))).toBe(rotated);
+    expect((await request(`${gatewayUrl}/v1/files/k8s/to-shred.bin`, 'GET')).status).toBe(404);
+    const get = await request(`${gatewayUrl}/v1/files/k8s/rehearsal.bin`, 'GET');
+    expect([get.status, get.sha256]).toEqual([200, await seededSha(3 * MiB + 1, 77)]);
+    // The Secret entry (and its projection) is the original key: stale now, and untouched.
+    expect(readFileSync(join(secretsDir, pod, 'vault-key.json'), 'utf8')).toBe(secretBefore);
+    expect(fingerprintOfKeyFile(secretBefore)).toBe(keyBefore);
+  });
+
+  it('a restarted pod keeps its rotated key (the init step does not copy the stale Secret over it) and opens its files', async () => {
+    const pod = 'peer-node-0';
+    const keyFile = keyFileOf(pod);
+    await stopNodePod(pod);
+    nodeEnvs[pod] = await startNodePod(0);
+    expect(keyFileOf(pod)).toBe(keyFile);
+    expect(seedLog(pod)).toEqual([expect.objectContaining({ level: 30, kept: rotated, secret: keyBefore, msg: expect.stringContaining('the Secret is never copied over a key') })]);
+    // The node loaded its index through the restarted crypto-service. Had the init step copied the Secret's
+    // (original, retired) key over the claim's, the node would run with it: the rotated key's manifests
+    // unreadable, the superseded ones sealed under the original key readable again, the shredded file
+    // included (tried: GET k8s/to-shred.bin answers 200 then).
+    const get = await eventually(async () => {
+      const r = await request(`${gatewayUrl}/v1/files/k8s/rehearsal.bin`, 'GET').catch(() => undefined);
+      return r && r.status < 500 ? r : undefined;
+    }, 60_000, 'the gateway reaches the restarted peer-node-0');
+    expect([get!.status, get!.sha256]).toEqual([200, await seededSha(3 * MiB + 1, 77)]);
+    expect((await request(`${gatewayUrl}/v1/keys`, 'GET')).json).toMatchObject({ fingerprint: rotated, previousFingerprints: [] });
+    expect((await request(`${gatewayUrl}/v1/files/k8s/to-shred.bin`, 'GET')).status).toBe(404);
+  });
+
+  it('restores a lost key claim as the README says: recovery key exported in the container, written as the Secret entry, re-seeded', async () => {
+    const pod = 'peer-node-0';
+    const crypto = sts.spec.template.spec.containers.find((c: Obj) => c.name === 'crypto-service');
+    // `kubectl exec peer-node-0 -c crypto-service -- node /app/dist/apps/crypto-service/main.js export-recovery-key`:
+    // the command runs with the container's environment (CRYPTO_KEY_DIR on the claim).
+    const cryptoMain = join(REPO, 'dist/apps/crypto-service/main.js');
+    const recovery = (await run(process.execPath, [cryptoMain, 'export-recovery-key'], { env: { ...imageEnv(), ...nodeEnvs[pod]!['crypto-service']! } })).stdout.trim();
+    expect(recovery).toMatch(/^DVRK1(-[A-Z2-7]{4}){14}$/);
+    // The operator's offline copy: import into a new directory, then that file becomes the Secret entry.
+    const fresh = join(root, 'restore', pod);
+    const imp = execFile(process.execPath, [cryptoMain, 'import-recovery-key'], { env: { ...process.env, CRYPTO_KEY_DIR: fresh } });
+    imp.stdin!.end(`${recovery}\n`);
+    expect(await new Promise((r) => imp.once('exit', r))).toBe(0);
+    const restored = readFileSync(join(fresh, 'vault-key.json'), 'utf8');
+    expect(fingerprintOfKeyFile(restored)).toBe(rotated);
+    writeFileSync(join(secretsDir, pod, 'vault-key.json'), restored); // kubectl create secret ... | kubectl apply -f -
+    // The claim is lost (the pod and PVC deleted): a new, empty claim; the pod starts and re-seeds.
+    await stopNodePod(pod);
+    rmSync(join(volumesOf(pod), 'vault-key'), { recursive: true, force: true });
+    expect(existsSync(keyDirOf(pod))).toBe(false);
+    nodeEnvs[pod] = await startNodePod(0);
+    expect(seedLog(pod)).toEqual([expect.objectContaining({ msg: 'vault key seeded from the Secret', fingerprint: rotated })]);
+    const get = await eventually(async () => {
+      const r = await request(`${gatewayUrl}/v1/files/k8s/rehearsal.bin`, 'GET').catch(() => undefined);
+      return r && r.status < 500 ? r : undefined;
+    }, 60_000, 'the gateway reaches the restarted peer-node-0');
+    expect([get!.status, get!.sha256]).toEqual([200, await seededSha(3 * MiB + 1, 77)]);
+    expect((await request(`${gatewayUrl}/v1/keys`, 'GET')).json.fingerprint).toBe(rotated);
+  });
+
+  it('the Secret entry may be removed once the claim is seeded: the pod restarts with its claim’s key; with neither, the init step stops the pod', async () => {
+    const pod = 'peer-node-0';
+    const keyFile = keyFileOf(pod);
+    // kubectl create secret generic distri-vault-vault-keys without peer-node-0's entry | kubectl apply -f -
+    rmSync(join(secretsDir, pod, 'vault-key.json'));
+    await stopNodePod(pod);
+    // Neither an entry nor a key on the claim (a lost claim): the init container fails, and writes no key.
+    const claim = join(volumesOf(pod), 'vault-key');
+    const aside = `${claim}.aside`;
+    renameSync(claim, aside);
+    const init = sts.spec.template.spec.initContainers[0];
+    const failed = await runInit(sts, pod, init);
+    expect(failed.code).toBe(1);
+    expect(failed.out).toContain('is this pod\'s entry in the Secret distri-vault-vault-keys?');
+    expect(existsSync(join(keyDirOf(pod), 'vault-key.json'))).toBe(false);
+    rmSync(claim, { recursive: true, force: true });
+    renameSync(aside, claim);
+    // With the claim back, the pod starts on the claim's key alone.
+    nodeEnvs[pod] = await startNodePod(0);
+    expect(existsSync(join(volumesOf(pod), 'node-secrets', pod, 'keys', 'vault-key.json'))).toBe(false);
+    expect(seedLog(pod)).toEqual([expect.objectContaining({ msg: 'vault key present: kept (no Secret entry for this pod; none is needed once seeded)', kept: rotated, secret: 'absent' })]);
+    expect(keyFileOf(pod)).toBe(keyFile);
+    const get = await eventually(async () => {
+      const r = await request(`${gatewayUrl}/v1/files/k8s/rehearsal.bin`, 'GET').catch(() => undefined);
+      return r && r.status < 500 ? r : undefined;
+    }, 60_000, 'the gateway reaches the restarted peer-node-0');
+    expect([get!.status, get!.sha256]).toEqual([200, await seededSha(3 * MiB + 1, 77)]);
   });
 
   it('writes nothing into the read-only Secret volumes (the processes run as root here, so this is checked, not enforced)', async () => {
