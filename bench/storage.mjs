@@ -16,7 +16,8 @@
 // Settings: BENCH_DIR (a temp dir under the OS temp dir), BENCH_CONCURRENCY (4: calls in flight for 1 and 4 MiB),
 // BENCH_SMALL_CONCURRENCY (16: for 4 KiB), BENCH_ROUNDS (3), BENCH_LIST_CHUNKS (100000; a comma list such as
 // 100000,1000000 grows one folder to each size in turn; 0 skips part 2), BENCH_SKIP_IO=1 skips part 1,
-// BENCH_KEEP=1 keeps the data.
+// BENCH_KEEP=1 keeps the data, BENCH_BASELINE_MAIN=<path of another build's storage-service main.js> adds it as a
+// fourth contestant ("before"), measured in the same rounds, for a before/after on a busy machine.
 import { spawn, spawnSync, execFileSync } from 'node:child_process';
 import { createHash, createCipheriv, randomBytes } from 'node:crypto';
 import { promises as fs, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -67,6 +68,17 @@ async function timed(fn) {
   const t0 = performance.now();
   await fn();
   return (performance.now() - t0) / 1000;
+}
+// CPU seconds (user + system) a process has used so far; /proc counts in clock ticks of 10 ms.
+function cpuSeconds(pid) {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
+// Wall seconds of `fn` into t[key], and the CPU seconds `pid` spent meanwhile into t[key + 'Cpu'].
+async function measure(t, key, pid, fn) {
+  const c0 = cpuSeconds(pid);
+  (t[key] ??= []).push(await timed(fn));
+  (t[`${key}Cpu`] ??= []).push(cpuSeconds(pid) - c0);
 }
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 async function fsyncDir(dir) {
@@ -149,8 +161,8 @@ function startProcess(args, env) {
     child.on('exit', (code) => reject(new Error(`${args.join(' ')} exited with ${code}`)));
   });
 }
-const startService = (dataDir) =>
-  startProcess([join(root, 'dist/apps/storage-service/main.js')], { STORAGE_PORT: '0', STORAGE_DATA_DIR: dataDir, STORAGE_SCRUB_BYTES_PER_SEC: '0', LOG_LEVEL: 'info' });
+const startService = (dataDir, main = join(root, 'dist/apps/storage-service/main.js')) =>
+  startProcess([main], { STORAGE_PORT: '0', STORAGE_DATA_DIR: dataDir, STORAGE_SCRUB_BYTES_PER_SEC: '0', LOG_LEVEL: 'info' });
 function stopProcess(s) {
   return new Promise((resolve) => {
     s.child.removeAllListeners('exit');
@@ -208,6 +220,10 @@ try {
     procs.push(noop);
     const client = storageClient(`127.0.0.1:${svc.port}`);
     const noopClient = storageClient(`127.0.0.1:${noop.port}`);
+    const baseMain = process.env.BENCH_BASELINE_MAIN;
+    const base = baseMain ? await startService(join(work, 'base-data'), baseMain) : undefined;
+    if (base) procs.push(base);
+    const baseClient = base ? storageClient(`127.0.0.1:${base.port}`) : undefined;
     const put = (c, kind) => (o) => call(c, 'putObject', { folder: FOLDER, kind, id: o.id, data: o.data });
     const get = (c, kind, size) => async (o) => {
       const r = await call(c, 'getObject', { folder: FOLDER, kind, id: o.id });
@@ -215,66 +231,80 @@ try {
     };
     // Warm both channels and both processes' code paths.
     const warm = objects('warm', 16, 256 * 1024);
-    for (const c of [client, noopClient]) {
+    for (const c of [client, noopClient, baseClient].filter(Boolean)) {
       await pool(warm, conc, put(c, CHUNK));
       await pool(warm, conc, get(c, CHUNK, 256 * 1024));
     }
 
     const rate = (n, s) => n / s;
-    const line = (what, unit, raw, svcS, noopS, n, target, rawName) => {
-      const [r, s, t] = [rate(n, median(raw)), rate(n, median(svcS)), rate(n, median(noopS))];
+    // One result line; `cpuPer` names the unit of work for the CPU figures (each process's own CPU: the
+    // server's for service and transport, this process's for raw; the client's is not counted).
+    const line = (what, unit, t, keys, n, target, rawName, cpuPer) => {
+      const [r, s, c] = [rate(n, median(t[keys.raw])), rate(n, median(t[keys.svc])), rate(n, median(t[keys.noop]))];
       const f = unit === 'MB/s' ? (x) => x.toFixed(1) : (x) => x.toFixed(0);
+      const b = t[keys.base]?.length ? rate(n, median(t[keys.base])) : undefined;
+      const cpu = (key) => (median(t[`${key}Cpu`]) * cpuPer.scale) / n;
       out(
         `${what}: service ${f(s)} ${unit} = ${((100 * s) / r).toFixed(0)}% of ${rawName} ${f(r)}${target ? ` (target >= ${target}%)` : ''}; ` +
-          `transport ceiling ${f(t)} ${unit} (${((100 * t) / r).toFixed(0)}% of raw); service = ${((100 * s) / t).toFixed(0)}% of the ceiling`,
+          `transport ceiling ${f(c)} ${unit} (${((100 * c) / r).toFixed(0)}% of raw); service = ${((100 * s) / c).toFixed(0)}% of the ceiling` +
+          (b === undefined ? '' : `; before: ${f(b)} ${unit} = ${((100 * b) / r).toFixed(0)}% of raw`),
+      );
+      out(
+        `  CPU ${cpuPer.label}: service ${cpu(keys.svc).toFixed(cpuPer.digits)}, transport ${cpu(keys.noop).toFixed(cpuPer.digits)}, raw ${cpu(keys.raw).toFixed(cpuPer.digits)}` +
+          (b === undefined ? '' : `, before ${cpu(keys.base).toFixed(cpuPer.digits)}`),
       );
     };
+    const perGB = { label: 'seconds per GB', scale: 1000, digits: 2 };
+    const perPut = { label: 'ms per put', scale: 1000, digits: 3 };
 
     for (const [label, size, count, kind] of [
       ['1 MiB', 1024 * 1024, 128, CHUNK],
       ['4 MiB', 4 * 1024 * 1024, 48, MANIFEST],
     ]) {
       const mb = (size * count) / 1e6;
-      const t = { rawPut: [], svcPut: [], noopPut: [], rawGet: [], svcGet: [], noopGet: [] };
+      const t = {};
       for (let r = 0; r < rounds; r++) {
         const objs = objects(`big-${label}-${r}`, count, size);
         const rawDir = join(work, `raw-${size}-${r}`);
         await fs.mkdir(rawDir, { recursive: true });
-        t.rawPut.push(await timed(() => pool(objs, conc, (o) => rawPut(rawDir, o))));
-        t.noopPut.push(await timed(() => pool(objs, conc, put(noopClient, kind))));
-        t.svcPut.push(await timed(() => pool(objs, conc, put(client, kind))));
-        t.rawGet.push(await timed(() => pool(objs, conc, async (o) => {
-          const b = await fs.readFile(join(rawDir, o.id.slice(0, 2), o.id));
-          if (b.length !== size) throw new Error('short read');
-        })));
-        t.noopGet.push(await timed(() => pool(objs, conc, get(noopClient, kind, size))));
-        t.svcGet.push(await timed(() => pool(objs, conc, get(client, kind, size))));
+        await measure(t, 'rawPut', process.pid, () => pool(objs, conc, (o) => rawPut(rawDir, o)));
+        await measure(t, 'noopPut', noop.child.pid, () => pool(objs, conc, put(noopClient, kind)));
+        await measure(t, 'svcPut', svc.child.pid, () => pool(objs, conc, put(client, kind)));
+        if (base) await measure(t, 'basePut', base.child.pid, () => pool(objs, conc, put(baseClient, kind)));
+        await measure(t, 'rawGet', process.pid, () =>
+          pool(objs, conc, async (o) => {
+            const b = await fs.readFile(join(rawDir, o.id.slice(0, 2), o.id));
+            if (b.length !== size) throw new Error('short read');
+          }),
+        );
+        await measure(t, 'noopGet', noop.child.pid, () => pool(objs, conc, get(noopClient, kind, size)));
+        await measure(t, 'svcGet', svc.child.pid, () => pool(objs, conc, get(client, kind, size)));
+        if (base) await measure(t, 'baseGet', base.child.pid, () => pool(objs, conc, get(baseClient, kind, size)));
         await fs.rm(rawDir, { recursive: true, force: true });
-        await pool(objs, conc, (o) => call(client, 'deleteObject', { folder: FOLDER, kind, id: o.id }));
+        for (const c of [client, baseClient].filter(Boolean)) await pool(objs, conc, (o) => call(c, 'deleteObject', { folder: FOLDER, kind, id: o.id }));
       }
-      line(`put ${label} x${count}`, 'MB/s', t.rawPut, t.svcPut, t.noopPut, mb, 70, 'raw write+fsync+rename+dir fsync');
-      line(`get ${label} x${count}`, 'MB/s', t.rawGet, t.svcGet, t.noopGet, mb, 0, 'raw readFile (page cache; the service also verifies SHA-256)');
+      line(`put ${label} x${count}`, 'MB/s', t, { raw: 'rawPut', svc: 'svcPut', noop: 'noopPut', base: 'basePut' }, mb, 70, 'raw write+fsync+rename+dir fsync', perGB);
+      line(`get ${label} x${count}`, 'MB/s', t, { raw: 'rawGet', svc: 'svcGet', noop: 'noopGet', base: 'baseGet' }, mb, 0, 'raw readFile (page cache; the service also verifies SHA-256)', perGB);
     }
 
-    const t = { raw: [], rawDirSync: [], svc: [], noop: [] };
+    const t = {};
     const n = 4000;
     for (let r = 0; r < rounds; r++) {
       const small = objects(`small-${r}`, n, 4096);
       const [d1, d2] = [join(work, `raw-4k-${r}`), join(work, `raw-4k-dirsync-${r}`)];
       await fs.mkdir(d1, { recursive: true });
-      t.raw.push(await timed(() => pool(small, smallConc, (o) => rawPutNoDirSync(d1, o))));
-      t.rawDirSync.push(await timed(() => pool(small, smallConc, (o) => rawPut(d2, o))));
-      t.noop.push(await timed(() => pool(small, smallConc, put(noopClient, CHUNK))));
-      t.svc.push(await timed(() => pool(small, smallConc, put(client, CHUNK))));
+      await measure(t, 'raw', process.pid, () => pool(small, smallConc, (o) => rawPutNoDirSync(d1, o)));
+      await measure(t, 'rawDirSync', process.pid, () => pool(small, smallConc, (o) => rawPut(d2, o)));
+      await measure(t, 'noop', noop.child.pid, () => pool(small, smallConc, put(noopClient, CHUNK)));
+      await measure(t, 'svc', svc.child.pid, () => pool(small, smallConc, put(client, CHUNK)));
+      if (base) await measure(t, 'base', base.child.pid, () => pool(small, smallConc, put(baseClient, CHUNK)));
       await fs.rm(d1, { recursive: true, force: true });
       await fs.rm(d2, { recursive: true, force: true });
     }
-    line(`put 4 KiB x${n}`, '/s', t.raw, t.svc, t.noop, n, 50, 'raw create+fsync+rename');
+    line(`put 4 KiB x${n}`, '/s', t, { raw: 'raw', svc: 'svc', noop: 'noop', base: 'base' }, n, 50, 'raw create+fsync+rename', perPut);
     out(`  (raw with the directory fsync too, as the service does: ${(n / median(t.rawDirSync)).toFixed(0)}/s)`);
-    client.close();
-    noopClient.close();
-    await stopProcess(procs.pop());
-    await stopProcess(procs.pop());
+    for (const c of [client, noopClient, baseClient].filter(Boolean)) c.close();
+    while (procs.length) await stopProcess(procs.pop());
   }
 
   // 2. One folder grown to each size in turn, then served by a fresh process.

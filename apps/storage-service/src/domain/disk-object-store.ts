@@ -11,10 +11,18 @@
  * visible. Reads verify SHA-256 every time.
  *
  * Index: per folder, an in-memory map shard -> id -> size for each kind, built by one scan of the folder on
- * its first use and kept up to date by every put, delete and quarantine. StatFolder, quotas and the
- * scrubber read it instead of walking the tree. The files themselves stay the only source of truth
- * (nothing to get out of step after a crash); presence checks before a put, HasObjects and ListObjects
- * still ask the disk, so an object removed behind the store's back is re-accepted and re-synced at once.
+ * its first use (main.ts scans every folder at start) and kept up to date by every put, delete, quarantine
+ * and missed read. StatFolder, ListObjects, quotas and the scrubber read it instead of walking the tree.
+ * The files themselves stay the only source of truth: nothing is persisted, so there is nothing to get out
+ * of step after a crash (why plain files and no embedded store: see the README's storage section).
+ * An object removed behind the store's back stays listed until a read, the scrubber or a delete notices it
+ * and drops it (the scrubber reports it for repair); HasObjects and the duplicate check of a put still ask
+ * the disk, so such an object is re-accepted at once.
+ *
+ * The put path is latency-bound (each step is a round trip to libuv's thread pool), so it takes as few
+ * steps as durability allows: the hash runs on the thread pool, a shard directory is created and made
+ * durable once per process (then remembered), the free-space check reads statfs at most once a second,
+ * and an ID the index does not hold skips the presence check.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, promises as fs } from 'node:fs';
@@ -31,12 +39,12 @@ import {
   type ObjectStore,
   type PutResult,
   type StoreCallOptions,
-  assertDigest,
+  assertDigestAsync,
   assertHas,
   assertKey,
   assertList,
   assertPut,
-  sha256Hex,
+  sha256HexAsync,
   throwIfAborted,
 } from './object-store';
 
@@ -71,6 +79,9 @@ interface KindIndex {
   count: number;
   bytes: number;
   shards: Map<string, Map<string, number>>;
+  // Sorted IDs per shard for listing, built on demand and dropped when the shard changes (never mutated,
+  // so a listing paused between batches keeps a consistent snapshot of the shard it is in).
+  sorted: Map<string, string[]>;
 }
 
 interface FolderIndex {
@@ -89,6 +100,9 @@ export const QUARANTINE_DIR = '.quarantine';
 const SHARD_PATTERN = /^[0-9a-f]{2}$/;
 // Bounds parallel stat() calls so a big HasObjects or StatFolder cannot flood libuv's thread pool.
 const FS_CONCURRENCY = 32;
+// How long a statfs reading serves the reserve check, less the bytes put since. Within that second other
+// processes may write too; the reserve itself (256 MiB by default) is the margin for that.
+const FREE_SPACE_TTL_MS = 1000;
 
 /** An ObjectStore in a directory tree. Create with `DiskObjectStore.open`. */
 export class DiskObjectStore implements ObjectStore {
@@ -101,6 +115,12 @@ export class DiskObjectStore implements ObjectStore {
   private readonly folderQuotaBytes: number;
   private readonly reserveBytes: number;
   private readonly indexes = new Map<string, Promise<FolderIndex>>();
+  // The indexes whose scan has finished (a read never waits for a scan just to learn a size).
+  private readonly readyIndexes = new Map<string, FolderIndex>();
+  // Directories this process created or found, and made durable (fsync of their parent) once.
+  private readonly knownDirs = new Set<string>();
+  // Free bytes from the last statfs, less the bytes put since; `at` is when statfs was read.
+  private freeSpace?: { at: number; bytes: number; refresh?: Promise<void> };
 
   /** Prefer `open`, which also prepares the directory; a constructed store needs `start()` before use. */
   constructor(components: DiskObjectStoreComponents, options: DiskObjectStoreOptions) {
@@ -131,13 +151,16 @@ export class DiskObjectStore implements ObjectStore {
 
   async put(folder: string, kind: ObjectKind, id: string, data: Uint8Array, options: StoreCallOptions = {}): Promise<PutResult> {
     const k = assertPut(folder, kind, id, data);
-    assertDigest(id, data);
+    await assertDigestAsync(id, data);
     throwIfAborted(options.signal);
     const target = this.objectPath(folder, k, id);
     // One put per object at a time: a concurrent duplicate waits, then sees the object and writes nothing.
     const index = await this.index(folder);
     return this.locks.run(target, async () => {
-      if (await exists(target)) return { created: false };
+      // Every object on disk is in the index (scanned at its first use, then kept by every write), except
+      // one copied in behind the store's back: overwriting that with verified bytes is harmless. So only an
+      // ID the index holds needs the disk's word (it may have been removed behind the store's back).
+      if (index.kinds[k].shards.get(id.slice(0, 2))?.has(id) && (await exists(target))) return { created: false };
       throwIfAborted(options.signal);
       // Quota and reserve are checked and the bytes reserved in one synchronous step, so concurrent puts
       // cannot together overshoot the quota.
@@ -152,14 +175,13 @@ export class DiskObjectStore implements ObjectStore {
       try {
         const fh = await fs.open(tmp, 'wx', 0o644);
         try {
-          await fh.writeFile(data);
+          await writeAll(fh, data);
           await fh.sync();
         } finally {
           await fh.close();
         }
         throwIfAborted(options.signal);
-        await this.makeDir(dirname(target), 2);
-        await fs.rename(tmp, target);
+        await this.rename(tmp, target);
         placed = true;
         await fsyncDir(dirname(target));
       } catch (err) {
@@ -188,16 +210,29 @@ export class DiskObjectStore implements ObjectStore {
       throw err;
     }
     let data: Buffer | undefined;
-    let ino: number;
+    let ino: number | undefined;
     try {
-      const st = await fh.stat();
-      ino = st.ino;
-      // Never read more than the largest valid object: anything bigger is corrupt by definition.
-      if (st.isFile() && st.size <= MAX_BYTES_BY_KIND[k]) data = await fh.readFile();
+      // An ID names its bytes, so it has exactly one valid size: the one the index holds (when it holds
+      // the ID) spares an fstat. One byte more is asked for, so a file that grew is seen as corrupt.
+      const known = this.readyIndexes.get(folder)?.kinds[k].shards.get(id.slice(0, 2))?.get(id);
+      if (known !== undefined) {
+        // A directory squatting on the path reads as EISDIR: corrupt like any other wrong content.
+        const buf = await readUpTo(fh, known + 1).catch((err: unknown) => {
+          if (isCode(err, 'EISDIR')) return undefined;
+          throw err;
+        });
+        if (buf?.length === known) data = buf;
+      } else {
+        const st = await fh.stat();
+        ino = st.ino;
+        // Never read more than the largest valid object: anything bigger is corrupt by definition.
+        if (st.isFile() && st.size <= MAX_BYTES_BY_KIND[k]) data = await readUpTo(fh, st.size + 1);
+      }
+      if (data && (await sha256HexAsync(data)) === id) return data;
+      ino ??= (await fh.stat()).ino;
     } finally {
       await fh.close();
     }
-    if (data && sha256Hex(data) === id) return data;
     await this.quarantine(folder, k, id, path, ino);
     throw new DataLossError(`${k} ${id} in folder ${folder} is corrupt on disk; moved to quarantine`);
   }
@@ -212,18 +247,18 @@ export class DiskObjectStore implements ObjectStore {
 
   async *list(folder: string, kind: ObjectKind, options: ListOptions = {}): AsyncGenerator<string[]> {
     const { kind: k, startAfter, batchSize } = assertList(folder, kind, options);
-    // Listed from the directories, not the index: SyncFolder trusts this list to decide what a peer lacks,
-    // so a file lost behind the service's back must vanish from it at once. Paging reads only the shards
-    // from `startAfter` on, one shard directory at a time.
-    const kindDir = join(this.root, folder, KIND_DIRS[k]);
+    // Served from the index, in ID order (the shard is the ID's first two characters): no directory is
+    // read per request, and paging from `startAfter` skips whole shards, then bisects the first one.
+    if (!(await this.folderExists(folder))) return;
+    const kindIndex = (await this.index(folder)).kinds[k];
     const fromShard = startAfter.slice(0, 2);
-    const shards = (await readdirOrEmpty(kindDir)).filter((s) => SHARD_PATTERN.test(s) && s >= fromShard).sort();
+    const shards = [...kindIndex.shards.keys()].filter((s) => s >= fromShard).sort();
     let batch: string[] = [];
     for (const shard of shards) {
       throwIfAborted(options.signal);
-      const ids = (await readdirOrEmpty(join(kindDir, shard))).filter((n) => isObjectId(n) && n.startsWith(shard) && n > startAfter).sort();
-      for (const id of ids) {
-        batch.push(id);
+      const ids = sortedShard(kindIndex, shard);
+      for (let i = firstAfter(ids, startAfter); i < ids.length; i++) {
+        batch.push(ids[i] as string);
         if (batch.length === batchSize) {
           throwIfAborted(options.signal);
           yield batch;
@@ -376,7 +411,10 @@ export class DiskObjectStore implements ObjectStore {
     if (!p) {
       p = this.scanFolder(folder);
       this.indexes.set(folder, p);
-      p.catch(() => this.indexes.delete(folder));
+      p.then(
+        (index) => this.readyIndexes.set(folder, index),
+        () => this.indexes.delete(folder),
+      );
     }
     return p;
   }
@@ -413,40 +451,94 @@ export class DiskObjectStore implements ObjectStore {
     return exists(join(this.root, folder));
   }
 
-  // Rejects a put that would leave less than the reserve of free disk space.
+  // Rejects a put that would leave less than the reserve of free disk space. statfs is read at most once a
+  // second (and again whenever the estimate says no, since deletes may have freed space meanwhile); in
+  // between, the bytes of each accepted put are taken off the last reading.
   private async checkReserve(bytes: number): Promise<void> {
     if (this.reserveBytes <= 0) return;
-    const st = await fs.statfs(this.root);
-    const free = Number(st.bavail) * Number(st.bsize);
-    if (free - bytes < this.reserveBytes) {
-      throw new ResourceExhaustedError(`storage is full: ${free} bytes free, ${this.reserveBytes} kept in reserve`);
+    const fits = () => this.freeSpace !== undefined && this.freeSpace.bytes - bytes >= this.reserveBytes;
+    if (!fits() || Date.now() - (this.freeSpace?.at ?? 0) > FREE_SPACE_TTL_MS) await this.readFreeSpace();
+    if (!fits()) {
+      throw new ResourceExhaustedError(`storage is full: ${this.freeSpace?.bytes} bytes free, ${this.reserveBytes} kept in reserve`);
+    }
+    (this.freeSpace as { bytes: number }).bytes -= bytes;
+  }
+
+  // One statfs for every put waiting on it.
+  private readFreeSpace(): Promise<void> {
+    if (this.freeSpace?.refresh) return this.freeSpace.refresh;
+    const refresh = fs.statfs(this.root).then(
+      (st) => {
+        this.freeSpace = { at: Date.now(), bytes: Number(st.bavail) * Number(st.bsize) };
+      },
+      (err: unknown) => {
+        if (this.freeSpace) delete this.freeSpace.refresh;
+        throw err;
+      },
+    );
+    this.freeSpace = { at: this.freeSpace?.at ?? 0, bytes: this.freeSpace?.bytes ?? 0, refresh };
+    return refresh;
+  }
+
+  // Renames a written temp file into place, creating the target's directories when this process has not
+  // yet made them durable (or they were removed behind its back).
+  private async rename(tmp: string, target: string): Promise<void> {
+    const dir = dirname(target);
+    await this.ensureDir(dir, 2);
+    try {
+      await fs.rename(tmp, target);
+    } catch (err) {
+      if (!isCode(err, 'ENOENT')) throw err;
+      for (let d = dir, i = 0; i <= 2; d = dirname(d), i++) this.knownDirs.delete(d);
+      await this.ensureDir(dir, 2);
+      await fs.rename(tmp, target);
     }
   }
 
-  // Creates `dir` (and up to `depth` missing parents), fsyncing each parent that gained an entry, under a
-  // per-directory lock so a concurrent put cannot use the directory before its entry is durable.
-  private makeDir(dir: string, depth: number): Promise<void> {
-    return this.locks.run(`dir:${dir}`, async () => {
+  // Makes sure `dir` and up to `depth` of its parents exist and that their entries are durable: each is
+  // created (or found) and its parent fsynced once per process, under a per-directory lock so that no
+  // put renames into a directory whose own entry is not durable yet. Found directories are fsynced too: a
+  // previous process may have created one and died before it was durable.
+  private async ensureDir(dir: string, depth: number): Promise<void> {
+    if (this.knownDirs.has(dir)) return;
+    await this.locks.run(`dir:${dir}`, async () => {
+      if (this.knownDirs.has(dir)) return;
+      if (depth > 0) await this.ensureDir(dirname(dir), depth - 1);
       try {
         await fs.mkdir(dir);
       } catch (err) {
-        if (isCode(err, 'EEXIST')) return;
-        if (!isCode(err, 'ENOENT') || depth === 0) throw err;
-        await this.makeDir(dirname(dir), depth - 1);
-        try {
-          await fs.mkdir(dir);
-        } catch (err2) {
-          if (isCode(err2, 'EEXIST')) return;
-          throw err2;
-        }
+        if (!isCode(err, 'EEXIST')) throw err;
       }
       await fsyncDir(dirname(dir));
+      this.knownDirs.add(dir);
     });
   }
 }
 
 function emptyKindIndex(): KindIndex {
-  return { count: 0, bytes: 0, shards: new Map() };
+  return { count: 0, bytes: 0, shards: new Map(), sorted: new Map() };
+}
+
+// The IDs of one shard, sorted (cached until the shard changes).
+function sortedShard(k: KindIndex, shard: string): string[] {
+  let ids = k.sorted.get(shard);
+  if (!ids) {
+    ids = [...(k.shards.get(shard)?.keys() ?? [])].sort();
+    k.sorted.set(shard, ids);
+  }
+  return ids;
+}
+
+// Index of the first element of sorted `ids` greater than `after` ('' = 0).
+function firstAfter(ids: readonly string[], after: string): number {
+  let lo = 0;
+  let hi = ids.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if ((ids[mid] as string) <= after) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 function indexAdd(index: FolderIndex, kind: ObjectKind, id: string, size: number): void {
@@ -461,7 +553,7 @@ function indexAdd(index: FolderIndex, kind: ObjectKind, id: string, size: number
   if (old !== undefined) {
     k.bytes -= old;
     k.count--;
-  }
+  } else k.sorted.delete(shard);
   ids.set(id, size);
   k.count++;
   k.bytes += size;
@@ -473,6 +565,7 @@ function indexRemove(index: FolderIndex, kind: ObjectKind, id: string): void {
   const size = ids?.get(id);
   if (ids === undefined || size === undefined) return;
   ids.delete(id);
+  k.sorted.delete(id.slice(0, 2));
   if (ids.size === 0) k.shards.delete(id.slice(0, 2));
   k.count--;
   k.bytes -= size;
@@ -525,6 +618,28 @@ async function readdirOrEmpty(dir: string): Promise<string[]> {
     if (isCode(err, 'ENOENT') || isCode(err, 'ENOTDIR')) return [];
     throw err;
   }
+}
+
+// Writes all of `data` at the file's start in as few calls as the kernel allows (FileHandle.writeFile
+// splits into 512 KiB writes, each a round trip to the thread pool).
+async function writeAll(fh: fs.FileHandle, data: Uint8Array): Promise<void> {
+  let done = 0;
+  while (done < data.byteLength) {
+    const { bytesWritten } = await fh.write(data, done, data.byteLength - done, done);
+    done += bytesWritten;
+  }
+}
+
+// Reads from the file's start until `max` bytes or the end, in as few calls as the kernel allows.
+async function readUpTo(fh: fs.FileHandle, max: number): Promise<Buffer> {
+  const buf = Buffer.allocUnsafe(max);
+  let done = 0;
+  while (done < max) {
+    const { bytesRead } = await fh.read(buf, done, max - done, done);
+    if (bytesRead === 0) break;
+    done += bytesRead;
+  }
+  return buf.subarray(0, done);
 }
 
 async function fsyncDir(dir: string): Promise<void> {
