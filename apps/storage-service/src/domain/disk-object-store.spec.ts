@@ -350,6 +350,72 @@ describe('DiskObjectStore limits and index', () => {
   });
 });
 
+describe('DiskObjectStore index snapshot', () => {
+  const F = folderId(1);
+  // An object whose ID falls in `shard` (searched deterministically).
+  const inShard = (rng: Rng, shard: string) => {
+    for (;;) {
+      const o = makeObject(rng, 50);
+      if (o.id.startsWith(shard)) return o;
+    }
+  };
+  const listAll = async (s: DiskObjectStore) => {
+    const ids: string[] = [];
+    for await (const batch of s.list(F, 'chunk')) ids.push(...batch);
+    return ids;
+  };
+
+  it('restarts from the snapshot written at close: unchanged shards come from it, changed ones are rescanned', async () => {
+    const dir = await tempDir();
+    try {
+      const rng = new Rng(30);
+      const first = await DiskObjectStore.open({}, { dataDir: dir });
+      const objs = Array.from({ length: 40 }, () => makeObject(rng, 100));
+      for (const o of objs) await first.put(F, 'chunk', o.id, o.data);
+      // Age the shard directories past the snapshot's margin for coarse timestamps (a real restart comes
+      // later than a test can wait).
+      const chunksDir = join(dir, F, 'chunks');
+      const past = new Date(Date.now() - 60_000);
+      const age = async (shard: string) => fs.utimes(join(chunksDir, shard), past, past);
+      for (const s of await fs.readdir(chunksDir)) await age(s);
+      await first.close();
+      expect(await fs.readdir(join(dir, '.index'))).toEqual([F]);
+
+      // While it is down: a file slipped into shard A with A's mtime put back (a change no mtime shows, so
+      // only a store that took A from the snapshot misses it), and a file removed from shard B.
+      const [a, b] = [objs[0]!, objs.find((o) => o.id.slice(0, 2) !== objs[0]!.id.slice(0, 2))!];
+      const hidden = inShard(rng, a.id.slice(0, 2));
+      await fs.writeFile(join(chunksDir, a.id.slice(0, 2), hidden.id), hidden.data);
+      await age(a.id.slice(0, 2));
+      await fs.unlink(join(chunksDir, b.id.slice(0, 2), b.id));
+
+      const second = await DiskObjectStore.open({}, { dataDir: dir });
+      const expected = objs.filter((o) => o !== b).map((o) => o.id).sort();
+      expect(await listAll(second)).toEqual(expected);
+      await expect(second.stat(F)).resolves.toEqual({ chunks: 39, chunkBytes: 3900, manifests: 0, manifestBytes: 0 });
+
+      // A put after the restart changes its shard: a crash now (no close) must not leave the old snapshot
+      // trusted for that shard.
+      const late = inShard(rng, a.id.slice(0, 2));
+      await second.put(F, 'chunk', late.id, late.data);
+      const third = await DiskObjectStore.open({}, { dataDir: dir });
+      expect(await listAll(third)).toEqual([...expected, hidden.id, late.id].sort());
+
+      // A damaged snapshot is ignored: a full scan.
+      await second.close();
+      const snap = join(dir, '.index', F);
+      const bytes = await fs.readFile(snap);
+      bytes[bytes.length - 3] = (bytes[bytes.length - 3] as number) ^ 1;
+      await fs.writeFile(snap, bytes);
+      for (const s of await fs.readdir(chunksDir)) await age(s);
+      const fourth = await DiskObjectStore.open({}, { dataDir: dir });
+      await expect(fourth.stat(F)).resolves.toEqual({ chunks: 41, chunkBytes: 3900 + 100, manifests: 0, manifestBytes: 0 });
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('DiskObjectStore index warm-up', () => {
   it('indexes every folder at once and then answers stat without touching the tree', async () => {
     const dir = await tempDir();

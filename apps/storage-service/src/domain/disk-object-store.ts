@@ -5,6 +5,7 @@
  *   <dataDir>/<folder>/manifests/<id[0..2]>/<id>
  *   <dataDir>/.tmp/          temp files of writes in progress (emptied at start)
  *   <dataDir>/.quarantine/   objects that failed verification on read, kept for inspection
+ *   <dataDir>/.index/<folder> a snapshot of the folder's index, written by `close()` (a hint, see below)
  *
  * Writes go temp file -> fsync -> rename -> fsync of the directory (and of every parent whose entry a new
  * directory added), so an acknowledged put survives a crash and a crash never leaves a partial object
@@ -13,8 +14,13 @@
  * Index: per folder, an in-memory map shard -> id -> size for each kind, built by one scan of the folder on
  * its first use (main.ts scans every folder at start) and kept up to date by every put, delete, quarantine
  * and missed read. StatFolder, ListObjects, quotas and the scrubber read it instead of walking the tree.
- * The files themselves stay the only source of truth: nothing is persisted, so there is nothing to get out
- * of step after a crash (why plain files and no embedded store: see the README's storage section).
+ * The files themselves stay the only source of truth (why plain files and no embedded store: see the
+ * README's storage section). A clean `close()` writes each folder's index to `.index/<folder>` with the
+ * modification time of every shard directory; the next scan takes a shard's entries from that snapshot
+ * only when the directory's mtime is unchanged (any file added, removed or renamed in it changes it) and
+ * older than the snapshot by a margin (coarse timestamps), and lists and lstats every other shard. So a
+ * crash, or any change behind the store's back while it was down, costs a rescan of the shards touched,
+ * never a wrong index; a snapshot that fails its checksum is ignored.
  * An object removed behind the store's back stays listed until a read, the scrubber or a delete notices it
  * and drops it (the scrubber reports it for repair); HasObjects and the duplicate check of a put still ask
  * the disk, so such an object is re-accepted at once.
@@ -96,6 +102,8 @@ export const KIND_DIRS: Readonly<Record<ObjectKind, string>> = { chunk: 'chunks'
 export const TMP_DIR = '.tmp';
 /** Name of the quarantine directory inside the data directory. */
 export const QUARANTINE_DIR = '.quarantine';
+/** Name of the directory of index snapshots inside the data directory. */
+export const INDEX_DIR = '.index';
 
 const SHARD_PATTERN = /^[0-9a-f]{2}$/;
 // Bounds parallel stat() calls so a big HasObjects or StatFolder cannot flood libuv's thread pool.
@@ -103,6 +111,13 @@ const FS_CONCURRENCY = 32;
 // How long a statfs reading serves the reserve check, less the bytes put since. Within that second other
 // processes may write too; the reserve itself (256 MiB by default) is the margin for that.
 const FREE_SPACE_TTL_MS = 1000;
+// A shard directory modified less than this before its snapshot was written is rescanned: file system
+// timestamps are coarse (a tick of the kernel clock), so a change right after the snapshot could keep the
+// same mtime.
+const SNAPSHOT_MARGIN_MS = 1000;
+// How long close() waits for puts, deletes and quarantines in flight before writing the snapshots.
+const CLOSE_DRAIN_MS = 2000;
+const SNAPSHOT_MAGIC = Buffer.from('DVIDX001');
 
 /** An ObjectStore in a directory tree. Create with `DiskObjectStore.open`. */
 export class DiskObjectStore implements ObjectStore {
@@ -146,6 +161,10 @@ export class DiskObjectStore implements ObjectStore {
     await fs.rm(this.tmpDir, { recursive: true, force: true });
     await fs.mkdir(this.tmpDir);
     await fs.mkdir(this.quarantineDir, { recursive: true });
+    // Snapshots cut short by a crash during close().
+    for (const name of await readdirOrEmpty(join(this.root, INDEX_DIR))) {
+      if (name.endsWith('.tmp')) await fs.rm(join(this.root, INDEX_DIR, name), { force: true });
+    }
     this.log?.info({ dataDir: this.root, removedTempFiles: leftovers.length }, 'object store ready');
   }
 
@@ -375,7 +394,29 @@ export class DiskObjectStore implements ObjectStore {
       .sort();
   }
 
-  async close(): Promise<void> {}
+  /**
+   * Writes a snapshot of every built index (`.index/<folder>`) so the next start can skip the shards that
+   * did not change, once the puts, deletes and quarantines in flight are done (at most 2 s; otherwise no
+   * snapshot is written and the next start scans). Failures are logged, never thrown: a snapshot is a hint.
+   */
+  async close(): Promise<void> {
+    const deadline = Date.now() + CLOSE_DRAIN_MS;
+    while (this.locks.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    if (this.locks.size > 0) {
+      this.log?.warn({ inFlight: this.locks.size }, 'index snapshots not written: writes still in flight');
+      return;
+    }
+    for (const [folder, index] of this.readyIndexes) {
+      try {
+        const started = performance.now();
+        await this.saveSnapshot(folder, index);
+        const { chunk, manifest } = index.kinds;
+        this.log?.info({ folder, objects: chunk.count + manifest.count, ms: Math.round(performance.now() - started) }, 'index snapshot written');
+      } catch (err) {
+        this.log?.warn({ folder, err: (err as Error).message }, 'index snapshot not written');
+      }
+    }
+  }
 
   /** Path of one object (inputs already validated). */
   objectPath(folder: string, kind: ObjectKind, id: string): string {
@@ -422,19 +463,89 @@ export class DiskObjectStore implements ObjectStore {
   private async scanFolder(folder: string): Promise<FolderIndex> {
     const started = performance.now();
     const index: FolderIndex = { kinds: { chunk: emptyKindIndex(), manifest: emptyKindIndex() }, pending: 0 };
+    const snapshot = await this.loadSnapshot(folder);
+    let fromSnapshot = 0;
+    let scanned = 0;
     for (const kind of OBJECT_KINDS) {
       const kindDir = join(this.root, folder, KIND_DIRS[kind]);
       for (const shard of (await readdirOrEmpty(kindDir)).filter((s) => SHARD_PATTERN.test(s))) {
+        const saved = snapshot?.kinds[kind].get(shard);
+        if (saved && snapshot && saved.mtimeNs < (BigInt(snapshot.writtenAtMs) - BigInt(SNAPSHOT_MARGIN_MS)) * 1_000_000n) {
+          const st = await fs.lstat(join(kindDir, shard), { bigint: true }).catch(() => undefined);
+          if (st?.isDirectory() && st.mtimeNs === saved.mtimeNs) {
+            saved.ids.forEach((id, i) => indexAdd(index, kind, id, saved.sizes[i] as number));
+            fromSnapshot++;
+            continue;
+          }
+        }
         const ids = (await readdirOrEmpty(join(kindDir, shard))).filter((n) => isObjectId(n) && n.startsWith(shard));
         const sizes = await fileSizes(join(kindDir, shard), ids);
         ids.forEach((id, i) => {
           if ((sizes[i] as number) >= 0) indexAdd(index, kind, id, sizes[i] as number);
         });
+        scanned++;
       }
     }
     const { chunk, manifest } = index.kinds;
-    this.log?.debug({ folder, chunks: chunk.count, manifests: manifest.count, ms: Math.round(performance.now() - started) }, 'folder indexed');
+    this.log?.debug(
+      { folder, chunks: chunk.count, manifests: manifest.count, shardsFromSnapshot: fromSnapshot, shardsScanned: scanned, ms: Math.round(performance.now() - started) },
+      'folder indexed',
+    );
     return index;
+  }
+
+  // Snapshot layout: magic, SHA-256 of the body, body = writtenAtMs (f64), then per kind: shard count (u32),
+  // per shard: shard (u8), directory mtime in ns (u64), entry count (u32), entries of id (32 bytes) + size (u32).
+  private async saveSnapshot(folder: string, index: FolderIndex): Promise<void> {
+    const writtenAtMs = Date.now();
+    const shardsByKind = await Promise.all(
+      OBJECT_KINDS.map(async (kind) => {
+        const kindIndex = index.kinds[kind];
+        const shards = [...kindIndex.shards.keys()].sort();
+        const mtimes = await Promise.all(shards.map((s) => fs.lstat(join(this.root, folder, KIND_DIRS[kind], s), { bigint: true }).then((st) => st.mtimeNs, () => undefined)));
+        return shards.flatMap((shard, i) => (mtimes[i] === undefined ? [] : [{ shard, mtimeNs: mtimes[i] as bigint, entries: kindIndex.shards.get(shard) as Map<string, number> }]));
+      }),
+    );
+    let size = 8;
+    for (const shards of shardsByKind) {
+      size += 4;
+      for (const s of shards) size += 1 + 8 + 4 + s.entries.size * 36;
+    }
+    const body = Buffer.allocUnsafe(size);
+    let pos = body.writeDoubleLE(writtenAtMs, 0);
+    for (const shards of shardsByKind) {
+      pos = body.writeUInt32LE(shards.length, pos);
+      for (const s of shards) {
+        pos = body.writeUInt8(parseInt(s.shard, 16), pos);
+        pos = body.writeBigUInt64LE(s.mtimeNs, pos);
+        pos = body.writeUInt32LE(s.entries.size, pos);
+        for (const [id, bytes] of s.entries) {
+          pos += body.write(id, pos, 32, 'hex');
+          pos = body.writeUInt32LE(bytes, pos);
+        }
+      }
+    }
+    const dir = join(this.root, INDEX_DIR);
+    await fs.mkdir(dir, { recursive: true });
+    const tmp = join(dir, `${folder}.${randomBytes(4).toString('hex')}.tmp`);
+    await fs.writeFile(tmp, Buffer.concat([SNAPSHOT_MAGIC, createHash('sha256').update(body).digest(), body]));
+    await fs.rename(tmp, join(dir, folder));
+  }
+
+  // The folder's snapshot, or undefined when there is none or it does not check out.
+  private async loadSnapshot(folder: string): Promise<Snapshot | undefined> {
+    let buf: Buffer;
+    try {
+      buf = await fs.readFile(join(this.root, INDEX_DIR, folder));
+    } catch {
+      return undefined;
+    }
+    try {
+      return parseSnapshot(buf);
+    } catch (err) {
+      this.log?.warn({ folder, err: (err as Error).message }, 'index snapshot ignored');
+      return undefined;
+    }
   }
 
   // Drops an object from an already built index (a folder never indexed has nothing to drop).
@@ -512,6 +623,52 @@ export class DiskObjectStore implements ObjectStore {
   }
 }
 
+interface SnapshotShard {
+  mtimeNs: bigint;
+  ids: string[];
+  sizes: number[];
+}
+
+interface Snapshot {
+  writtenAtMs: number;
+  kinds: Record<ObjectKind, Map<string, SnapshotShard>>;
+}
+
+// Throws on any inconsistency (wrong magic or checksum, out-of-bounds lengths).
+function parseSnapshot(buf: Buffer): Snapshot {
+  if (buf.length < 48 || !buf.subarray(0, 8).equals(SNAPSHOT_MAGIC)) throw new Error('not an index snapshot');
+  const body = buf.subarray(40);
+  if (!createHash('sha256').update(body).digest().equals(buf.subarray(8, 40))) throw new Error('checksum mismatch');
+  const need = (pos: number, n: number) => {
+    if (pos + n > body.length) throw new Error('truncated');
+  };
+  const snapshot: Snapshot = { writtenAtMs: body.readDoubleLE(0), kinds: { chunk: new Map(), manifest: new Map() } };
+  let pos = 8;
+  for (const kind of OBJECT_KINDS) {
+    need(pos, 4);
+    const shards = body.readUInt32LE(pos);
+    pos += 4;
+    for (let s = 0; s < shards; s++) {
+      need(pos, 13);
+      const shard = body.toString('hex', pos, pos + 1);
+      const mtimeNs = body.readBigUInt64LE(pos + 1);
+      const count = body.readUInt32LE(pos + 9);
+      pos += 13;
+      need(pos, count * 36);
+      const ids = new Array<string>(count);
+      const sizes = new Array<number>(count);
+      for (let i = 0; i < count; i++, pos += 36) {
+        ids[i] = body.toString('hex', pos, pos + 32);
+        sizes[i] = body.readUInt32LE(pos + 32);
+        if (!(ids[i] as string).startsWith(shard)) throw new Error('entry in the wrong shard');
+      }
+      snapshot.kinds[kind].set(shard, { mtimeNs, ids, sizes });
+    }
+  }
+  if (pos !== body.length) throw new Error('trailing bytes');
+  return snapshot;
+}
+
 function emptyKindIndex(): KindIndex {
   return { count: 0, bytes: 0, shards: new Map(), sorted: new Map() };
 }
@@ -571,6 +728,11 @@ function indexRemove(index: FolderIndex, kind: ObjectKind, id: string): void {
 /** Runs tasks with the same key one after another (in-process). */
 class KeyedLock {
   private readonly tails = new Map<string, Promise<void>>();
+
+  /** Keys with a task running or waiting. */
+  get size(): number {
+    return this.tails.size;
+  }
 
   async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
     const prev = this.tails.get(key) ?? Promise.resolve();
