@@ -417,6 +417,73 @@ describe('DiskObjectStore index snapshot', () => {
 });
 
 describe('DiskObjectStore index warm-up', () => {
+  it('takes puts, deletes and reads while a folder is being scanned, and the index ends equal to a fresh scan', async () => {
+    const dir = await tempDir();
+    const fsModule = await import('node:fs');
+    const realReaddir = fsModule.promises.readdir.bind(fsModule.promises);
+    try {
+      const F = folderId(1);
+      const rng = new Rng(60);
+      const old = Array.from({ length: 2000 }, () => makeObject(rng, 20));
+      for (const o of old) {
+        const path = join(dir, F, 'chunks', o.id.slice(0, 2), o.id);
+        await fs.mkdir(dirname(path), { recursive: true });
+        await fs.writeFile(path, o.data);
+      }
+      // Hold the scan after it has listed 100 shard directories, so the calls below meet a half-built index
+      // and land in shards it has already listed (where only the deferred entries can make them appear).
+      const listed = new Set<string>();
+      let release!: () => void;
+      const gate = new Promise<void>((r) => (release = r));
+      let held!: () => void;
+      const holding = new Promise<void>((r) => (held = r));
+      const spy = jest.spyOn(fsModule.promises, 'readdir').mockImplementation((async (path: string, ...rest: unknown[]) => {
+        const shard = /chunks\/([0-9a-f]{2})$/.exec(String(path))?.[1];
+        if (shard && listed.size === 100) {
+          held();
+          await gate;
+        }
+        const out = await (realReaddir as (...a: unknown[]) => Promise<unknown>)(path, ...rest);
+        if (shard) listed.add(shard);
+        return out;
+      }) as never);
+      const store = await DiskObjectStore.open({}, { dataDir: dir });
+      const scan = store.warmIndex();
+      await holding;
+      const inListed = () => {
+        for (;;) {
+          const o = makeObject(rng, 30);
+          if (listed.has(o.id.slice(0, 2))) return o;
+        }
+      };
+      const fresh = Array.from({ length: 20 }, inListed);
+      const deleted = old.filter((o) => listed.has(o.id.slice(0, 2))).slice(0, 20);
+      const dupes = old.filter((o) => !deleted.includes(o)).slice(0, 10);
+      const results = await Promise.all([
+        ...fresh.map((o) => store.put(F, 'chunk', o.id, o.data)),
+        ...dupes.map((o) => store.put(F, 'chunk', o.id, o.data)),
+        store.get(F, 'chunk', dupes[0]!.id).then((b) => b.equals(dupes[0]!.data)),
+      ]);
+      expect(results).toEqual([...fresh.map(() => ({ created: true })), ...dupes.map(() => ({ created: false })), true]);
+      // Deletes wait for the scan to drop their entries; let it go on meanwhile.
+      const deletes = Promise.all(deleted.map((o) => store.delete(F, 'chunk', o.id)));
+      release();
+      await scan;
+      expect(await deletes).toEqual(deleted.map(() => true));
+      const want = { chunks: 2000 - 20 + 20, chunkBytes: (2000 - 20) * 20 + 20 * 30, manifests: 0, manifestBytes: 0 };
+      await expect(store.stat(F)).resolves.toEqual(want);
+      const ids: string[] = [];
+      for await (const batch of store.list(F, 'chunk')) ids.push(...batch);
+      expect(ids).toEqual([...old.filter((o) => !deleted.includes(o)), ...fresh].map((o) => o.id).sort());
+      spy.mockRestore();
+      const again = await DiskObjectStore.open({}, { dataDir: dir });
+      await expect(again.stat(F)).resolves.toEqual(want);
+    } finally {
+      jest.restoreAllMocks();
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('indexes every folder at once and then answers stat without touching the tree', async () => {
     const dir = await tempDir();
     try {

@@ -173,22 +173,27 @@ export class DiskObjectStore implements ObjectStore {
     await assertDigestAsync(id, data);
     throwIfAborted(options.signal);
     const target = this.objectPath(folder, k, id);
+    // Without a quota a put need not wait for its folder's index (a scan after a crash can take seconds):
+    // it asks the disk whether the object is there, and enters it in the index once the scan is done.
+    const scanning = this.index(folder);
+    const index = this.folderQuotaBytes > 0 ? await scanning : this.readyIndexes.get(folder);
     // One put per object at a time: a concurrent duplicate waits, then sees the object and writes nothing.
-    const index = await this.index(folder);
     return this.locks.run(target, async () => {
-      // Every object on disk is in the index (scanned at its first use, then kept by every write), except
-      // one copied in behind the store's back: overwriting that with verified bytes is harmless. So only an
-      // ID the index holds needs the disk's word (it may have been removed behind the store's back).
-      if (index.kinds[k].shards.get(id.slice(0, 2))?.has(id) && (await exists(target))) return { created: false };
+      // Every object on disk is in a built index (scanned at its first use, then kept by every write),
+      // except one copied in behind the store's back: overwriting that with verified bytes is harmless. So
+      // only an ID the index holds needs the disk's word (it may have been removed behind the store's back).
+      if ((!index || index.kinds[k].shards.get(id.slice(0, 2))?.has(id)) && (await exists(target))) return { created: false };
       throwIfAborted(options.signal);
       // Quota and reserve are checked and the bytes reserved in one synchronous step, so concurrent puts
       // cannot together overshoot the quota.
       await this.checkReserve(data.byteLength);
-      const used = index.kinds.chunk.bytes + index.kinds.manifest.bytes + index.pending;
-      if (this.folderQuotaBytes > 0 && used + data.byteLength > this.folderQuotaBytes) {
-        throw new ResourceExhaustedError(`folder ${folder} is over its quota of ${this.folderQuotaBytes} bytes`);
+      if (index && this.folderQuotaBytes > 0) {
+        const used = index.kinds.chunk.bytes + index.kinds.manifest.bytes + index.pending;
+        if (used + data.byteLength > this.folderQuotaBytes) {
+          throw new ResourceExhaustedError(`folder ${folder} is over its quota of ${this.folderQuotaBytes} bytes`);
+        }
       }
-      index.pending += data.byteLength;
+      if (index) index.pending += data.byteLength;
       const tmp = join(this.tmpDir, `${id}.${randomBytes(8).toString('hex')}`);
       let placed = false;
       try {
@@ -206,9 +211,12 @@ export class DiskObjectStore implements ObjectStore {
       } catch (err) {
         throw diskError(err);
       } finally {
-        index.pending -= data.byteLength;
+        if (index) index.pending -= data.byteLength;
         if (!placed) await fs.rm(tmp, { force: true }).catch(() => undefined);
-        else indexAdd(index, k, id, data.byteLength);
+        // While the scan runs, the entry waits for it (the scan may or may not have seen the file; adding
+        // it afterwards is right either way, and a later delete's removal is queued behind this add).
+        else if (index) indexAdd(index, k, id, data.byteLength);
+        else void scanning.then((built) => indexAdd(built, k, id, data.byteLength), () => undefined);
       }
       return { created: true };
     });
