@@ -7,9 +7,9 @@
  *   <dataDir>/.quarantine/   objects that failed verification on read, kept for inspection
  *   <dataDir>/.index/<folder> a snapshot of the folder's index, written by `close()` (a hint, see below)
  *
- * Writes go temp file -> fsync -> rename -> fsync of the directory (and of every parent whose entry a new
- * directory added), so an acknowledged put survives a crash and a crash never leaves a partial object
- * visible. Reads verify SHA-256 every time.
+ * Writes go temp file -> fsync -> rename -> fsync of the directory (and, the first time this process uses
+ * a directory, of its parent, whether it created the directory or found it), so an acknowledged put
+ * survives a crash and a crash never leaves a partial object visible. Reads verify SHA-256 every time.
  *
  * Index: per folder, an in-memory map shard -> id -> size for each kind, built by one scan of the folder on
  * its first use (main.ts scans every folder at start) and kept up to date by every put, delete, quarantine
@@ -28,7 +28,8 @@
  * The put path is latency-bound (each step is a round trip to libuv's thread pool), so it takes as few
  * steps as durability allows: the hash runs on the thread pool, a shard directory is created and made
  * durable once per process (then remembered), the free-space check reads statfs at most once a second,
- * and an ID the index does not hold skips the presence check.
+ * an ID a built index does not hold skips the presence check, and without a quota a put does not wait for
+ * its folder's scan.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, lstat, promises as fs } from 'node:fs';
