@@ -248,7 +248,9 @@ try {
       out(
         `${what}: service ${f(s)} ${unit} = ${((100 * s) / r).toFixed(0)}% of ${rawName} ${f(r)}${target ? ` (target >= ${target}%)` : ''}; ` +
           `transport ceiling ${f(c)} ${unit} (${((100 * c) / r).toFixed(0)}% of raw); service = ${((100 * s) / c).toFixed(0)}% of the ceiling` +
-          (b === undefined ? '' : `; before: ${f(b)} ${unit} = ${((100 * b) / r).toFixed(0)}% of raw`),
+          (b === undefined
+            ? ''
+            : `; before: ${f(b)} ${unit} = ${((100 * b) / r).toFixed(0)}% of raw; service/before per round (median): ${median(t[keys.svc].map((x, i) => t[keys.base][i] / x)).toFixed(2)}`),
       );
       out(
         `  CPU ${cpuPer.label}: service ${cpu(keys.svc).toFixed(cpuPer.digits)}, transport ${cpu(keys.noop).toFixed(cpuPer.digits)}, raw ${cpu(keys.raw).toFixed(cpuPer.digits)}` +
