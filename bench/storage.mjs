@@ -1,14 +1,24 @@
 #!/usr/bin/env node
-// `node bench/storage.mjs`: the storage-service against raw Node file writes, on the same disk, in one run.
-//   1. put and get of 1 MiB chunks and 4 MiB objects (sent as manifests: a chunk is at most 1 MiB + 1 KiB)
-//      through gRPC vs raw writes (temp file, fsync, rename, fsync of the directory) and raw reads;
-//   2. 4 KiB puts per second through gRPC vs raw create + fsync + rename;
-//   3. StatFolder and ListObjects on a folder of 100k chunks: StatFolder right after a start (it waits for the
-//      start-up scan that builds the folder's index: what every StatFolder cost before the index) vs later
-//      calls; a full ListObjects stream and one page from the middle (both read the shard directories).
-// Settings: BENCH_DIR (a temp dir under the OS temp dir), BENCH_CONCURRENCY (4 for large, 16 for 4 KiB),
-// BENCH_LIST_CHUNKS (100000), BENCH_KEEP=1 keeps the data.
-import { spawn, execFileSync } from 'node:child_process';
+// `node bench/storage.mjs`: the storage-service against raw Node file I/O and against the bare gRPC transport,
+// on the same disk, in one run.
+//   1. put and get of 1 MiB chunks and 4 MiB objects (sent as manifests: a chunk is at most 1 MiB + 1 KiB),
+//      and 4 KiB puts per second. Three contestants, same objects, same number of calls in flight:
+//        raw        this process writes temp file, fsync, rename, fsync of the directory (reads: readFile);
+//        service    the storage-service process (verifies SHA-256, same durability steps, its bookkeeping);
+//        transport  a no-op server with the same gRPC stack (startGrpcServer, bulk codecs, unary handlers) that
+//                   keeps puts in a Map and answers gets from it: the ceiling of gRPC alone on this machine.
+//      The client is the one the peer-node uses (createClient of libs/shared: channel options, bulk codecs).
+//      Each figure is the median of BENCH_ROUNDS rounds, fresh objects per round.
+//   2. The index: a folder of N chunks laid out on disk, served by a fresh process: start-up scan time (the
+//      one walk of the tree that builds the in-memory index), StatFolder, a full ListObjects stream and one
+//      page from the middle (both from the index), and the process RSS with and without that index.
+// Every process runs with the launcher's GLIBC_TUNABLES (tools/network.cjs), as a started network does.
+// Settings: BENCH_DIR (a temp dir under the OS temp dir), BENCH_CONCURRENCY (4: calls in flight for 1 and 4 MiB),
+// BENCH_SMALL_CONCURRENCY (16: for 4 KiB), BENCH_ROUNDS (3), BENCH_LIST_CHUNKS (100000; a comma list such as
+// 100000,1000000 grows one folder to each size in turn; 0 skips part 2), BENCH_SKIP_IO=1 skips part 1,
+// BENCH_KEEP=1 keeps the data, BENCH_BASELINE_MAIN=<path of another build's storage-service main.js> adds it as a
+// fourth contestant ("before"), measured in the same rounds, for a before/after on a busy machine.
+import { spawn, spawnSync, execFileSync } from 'node:child_process';
 import { createHash, createCipheriv, randomBytes } from 'node:crypto';
 import { promises as fs, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -17,12 +27,22 @@ import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 
 const require = createRequire(import.meta.url);
-const grpc = require('@grpc/grpc-js');
-const protoLoader = require('@grpc/proto-loader');
 const root = join(dirname(new URL(import.meta.url).pathname), '..');
+const { GLIBC_TUNABLES } = require(join(root, 'tools/network.cjs'));
+
+// The client side gets the same malloc settings as the peer-node it stands in for.
+if (process.env.GLIBC_TUNABLES === undefined) {
+  const r = spawnSync(process.execPath, process.argv.slice(1), { stdio: 'inherit', env: { ...process.env, GLIBC_TUNABLES } });
+  process.exit(r.status ?? 1);
+}
+
+const grpc = require('@grpc/grpc-js');
+const { build } = require('esbuild');
 
 const conc = Number(process.env.BENCH_CONCURRENCY ?? 4);
-const listChunks = Number(process.env.BENCH_LIST_CHUNKS ?? 100_000);
+const smallConc = Number(process.env.BENCH_SMALL_CONCURRENCY ?? 16);
+const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
+const listSizes = String(process.env.BENCH_LIST_CHUNKS ?? '100000').split(',').map(Number).filter((n) => n > 0);
 const work = process.env.BENCH_DIR ?? mkdtempSync(join(tmpdir(), 'bench-storage-'));
 const CHUNK = 1;
 const MANIFEST = 2;
@@ -49,6 +69,18 @@ async function timed(fn) {
   await fn();
   return (performance.now() - t0) / 1000;
 }
+// CPU seconds (user + system) a process has used so far; /proc counts in clock ticks of 10 ms.
+function cpuSeconds(pid) {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
+// Wall seconds of `fn` into t[key], and the CPU seconds `pid` spent meanwhile into t[key + 'Cpu'].
+async function measure(t, key, pid, fn) {
+  const c0 = cpuSeconds(pid);
+  (t[key] ??= []).push(await timed(fn));
+  (t[`${key}Cpu`] ??= []).push(cpuSeconds(pid) - c0);
+}
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 async function fsyncDir(dir) {
   const fh = await fs.open(dir, 'r');
   await fh.sync();
@@ -61,7 +93,7 @@ async function rawPut(base, o) {
   await fs.mkdir(dir, { recursive: true });
   const tmp = join(base, `.tmp-${o.id}-${randomBytes(4).toString('hex')}`);
   const fh = await fs.open(tmp, 'wx');
-  await fh.writeFile(o.data);
+  await fh.write(o.data, 0, o.data.length);
   await fh.sync();
   await fh.close();
   await fs.rename(tmp, join(dir, o.id));
@@ -73,145 +105,304 @@ async function rawPutNoDirSync(base, o) {
   await fs.mkdir(dir, { recursive: true });
   const tmp = join(base, `.tmp-${o.id}`);
   const fh = await fs.open(tmp, 'wx');
-  await fh.writeFile(o.data);
+  await fh.write(o.data, 0, o.data.length);
   await fh.sync();
   await fh.close();
   await fs.rename(tmp, join(dir, o.id));
 }
 
-function startService(dataDir) {
-  const child = spawn(process.execPath, [join(root, 'dist/apps/storage-service/main.js')], {
-    env: { PATH: process.env.PATH, STORAGE_PORT: '0', STORAGE_DATA_DIR: dataDir, STORAGE_SCRUB_BYTES_PER_SEC: '0', LOG_LEVEL: 'info' },
+// The project's own client and a no-op StorageService on the project's server stack, bundled from libs/shared.
+const TRANSPORT_SRC = `
+import { announceListening, createClient, createLogger, startGrpcServer, unary, NotFoundError } from '@distri-vault/shared';
+import { StorageServiceClient, StorageServiceService } from '@distri-vault/shared/generated/vault/storage/v1/storage';
+export function storageClient(address: string) {
+  return createClient(StorageServiceClient, address);
+}
+async function serveNoop() {
+  const log = createLogger('noop-storage', 'info');
+  const held = new Map<string, Uint8Array>();
+  const implementation = {
+    putObject: unary(log, 'PutObject', async (req: { id: string; data: Uint8Array }) => {
+      held.set(req.id, req.data);
+      return { created: true };
+    }),
+    getObject: unary(log, 'GetObject', async (req: { id: string }) => {
+      const data = held.get(req.id);
+      if (!data) throw new NotFoundError('not held');
+      held.delete(req.id);
+      return { data };
+    }),
+    deleteObject: unary(log, 'DeleteObject', async (req: { id: string }) => ({ deleted: held.delete(req.id) })),
+  };
+  const server = await startGrpcServer({ host: '127.0.0.1', port: 0, log, services: [{ name: 'vault.storage.v1.StorageService', definition: StorageServiceService, implementation: implementation as never }] });
+  announceListening(log, 'noop-storage', '127.0.0.1', server.port);
+  process.on('SIGTERM', () => void server.close().then(() => process.exit(0)));
+}
+if (process.argv[2] === 'serve-noop') void serveNoop();
+`;
+
+function startProcess(args, env) {
+  const child = spawn(process.execPath, args, {
+    env: { PATH: process.env.PATH, GLIBC_TUNABLES, ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
+  const events = [];
   return new Promise((resolve, reject) => {
     createInterface({ input: child.stdout }).on('line', (line) => {
-      const rec = JSON.parse(line);
-      if (rec.msg === 'listening') resolve({ child, port: rec.port });
+      let rec;
+      try {
+        rec = JSON.parse(line);
+      } catch {
+        return;
+      }
+      events.push(rec);
+      if (rec.msg === 'listening' && !rec.name?.endsWith('-health')) resolve({ child, port: rec.port, events });
     });
-    child.on('exit', (code) => reject(new Error(`storage-service exited with ${code}`)));
+    child.on('exit', (code) => reject(new Error(`${args.join(' ')} exited with ${code}`)));
   });
 }
-function stopService(s) {
+const startService = (dataDir, main = join(root, 'dist/apps/storage-service/main.js')) =>
+  startProcess([main], { STORAGE_PORT: '0', STORAGE_DATA_DIR: dataDir, STORAGE_SCRUB_BYTES_PER_SEC: '0', LOG_LEVEL: 'info' });
+function stopProcess(s) {
   return new Promise((resolve) => {
     s.child.removeAllListeners('exit');
-    s.child.once('exit', resolve);
+    if (s.child.exitCode !== null || s.child.signalCode !== null) return resolve();
+    // 'close': exited and its stdout read to the end (the last log lines included).
+    s.child.once('close', resolve);
     s.child.kill('SIGTERM');
   });
+}
+async function until(cond, what, ms = 600_000) {
+  const t0 = Date.now();
+  while (!cond()) {
+    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
 function rssMiB(pid) {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Math.round(Number(m[1]) / 1024) : NaN;
 }
-
-const def = protoLoader.loadSync('vault/storage/v1/storage.proto', { includeDirs: [join(root, 'proto')], keepCase: false, longs: Number, enums: Number, defaults: true });
-const { StorageService } = grpc.loadPackageDefinition(def).vault.storage.v1;
-const opts = { 'grpc.max_receive_message_length': 9 * 1024 * 1024, 'grpc.max_send_message_length': 9 * 1024 * 1024 };
 const call = (client, method, req) => new Promise((res, rej) => client[method](req, (err, out) => (err ? rej(err) : res(out))));
 
 execFileSync(process.execPath, ['tools/build.mjs', 'storage-service', '--quiet'], { cwd: root, stdio: 'inherit' });
+mkdirSync(work, { recursive: true });
+// Under dist/ so that its external packages resolve from the repository's node_modules.
+const transportJs = join(root, 'dist/bench/storage-transport.cjs');
+await build({
+  stdin: { contents: TRANSPORT_SRC, resolveDir: root, loader: 'ts', sourcefile: 'bench-transport.ts' },
+  outfile: transportJs,
+  bundle: true,
+  platform: 'node',
+  target: 'node20',
+  format: 'cjs',
+  packages: 'external',
+  tsconfig: join(root, 'tsconfig.base.json'),
+  logLevel: 'warning',
+});
+const { storageClient } = require(transportJs);
+
 const lines = [];
 const out = (s) => {
   lines.push(s);
   console.log(s);
 };
-let svc;
+const procs = [];
 try {
-  out(`storage bench in ${work} (${execFileSync('df', ['--output=source,fstype', work]).toString().trim().split('\n')[1]}), concurrency ${conc}`);
-  svc = await startService(join(work, 'data'));
-  const client = new StorageService(`127.0.0.1:${svc.port}`, grpc.credentials.createInsecure(), opts);
+  out(
+    `storage bench in ${work} (${execFileSync('df', ['--output=source,fstype', work]).toString().trim().split('\n')[1].replace(/\s+/g, ' ')}), ` +
+      `${rounds} rounds (median), calls in flight: ${conc} for 1/4 MiB, ${smallConc} for 4 KiB (raw, service and transport alike)`,
+  );
 
-  // 1. Large objects.
-  for (const [label, size, count, kind] of [
-    ['1 MiB', 1024 * 1024, 128, CHUNK],
-    ['4 MiB', 4 * 1024 * 1024, 48, MANIFEST],
-  ]) {
-    const objs = objects(`big-${label}`, count, size);
-    const mb = (size * count) / 1e6;
-    const rawDir = join(work, `raw-${size}`);
-    await fs.mkdir(rawDir, { recursive: true });
-    const rawPutS = await timed(() => pool(objs, conc, (o) => rawPut(rawDir, o)));
-    const putS = await timed(() => pool(objs, conc, (o) => call(client, 'putObject', { folder: FOLDER, kind, id: o.id, data: o.data })));
-    const rawGetS = await timed(() => pool(objs, conc, async (o) => {
-      const b = await fs.readFile(join(rawDir, o.id.slice(0, 2), o.id));
-      if (b.length !== size) throw new Error('short read');
-    }));
-    const getS = await timed(() => pool(objs, conc, async (o) => {
-      const r = await call(client, 'getObject', { folder: FOLDER, kind, id: o.id });
+  if (process.env.BENCH_SKIP_IO !== '1') {
+    const svc = await startService(join(work, 'data'));
+    procs.push(svc);
+    const noop = await startProcess([transportJs, 'serve-noop'], {});
+    procs.push(noop);
+    const client = storageClient(`127.0.0.1:${svc.port}`);
+    const noopClient = storageClient(`127.0.0.1:${noop.port}`);
+    const baseMain = process.env.BENCH_BASELINE_MAIN;
+    const base = baseMain ? await startService(join(work, 'base-data'), baseMain) : undefined;
+    if (base) procs.push(base);
+    const baseClient = base ? storageClient(`127.0.0.1:${base.port}`) : undefined;
+    const put = (c, kind) => (o) => call(c, 'putObject', { folder: FOLDER, kind, id: o.id, data: o.data });
+    const get = (c, kind, size) => async (o) => {
+      const r = await call(c, 'getObject', { folder: FOLDER, kind, id: o.id });
       if (r.data.length !== size) throw new Error('short get');
-    }));
-    out(`put ${label} x${count}: gRPC ${(mb / putS).toFixed(1)} MB/s  raw ${(mb / rawPutS).toFixed(1)} MB/s  = ${((100 * rawPutS) / putS).toFixed(0)}% of raw (target >= 70%)`);
-    out(`get ${label} x${count}: gRPC ${(mb / getS).toFixed(1)} MB/s  raw read ${(mb / rawGetS).toFixed(1)} MB/s  = ${((100 * rawGetS) / getS).toFixed(0)}% of raw (gRPC verifies SHA-256; page cache warm for both)`);
+    };
+    // Warm both channels and both processes' code paths.
+    const warm = objects('warm', 16, 256 * 1024);
+    for (const c of [client, noopClient, baseClient].filter(Boolean)) {
+      await pool(warm, conc, put(c, CHUNK));
+      await pool(warm, conc, get(c, CHUNK, 256 * 1024));
+    }
+
+    const rate = (n, s) => n / s;
+    // One result line; `cpuPer` names the unit of work for the CPU figures (each process's own CPU: the
+    // server's for service and transport, this process's for raw; the client's is not counted).
+    const line = (what, unit, t, keys, n, target, rawName, cpuPer) => {
+      const [r, s, c] = [rate(n, median(t[keys.raw])), rate(n, median(t[keys.svc])), rate(n, median(t[keys.noop]))];
+      const f = unit === 'MB/s' ? (x) => x.toFixed(1) : (x) => x.toFixed(0);
+      const b = t[keys.base]?.length ? rate(n, median(t[keys.base])) : undefined;
+      const cpu = (key) => (median(t[`${key}Cpu`]) * cpuPer.scale) / n;
+      out(
+        `${what}: service ${f(s)} ${unit} = ${((100 * s) / r).toFixed(0)}% of ${rawName} ${f(r)}${target ? ` (target >= ${target}%)` : ''}; ` +
+          `transport ceiling ${f(c)} ${unit} (${((100 * c) / r).toFixed(0)}% of raw); service = ${((100 * s) / c).toFixed(0)}% of the ceiling` +
+          (b === undefined
+            ? ''
+            : `; before: ${f(b)} ${unit} = ${((100 * b) / r).toFixed(0)}% of raw; service/before per round (median): ${median(t[keys.svc].map((x, i) => t[keys.base][i] / x)).toFixed(2)}`),
+      );
+      out(
+        `  CPU ${cpuPer.label}: service ${cpu(keys.svc).toFixed(cpuPer.digits)}, transport ${cpu(keys.noop).toFixed(cpuPer.digits)}, raw ${cpu(keys.raw).toFixed(cpuPer.digits)}` +
+          (b === undefined ? '' : `, before ${cpu(keys.base).toFixed(cpuPer.digits)}`),
+      );
+    };
+    const perGB = { label: 'seconds per GB', scale: 1000, digits: 2 };
+    const perPut = { label: 'ms per put', scale: 1000, digits: 3 };
+
+    for (const [label, size, count, kind] of [
+      ['1 MiB', 1024 * 1024, 128, CHUNK],
+      ['4 MiB', 4 * 1024 * 1024, 48, MANIFEST],
+    ]) {
+      const mb = (size * count) / 1e6;
+      const t = {};
+      for (let r = 0; r < rounds; r++) {
+        const objs = objects(`big-${label}-${r}`, count, size);
+        const rawDir = join(work, `raw-${size}-${r}`);
+        await fs.mkdir(rawDir, { recursive: true });
+        await measure(t, 'rawPut', process.pid, () => pool(objs, conc, (o) => rawPut(rawDir, o)));
+        await measure(t, 'noopPut', noop.child.pid, () => pool(objs, conc, put(noopClient, kind)));
+        await measure(t, 'svcPut', svc.child.pid, () => pool(objs, conc, put(client, kind)));
+        if (base) await measure(t, 'basePut', base.child.pid, () => pool(objs, conc, put(baseClient, kind)));
+        await measure(t, 'rawGet', process.pid, () =>
+          pool(objs, conc, async (o) => {
+            const b = await fs.readFile(join(rawDir, o.id.slice(0, 2), o.id));
+            if (b.length !== size) throw new Error('short read');
+          }),
+        );
+        await measure(t, 'noopGet', noop.child.pid, () => pool(objs, conc, get(noopClient, kind, size)));
+        await measure(t, 'svcGet', svc.child.pid, () => pool(objs, conc, get(client, kind, size)));
+        if (base) await measure(t, 'baseGet', base.child.pid, () => pool(objs, conc, get(baseClient, kind, size)));
+        await fs.rm(rawDir, { recursive: true, force: true });
+        for (const c of [client, baseClient].filter(Boolean)) await pool(objs, conc, (o) => call(c, 'deleteObject', { folder: FOLDER, kind, id: o.id }));
+      }
+      line(`put ${label} x${count}`, 'MB/s', t, { raw: 'rawPut', svc: 'svcPut', noop: 'noopPut', base: 'basePut' }, mb, 70, 'raw write+fsync+rename+dir fsync', perGB);
+      line(`get ${label} x${count}`, 'MB/s', t, { raw: 'rawGet', svc: 'svcGet', noop: 'noopGet', base: 'baseGet' }, mb, 0, 'raw readFile (page cache; the service also verifies SHA-256)', perGB);
+    }
+
+    const t = {};
+    const n = 4000;
+    for (let r = 0; r < rounds; r++) {
+      const small = objects(`small-${r}`, n, 4096);
+      const [d1, d2] = [join(work, `raw-4k-${r}`), join(work, `raw-4k-dirsync-${r}`)];
+      await fs.mkdir(d1, { recursive: true });
+      await measure(t, 'raw', process.pid, () => pool(small, smallConc, (o) => rawPutNoDirSync(d1, o)));
+      await measure(t, 'rawDirSync', process.pid, () => pool(small, smallConc, (o) => rawPut(d2, o)));
+      await measure(t, 'noop', noop.child.pid, () => pool(small, smallConc, put(noopClient, CHUNK)));
+      await measure(t, 'svc', svc.child.pid, () => pool(small, smallConc, put(client, CHUNK)));
+      if (base) await measure(t, 'base', base.child.pid, () => pool(small, smallConc, put(baseClient, CHUNK)));
+      await fs.rm(d1, { recursive: true, force: true });
+      await fs.rm(d2, { recursive: true, force: true });
+    }
+    line(`put 4 KiB x${n}`, '/s', t, { raw: 'raw', svc: 'svc', noop: 'noop', base: 'base' }, n, 50, 'raw create+fsync+rename', perPut);
+    out(`  (raw with the directory fsync too, as the service does: ${(n / median(t.rawDirSync)).toFixed(0)}/s)`);
+    for (const c of [client, noopClient, baseClient].filter(Boolean)) c.close();
+    while (procs.length) await stopProcess(procs.pop());
   }
 
-  // 2. 4 KiB puts per second.
-  const small = objects('small', 4000, 4096);
-  const smallConc = Number(process.env.BENCH_CONCURRENCY ?? 16);
-  const rawSmallDir = join(work, 'raw-4k');
-  await fs.mkdir(rawSmallDir, { recursive: true });
-  const rawSmallS = await timed(() => pool(small, smallConc, (o) => rawPutNoDirSync(rawSmallDir, o)));
-  const rawSmallDirSyncS = await timed(() => pool(objects('small2', 4000, 4096), smallConc, (o) => rawPut(join(work, 'raw-4k-dirsync'), o)));
-  const smallS = await timed(() => pool(small, smallConc, (o) => call(client, 'putObject', { folder: FOLDER, kind: CHUNK, id: o.id, data: o.data })));
-  out(`put 4 KiB x${small.length} (concurrency ${smallConc}): gRPC ${(small.length / smallS).toFixed(0)}/s  raw create+fsync+rename ${(small.length / rawSmallS).toFixed(0)}/s = ${((100 * rawSmallS) / smallS).toFixed(0)}% of raw (target >= 50%); raw with directory fsync too ${(small.length / rawSmallDirSyncS).toFixed(0)}/s`);
-  client.close();
-  await stopService(svc);
-  svc = undefined;
-
-  // 3. A folder of 100k chunks, laid out directly on disk, then served by a fresh process.
-  const LIST = 'listfolderaaaaaaaaaaaaaaaaaaaaaa'.slice(0, 32);
-  const listRoot = join(work, 'data', LIST, 'chunks');
-  const t0 = performance.now();
-  for (let i = 0; i < listChunks; i++) {
-    const data = Buffer.from(`chunk ${i}`);
-    const id = createHash('sha256').update(data).digest('hex');
-    const dir = join(listRoot, id.slice(0, 2));
-    if (i < 256 * 4) mkdirSync(dir, { recursive: true });
-    try {
-      writeFileSync(join(dir, id), data);
-    } catch {
-      mkdirSync(dir, { recursive: true });
-      writeFileSync(join(dir, id), data);
+  // 2. One folder grown to each size in turn, then served by a fresh process.
+  if (listSizes.length > 0) {
+    const empty = await startService(join(work, 'empty-data'));
+    procs.push(empty);
+    await until(() => empty.events.some((e) => e.msg === 'folders indexed'), 'the empty index');
+    const rssEmpty = rssMiB(empty.child.pid);
+    await stopProcess(procs.pop());
+    const LIST = 'listfolderaaaaaaaaaaaaaaaaaaaaaa'.slice(0, 32);
+    const listRoot = join(work, 'data', LIST, 'chunks');
+    let laid = 0;
+    for (const listChunks of listSizes) {
+      const t0 = performance.now();
+      for (let i = laid; i < listChunks; i++) {
+        const data = Buffer.from(`chunk ${i}`);
+        const id = createHash('sha256').update(data).digest('hex');
+        const dir = join(listRoot, id.slice(0, 2));
+        try {
+          writeFileSync(join(dir, id), data);
+        } catch {
+          mkdirSync(dir, { recursive: true });
+          writeFileSync(join(dir, id), data);
+        }
+      }
+      out(`laid out ${listChunks - laid} more chunks (${listChunks} in all) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+      laid = listChunks;
+      execFileSync('sync');
+      const svc = await startService(join(work, 'data'));
+      procs.push(svc);
+      const c2 = storageClient(`127.0.0.1:${svc.port}`);
+      let st;
+      const firstStat = await timed(async () => (st = await call(c2, 'statFolder', { folder: LIST })));
+      if (st.chunks !== listChunks) throw new Error(`stat says ${st.chunks} chunks`);
+      await until(() => svc.events.some((e) => e.msg === 'folders indexed'), 'the start-up index');
+      const scanMs = svc.events.find((e) => e.msg === 'folders indexed').ms;
+      const stats = [];
+      for (let i = 0; i < 5; i++) stats.push(await timed(() => call(c2, 'statFolder', { folder: LIST })));
+      const listAll = () =>
+        new Promise((res, rej) => {
+          let n = 0;
+          let last = '';
+          const s = c2.listObjects({ folder: LIST, kind: CHUNK, startAfter: '' });
+          s.on('data', (m) => {
+            for (const id of m.ids) {
+              if (id <= last) rej(new Error('listing out of order'));
+              last = id;
+            }
+            n += m.ids.length;
+          });
+          s.on('error', rej);
+          s.on('end', () => (n === listChunks ? res() : rej(new Error(`listed ${n}`))));
+        });
+      const lists = [];
+      for (let i = 0; i < 3; i++) lists.push(await timed(listAll));
+      const pages = [];
+      for (let i = 0; i < 5; i++)
+        pages.push(
+          await timed(
+            () =>
+              new Promise((res, rej) => {
+                const s = c2.listObjects({ folder: LIST, kind: CHUNK, startAfter: '8'.repeat(64) });
+                s.once('data', () => {
+                  s.cancel();
+                  res();
+                });
+                s.on('error', (e) => (e.code === grpc.status.CANCELLED ? undefined : rej(e)));
+              }),
+          ),
+        );
+      const ms = (s) => (s * 1000).toFixed(1);
+      const rss = rssMiB(svc.child.pid);
+      out(`${listChunks} chunks: start-up scan that builds the index ${scanMs} ms (dentry and inode caches warm: laid out just before); StatFolder right after start ${ms(firstStat)} ms (waits for that scan), later ${ms(Math.min(...stats))}..${ms(Math.max(...stats))} ms`);
+      out(`${listChunks} chunks: full ListObjects stream ${ms(Math.min(...lists))}..${ms(Math.max(...lists))} ms; one page (1000 IDs) from the middle ${ms(Math.min(...pages))}..${ms(Math.max(...pages))} ms`);
+      out(`${listChunks} chunks: storage-service RSS ${rss} MiB with the index, ${rssEmpty} MiB on an empty data dir: ~${rss - rssEmpty} MiB for the index and the listing's garbage`);
+      c2.close();
+      await stopProcess(procs.pop());
+      // A clean stop wrote the index snapshot: the next start takes every unchanged shard from it.
+      const again = await startService(join(work, 'data'));
+      procs.push(again);
+      await until(() => again.events.some((e) => e.msg === 'folders indexed'), 'the start-up index');
+      const written = svc.events.find((e) => e.msg === 'index snapshot written' && e.folder === LIST);
+      const c3 = storageClient(`127.0.0.1:${again.port}`);
+      const st2 = await call(c3, 'statFolder', { folder: LIST });
+      if (st2.chunks !== listChunks) throw new Error(`stat after the restart says ${st2.chunks} chunks`);
+      c3.close();
+      out(
+        `${listChunks} chunks: after a clean stop (snapshot written in ${written?.ms ?? '?'} ms) the start-up index took ${again.events.find((e) => e.msg === 'folders indexed').ms} ms; RSS ${rssMiB(again.child.pid)} MiB`,
+      );
+      await stopProcess(procs.pop());
     }
   }
-  out(`laid out ${listChunks} chunks in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-  execFileSync('sync');
-  svc = await startService(join(work, 'data'));
-  const c2 = new StorageService(`127.0.0.1:${svc.port}`, grpc.credentials.createInsecure(), opts);
-  const rssBefore = rssMiB(svc.child.pid);
-  let st;
-  const firstStat = await timed(async () => (st = await call(c2, 'statFolder', { folder: LIST })));
-  if (st.chunks !== listChunks) throw new Error(`stat says ${st.chunks} chunks`);
-  const stats = [];
-  for (let i = 0; i < 5; i++) stats.push(await timed(() => call(c2, 'statFolder', { folder: LIST })));
-  const listAll = () =>
-    new Promise((res, rej) => {
-      let n = 0;
-      const s = c2.listObjects({ folder: LIST, kind: CHUNK, startAfter: '' });
-      s.on('data', (m) => (n += m.ids.length));
-      s.on('error', rej);
-      s.on('end', () => (n === listChunks ? res() : rej(new Error(`listed ${n}`))));
-    });
-  const lists = [];
-  for (let i = 0; i < 3; i++) lists.push(await timed(listAll));
-  const page = await timed(
-    () =>
-      new Promise((res, rej) => {
-        const s = c2.listObjects({ folder: LIST, kind: CHUNK, startAfter: '8'.repeat(64) });
-        s.once('data', () => {
-          s.cancel();
-          res();
-        });
-        s.on('error', (e) => (e.code === grpc.status.CANCELLED ? undefined : rej(e)));
-      }),
-  );
-  const ms = (s) => (s * 1000).toFixed(1);
-  out(`${listChunks} chunks: StatFolder right after start (waits for the one scan of the tree that builds the index) ${ms(firstStat)} ms; later StatFolder ${ms(Math.min(...stats))}..${ms(Math.max(...stats))} ms`);
-  out(`${listChunks} chunks: full ListObjects stream ${ms(Math.min(...lists))}..${ms(Math.max(...lists))} ms; one page from the middle ${ms(page)} ms`);
-  out(`storage-service RSS: ${rssBefore} MiB before indexing, ${rssMiB(svc.child.pid)} MiB with ${listChunks} chunks indexed`);
-  c2.close();
   mkdirSync(join(root, 'bench', 'results'), { recursive: true });
   writeFileSync(join(root, 'bench', 'results', 'storage.txt'), `${new Date().toISOString()}\n${lines.join('\n')}\n`);
 } finally {
-  if (svc) await stopService(svc);
+  while (procs.length) await stopProcess(procs.pop());
   if (!process.env.BENCH_KEEP) rmSync(work, { recursive: true, force: true });
 }

@@ -1,6 +1,6 @@
 import { promises as fs } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { DataLossError, NotFoundError, ResourceExhaustedError } from '@distri-vault/shared/errors';
 import { DiskObjectStore } from './disk-object-store';
 import { describeObjectStoreCompliance } from './object-store.compliance';
@@ -83,12 +83,22 @@ describe('DiskObjectStore on disk', () => {
     ['truncation to zero', (path) => fs.truncate(path, 0)],
     ['one appended byte', (path) => fs.appendFile(path, Buffer.from([0]))],
   ];
-  it.each(corruptions)('detects %s on read, quarantines the file, and accepts a repair', async (_what, corrupt) => {
-    const o = makeObject(new Rng(3), 4096);
+  // A store that indexed the folder reads the size it knows (no fstat); a fresh one has not indexed it yet.
+  const corruptionCases = corruptions.flatMap(([what, corrupt]) => [
+    [what, 'its index built', false, corrupt] as const,
+    [what, 'a fresh store (no index yet)', true, corrupt] as const,
+  ]);
+  it.each(corruptionCases)('detects %s on read with %s, quarantines the file, and accepts a repair', async (_what, _how, reopen, corrupt) => {
+    // 256 KiB: above the size hashed on the thread pool.
+    const o = makeObject(new Rng(3), 256 * 1024);
     await store.put(F, 'chunk', o.id, o.data);
     const path = store.objectPath(F, 'chunk', o.id);
     await corrupt(path, o.data.length);
     const corrupted = await fs.readFile(path);
+    if (reopen) {
+      await store.close();
+      store = await DiskObjectStore.open({}, { dataDir: dir });
+    }
 
     await expect(store.get(F, 'chunk', o.id)).rejects.toBeInstanceOf(DataLossError);
     await expect(fs.access(path)).rejects.toMatchObject({ code: 'ENOENT' });
@@ -120,6 +130,107 @@ describe('DiskObjectStore on disk', () => {
     await expect(store.delete(F, 'chunk', o.id)).resolves.toBe(false);
     await fs.rm(join(dir, F), { recursive: true });
     await expect(store.get(F, 'chunk', o.id)).rejects.toBeInstanceOf(NotFoundError);
+  });
+
+  it('quarantines a directory squatting on an object path, whether the index knows the object or not', async () => {
+    const rng = new Rng(8);
+    const [a, b] = [makeObject(rng, 100), makeObject(rng, 100)];
+    await store.put(F, 'chunk', a.id, a.data);
+    await store.put(F, 'chunk', b.id, b.data);
+    for (const o of [a, b]) {
+      await fs.unlink(store.objectPath(F, 'chunk', o.id));
+      await fs.mkdir(store.objectPath(F, 'chunk', o.id));
+    }
+    await expect(store.get(F, 'chunk', a.id)).rejects.toBeInstanceOf(DataLossError);
+    const fresh = await DiskObjectStore.open({}, { dataDir: dir });
+    await expect(fresh.get(F, 'chunk', b.id)).rejects.toBeInstanceOf(DataLossError);
+    expect(await fs.readdir(join(dir, '.quarantine'))).toHaveLength(2);
+  });
+
+  it('re-creates directories removed behind its back and writes an indexed object again once its file is gone', async () => {
+    const rng = new Rng(9);
+    const [a, b] = [makeObject(rng, 100), makeObject(rng, 200)];
+    await store.put(F, 'chunk', a.id, a.data);
+    await store.put(F, 'chunk', b.id, b.data);
+    // The file only: the index still holds the ID, the put must look at the disk and write it again.
+    await fs.unlink(store.objectPath(F, 'chunk', a.id));
+    await expect(store.put(F, 'chunk', a.id, a.data)).resolves.toEqual({ created: true });
+    expect((await store.get(F, 'chunk', a.id)).equals(a.data)).toBe(true);
+    // The whole folder: its directories are created (and made durable) again.
+    await fs.rm(join(dir, F), { recursive: true });
+    await expect(store.put(F, 'chunk', b.id, b.data)).resolves.toEqual({ created: true });
+    await expect(store.put(F, 'manifest', a.id, a.data)).resolves.toEqual({ created: true });
+    const fresh = await DiskObjectStore.open({}, { dataDir: dir });
+    expect((await fresh.get(F, 'chunk', b.id)).equals(b.data)).toBe(true);
+    expect((await fresh.get(F, 'manifest', a.id)).equals(a.data)).toBe(true);
+    await expect(fresh.stat(F)).resolves.toEqual({ chunks: 1, chunkBytes: 200, manifests: 1, manifestBytes: 100 });
+    expect(await fs.readdir(join(dir, '.tmp'))).toEqual([]);
+  });
+
+  it('lists from its index: files added behind its back are not listed, files lost behind its back until noticed', async () => {
+    const rng = new Rng(10);
+    const [a, b, c] = [makeObject(rng, 10), makeObject(rng, 20), makeObject(rng, 30)];
+    await store.put(F, 'chunk', a.id, a.data);
+    await store.put(F, 'chunk', b.id, b.data);
+    const list = async () => {
+      const ids: string[] = [];
+      for await (const batch of store.list(F, 'chunk')) ids.push(...batch);
+      return ids;
+    };
+    await fs.mkdir(dirname(store.objectPath(F, 'chunk', c.id)), { recursive: true });
+    await fs.writeFile(store.objectPath(F, 'chunk', c.id), c.data);
+    await fs.unlink(store.objectPath(F, 'chunk', a.id));
+    expect(await list()).toEqual([a.id, b.id].sort());
+    // A read (or the scrubber) notices the loss; a restart's scan sees the disk as it is.
+    await expect(store.get(F, 'chunk', a.id)).rejects.toBeInstanceOf(NotFoundError);
+    expect(await list()).toEqual([b.id]);
+    const fresh = await DiskObjectStore.open({}, { dataDir: dir });
+    const ids: string[] = [];
+    for await (const batch of fresh.list(F, 'chunk')) ids.push(...batch);
+    expect(ids).toEqual([b.id, c.id].sort());
+  });
+
+  it('keeps a paused listing in order while objects are put and deleted between its batches', async () => {
+    const rng = new Rng(11);
+    const objs = Array.from({ length: 40 }, () => makeObject(rng, 16));
+    for (const o of objs.slice(0, 30)) await store.put(F, 'chunk', o.id, o.data);
+    const listed: string[] = [];
+    let i = 0;
+    for await (const batch of store.list(F, 'chunk', { batchSize: 3 })) {
+      listed.push(...batch);
+      // Between batches: add one object and delete one not yet listed (if any is left).
+      const extra = objs[30 + (i % 10)]!;
+      await store.put(F, 'chunk', extra.id, extra.data);
+      const unlisted = objs.slice(0, 30).find((o) => o.id > listed[listed.length - 1]! && !listed.includes(o.id));
+      if (unlisted && i % 2 === 0) await store.delete(F, 'chunk', unlisted.id);
+      i++;
+    }
+    expect(listed).toEqual([...listed].sort());
+    expect(new Set(listed).size).toBe(listed.length);
+    // Every object present throughout (never deleted, put before the listing) is listed.
+    const all = new Set(listed);
+    const present = new Set<string>();
+    for await (const batch of store.list(F, 'chunk')) for (const id of batch) present.add(id);
+    for (const o of objs.slice(0, 30)) if (present.has(o.id)) expect(all.has(o.id)).toBe(true);
+  });
+
+  it('reads free space at most about once a second for the reserve check', async () => {
+    const fsModule = await import('node:fs');
+    const spy = jest.spyOn(fsModule.promises, 'statfs');
+    try {
+      const reserved = await DiskObjectStore.open({}, { dataDir: dir, reserveBytes: 1024 * 1024 });
+      const rng = new Rng(12);
+      const started = Date.now();
+      for (let i = 0; i < 30; i++) {
+        const o = makeObject(rng, 1000);
+        await reserved.put(F, 'chunk', o.id, o.data);
+      }
+      const seconds = (Date.now() - started) / 1000;
+      expect(spy.mock.calls.length).toBeGreaterThanOrEqual(1);
+      expect(spy.mock.calls.length).toBeLessThanOrEqual(Math.ceil(seconds) + 1);
+    } finally {
+      spy.mockRestore();
+    }
   });
 
   it('removes leftover temp files at start and keeps stored objects', async () => {
@@ -239,7 +350,140 @@ describe('DiskObjectStore limits and index', () => {
   });
 });
 
+describe('DiskObjectStore index snapshot', () => {
+  const F = folderId(1);
+  // An object whose ID falls in `shard` (searched deterministically).
+  const inShard = (rng: Rng, shard: string) => {
+    for (;;) {
+      const o = makeObject(rng, 50);
+      if (o.id.startsWith(shard)) return o;
+    }
+  };
+  const listAll = async (s: DiskObjectStore) => {
+    const ids: string[] = [];
+    for await (const batch of s.list(F, 'chunk')) ids.push(...batch);
+    return ids;
+  };
+
+  it('restarts from the snapshot written at close: unchanged shards come from it, changed ones are rescanned', async () => {
+    const dir = await tempDir();
+    try {
+      const rng = new Rng(30);
+      const first = await DiskObjectStore.open({}, { dataDir: dir });
+      const objs = Array.from({ length: 40 }, () => makeObject(rng, 100));
+      for (const o of objs) await first.put(F, 'chunk', o.id, o.data);
+      // Age the shard directories past the snapshot's margin for coarse timestamps (a real restart comes
+      // later than a test can wait).
+      const chunksDir = join(dir, F, 'chunks');
+      const past = new Date(Date.now() - 60_000);
+      const age = async (shard: string) => fs.utimes(join(chunksDir, shard), past, past);
+      for (const s of await fs.readdir(chunksDir)) await age(s);
+      await first.close();
+      expect(await fs.readdir(join(dir, '.index'))).toEqual([F]);
+
+      // While it is down: a file slipped into shard A with A's mtime put back (a change no mtime shows, so
+      // only a store that took A from the snapshot misses it), and a file removed from shard B.
+      const [a, b] = [objs[0]!, objs.find((o) => o.id.slice(0, 2) !== objs[0]!.id.slice(0, 2))!];
+      const hidden = inShard(rng, a.id.slice(0, 2));
+      await fs.writeFile(join(chunksDir, a.id.slice(0, 2), hidden.id), hidden.data);
+      await age(a.id.slice(0, 2));
+      await fs.unlink(join(chunksDir, b.id.slice(0, 2), b.id));
+
+      const second = await DiskObjectStore.open({}, { dataDir: dir });
+      const expected = objs.filter((o) => o !== b).map((o) => o.id).sort();
+      expect(await listAll(second)).toEqual(expected);
+      await expect(second.stat(F)).resolves.toEqual({ chunks: 39, chunkBytes: 3900, manifests: 0, manifestBytes: 0 });
+
+      // A put after the restart changes its shard: a crash now (no close) must not leave the old snapshot
+      // trusted for that shard.
+      const late = inShard(rng, a.id.slice(0, 2));
+      await second.put(F, 'chunk', late.id, late.data);
+      const third = await DiskObjectStore.open({}, { dataDir: dir });
+      expect(await listAll(third)).toEqual([...expected, hidden.id, late.id].sort());
+
+      // A damaged snapshot is ignored: a full scan.
+      await second.close();
+      const snap = join(dir, '.index', F);
+      const bytes = await fs.readFile(snap);
+      bytes[bytes.length - 3] = (bytes[bytes.length - 3] as number) ^ 1;
+      await fs.writeFile(snap, bytes);
+      for (const s of await fs.readdir(chunksDir)) await age(s);
+      const fourth = await DiskObjectStore.open({}, { dataDir: dir });
+      await expect(fourth.stat(F)).resolves.toEqual({ chunks: 41, chunkBytes: 3900 + 100, manifests: 0, manifestBytes: 0 });
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('DiskObjectStore index warm-up', () => {
+  it('takes puts, deletes and reads while a folder is being scanned, and the index ends equal to a fresh scan', async () => {
+    const dir = await tempDir();
+    const fsModule = await import('node:fs');
+    const realReaddir = fsModule.promises.readdir.bind(fsModule.promises);
+    try {
+      const F = folderId(1);
+      const rng = new Rng(60);
+      const old = Array.from({ length: 2000 }, () => makeObject(rng, 20));
+      for (const o of old) {
+        const path = join(dir, F, 'chunks', o.id.slice(0, 2), o.id);
+        await fs.mkdir(dirname(path), { recursive: true });
+        await fs.writeFile(path, o.data);
+      }
+      // Hold the scan after it has listed 100 shard directories, so the calls below meet a half-built index
+      // and land in shards it has already listed (where only the deferred entries can make them appear).
+      const listed = new Set<string>();
+      let release!: () => void;
+      const gate = new Promise<void>((r) => (release = r));
+      let held!: () => void;
+      const holding = new Promise<void>((r) => (held = r));
+      const spy = jest.spyOn(fsModule.promises, 'readdir').mockImplementation((async (path: string, ...rest: unknown[]) => {
+        const shard = /chunks\/([0-9a-f]{2})$/.exec(String(path))?.[1];
+        if (shard && listed.size === 100) {
+          held();
+          await gate;
+        }
+        const out = await (realReaddir as (...a: unknown[]) => Promise<unknown>)(path, ...rest);
+        if (shard) listed.add(shard);
+        return out;
+      }) as never);
+      const store = await DiskObjectStore.open({}, { dataDir: dir });
+      const scan = store.warmIndex();
+      await holding;
+      const inListed = () => {
+        for (;;) {
+          const o = makeObject(rng, 30);
+          if (listed.has(o.id.slice(0, 2))) return o;
+        }
+      };
+      const fresh = Array.from({ length: 20 }, inListed);
+      const deleted = old.filter((o) => listed.has(o.id.slice(0, 2))).slice(0, 20);
+      const dupes = old.filter((o) => !deleted.includes(o)).slice(0, 10);
+      const results = await Promise.all([
+        ...fresh.map((o) => store.put(F, 'chunk', o.id, o.data)),
+        ...dupes.map((o) => store.put(F, 'chunk', o.id, o.data)),
+        store.get(F, 'chunk', dupes[0]!.id).then((b) => b.equals(dupes[0]!.data)),
+      ]);
+      expect(results).toEqual([...fresh.map(() => ({ created: true })), ...dupes.map(() => ({ created: false })), true]);
+      // Deletes wait for the scan to drop their entries; let it go on meanwhile.
+      const deletes = Promise.all(deleted.map((o) => store.delete(F, 'chunk', o.id)));
+      release();
+      await scan;
+      expect(await deletes).toEqual(deleted.map(() => true));
+      const want = { chunks: 2000 - 20 + 20, chunkBytes: (2000 - 20) * 20 + 20 * 30, manifests: 0, manifestBytes: 0 };
+      await expect(store.stat(F)).resolves.toEqual(want);
+      const ids: string[] = [];
+      for await (const batch of store.list(F, 'chunk')) ids.push(...batch);
+      expect(ids).toEqual([...old.filter((o) => !deleted.includes(o)), ...fresh].map((o) => o.id).sort());
+      spy.mockRestore();
+      const again = await DiskObjectStore.open({}, { dataDir: dir });
+      await expect(again.stat(F)).resolves.toEqual(want);
+    } finally {
+      jest.restoreAllMocks();
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('indexes every folder at once and then answers stat without touching the tree', async () => {
     const dir = await tempDir();
     try {

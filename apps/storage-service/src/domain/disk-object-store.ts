@@ -5,19 +5,34 @@
  *   <dataDir>/<folder>/manifests/<id[0..2]>/<id>
  *   <dataDir>/.tmp/          temp files of writes in progress (emptied at start)
  *   <dataDir>/.quarantine/   objects that failed verification on read, kept for inspection
+ *   <dataDir>/.index/<folder> a snapshot of the folder's index, written by `close()` (a hint, see below)
  *
- * Writes go temp file -> fsync -> rename -> fsync of the directory (and of every parent whose entry a new
- * directory added), so an acknowledged put survives a crash and a crash never leaves a partial object
- * visible. Reads verify SHA-256 every time.
+ * Writes go temp file -> fsync -> rename -> fsync of the directory (and, the first time this process uses
+ * a directory, of its parent, whether it created the directory or found it), so an acknowledged put
+ * survives a crash and a crash never leaves a partial object visible. Reads verify SHA-256 every time.
  *
  * Index: per folder, an in-memory map shard -> id -> size for each kind, built by one scan of the folder on
- * its first use and kept up to date by every put, delete and quarantine. StatFolder, quotas and the
- * scrubber read it instead of walking the tree. The files themselves stay the only source of truth
- * (nothing to get out of step after a crash); presence checks before a put, HasObjects and ListObjects
- * still ask the disk, so an object removed behind the store's back is re-accepted and re-synced at once.
+ * its first use (main.ts scans every folder at start) and kept up to date by every put, delete, quarantine
+ * and missed read. StatFolder, ListObjects, quotas and the scrubber read it instead of walking the tree.
+ * The files themselves stay the only source of truth (why plain files and no embedded store: see the
+ * README's storage section). A clean `close()` writes each folder's index to `.index/<folder>` with the
+ * modification time of every shard directory; the next scan takes a shard's entries from that snapshot
+ * only when the directory's mtime is unchanged (any file added, removed or renamed in it changes it) and
+ * older than the snapshot by a margin (coarse timestamps), and lists and lstats every other shard. So a
+ * crash, or any change behind the store's back while it was down, costs a rescan of the shards touched,
+ * never a wrong index; a snapshot that fails its checksum is ignored.
+ * An object removed behind the store's back stays listed until a read, the scrubber or a delete notices it
+ * and drops it (the scrubber reports it for repair); HasObjects and the duplicate check of a put still ask
+ * the disk, so such an object is re-accepted at once.
+ *
+ * The put path is latency-bound (each step is a round trip to libuv's thread pool), so it takes as few
+ * steps as durability allows: the hash runs on the thread pool, a shard directory is created and made
+ * durable once per process (then remembered), the free-space check reads statfs at most once a second,
+ * an ID a built index does not hold skips the presence check, and without a quota a put does not wait for
+ * its folder's scan.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, promises as fs } from 'node:fs';
+import { createReadStream, lstat, promises as fs } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { DataLossError, NotFoundError, ResourceExhaustedError } from '@distri-vault/shared/errors';
@@ -31,7 +46,7 @@ import {
   type ObjectStore,
   type PutResult,
   type StoreCallOptions,
-  assertDigest,
+  assertDigestAsync,
   assertHas,
   assertKey,
   assertList,
@@ -71,6 +86,9 @@ interface KindIndex {
   count: number;
   bytes: number;
   shards: Map<string, Map<string, number>>;
+  // Sorted IDs per shard for listing, built on demand and dropped when the shard changes (never mutated,
+  // so a listing paused between batches keeps a consistent snapshot of the shard it is in).
+  sorted: Map<string, string[]>;
 }
 
 interface FolderIndex {
@@ -85,10 +103,22 @@ export const KIND_DIRS: Readonly<Record<ObjectKind, string>> = { chunk: 'chunks'
 export const TMP_DIR = '.tmp';
 /** Name of the quarantine directory inside the data directory. */
 export const QUARANTINE_DIR = '.quarantine';
+/** Name of the directory of index snapshots inside the data directory. */
+export const INDEX_DIR = '.index';
 
 const SHARD_PATTERN = /^[0-9a-f]{2}$/;
 // Bounds parallel stat() calls so a big HasObjects or StatFolder cannot flood libuv's thread pool.
 const FS_CONCURRENCY = 32;
+// How long a statfs reading serves the reserve check, less the bytes put since. Within that second other
+// processes may write too; the reserve itself (256 MiB by default) is the margin for that.
+const FREE_SPACE_TTL_MS = 1000;
+// A shard directory modified less than this before its snapshot was written is rescanned: file system
+// timestamps are coarse (a tick of the kernel clock), so a change right after the snapshot could keep the
+// same mtime.
+const SNAPSHOT_MARGIN_MS = 1000;
+// How long close() waits for puts, deletes and quarantines in flight before writing the snapshots.
+const CLOSE_DRAIN_MS = 2000;
+const SNAPSHOT_MAGIC = Buffer.from('DVIDX001');
 
 /** An ObjectStore in a directory tree. Create with `DiskObjectStore.open`. */
 export class DiskObjectStore implements ObjectStore {
@@ -101,6 +131,12 @@ export class DiskObjectStore implements ObjectStore {
   private readonly folderQuotaBytes: number;
   private readonly reserveBytes: number;
   private readonly indexes = new Map<string, Promise<FolderIndex>>();
+  // The indexes whose scan has finished (a read never waits for a scan just to learn a size).
+  private readonly readyIndexes = new Map<string, FolderIndex>();
+  // Directories this process created or found, and made durable (fsync of their parent) once.
+  private readonly knownDirs = new Set<string>();
+  // Free bytes from the last statfs, less the bytes put since; `at` is when statfs was read.
+  private freeSpace?: { at: number; bytes: number; refresh?: Promise<void> };
 
   /** Prefer `open`, which also prepares the directory; a constructed store needs `start()` before use. */
   constructor(components: DiskObjectStoreComponents, options: DiskObjectStoreOptions) {
@@ -126,48 +162,62 @@ export class DiskObjectStore implements ObjectStore {
     await fs.rm(this.tmpDir, { recursive: true, force: true });
     await fs.mkdir(this.tmpDir);
     await fs.mkdir(this.quarantineDir, { recursive: true });
+    // Snapshots cut short by a crash during close().
+    for (const name of await readdirOrEmpty(join(this.root, INDEX_DIR))) {
+      if (name.endsWith('.tmp')) await fs.rm(join(this.root, INDEX_DIR, name), { force: true });
+    }
     this.log?.info({ dataDir: this.root, removedTempFiles: leftovers.length }, 'object store ready');
   }
 
   async put(folder: string, kind: ObjectKind, id: string, data: Uint8Array, options: StoreCallOptions = {}): Promise<PutResult> {
     const k = assertPut(folder, kind, id, data);
-    assertDigest(id, data);
+    await assertDigestAsync(id, data);
     throwIfAborted(options.signal);
     const target = this.objectPath(folder, k, id);
+    // Without a quota a put need not wait for its folder's index (a scan after a crash can take seconds):
+    // it asks the disk whether the object is there, and enters it in the index once the scan is done.
+    const scanning = this.index(folder);
+    const index = this.folderQuotaBytes > 0 ? await scanning : this.readyIndexes.get(folder);
     // One put per object at a time: a concurrent duplicate waits, then sees the object and writes nothing.
-    const index = await this.index(folder);
     return this.locks.run(target, async () => {
-      if (await exists(target)) return { created: false };
+      // Every object on disk is in a built index (scanned at its first use, then kept by every write),
+      // except one copied in behind the store's back: overwriting that with verified bytes is harmless. So
+      // only an ID the index holds needs the disk's word (it may have been removed behind the store's back).
+      if ((!index || index.kinds[k].shards.get(id.slice(0, 2))?.has(id)) && (await exists(target))) return { created: false };
       throwIfAborted(options.signal);
       // Quota and reserve are checked and the bytes reserved in one synchronous step, so concurrent puts
       // cannot together overshoot the quota.
       await this.checkReserve(data.byteLength);
-      const used = index.kinds.chunk.bytes + index.kinds.manifest.bytes + index.pending;
-      if (this.folderQuotaBytes > 0 && used + data.byteLength > this.folderQuotaBytes) {
-        throw new ResourceExhaustedError(`folder ${folder} is over its quota of ${this.folderQuotaBytes} bytes`);
+      if (index && this.folderQuotaBytes > 0) {
+        const used = index.kinds.chunk.bytes + index.kinds.manifest.bytes + index.pending;
+        if (used + data.byteLength > this.folderQuotaBytes) {
+          throw new ResourceExhaustedError(`folder ${folder} is over its quota of ${this.folderQuotaBytes} bytes`);
+        }
       }
-      index.pending += data.byteLength;
+      if (index) index.pending += data.byteLength;
       const tmp = join(this.tmpDir, `${id}.${randomBytes(8).toString('hex')}`);
       let placed = false;
       try {
         const fh = await fs.open(tmp, 'wx', 0o644);
         try {
-          await fh.writeFile(data);
+          await writeAll(fh, data);
           await fh.sync();
         } finally {
           await fh.close();
         }
         throwIfAborted(options.signal);
-        await this.makeDir(dirname(target), 2);
-        await fs.rename(tmp, target);
+        await this.rename(tmp, target);
         placed = true;
         await fsyncDir(dirname(target));
       } catch (err) {
         throw diskError(err);
       } finally {
-        index.pending -= data.byteLength;
+        if (index) index.pending -= data.byteLength;
         if (!placed) await fs.rm(tmp, { force: true }).catch(() => undefined);
-        else indexAdd(index, k, id, data.byteLength);
+        // While the scan runs, the entry waits for it (the scan may or may not have seen the file; adding
+        // it afterwards is right either way, and a later delete's removal is queued behind this add).
+        else if (index) indexAdd(index, k, id, data.byteLength);
+        else void scanning.then((built) => indexAdd(built, k, id, data.byteLength), () => undefined);
       }
       return { created: true };
     });
@@ -188,16 +238,31 @@ export class DiskObjectStore implements ObjectStore {
       throw err;
     }
     let data: Buffer | undefined;
-    let ino: number;
+    let ino: number | undefined;
     try {
-      const st = await fh.stat();
-      ino = st.ino;
-      // Never read more than the largest valid object: anything bigger is corrupt by definition.
-      if (st.isFile() && st.size <= MAX_BYTES_BY_KIND[k]) data = await fh.readFile();
+      // An ID names its bytes, so it has exactly one valid size: the one the index holds (when it holds
+      // the ID) spares an fstat. One byte more is asked for, so a file that grew is seen as corrupt.
+      const known = this.readyIndexes.get(folder)?.kinds[k].shards.get(id.slice(0, 2))?.get(id);
+      if (known !== undefined) {
+        // A directory squatting on the path reads as EISDIR: corrupt like any other wrong content.
+        const buf = await readUpTo(fh, known + 1).catch((err: unknown) => {
+          if (isCode(err, 'EISDIR')) return undefined;
+          throw err;
+        });
+        if (buf?.length === known) data = buf;
+      } else {
+        const st = await fh.stat();
+        ino = st.ino;
+        // Never read more than the largest valid object: anything bigger is corrupt by definition.
+        if (st.isFile() && st.size <= MAX_BYTES_BY_KIND[k]) data = await readUpTo(fh, st.size + 1);
+      }
+      // Hashed inline, unlike a put's: measured, the pool's copy and hop made gets slower (in-process 13%
+      // at 1 MiB; over gRPC 4 MiB gets ran 1.5x faster inline), while a put's hash overlaps other calls' I/O.
+      if (data && sha256Hex(data) === id) return data;
+      ino ??= (await fh.stat()).ino;
     } finally {
       await fh.close();
     }
-    if (data && sha256Hex(data) === id) return data;
     await this.quarantine(folder, k, id, path, ino);
     throw new DataLossError(`${k} ${id} in folder ${folder} is corrupt on disk; moved to quarantine`);
   }
@@ -212,18 +277,18 @@ export class DiskObjectStore implements ObjectStore {
 
   async *list(folder: string, kind: ObjectKind, options: ListOptions = {}): AsyncGenerator<string[]> {
     const { kind: k, startAfter, batchSize } = assertList(folder, kind, options);
-    // Listed from the directories, not the index: SyncFolder trusts this list to decide what a peer lacks,
-    // so a file lost behind the service's back must vanish from it at once. Paging reads only the shards
-    // from `startAfter` on, one shard directory at a time.
-    const kindDir = join(this.root, folder, KIND_DIRS[k]);
+    // Served from the index, in ID order (the shard is the ID's first two characters): no directory is
+    // read per request, and paging from `startAfter` skips whole shards, then bisects the first one.
+    if (!(await this.folderExists(folder))) return;
+    const kindIndex = (await this.index(folder)).kinds[k];
     const fromShard = startAfter.slice(0, 2);
-    const shards = (await readdirOrEmpty(kindDir)).filter((s) => SHARD_PATTERN.test(s) && s >= fromShard).sort();
+    const shards = [...kindIndex.shards.keys()].filter((s) => s >= fromShard).sort();
     let batch: string[] = [];
     for (const shard of shards) {
       throwIfAborted(options.signal);
-      const ids = (await readdirOrEmpty(join(kindDir, shard))).filter((n) => isObjectId(n) && n.startsWith(shard) && n > startAfter).sort();
-      for (const id of ids) {
-        batch.push(id);
+      const ids = sortedShard(kindIndex, shard);
+      for (let i = firstAfter(ids, startAfter); i < ids.length; i++) {
+        batch.push(ids[i] as string);
         if (batch.length === batchSize) {
           throwIfAborted(options.signal);
           yield batch;
@@ -340,7 +405,29 @@ export class DiskObjectStore implements ObjectStore {
       .sort();
   }
 
-  async close(): Promise<void> {}
+  /**
+   * Writes a snapshot of every built index (`.index/<folder>`) so the next start can skip the shards that
+   * did not change, once the puts, deletes and quarantines in flight are done (at most 2 s; otherwise no
+   * snapshot is written and the next start scans). Failures are logged, never thrown: a snapshot is a hint.
+   */
+  async close(): Promise<void> {
+    const deadline = Date.now() + CLOSE_DRAIN_MS;
+    while (this.locks.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    if (this.locks.size > 0) {
+      this.log?.warn({ inFlight: this.locks.size }, 'index snapshots not written: writes still in flight');
+      return;
+    }
+    for (const [folder, index] of this.readyIndexes) {
+      try {
+        const started = performance.now();
+        await this.saveSnapshot(folder, index);
+        const { chunk, manifest } = index.kinds;
+        this.log?.info({ folder, objects: chunk.count + manifest.count, ms: Math.round(performance.now() - started) }, 'index snapshot written');
+      } catch (err) {
+        this.log?.warn({ folder, err: (err as Error).message }, 'index snapshot not written');
+      }
+    }
+  }
 
   /** Path of one object (inputs already validated). */
   objectPath(folder: string, kind: ObjectKind, id: string): string {
@@ -376,7 +463,10 @@ export class DiskObjectStore implements ObjectStore {
     if (!p) {
       p = this.scanFolder(folder);
       this.indexes.set(folder, p);
-      p.catch(() => this.indexes.delete(folder));
+      p.then(
+        (index) => this.readyIndexes.set(folder, index),
+        () => this.indexes.delete(folder),
+      );
     }
     return p;
   }
@@ -384,22 +474,89 @@ export class DiskObjectStore implements ObjectStore {
   private async scanFolder(folder: string): Promise<FolderIndex> {
     const started = performance.now();
     const index: FolderIndex = { kinds: { chunk: emptyKindIndex(), manifest: emptyKindIndex() }, pending: 0 };
+    const snapshot = await this.loadSnapshot(folder);
+    let fromSnapshot = 0;
+    let scanned = 0;
     for (const kind of OBJECT_KINDS) {
       const kindDir = join(this.root, folder, KIND_DIRS[kind]);
       for (const shard of (await readdirOrEmpty(kindDir)).filter((s) => SHARD_PATTERN.test(s))) {
+        const saved = snapshot?.kinds[kind].get(shard);
+        if (saved && snapshot && saved.mtimeNs < (BigInt(snapshot.writtenAtMs) - BigInt(SNAPSHOT_MARGIN_MS)) * 1_000_000n) {
+          const st = await fs.lstat(join(kindDir, shard), { bigint: true }).catch(() => undefined);
+          if (st?.isDirectory() && st.mtimeNs === saved.mtimeNs) {
+            saved.ids.forEach((id, i) => indexAdd(index, kind, id, saved.sizes[i] as number));
+            fromSnapshot++;
+            continue;
+          }
+        }
         const ids = (await readdirOrEmpty(join(kindDir, shard))).filter((n) => isObjectId(n) && n.startsWith(shard));
-        const sizes = await mapLimit(ids, FS_CONCURRENCY, async (id) => {
-          const st = await fs.lstat(join(kindDir, shard, id)).catch(() => undefined);
-          return st?.isFile() ? st.size : -1;
-        });
+        const sizes = await fileSizes(join(kindDir, shard), ids);
         ids.forEach((id, i) => {
           if ((sizes[i] as number) >= 0) indexAdd(index, kind, id, sizes[i] as number);
         });
+        scanned++;
       }
     }
     const { chunk, manifest } = index.kinds;
-    this.log?.debug({ folder, chunks: chunk.count, manifests: manifest.count, ms: Math.round(performance.now() - started) }, 'folder indexed');
+    this.log?.debug(
+      { folder, chunks: chunk.count, manifests: manifest.count, shardsFromSnapshot: fromSnapshot, shardsScanned: scanned, ms: Math.round(performance.now() - started) },
+      'folder indexed',
+    );
     return index;
+  }
+
+  // Snapshot layout: magic, SHA-256 of the body, body = writtenAtMs (f64), then per kind: shard count (u32),
+  // per shard: shard (u8), directory mtime in ns (u64), entry count (u32), entries of id (32 bytes) + size (u32).
+  private async saveSnapshot(folder: string, index: FolderIndex): Promise<void> {
+    const writtenAtMs = Date.now();
+    const shardsByKind = await Promise.all(
+      OBJECT_KINDS.map(async (kind) => {
+        const kindIndex = index.kinds[kind];
+        const shards = [...kindIndex.shards.keys()].sort();
+        const mtimes = await Promise.all(shards.map((s) => fs.lstat(join(this.root, folder, KIND_DIRS[kind], s), { bigint: true }).then((st) => st.mtimeNs, () => undefined)));
+        return shards.flatMap((shard, i) => (mtimes[i] === undefined ? [] : [{ shard, mtimeNs: mtimes[i] as bigint, entries: kindIndex.shards.get(shard) as Map<string, number> }]));
+      }),
+    );
+    let size = 8;
+    for (const shards of shardsByKind) {
+      size += 4;
+      for (const s of shards) size += 1 + 8 + 4 + s.entries.size * 36;
+    }
+    const body = Buffer.allocUnsafe(size);
+    let pos = body.writeDoubleLE(writtenAtMs, 0);
+    for (const shards of shardsByKind) {
+      pos = body.writeUInt32LE(shards.length, pos);
+      for (const s of shards) {
+        pos = body.writeUInt8(parseInt(s.shard, 16), pos);
+        pos = body.writeBigUInt64LE(s.mtimeNs, pos);
+        pos = body.writeUInt32LE(s.entries.size, pos);
+        for (const [id, bytes] of s.entries) {
+          pos += body.write(id, pos, 32, 'hex');
+          pos = body.writeUInt32LE(bytes, pos);
+        }
+      }
+    }
+    const dir = join(this.root, INDEX_DIR);
+    await fs.mkdir(dir, { recursive: true });
+    const tmp = join(dir, `${folder}.${randomBytes(4).toString('hex')}.tmp`);
+    await fs.writeFile(tmp, Buffer.concat([SNAPSHOT_MAGIC, createHash('sha256').update(body).digest(), body]));
+    await fs.rename(tmp, join(dir, folder));
+  }
+
+  // The folder's snapshot, or undefined when there is none or it does not check out.
+  private async loadSnapshot(folder: string): Promise<Snapshot | undefined> {
+    let buf: Buffer;
+    try {
+      buf = await fs.readFile(join(this.root, INDEX_DIR, folder));
+    } catch {
+      return undefined;
+    }
+    try {
+      return parseSnapshot(buf);
+    } catch (err) {
+      this.log?.warn({ folder, err: (err as Error).message }, 'index snapshot ignored');
+      return undefined;
+    }
   }
 
   // Drops an object from an already built index (a folder never indexed has nothing to drop).
@@ -413,40 +570,140 @@ export class DiskObjectStore implements ObjectStore {
     return exists(join(this.root, folder));
   }
 
-  // Rejects a put that would leave less than the reserve of free disk space.
+  // Rejects a put that would leave less than the reserve of free disk space. statfs is read at most once a
+  // second (and again whenever the estimate says no, since deletes may have freed space meanwhile); in
+  // between, the bytes of each accepted put are taken off the last reading.
   private async checkReserve(bytes: number): Promise<void> {
     if (this.reserveBytes <= 0) return;
-    const st = await fs.statfs(this.root);
-    const free = Number(st.bavail) * Number(st.bsize);
-    if (free - bytes < this.reserveBytes) {
-      throw new ResourceExhaustedError(`storage is full: ${free} bytes free, ${this.reserveBytes} kept in reserve`);
+    const fits = () => this.freeSpace !== undefined && this.freeSpace.bytes - bytes >= this.reserveBytes;
+    if (!fits() || Date.now() - (this.freeSpace?.at ?? 0) > FREE_SPACE_TTL_MS) await this.readFreeSpace();
+    if (!fits()) {
+      throw new ResourceExhaustedError(`storage is full: ${this.freeSpace?.bytes} bytes free, ${this.reserveBytes} kept in reserve`);
+    }
+    (this.freeSpace as { bytes: number }).bytes -= bytes;
+  }
+
+  // One statfs for every put waiting on it.
+  private readFreeSpace(): Promise<void> {
+    if (this.freeSpace?.refresh) return this.freeSpace.refresh;
+    const refresh = fs.statfs(this.root).then(
+      (st) => {
+        this.freeSpace = { at: Date.now(), bytes: Number(st.bavail) * Number(st.bsize) };
+      },
+      (err: unknown) => {
+        if (this.freeSpace) delete this.freeSpace.refresh;
+        throw err;
+      },
+    );
+    this.freeSpace = { at: this.freeSpace?.at ?? 0, bytes: this.freeSpace?.bytes ?? 0, refresh };
+    return refresh;
+  }
+
+  // Renames a written temp file into place, creating the target's directories when this process has not
+  // yet made them durable (or they were removed behind its back).
+  private async rename(tmp: string, target: string): Promise<void> {
+    const dir = dirname(target);
+    await this.ensureDir(dir, 2);
+    try {
+      await fs.rename(tmp, target);
+    } catch (err) {
+      if (!isCode(err, 'ENOENT')) throw err;
+      for (let d = dir, i = 0; i <= 2; d = dirname(d), i++) this.knownDirs.delete(d);
+      await this.ensureDir(dir, 2);
+      await fs.rename(tmp, target);
     }
   }
 
-  // Creates `dir` (and up to `depth` missing parents), fsyncing each parent that gained an entry, under a
-  // per-directory lock so a concurrent put cannot use the directory before its entry is durable.
-  private makeDir(dir: string, depth: number): Promise<void> {
-    return this.locks.run(`dir:${dir}`, async () => {
+  // Makes sure `dir` and up to `depth` of its parents exist and that their entries are durable: each is
+  // created (or found) and its parent fsynced once per process, under a per-directory lock so that no
+  // put renames into a directory whose own entry is not durable yet. Found directories are fsynced too: a
+  // previous process may have created one and died before it was durable.
+  private async ensureDir(dir: string, depth: number): Promise<void> {
+    if (this.knownDirs.has(dir)) return;
+    await this.locks.run(`dir:${dir}`, async () => {
+      if (this.knownDirs.has(dir)) return;
+      if (depth > 0) await this.ensureDir(dirname(dir), depth - 1);
       try {
         await fs.mkdir(dir);
       } catch (err) {
-        if (isCode(err, 'EEXIST')) return;
-        if (!isCode(err, 'ENOENT') || depth === 0) throw err;
-        await this.makeDir(dirname(dir), depth - 1);
-        try {
-          await fs.mkdir(dir);
-        } catch (err2) {
-          if (isCode(err2, 'EEXIST')) return;
-          throw err2;
-        }
+        if (!isCode(err, 'EEXIST')) throw err;
       }
       await fsyncDir(dirname(dir));
+      this.knownDirs.add(dir);
     });
   }
 }
 
+interface SnapshotShard {
+  mtimeNs: bigint;
+  ids: string[];
+  sizes: number[];
+}
+
+interface Snapshot {
+  writtenAtMs: number;
+  kinds: Record<ObjectKind, Map<string, SnapshotShard>>;
+}
+
+// Throws on any inconsistency (wrong magic or checksum, out-of-bounds lengths).
+function parseSnapshot(buf: Buffer): Snapshot {
+  if (buf.length < 48 || !buf.subarray(0, 8).equals(SNAPSHOT_MAGIC)) throw new Error('not an index snapshot');
+  const body = buf.subarray(40);
+  if (!createHash('sha256').update(body).digest().equals(buf.subarray(8, 40))) throw new Error('checksum mismatch');
+  const need = (pos: number, n: number) => {
+    if (pos + n > body.length) throw new Error('truncated');
+  };
+  const snapshot: Snapshot = { writtenAtMs: body.readDoubleLE(0), kinds: { chunk: new Map(), manifest: new Map() } };
+  let pos = 8;
+  for (const kind of OBJECT_KINDS) {
+    need(pos, 4);
+    const shards = body.readUInt32LE(pos);
+    pos += 4;
+    for (let s = 0; s < shards; s++) {
+      need(pos, 13);
+      const shard = body.toString('hex', pos, pos + 1);
+      const mtimeNs = body.readBigUInt64LE(pos + 1);
+      const count = body.readUInt32LE(pos + 9);
+      pos += 13;
+      need(pos, count * 36);
+      const ids = new Array<string>(count);
+      const sizes = new Array<number>(count);
+      for (let i = 0; i < count; i++, pos += 36) {
+        ids[i] = body.toString('hex', pos, pos + 32);
+        sizes[i] = body.readUInt32LE(pos + 32);
+        if (!(ids[i] as string).startsWith(shard)) throw new Error('entry in the wrong shard');
+      }
+      snapshot.kinds[kind].set(shard, { mtimeNs, ids, sizes });
+    }
+  }
+  if (pos !== body.length) throw new Error('trailing bytes');
+  return snapshot;
+}
+
 function emptyKindIndex(): KindIndex {
-  return { count: 0, bytes: 0, shards: new Map() };
+  return { count: 0, bytes: 0, shards: new Map(), sorted: new Map() };
+}
+
+// The IDs of one shard, sorted (cached until the shard changes).
+function sortedShard(k: KindIndex, shard: string): string[] {
+  let ids = k.sorted.get(shard);
+  if (!ids) {
+    ids = [...(k.shards.get(shard)?.keys() ?? [])].sort();
+    k.sorted.set(shard, ids);
+  }
+  return ids;
+}
+
+// Index of the first element of sorted `ids` greater than `after` ('' = 0).
+function firstAfter(ids: readonly string[], after: string): number {
+  let lo = 0;
+  let hi = ids.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if ((ids[mid] as string) <= after) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 function indexAdd(index: FolderIndex, kind: ObjectKind, id: string, size: number): void {
@@ -461,7 +718,7 @@ function indexAdd(index: FolderIndex, kind: ObjectKind, id: string, size: number
   if (old !== undefined) {
     k.bytes -= old;
     k.count--;
-  }
+  } else k.sorted.delete(shard);
   ids.set(id, size);
   k.count++;
   k.bytes += size;
@@ -473,6 +730,7 @@ function indexRemove(index: FolderIndex, kind: ObjectKind, id: string): void {
   const size = ids?.get(id);
   if (ids === undefined || size === undefined) return;
   ids.delete(id);
+  k.sorted.delete(id.slice(0, 2));
   if (ids.size === 0) k.shards.delete(id.slice(0, 2));
   k.count--;
   k.bytes -= size;
@@ -481,6 +739,11 @@ function indexRemove(index: FolderIndex, kind: ObjectKind, id: string): void {
 /** Runs tasks with the same key one after another (in-process). */
 class KeyedLock {
   private readonly tails = new Map<string, Promise<void>>();
+
+  /** Keys with a task running or waiting. */
+  get size(): number {
+    return this.tails.size;
+  }
 
   async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
     const prev = this.tails.get(key) ?? Promise.resolve();
@@ -527,6 +790,28 @@ async function readdirOrEmpty(dir: string): Promise<string[]> {
   }
 }
 
+// Writes all of `data` at the file's start in as few calls as the kernel allows (FileHandle.writeFile
+// splits into 512 KiB writes, each a round trip to the thread pool).
+async function writeAll(fh: fs.FileHandle, data: Uint8Array): Promise<void> {
+  let done = 0;
+  while (done < data.byteLength) {
+    const { bytesWritten } = await fh.write(data, done, data.byteLength - done, done);
+    done += bytesWritten;
+  }
+}
+
+// Reads from the file's start until `max` bytes or the end, in as few calls as the kernel allows.
+async function readUpTo(fh: fs.FileHandle, max: number): Promise<Buffer> {
+  const buf = Buffer.allocUnsafe(max);
+  let done = 0;
+  while (done < max) {
+    const { bytesRead } = await fh.read(buf, done, max - done, done);
+    if (bytesRead === 0) break;
+    done += bytesRead;
+  }
+  return buf.subarray(0, done);
+}
+
 async function fsyncDir(dir: string): Promise<void> {
   const fh = await fs.open(dir, 'r');
   try {
@@ -534,6 +819,27 @@ async function fsyncDir(dir: string): Promise<void> {
   } finally {
     await fh.close();
   }
+}
+
+// Sizes of the regular files `names` in `dir` (-1 for anything else, or gone), FS_CONCURRENCY lstat calls in
+// flight. Callbacks, not fs.promises: the start-up scan of 100k files took 1.0 s this way against 1.4–1.9 s
+// with the promise API (warm caches, same machine).
+function fileSizes(dir: string, names: readonly string[]): Promise<number[]> {
+  const out = new Array<number>(names.length).fill(-1);
+  if (names.length === 0) return Promise.resolve(out);
+  return new Promise((done) => {
+    let next = 0;
+    let finished = 0;
+    const one = (): void => {
+      const i = next++;
+      lstat(join(dir, names[i] as string), (err, st) => {
+        if (!err && st.isFile()) out[i] = st.size;
+        if (++finished === names.length) done(out);
+        else if (next < names.length) one();
+      });
+    };
+    for (let k = 0; k < Math.min(FS_CONCURRENCY, names.length); k++) one();
+  });
 }
 
 async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {

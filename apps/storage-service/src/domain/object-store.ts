@@ -3,7 +3,7 @@
  * Framework-free (no gRPC, no Nest). Every implementation validates its input with the helpers below, so
  * all stores reject the same requests with the same domain errors before touching anything.
  */
-import { createHash } from 'node:crypto';
+import { createHash, webcrypto } from 'node:crypto';
 import { CancelledError, DataLossError, InvalidArgumentError } from '@distri-vault/shared/errors';
 import { assertObjectId, assertServerId } from '@distri-vault/shared/ids';
 import { MAX_CHUNK_OBJECT_BYTES, MAX_OBJECT_BYTES } from '@distri-vault/shared/grpc/options';
@@ -94,6 +94,19 @@ export function sha256Hex(data: Uint8Array): string {
   return createHash('sha256').update(data).digest('hex');
 }
 
+/** Objects at least this large are hashed on libuv's thread pool (`sha256HexAsync`); smaller ones inline. */
+export const ASYNC_HASH_MIN_BYTES = 64 * 1024;
+
+/**
+ * Lowercase hex SHA-256 of `data`, computed off the event loop for large inputs: WebCrypto's digest runs on
+ * libuv's thread pool (on a copy of the bytes), so other calls' I/O and gRPC work go on meanwhile. Below
+ * ASYNC_HASH_MIN_BYTES the hop to the pool costs more than the hash and it runs inline.
+ */
+export async function sha256HexAsync(data: Uint8Array): Promise<string> {
+  if (data.byteLength < ASYNC_HASH_MIN_BYTES) return sha256Hex(data);
+  return Buffer.from(await webcrypto.subtle.digest('SHA-256', data)).toString('hex');
+}
+
 /** Throws InvalidArgumentError unless `kind` is 'chunk' or 'manifest'. */
 export function assertKind(kind: unknown): ObjectKind {
   if (kind === 'chunk' || kind === 'manifest') return kind;
@@ -121,6 +134,12 @@ export function assertPut(folder: string, kind: unknown, id: string, data: unkno
 /** Throws DataLossError unless SHA-256(`data`) is `id`. */
 export function assertDigest(id: string, data: Uint8Array): void {
   const actual = sha256Hex(data);
+  if (actual !== id) throw new DataLossError(`object ${id} does not match its bytes (SHA-256 ${actual})`);
+}
+
+/** `assertDigest` with the hash off the event loop (see sha256HexAsync). */
+export async function assertDigestAsync(id: string, data: Uint8Array): Promise<void> {
+  const actual = await sha256HexAsync(data);
   if (actual !== id) throw new DataLossError(`object ${id} does not match its bytes (SHA-256 ${actual})`);
 }
 

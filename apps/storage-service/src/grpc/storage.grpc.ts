@@ -25,7 +25,7 @@ async function logged<T>(log: Logger, fields: Record<string, unknown>, fn: () =>
   const started = performance.now();
   try {
     const res = await fn();
-    log.debug({ ...fields, ms: Math.round((performance.now() - started) * 100) / 100 }, 'rpc ok');
+    if (log.isLevelEnabled('debug')) log.debug({ ...fields, ms: Math.round((performance.now() - started) * 100) / 100 }, 'rpc ok');
     return res;
   } catch (err) {
     const code = errorCodeOf(err);
