@@ -10,19 +10,13 @@ import { Vault } from './vault';
 import { FileIndex } from './file-index';
 import { decodeManifest, type Manifest } from './manifest';
 import { MemoryCrypto, MemoryPeers, MemoryStorage } from '../testing/memory-ports';
-import { once, seeded } from '../testing/bytes';
+import { once, seeded, readAll } from '../testing/bytes';
 
 const OWNER = 'a'.repeat(32);
 const P1 = 'p1'.padEnd(32, 'b');
 const P2 = 'p2'.padEnd(32, 'c');
 const CHUNK = 4096;
 const signal = () => new AbortController().signal;
-
-async function readAll(it: AsyncIterable<Buffer>): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const p of it) parts.push(p);
-  return Buffer.concat(parts);
-}
 
 function setup() {
   const storage = new MemoryStorage();

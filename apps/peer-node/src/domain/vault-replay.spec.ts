@@ -20,7 +20,7 @@ import { DataLossError } from '@distri-vault/shared';
 import { Vault } from './vault';
 import { encodeManifest } from './manifest';
 import { MemoryCrypto, MemoryPeers, MemoryStorage } from '../testing/memory-ports';
-import { once, seeded } from '../testing/bytes';
+import { once, seeded, readAll } from '../testing/bytes';
 
 const OWNER = 'a'.repeat(32);
 const OTHER = 'o'.padEnd(32, 'd');
@@ -29,12 +29,6 @@ const P2 = 'p2'.padEnd(32, 'c');
 const CHUNK = 4096;
 const signal = () => new AbortController().signal;
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-
-async function readAll(it: AsyncIterable<Buffer>): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const p of it) parts.push(p);
-  return Buffer.concat(parts);
-}
 
 function setup() {
   const storage = new MemoryStorage();

@@ -9,7 +9,7 @@ import { rank } from './placement';
 import { Vault } from './vault';
 import { AntiEntropy } from './recovery';
 import { MemoryCrypto, MemoryPeers, MemoryStorage } from '../testing/memory-ports';
-import { seeded, once } from '../testing/bytes';
+import { seeded, once, readAll } from '../testing/bytes';
 
 const OWNER = 'a'.repeat(32);
 const P1 = 'p1'.padEnd(32, 'b');
@@ -17,11 +17,6 @@ const P2 = 'p2'.padEnd(32, 'c');
 const CHUNK = 4096;
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
-async function readAll(it: AsyncIterable<Buffer>): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const p of it) parts.push(p);
-  return Buffer.concat(parts);
-}
 const signal = () => new AbortController().signal;
 
 function setup(opts: { hedgeMs?: number } = {}) {

@@ -4,7 +4,7 @@ import { DataLossError, InvalidArgumentError, NotFoundError, UnavailableError, C
 import { Vault } from './vault';
 import { ReplicationBacklog, type BacklogOptions } from './replication';
 import { MemoryCrypto, MemoryPeers, MemoryStorage } from '../testing/memory-ports';
-import { seeded } from '../testing/bytes';
+import { seeded, readAll } from '../testing/bytes';
 
 const OWNER = 'a'.repeat(32);
 const CHUNK = 4096;
@@ -13,12 +13,6 @@ const CHUNK = 4096;
 
 async function* framesOf(buf: Buffer, frame = 1500): AsyncGenerator<Buffer> {
   for (let i = 0; i < buf.length; i += frame) yield buf.subarray(i, i + frame);
-}
-
-async function readAll(it: AsyncIterable<Buffer>): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const p of it) parts.push(p);
-  return Buffer.concat(parts);
 }
 
 function setup(replicas = 3, writeQuorum = 2, peerIds = ['p1'.padEnd(32, 'b'), 'p2'.padEnd(32, 'c')], backlog?: Partial<BacklogOptions>) {

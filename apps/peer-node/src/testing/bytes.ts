@@ -17,3 +17,10 @@ export function seeded(n: number, seed = 1): Buffer {
 export async function* once(b: Buffer): AsyncGenerator<Buffer> {
   yield b;
 }
+
+/** Everything a stream of Buffers yields, concatenated (tests only: files here are small). */
+export async function readAll(it: AsyncIterable<Buffer>): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const p of it) parts.push(p);
+  return Buffer.concat(parts);
+}
