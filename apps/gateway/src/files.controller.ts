@@ -9,7 +9,7 @@ import type { NodeClient } from './node-client';
 import { filePathFromUrl, parseContentLength, parseLimit, parsePrefix, parseVersion } from './paths';
 import { closedSignal, discardBody, pipeDownload, readChunks, writeDownloadHead } from './streaming';
 import { type FileView, fileView } from './views';
-import { type ByteRange, etagOf, noneMatch, parseRange, rangeApplies, rangeStartHint, sliceFrames } from './ranges';
+import { type ByteRange, etagOf, noneMatch, parseRange, rangeApplies, rangeStartHint, sliceFrames, suffixLength } from './ranges';
 
 /** One request header as a string (the first, if repeated). */
 function header(req: Request, name: string): string | undefined {
@@ -114,8 +114,18 @@ export class FilesController {
       // A GET whose ETag did not match: send the version the comparison was made against.
       v = info.version;
     }
-    // A Range whose start is known up front lets the node skip the chunks before it.
-    const hint = header(req, 'if-range') === undefined ? rangeStartHint(header(req, 'range')) : 0;
+    // A Range whose start is known up front lets the node skip the chunks before it. For the last n bytes
+    // (`bytes=-n`) the start needs the size: one StatFile (no chunk read), and the download pinned to the
+    // version it describes.
+    let hint = 0;
+    if (header(req, 'if-range') === undefined) {
+      const suffix = suffixLength(header(req, 'range'));
+      if (suffix !== undefined && suffix > 0) {
+        const st = await this.node.stat(path, v, signal);
+        v = st.version;
+        hint = Math.max(0, st.size - suffix);
+      } else hint = rangeStartHint(header(req, 'range'));
+    }
     let dl = await this.node.download(path, v, signal, hint);
     const { info } = dl;
     const etag = etagOf(info.sha256);

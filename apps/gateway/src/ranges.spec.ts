@@ -1,4 +1,4 @@
-import { noneMatch, parseRange, RangeNotSatisfiableError, rangeApplies, sliceFrames } from './ranges';
+import { noneMatch, parseRange, RangeNotSatisfiableError, rangeApplies, rangeStartHint, sliceFrames, suffixLength } from './ranges';
 
 describe('parseRange', () => {
   it.each([
@@ -23,6 +23,21 @@ describe('parseRange', () => {
     ['bytes=-5', 0],
   ])('refuses %s of %i bytes as not satisfiable', (h, size) => {
     expect(() => parseRange(h, size)).toThrow(RangeNotSatisfiableError);
+  });
+});
+
+describe('start of a range before the size is known', () => {
+  it.each([
+    ['bytes=10-20', 10, undefined],
+    ['bytes=10-', 10, undefined],
+    ['bytes=-10', 0, 10],
+    ['bytes= - 7', 0, 7],
+    ['bytes=20-10', 0, undefined],
+    ['bytes=--1', 0, undefined],
+    ['bytes=0-1,5-6', 0, undefined],
+    [undefined, 0, undefined],
+  ])('%s: start hint %d, suffix %s', (h, hint, suffix) => {
+    expect([rangeStartHint(h), suffixLength(h)]).toEqual([hint, suffix]);
   });
 });
 

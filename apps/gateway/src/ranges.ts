@@ -67,6 +67,12 @@ export function rangeStartHint(header: string | undefined): number {
   return Number(m[1]);
 }
 
+/** n of a suffix Range `bytes=-n` (the last n bytes), or undefined for any other header. */
+export function suffixLength(header: string | undefined): number | undefined {
+  const m = header === undefined ? null : /^bytes=\s*-\s*(\d{1,16})\s*$/i.exec(header);
+  return m ? Number(m[1]) : undefined;
+}
+
 /**
  * Whether to honour a Range given If-Range: only when If-Range is absent or names the current ETag
  * (a date is never a strong enough validator here).
