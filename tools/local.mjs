@@ -21,7 +21,7 @@
  * Ctrl-C stops everything cleanly (a second Ctrl-C kills at once).
  */
 import { createRequire } from 'node:module';
-import { resolve } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 
 const require = createRequire(import.meta.url);
 const { startNetwork, startApp, stopAll, renderLine, APPS } = require('./network.cjs');
@@ -104,11 +104,12 @@ function banner(network) {
       (n) => `  ${n.name}    client ${n.clientAddress}  peer ${n.peerAddress}  crypto ${n.cryptoAddress}  storage ${n.storageAddress}`,
     ),
     '',
-    'Try:',
-    `  curl -T file ${url}/v1/files/docs/file.txt`,
-    `  curl ${url}/v1/files/docs/file.txt -o out`,
-    `  curl ${url}/v1/files`,
-    `  curl ${url}/v1/nodes`,
+    'Try (the gateway wants the access token it created on first start):',
+    `  H="Authorization: Bearer $(cat ${relative(process.cwd(), join(settings.root, 'gateway', 'token')) || join(settings.root, 'gateway', 'token')})"`,
+    `  curl -H "$H" -T file ${url}/v1/files/docs/file.txt`,
+    `  curl -H "$H" ${url}/v1/files/docs/file.txt -o out`,
+    `  curl -H "$H" ${url}/v1/files`,
+    `  curl -H "$H" ${url}/v1/nodes`,
     `  npx buf curl --protocol grpc --http2-prior-knowledge --list-services http://${network.nodes[0].clientAddress}`,
     '',
     'Ctrl-C stops everything.',
