@@ -21,6 +21,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { median } from './lib.mjs';
 
 const TUNABLES = 'glibc.malloc.mmap_threshold=67108864:glibc.malloc.trim_threshold=1073741824';
 if (process.env.GLIBC_TUNABLES !== TUNABLES) {
@@ -204,7 +205,6 @@ async function pumped(count, bytes, op) {
   return bytes / 1e6 / (Number(process.hrtime.bigint() - t0) / 1e9);
 }
 
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const results = [];
 const { wrappedKey } = await call('createDataKey', { folder: FOLDER });
 const fileId = randomBytes(16);

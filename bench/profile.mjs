@@ -11,7 +11,7 @@ import http from 'node:http';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { body } from './lib.mjs';
+import { body, gatewayClient } from './lib.mjs';
 
 const require = createRequire(import.meta.url);
 const { startNetwork } = require('../tools/network.cjs');
@@ -23,20 +23,7 @@ const profDir = process.env.PROFILE_DIR ?? mkdtempSync(join(tmpdir(), 'dv-prof-'
 
 const small = Number(process.env.PROFILE_SMALL ?? 0);
 const agent = new http.Agent({ keepAlive: true, maxSockets: 32 });
-const call = (net, method, path, stream, length) =>
-  new Promise((resolve, reject) => {
-    const headers = { authorization: `Bearer ${net.token}`, ...(stream ? { 'content-length': length } : {}) };
-    const req = http.request(`${net.gatewayUrl}${path}`, { method, headers, agent }, (res) => {
-      let text = '';
-      res.on('data', (d) => {
-        if (text.length < 1e5) text += d;
-      });
-      res.on('end', () => resolve({ status: res.statusCode, text }));
-    });
-    req.on('error', reject);
-    if (stream) stream.pipe(req);
-    else req.end();
-  });
+const { call } = gatewayClient(() => net, agent);
 
 /** Self time per function (ms) and total sampled time of one .cpuprofile. */
 function summarise(file) {
@@ -66,7 +53,7 @@ const net = await startNetwork({
 const names = new Map();
 try {
   for (let i = 0; ; i++) {
-    const r = await call(net, 'GET', '/v1/nodes');
+    const r = await call('GET', '/v1/nodes');
     if (r.status === 200 && JSON.parse(r.text).nodes.filter((n) => n.state === 'connected').length === 2) break;
     if (i > 150) throw new Error('peers did not connect');
     await new Promise((r) => setTimeout(r, 200));
@@ -78,20 +65,20 @@ try {
     await Promise.all(
       Array.from({ length: 32 }, async () => {
         for (let i = next++; i < small; i = next++) {
-          const r = await call(net, 'PUT', `/v1/files/small/${i}.bin`, body(4096, i), 4096);
+          const r = await call('PUT', `/v1/files/small/${i}.bin`, body(4096, i), 4096);
           if (r.status !== 201) throw new Error(`PUT ${r.status}: ${r.text}`);
         }
       }),
     );
     console.log(`${small} files of 4 KiB: ${(small / ((Date.now() - t) / 1000)).toFixed(0)} files/s (with --cpu-prof)`);
   } else {
-    const put = await call(net, 'PUT', '/v1/files/profile.bin', body(size, 5), size);
+    const put = await call('PUT', '/v1/files/profile.bin', body(size, 5), size);
     if (put.status !== 201) throw new Error(`PUT ${put.status}: ${put.text}`);
     console.log(`upload of ${size / MiB} MiB: ${(size / 1e6 / ((Date.now() - t) / 1000)).toFixed(1)} MB/s (with --cpu-prof)`);
   }
   if (process.env.PROFILE_DOWNLOAD === '1') {
     const t2 = Date.now();
-    await call(net, 'GET', '/v1/files/profile.bin');
+    await call('GET', '/v1/files/profile.bin');
     console.log(`download: ${(size / 1e6 / ((Date.now() - t2) / 1000)).toFixed(1)} MB/s`);
   }
 } finally {

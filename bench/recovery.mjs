@@ -6,13 +6,11 @@
 // recovery's own duration, and the CPU seconds all processes spent meanwhile (per GB fetched).
 // Settings: RECOVERY_SIZE_MIB (1024), RECOVERY_FILE_MIB (64, size of each file), RECOVERY_VERIFY (1: read
 // every file back and compare SHA-256 afterwards), BENCH_KEEP=1 keeps the data dir.
-import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { body } from './lib.mjs';
+import { body, gatewayClient, sleep } from './lib.mjs';
 
 const require = createRequire(import.meta.url);
 const { startNetwork } = require('../tools/network.cjs');
@@ -23,30 +21,7 @@ const fileMiB = Number(process.env.RECOVERY_FILE_MIB ?? 64);
 const verify = process.env.RECOVERY_VERIFY !== '0';
 
 
-function call(method, path, stream, size) {
-  return new Promise((resolve, reject) => {
-    const headers = { authorization: `Bearer ${net.token}` };
-    if (stream) headers['content-length'] = size;
-    const req = http.request(`${net.gatewayUrl}${path}`, { method, headers }, (res) => {
-      const h = createHash('sha256');
-      let text = '';
-      res.on('data', (d) => {
-        h.update(d);
-        if (text.length < 1e5) text += d;
-      });
-      res.on('end', () => resolve({ status: res.statusCode, text, sha256: h.digest('hex') }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    if (stream) stream.pipe(req);
-    else req.end();
-  });
-}
-const json = async (method, path) => {
-  const r = await call(method, path);
-  return r.status === 200 || r.status === 202 ? JSON.parse(r.text) : null;
-};
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const { call, json } = gatewayClient(() => net);
 
 const TICK = 100;
 const cpuSeconds = (pid) => {

@@ -15,7 +15,7 @@ import http from 'node:http';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { body } from './lib.mjs';
+import { body, median, sleep } from './lib.mjs';
 
 const require = createRequire(import.meta.url);
 const { startNetwork } = require('../tools/network.cjs');
@@ -53,8 +53,6 @@ function getJson(url) {
       .on('error', reject),
   );
 }
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 /** object ("chunks/<id>") -> { size, holders: Set<node name> } of the owner's folder, from the disks. */
 function scan(nodes, folder) {

@@ -12,14 +12,13 @@
 // skips recovery, BENCH_KEEP=1 keeps the data dir, BENCH_RESULTS_DIR (bench/results).
 // The older single-purpose benches (storage.mjs, recovery.mjs, repair.mjs, crypto.mjs, gateway-load.mjs,
 // rotation.mjs) still run on their own with `node bench/<name>.mjs`.
-import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { createRequire } from 'node:module';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { textTable, writeReport } from './report.mjs';
-import { body } from './lib.mjs';
+import { body, gatewayClient, median, sleep } from './lib.mjs';
 
 const require = createRequire(import.meta.url);
 const { startNetwork } = require('../tools/network.cjs');
@@ -38,34 +37,7 @@ const MEMORY_TARGET_MIB = 150;
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: Math.max(smallConcurrency, 4) });
 
-/** One request; the response body is hashed (and kept when short). */
-function call(method, path, stream, length) {
-  return new Promise((resolve, reject) => {
-    const headers = { authorization: `Bearer ${net.token}` };
-    if (stream) headers['content-length'] = length;
-    const req = http.request(`${net.gatewayUrl}${path}`, { method, headers, agent }, (res) => {
-      const h = createHash('sha256');
-      let bytes = 0;
-      let text = '';
-      res.on('data', (d) => {
-        h.update(d);
-        bytes += d.length;
-        if (text.length < 1e5) text += d;
-      });
-      res.on('end', () => resolve({ status: res.statusCode, text, bytes, sha256: h.digest('hex') }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    if (stream) stream.pipe(req);
-    else req.end();
-  });
-}
-const json = async (method, path) => {
-  const r = await call(method, path);
-  return r.status === 200 || r.status === 202 ? JSON.parse(r.text) : null;
-};
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const { call, json } = gatewayClient(() => net, agent);
 
 const procs = () => [net.gateway, ...net.nodes.flatMap((n) => [n.procs.peer, n.procs.crypto, n.procs.storage])];
 const hwmMiB = (pid) => {

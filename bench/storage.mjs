@@ -25,6 +25,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { median } from './lib.mjs';
 
 const require = createRequire(import.meta.url);
 const root = join(dirname(new URL(import.meta.url).pathname), '..');
@@ -80,7 +81,6 @@ async function measure(t, key, pid, fn) {
   (t[key] ??= []).push(await timed(fn));
   (t[`${key}Cpu`] ??= []).push(cpuSeconds(pid) - c0);
 }
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 async function fsyncDir(dir) {
   const fh = await fs.open(dir, 'r');
   await fh.sync();

@@ -36,40 +36,42 @@ export class ByteBudget {
    * back (safe to call twice). Rejects with CancelledError when `signal` aborts first (nothing taken).
    */
   async take(bytes: number, signal?: AbortSignal): Promise<() => void> {
-    if (this.limit <= 0) return () => undefined;
-    const n = Math.min(Math.max(0, bytes), this.limit);
-    if (signal?.aborted) throw new CancelledError('cancelled while waiting for memory budget');
-    if (!this.waiters.length && this.used + n <= this.limit) {
-      this.used += n;
-    } else {
-      await new Promise<void>((resolve, reject) => {
-        const w = {
-          n,
-          grant: () => {
-            signal?.removeEventListener('abort', onAbort);
-            resolve();
-          },
-        };
-        const onAbort = () => {
-          const i = this.waiters.indexOf(w);
-          if (i >= 0) this.waiters.splice(i, 1);
-          this.serve(); // a large waiter leaving may let smaller ones behind it go
-          reject(new CancelledError('cancelled while waiting for memory budget'));
-        };
-        signal?.addEventListener('abort', onAbort, { once: true });
-        this.waiters.push(w);
-      });
-    }
+    if (this.limit > 0 && signal?.aborted) throw new CancelledError('cancelled while waiting for memory budget');
+    const now = this.tryTake(bytes);
+    if (now) return now;
+    const n = this.clamp(bytes);
+    await new Promise<void>((resolve, reject) => {
+      const w = {
+        n,
+        grant: () => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        },
+      };
+      const onAbort = () => {
+        const i = this.waiters.indexOf(w);
+        if (i >= 0) this.waiters.splice(i, 1);
+        this.serve(); // a large waiter leaving may let smaller ones behind it go
+        reject(new CancelledError('cancelled while waiting for memory budget'));
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.waiters.push(w);
+    });
     return this.giver(n);
   }
 
   /** Takes `bytes` only if that needs no wait (nobody in line, and they fit); undefined otherwise. */
   tryTake(bytes: number): (() => void) | undefined {
     if (this.limit <= 0) return () => undefined;
-    const n = Math.min(Math.max(0, bytes), this.limit);
+    const n = this.clamp(bytes);
     if (this.waiters.length || this.used + n > this.limit) return undefined;
     this.used += n;
     return this.giver(n);
+  }
+
+  /** What a request of `bytes` counts: at most the whole budget. */
+  private clamp(bytes: number): number {
+    return Math.min(Math.max(0, bytes), this.limit);
   }
 
   private giver(n: number): () => void {
