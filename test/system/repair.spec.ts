@@ -18,7 +18,7 @@ const run = promisify(execFile);
 const BUF = join(__dirname, '../../node_modules/.bin/buf');
 const MiB = 1024 * 1024;
 const R = 3;
-const GRACE_MS = 4000;
+const GRACE_MS = 6000;
 
 jest.setTimeout(300_000);
 
@@ -129,11 +129,18 @@ describe('repair and rebalancing (5 nodes + gateway)', () => {
     await victim.kill();
     await readAllBack();
     const live = net.nodes.filter((n: any) => n !== victim);
-    // Nothing is re-replicated before the grace period: copies stay where they were meanwhile.
-    await new Promise((r) => setTimeout(r, GRACE_MS / 2));
-    if (Date.now() - killedAt < GRACE_MS) {
-      const during = await copies(live);
+    // Nothing is re-replicated before the grace period: copies stay where they were meanwhile. A node
+    // samples its connections once a second (GRACE_MS / 4, at most 1 s), so it may have last seen the
+    // victim up to a tick before the kill: the earliest a pass can treat it as gone is GRACE_MS - TICK_MS
+    // after the kill. The look is only evidence if it finished before that (a loaded CI machine may take
+    // longer to read everything back; then there is nothing to check this time).
+    const TICK_MS = Math.min(1000, GRACE_MS / 4);
+    await new Promise((r) => setTimeout(r, Math.max(0, killedAt + GRACE_MS / 3 - Date.now())));
+    const during = await copies(live);
+    if (Date.now() - killedAt < GRACE_MS - TICK_MS - 250) {
       expect([...during.values()].filter((hs) => hs.length < R)).toHaveLength(held);
+    } else {
+      console.warn(`repair.spec: the look during the grace period ended ${Date.now() - killedAt} ms after the kill; not checked`);
     }
     await eventually(() => allAt(live, R, totalObjects), 90_000, 'R copies on live nodes after the grace period');
     await readAllBack();
