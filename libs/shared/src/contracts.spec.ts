@@ -493,8 +493,8 @@ describe('proto contracts', () => {
     const { NodeState } = nodePb;
 
     it('int64 above 2^32 (StatFolderResponse)', () => {
-      const ts: storagePb.StatFolderResponse = { chunks: 2 ** 32 + 1, chunkBytes: Number.MAX_SAFE_INTEGER, manifests: 2 ** 32, manifestBytes: 5 * 2 ** 40 + 7 };
-      const pl = { chunks: 2 ** 32 + 1, chunk_bytes: Number.MAX_SAFE_INTEGER, manifests: 2 ** 32, manifest_bytes: 5 * 2 ** 40 + 7 };
+      const ts: storagePb.StatFolderResponse = { chunks: 2 ** 32 + 1, chunkBytes: Number.MAX_SAFE_INTEGER, manifests: 2 ** 32, manifestBytes: 5 * 2 ** 40 + 7, gcRecords: 3, gcRecordBytes: 2 ** 33 };
+      const pl = { chunks: 2 ** 32 + 1, chunk_bytes: Number.MAX_SAFE_INTEGER, manifests: 2 ** 32, manifest_bytes: 5 * 2 ** 40 + 7, gc_records: 3, gc_record_bytes: 2 ** 33 };
       expect(viaProtoLoader('vault.storage.v1.StatFolderResponse', ts)).toEqual(pl);
       expect(viaTsProto('vault.storage.v1.StatFolderResponse', pl)).toEqual(ts);
     });

@@ -32,7 +32,7 @@ const impl: StorageServiceServer = {
     call.write({ ids: ['a', 'b'] });
   }),
   deleteObject: unary(log, 'DeleteObject', async () => ({ deleted: false })),
-  statFolder: unary(log, 'StatFolder', async () => ({ chunks: 2 ** 40, chunkBytes: 1, manifests: 0, manifestBytes: 0 })),
+  statFolder: unary(log, 'StatFolder', async () => ({ chunks: 2 ** 40, chunkBytes: 1, manifests: 0, manifestBytes: 0, gcRecords: 0, gcRecordBytes: 0 })),
   listFolders: unary(log, 'ListFolders', async () => ({ folders: [] })),
   getScrubStatus: unary(log, 'GetScrubStatus', async () => ({ enabled: false, bytesPerSecond: 0, passesCompleted: 0, problems: [] })),
 };

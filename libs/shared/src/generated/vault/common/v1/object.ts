@@ -12,8 +12,8 @@ export const protobufPackage = "vault.common.v1";
 export const protobufFileName = "vault/common/v1/object.proto";
 
 /**
- * What a stored object is. Both kinds are content-addressed: the ID is the
- * lowercase hex SHA-256 of the object's (encrypted) bytes.
+ * What a stored object is. Every kind is content-addressed: the ID is the
+ * lowercase hex SHA-256 of the object's bytes.
  */
 export enum ObjectKind {
   /** OBJECT_KIND_UNSPECIFIED - Never valid on the wire; rejected with INVALID_ARGUMENT. */
@@ -22,6 +22,13 @@ export enum ObjectKind {
   OBJECT_KIND_CHUNK = 1,
   /** OBJECT_KIND_MANIFEST - The encrypted record of one file version: path, size, digest, chunk list, wrapped data key. */
   OBJECT_KIND_MANIFEST = 2,
+  /**
+   * OBJECT_KIND_GC_RECORD - A garbage-collection record: the owner's signed, plaintext list of its folder's objects that are
+   * garbage (manifests replaced by a vault-key rotation, shredded versions' manifests and chunks). Any
+   * member verifies it against the folder's server ID, deletes the listed objects and never stores them
+   * again. Replicated to every member of the network, not to R of them.
+   */
+  OBJECT_KIND_GC_RECORD = 3,
   UNRECOGNIZED = -1,
 }
 

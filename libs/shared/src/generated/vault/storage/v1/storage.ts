@@ -124,6 +124,10 @@ export interface StatFolderResponse {
   manifests: number;
   /** Total bytes of those manifests. */
   manifestBytes: number;
+  /** Number of garbage-collection records in the folder. */
+  gcRecords: number;
+  /** Total bytes of those records. */
+  gcRecordBytes: number;
 }
 
 /** Request of ListFolders. */
@@ -942,7 +946,7 @@ export const StatFolderRequest: MessageFns<StatFolderRequest> = {
 };
 
 function createBaseStatFolderResponse(): StatFolderResponse {
-  return { chunks: 0, chunkBytes: 0, manifests: 0, manifestBytes: 0 };
+  return { chunks: 0, chunkBytes: 0, manifests: 0, manifestBytes: 0, gcRecords: 0, gcRecordBytes: 0 };
 }
 
 export const StatFolderResponse: MessageFns<StatFolderResponse> = {
@@ -958,6 +962,12 @@ export const StatFolderResponse: MessageFns<StatFolderResponse> = {
     }
     if (message.manifestBytes !== 0) {
       writer.uint32(32).int64(message.manifestBytes);
+    }
+    if (message.gcRecords !== 0) {
+      writer.uint32(40).int64(message.gcRecords);
+    }
+    if (message.gcRecordBytes !== 0) {
+      writer.uint32(48).int64(message.gcRecordBytes);
     }
     return writer;
   },
@@ -1007,6 +1017,22 @@ export const StatFolderResponse: MessageFns<StatFolderResponse> = {
             message.manifestBytes = longToNumber(reader.int64());
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.gcRecords = longToNumber(reader.int64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.gcRecordBytes = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1028,6 +1054,8 @@ export const StatFolderResponse: MessageFns<StatFolderResponse> = {
     message.chunkBytes = object.chunkBytes ?? 0;
     message.manifests = object.manifests ?? 0;
     message.manifestBytes = object.manifestBytes ?? 0;
+    message.gcRecords = object.gcRecords ?? 0;
+    message.gcRecordBytes = object.gcRecordBytes ?? 0;
     return message;
   },
 };
