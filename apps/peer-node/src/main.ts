@@ -13,6 +13,7 @@ import { Vault } from './domain/vault';
 import { AntiEntropy } from './domain/recovery';
 import type { StoragePort } from './domain/ports';
 import { GraceMembership } from './domain/liveness';
+import { Garbage } from './domain/garbage';
 import { ReplicationBacklog, TokenBucket } from './domain/replication';
 import { Replicator, type RepairReport } from './domain/replicator';
 import { PeerNetwork } from './adapters/network';
@@ -59,11 +60,13 @@ async function main(): Promise<void> {
       },
       nodeLog,
     );
+    // Tombstones of garbage-collected objects, from the GC records on this node's disk (domain/garbage.ts).
+    const garbage = new Garbage({ storage, log: nodeLog });
     const peerSrv = await startGrpcServer({
       host: cfg.NODE_HOST,
       port: cfg.NODE_PEER_PORT,
       log: nodeLog,
-      services: [{ name: 'vault.peer.v1.PeerService', definition: PeerServiceService, implementation: peerServer({ log: nodeLog, storage, network, window: cfg.NODE_WINDOW, auth }) }],
+      services: [{ name: 'vault.peer.v1.PeerService', definition: PeerServiceService, implementation: peerServer({ log: nodeLog, storage, garbage, network, window: cfg.NODE_WINDOW, auth }) }],
       credentials: peerServerCredentials(tls),
     });
     // The advertised address defaults to the bound port, known only now.
@@ -75,7 +78,7 @@ async function main(): Promise<void> {
       { window: cfg.NODE_WINDOW, repairBucket: new TokenBucket(cfg.NODE_REPAIR_RATE_BYTES, Math.max(cfg.NODE_REPAIR_RATE_BYTES / 4, 4 * 1024 * 1024)), signal: stopping.signal },
     );
     const vault = new Vault(
-      { crypto, storage, peers: network, log: nodeLog, replication },
+      { crypto, storage, peers: network, log: nodeLog, replication, gc: { garbage, signer: identity } },
       { serverId: identity.serverId, chunkSize: cfg.NODE_CHUNK_SIZE, replicas: cfg.NODE_REPLICAS, window: cfg.NODE_WINDOW, writeQuorum: cfg.NODE_WRITE_QUORUM, writeTimeoutMs: cfg.NODE_WRITE_TIMEOUT_MS, hedgeMs: cfg.NODE_HEDGE_MS, recoveryLogMs: cfg.NODE_RECOVERY_LOG_MS, memoryBudgetBytes: cfg.NODE_MEMORY_BUDGET_BYTES },
     );
 
@@ -94,7 +97,7 @@ async function main(): Promise<void> {
     // Repair and rebalancing: a pass every NODE_REPAIR_INTERVAL_MS, and soon after any membership change
     // (a member joins, returns, or passes the grace period).
     const membership = new GraceMembership(identity.serverId, () => network.connected(), cfg.NODE_REPAIR_GRACE_MS);
-    const replicator = new Replicator({ storage, peers: network, membership, backlog: replication, log: nodeLog }, { serverId: identity.serverId, replicas: cfg.NODE_REPLICAS });
+    const replicator = new Replicator({ storage, peers: network, membership, backlog: replication, garbage, log: nodeLog }, { serverId: identity.serverId, replicas: cfg.NODE_REPLICAS });
     let lastRepair: (RepairReport & { finishedUnixMs: number }) | undefined;
     const repair = (why: string) => {
       if (stopping.signal.aborted) return;

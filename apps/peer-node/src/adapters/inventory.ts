@@ -13,7 +13,7 @@ import { fromWire } from './kinds';
 export async function readInventory(client: PeerServiceClient, folder: string, signal?: AbortSignal, what = 'peer'): Promise<FolderInventory> {
   const call: grpc.ClientDuplexStream<SyncFolderRequest, SyncFolderResponse> = client.syncFolder(grpcCallOptions({ timeoutMs: 120_000 }));
   const unbind = bindSignal(call, signal);
-  const inv: FolderInventory = { chunk: new Set(), manifest: new Set() };
+  const inv: FolderInventory = { chunk: new Set(), manifest: new Set(), gc: new Set() };
   let ended = false;
   try {
     call.write({ step: { $case: 'open', value: { folder } } });

@@ -7,12 +7,13 @@ export { WireKind };
 
 /** Domain kind -> wire enum. */
 export function toWire(kind: ObjectKind): WireKind {
-  return kind === 'chunk' ? WireKind.OBJECT_KIND_CHUNK : WireKind.OBJECT_KIND_MANIFEST;
+  return kind === 'chunk' ? WireKind.OBJECT_KIND_CHUNK : kind === 'manifest' ? WireKind.OBJECT_KIND_MANIFEST : WireKind.OBJECT_KIND_GC_RECORD;
 }
 
 /** Wire enum -> domain kind; INVALID_ARGUMENT for anything else. */
 export function fromWire(kind: WireKind | number): ObjectKind {
   if (kind === WireKind.OBJECT_KIND_CHUNK) return 'chunk';
   if (kind === WireKind.OBJECT_KIND_MANIFEST) return 'manifest';
+  if (kind === WireKind.OBJECT_KIND_GC_RECORD) return 'gc';
   throw new InvalidArgumentError(`unknown object kind ${kind}`);
 }

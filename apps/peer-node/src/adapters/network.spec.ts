@@ -21,6 +21,7 @@ import { DnsDiscovery } from './discovery';
 import type { PeerLink } from './peer-link';
 import { toWire } from './kinds';
 import { seeded } from '../testing/bytes';
+import { Garbage } from '../domain/garbage';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { createFaultProxy } = require('../../../../tools/fault-proxy.cjs');
 
@@ -60,7 +61,7 @@ async function startNode(name: string, opts: { host?: string; port?: number; boo
     host,
     port: opts.port ?? 0,
     log,
-    services: [{ name: 'vault.peer.v1.PeerService', definition: PeerServiceService, implementation: peerServer({ log, storage, network: net, window: 4, auth: peer.auth }) }],
+    services: [{ name: 'vault.peer.v1.PeerService', definition: PeerServiceService, implementation: peerServer({ log, storage, garbage: new Garbage({ storage, log }), network: net, window: 4, auth: peer.auth }) }],
     credentials: peerServerCredentials(peer.tls),
   });
   net.advertiseAddress = opts.advertise?.(srv.port) ?? `${host}:${srv.port}`;

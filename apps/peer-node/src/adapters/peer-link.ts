@@ -20,7 +20,7 @@ import {
   type SyncFolderResponse,
   type FolderSummary as WireFolderSummary,
 } from '@distri-vault/shared/generated/vault/peer/v1/peer';
-import type { ObjectKind, ReplicaSession, StoredObject, SyncOptions, SyncResult, SyncSink } from '../domain/ports';
+import { OBJECT_KINDS, type ObjectKind, type ReplicaSession, type StoredObject, type SyncOptions, type SyncResult, type SyncSink } from '../domain/ports';
 import type { FolderSummary } from '../domain/summary';
 import { CAPABILITIES, PROTOCOL_VERSION, REQUIRED_CAPABILITIES, SESSION_METADATA_KEY } from '../domain/protocol';
 import { checkClaim, checkCompatible, checkProof, membershipProof, newNonce, PROOF_CONTEXT, signTranscript, transcript, WELCOME_CONTEXT, type TranscriptInput } from '../domain/handshake';
@@ -374,10 +374,10 @@ export class PeerLink {
           }
           case 'inventory': {
             if (inventoryDone) throw new InvalidArgumentError('inventory after its end');
-            const byKind: Record<ObjectKind, string[]> = { chunk: [], manifest: [] };
+            const byKind: Record<ObjectKind, string[]> = { chunk: [], manifest: [], gc: [] };
             for (const o of step.value.objects) byKind[fromWire(o.kind)].push(o.id);
             result.offered += step.value.objects.length;
-            for (const kind of ['chunk', 'manifest'] as const) {
+            for (const kind of OBJECT_KINDS) {
               if (!byKind[kind].length) continue;
               const missing = await sink.missing(kind, byKind[kind], signal);
               if (!missing.length) continue;

@@ -108,6 +108,19 @@ export class FileIndex {
     for (const path of this.files.keys()) for (const v of this.versions(path)) if (!v.manifest.deleted) yield v;
   }
 
+  /**
+   * Forgets the records with these manifest IDs (a rotation's shredded versions: no key opens them any
+   * more, so an index loaded from disk would not have them either).
+   */
+  drop(manifestIds: ReadonlySet<string>): void {
+    for (const [path, list] of this.files) {
+      const left = list.filter((v) => !manifestIds.has(v.manifestId));
+      if (left.length === list.length) continue;
+      if (left.length) this.files.set(path, left);
+      else this.files.delete(path);
+    }
+  }
+
   clear(): void {
     this.files.clear();
   }

@@ -5,8 +5,14 @@
  */
 import type { BucketRef, FolderSummary } from './summary';
 
-/** Object kinds, as the domain names them. */
-export type ObjectKind = 'chunk' | 'manifest';
+/** Object kinds, as the domain names them ('gc': a GC record, domain/garbage.ts). */
+export type ObjectKind = 'chunk' | 'manifest' | 'gc';
+
+/**
+ * Every kind, in the order listings, inventories and syncs visit them: GC records first, so a node that
+ * syncs or recovers learns the tombstones before it is offered the garbage they name.
+ */
+export const OBJECT_KINDS: readonly ObjectKind[] = ['gc', 'chunk', 'manifest'];
 
 /** Where a chunk belongs; bound into its ciphertext. */
 export interface ChunkContext {
@@ -125,6 +131,7 @@ export interface FolderSyncer {
 export interface FolderInventory {
   chunk: Set<string>;
   manifest: Set<string>;
+  gc: Set<string>;
 }
 
 /** Reads a peer's whole inventory of one folder (SyncFolder opened without a summary, read to its end). */

@@ -6,6 +6,7 @@ import { Replicator } from './replicator';
 import { Vault } from './vault';
 import { MemoryCrypto, MemoryPeers, MemoryStorage } from '../testing/memory-ports';
 import { seeded, once } from '../testing/bytes';
+import { Garbage } from './garbage';
 
 const log = pino({ level: 'silent' });
 const R = 3;
@@ -26,7 +27,7 @@ function cluster(names = ids, bucket?: () => TokenBucket) {
       const storage = stores.get(self)!;
       const membership = new GraceMembership(self, () => peers.connected(), GRACE, clock.now);
       const backlog = new ReplicationBacklog({ storage, peers, log }, { window: 4, repairBucket: bucket?.() });
-      const replicator = new Replicator({ storage, peers, membership, backlog, log }, { serverId: self, replicas: R });
+      const replicator = new Replicator({ storage, peers, membership, backlog, garbage: new Garbage({ storage, log }), log }, { serverId: self, replicas: R });
       const vault = new Vault({ storage, peers, crypto: new MemoryCrypto(), log, replication: backlog }, { serverId: self, chunkSize: 4096, replicas: R, window: 3, writeQuorum: 2 });
       return [self, { self, peers, storage, membership, backlog, replicator, vault }] as const;
     }),

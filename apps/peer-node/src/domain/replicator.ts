@@ -9,9 +9,13 @@
  * Every node runs the same rules on its own view; duplicated pushes are idempotent, and a deletion needs
  * the desired holders confirmed by their own inventories, so views that briefly differ cost traffic,
  * not copies.
+ *
+ * GC records (domain/garbage.ts) are desired on every live member, not R of them: every holder of a
+ * folder's objects must learn what is garbage. Objects a record names are neither pushed nor counted.
  */
 import type { Logger } from 'pino';
 import { rank } from './placement';
+import type { Garbage } from './garbage';
 import type { FolderInventory, InventoryPort, MembershipPort, ObjectKind, PeersPort, StoragePort } from './ports';
 import type { ReplicationBacklog } from './replication';
 
@@ -21,6 +25,8 @@ export interface ReplicatorComponents {
   peers: PeersPort & InventoryPort;
   membership: MembershipPort & { observe?(ids: Iterable<string>): void };
   backlog: ReplicationBacklog;
+  /** This node's tombstones; each folder's GC records are loaded before it is examined. */
+  garbage: Pick<Garbage, 'load' | 'isDead'>;
   log: Logger;
 }
 
@@ -69,7 +75,7 @@ export interface FolderHealth {
   soleCopy: number;
 }
 
-const KINDS: ObjectKind[] = ['manifest', 'chunk'];
+const KINDS: ObjectKind[] = ['gc', 'manifest', 'chunk'];
 
 /** One node's repair loop body. */
 export class Replicator {
@@ -132,7 +138,8 @@ export class Replicator {
     const self = this.o.serverId;
     // Who holds what, among the members whose inventory this node could read.
     const known = new Map<string, FolderInventory>();
-    const mine: FolderInventory = { chunk: new Set(), manifest: new Set() };
+    await this.c.garbage.load(folder, signal);
+    const mine: FolderInventory = { chunk: new Set(), manifest: new Set(), gc: new Set() };
     for (const kind of KINDS) for await (const ids of this.c.storage.list(folder, kind, signal)) ids.forEach((id) => mine[kind].add(id));
     known.set(self, mine);
     for (const peer of [...connected].sort()) {
@@ -148,9 +155,11 @@ export class Replicator {
     const deletions: { kind: ObjectKind; id: string; desired: string[] }[] = [];
     for (const kind of KINDS) {
       for (const id of mine[kind]) {
-        report.objects++;
+        if (this.c.garbage.isDead(folder, id)) continue;
+        if (kind !== 'gc') report.objects++;
         const ranking = rank(id, folder, live, live.includes(folder));
-        const desired = ranking.filter((m) => m === self || !this.c.membership.isGone(m)).slice(0, this.o.replicas);
+        const alive = ranking.filter((m) => m === self || !this.c.membership.isGone(m));
+        const desired = kind === 'gc' ? alive : alive.slice(0, this.o.replicas);
         const holders = ranking.filter((m) => known.get(m)?.[kind].has(id));
         const lacking = desired.filter((d) => known.has(d) && !known.get(d)![kind].has(id));
         if (holders[0] === self) {
@@ -188,7 +197,9 @@ export class Replicator {
     const health: FolderHealth = { folder, objects: 0, chunks: 0, under: 0, chunksUnder: 0, soleCopy: 0 };
     const wanted = Math.min(this.o.replicas, live.length);
     for (const kind of KINDS) {
+      if (kind === 'gc') continue;
       for (const id of mine[kind]) {
+        if (this.c.garbage.isDead(folder, id)) continue;
         let copies = 0;
         for (const inv of known.values()) if (inv[kind].has(id)) copies++;
         health.objects++;

@@ -13,7 +13,7 @@ const lister = (f: Folder) =>
   };
 
 function folder(n: number, tag = ''): Folder {
-  return { chunk: Array.from({ length: n }, (_, i) => id(`c${i}${tag}`)), manifest: Array.from({ length: Math.ceil(n / 10) }, (_, i) => id(`m${i}${tag}`)) };
+  return { chunk: Array.from({ length: n }, (_, i) => id(`c${i}${tag}`)), manifest: Array.from({ length: Math.ceil(n / 10) }, (_, i) => id(`m${i}${tag}`)), gc: [] };
 }
 
 /**
@@ -34,7 +34,7 @@ async function exchange(req: Folder, res: Folder) {
     diff.offered(kind, entries);
     requesterLacks.push(...entries.filter((x) => !req[kind].includes(x)).map((x) => `${kind}:${x}`));
   }
-  const responderLacks = (['chunk', 'manifest'] as const).flatMap((kind) => diff.lacking(kind, req[kind]).map((x) => `${kind}:${x}`));
+  const responderLacks = (['chunk', 'manifest', 'gc'] as const).flatMap((kind) => diff.lacking(kind, req[kind]).map((x) => `${kind}:${x}`));
   return { sent, covered: covered.length, requesterLacks: requesterLacks.sort(), responderLacks: responderLacks.sort(), bits: local.bits };
 }
 
@@ -59,14 +59,14 @@ describe('folder summaries', () => {
 
   it('exchange few entries when two large folders differ by a few objects, and find the difference exactly both ways', async () => {
     const common = folder(5000);
-    const req: Folder = { chunk: [...common.chunk, id('only-req-1'), id('only-req-2')], manifest: [...common.manifest, id('only-req-m')] };
-    const res: Folder = { chunk: [...common.chunk.filter((_, i) => i !== 17 && i !== 4000), id('only-res-1')], manifest: common.manifest };
+    const req: Folder = { chunk: [...common.chunk, id('only-req-1'), id('only-req-2')], manifest: [...common.manifest, id('only-req-m')], gc: [id('only-req-g')] };
+    const res: Folder = { chunk: [...common.chunk.filter((_, i) => i !== 17 && i !== 4000), id('only-res-1')], manifest: common.manifest, gc: [] };
     const r = await exchange(req, res);
     expect(r.requesterLacks).toEqual(keys('chunk', [id('only-res-1')]).sort());
-    expect(r.responderLacks).toEqual([...keys('chunk', [id('only-req-1'), id('only-req-2'), common.chunk[17]!, common.chunk[4000]!]), ...keys('manifest', [id('only-req-m')])].sort());
-    // 5,503 objects: at 9 bits (~11 per bucket) at most 6 buckets differ, so well under 100 entries.
+    expect(r.responderLacks).toEqual([...keys('chunk', [id('only-req-1'), id('only-req-2'), common.chunk[17]!, common.chunk[4000]!]), ...keys('manifest', [id('only-req-m')]), ...keys('gc', [id('only-req-g')])].sort());
+    // 5,504 objects: at 9 bits (~11 per bucket) at most 7 buckets differ (one a GC record's), so well under 100 entries.
     expect(r.bits).toBe(9);
-    expect(r.covered).toBeLessThanOrEqual(6);
+    expect(r.covered).toBeLessThanOrEqual(7);
     expect(r.sent).toBeLessThan(100);
   });
 
@@ -77,7 +77,7 @@ describe('folder summaries', () => {
 
   it('list the whole folder to an empty requester (recovery), keeping nothing on the requester side', async () => {
     const res = folder(400);
-    const r = await exchange({ chunk: [], manifest: [] }, res);
+    const r = await exchange({ chunk: [], manifest: [], gc: [] }, res);
     expect(r.sent).toBe(440);
     expect(r.requesterLacks).toEqual([...keys('chunk', res.chunk), ...keys('manifest', res.manifest)].sort());
     expect(r.responderLacks).toEqual([]);
@@ -85,7 +85,7 @@ describe('folder summaries', () => {
 
   it('find everything the responder lacks when it is empty', async () => {
     const req = folder(50);
-    const r = await exchange(req, { chunk: [], manifest: [] });
+    const r = await exchange(req, { chunk: [], manifest: [], gc: [] });
     expect(r.sent).toBe(0);
     expect(r.responderLacks).toEqual([...keys('chunk', req.chunk), ...keys('manifest', req.manifest)].sort());
   });

@@ -9,7 +9,7 @@
  * only the buckets (at most 2 * 2^12 of 40 bytes). Pure: no I/O.
  */
 import { createHash } from 'node:crypto';
-import type { ObjectKind } from './ports';
+import { OBJECT_KINDS, type ObjectKind } from './ports';
 
 /** Fewest and most prefix bits a summary may use (16 to 4096 buckets per kind). */
 export const MIN_SUMMARY_BITS = 4;
@@ -17,7 +17,7 @@ export const MAX_SUMMARY_BITS = 12;
 /** Objects per bucket the width is chosen for: a differing bucket costs about this many entries. */
 export const TARGET_PER_BUCKET = 16;
 
-const KINDS: readonly ObjectKind[] = ['chunk', 'manifest'];
+const KINDS = OBJECT_KINDS;
 const ID_RE = /^[0-9a-f]{64}$/;
 
 /** One bucket's summary. */

@@ -239,7 +239,7 @@ describe('Vault crypto-shredding', () => {
     expect(r.removed).toBe(2);
     expect(r.rotation.versionsShredded).toBe(3); // secret v1, v2 and other.bin v1
     // Left as garbage: the manifests replaced (keep, both removal records) and shredded (3); the shredded chunks (3 + 1 + 1).
-    expect(r.rotation.garbage).toEqual({ manifests: r.rotation.manifestsRewritten + 3, chunks: 5, chunkBytes: 2 * CHUNK + 3 + CHUNK + 5 + 5 * 29 });
+    expect(r.rotation.garbage).toEqual({ manifests: r.rotation.manifestsRewritten + 3, chunks: 5, chunkBytes: 2 * CHUNK + 3 + CHUNK + 5 + 5 * 29, records: 0, deleted: 0 }); // no GC here: vault-gc.spec.ts
     expect(vault.list().map((f) => f.path)).toEqual(['keep.bin']);
     expect(() => vault.versions('secret.txt')).toThrow(expect.objectContaining({ name: 'NotFoundError' }));
 
@@ -317,7 +317,7 @@ describe('Vault crypto-shredding', () => {
     await vault.upload('r.bin', undefined, once(body), signal());
     await vault.restore('r.bin', 1, signal()); // v2: the same chunks as v1
     const r = await vault.shred('r.bin', 1, signal());
-    expect(r.rotation.garbage).toEqual({ manifests: r.rotation.manifestsRewritten + 1, chunks: 0, chunkBytes: 0 });
+    expect(r.rotation.garbage).toEqual({ manifests: r.rotation.manifestsRewritten + 1, chunks: 0, chunkBytes: 0, records: 0, deleted: 0 });
     expect((await readAll(vault.read('r.bin', undefined, signal()))).equals(body)).toBe(true);
     const all = await vault.shred('r.bin', undefined, signal());
     expect(all.rotation.garbage).toMatchObject({ chunks: 2, chunkBytes: 2 * CHUNK + 2 * 29 });

@@ -10,7 +10,9 @@ import { chunkStream } from './chunker';
 import { FileIndex, type IndexedVersion } from './file-index';
 import { hedgedFetch, holderOrder } from './hedge';
 import { decodeManifest, encodeManifest, type ChunkRef, type Manifest } from './manifest';
-import type { CryptoPort, FolderSyncer, ObjectKind, PeersPort, StoragePort, StoredObject, SyncResult } from './ports';
+import { OBJECT_KINDS, type CryptoPort, type FolderSyncer, type ObjectKind, type PeersPort, type StoragePort, type StoredObject, type SyncResult } from './ports';
+import { sealGcRecords, type Garbage } from './garbage';
+import type { KeyObject } from 'node:crypto';
 import { rank } from './placement';
 import { ByteBudget } from './budget';
 import { ReplicationBacklog, type ReplicationHandle } from './replication';
@@ -50,6 +52,12 @@ export interface VaultComponents {
   log: Logger;
   /** Where copies owed to peers wait; the Vault makes its own when none is given. */
   replication?: ReplicationBacklog;
+  /**
+   * Garbage collection (domain/garbage.ts): this node's tombstones, and the owner's identity that signs
+   * GC records. Without it a rotation leaves its garbage on the disks, as before GC existed (unit tests
+   * whose folder is not derived from a key).
+   */
+  gc?: { garbage: Garbage; signer: { serverId: string; publicKey: Buffer; privateKey: KeyObject } };
 }
 
 /** Settings of a Vault. */
@@ -199,8 +207,10 @@ export interface RotationReport {
    * What the rotation left on disks as unreadable garbage (here and on every peer holding a copy; no
    * garbage collection yet, see apps/crypto-service/README.md): the manifests it replaced and the shredded
    * versions' manifests, and the chunks only shredded versions referenced, with their ciphertext bytes.
+   * `records`: the GC records written for them (0 without GC), `deleted`: the objects removed from this
+   * node's disk; every peer deletes its copies when a record reaches it.
    */
-  garbage: { manifests: number; chunks: number; chunkBytes: number };
+  garbage: { manifests: number; chunks: number; chunkBytes: number; records: number; deleted: number };
   /** Wall time. */
   durationMs: number;
   /** What the owner must do now. */
@@ -211,13 +221,13 @@ export interface RotationReport {
  * The chunks a rotation leaves unreadable: referenced by a removed (shredded) version and by no kept one
  * (a restored version shares its chunks with the version it restored). Bytes are ciphertext bytes.
  */
-export function garbageOf(kept: IndexedVersion[], removed: IndexedVersion[]): { chunks: number; chunkBytes: number } {
+export function garbageOf(kept: IndexedVersion[], removed: IndexedVersion[]): { chunks: number; chunkBytes: number; chunkIds: string[] } {
   const live = new Set(kept.flatMap((v) => v.manifest.chunks.map((c) => c.id)));
   const dead = new Map<string, number>();
   for (const v of removed) for (const c of v.manifest.chunks) if (!live.has(c.id)) dead.set(c.id, c.size + ENVELOPE_OVERHEAD_BYTES);
   let chunkBytes = 0;
   for (const b of dead.values()) chunkBytes += b;
-  return { chunks: dead.size, chunkBytes };
+  return { chunks: dead.size, chunkBytes, chunkIds: [...dead.keys()] };
 }
 
 /** Bytes a chunk envelope adds to its plaintext (version byte, nonce, tag: crypto-service envelope.ts). */
@@ -280,8 +290,10 @@ export class Vault {
       unindexed.add(id);
       onSkip?.(id, err);
     };
+    await this.c.gc?.garbage.load(this.o.serverId, signal);
     for await (const batch of this.c.storage.list(this.o.serverId, 'manifest', signal)) {
       for (const id of batch) {
+        if (this.c.gc?.garbage.isDead(this.o.serverId, id)) continue;
         if (await this.indexManifest(id, undefined, signal, fresh, skip, unreadable)) loaded++;
       }
     }
@@ -674,6 +686,7 @@ export class Vault {
     const { kept, removed } = this.index.keptAndRemoved();
     const garbage = garbageOf(kept, removed);
     let rewritten = 0;
+    const replaced: string[] = [];
     const pending = new Set<ReplicationHandle>();
     const window = new Window(this.o.window);
     try {
@@ -685,6 +698,7 @@ export class Vault {
             // was written in this epoch or is carried over below by its own record.
             if (!cur || cur.manifestId !== v.manifestId) return;
             await this.commitManifest({ ...cur.manifest, generation: (cur.manifest.generation ?? 0) + 1 }, peers, pending, signal);
+            replaced.push(cur.manifestId);
             rewritten++;
           }),
         );
@@ -695,23 +709,53 @@ export class Vault {
       throw err;
     }
     await this.writesBefore(epoch, signal);
+    // The GC records go before the retire: afterwards a replaced manifest can no longer be told from any
+    // other this node cannot open. Safe early: each replaced manifest's content is in its durable
+    // replacement, and a shredded version is already out of the history.
+    const records = this.c.gc ? await this.writeGcRecords({ manifests: [...replaced, ...removed.map((v) => v.manifestId)], chunks: garbage.chunkIds }, peers, signal) : [];
     const info = await this.c.crypto.keyInfo(signal);
     const retired: string[] = [];
     for (const fp of info.previousFingerprints) {
       await this.c.crypto.retireVaultKey(fp, signal);
       retired.push(fp);
     }
+    // Shredded for good: out of the index too (a reload would not find them), so the next rotation does
+    // not count them again.
+    this.index.drop(new Set(removed.map((v) => v.manifestId)));
+    let deleted = 0;
+    for (const r of records) deleted += await this.c.gc!.garbage.apply(this.o.serverId, r, signal);
     const report: RotationReport = {
       keyFingerprint: info.keyFingerprint,
       retiredFingerprints: retired,
       manifestsRewritten: rewritten,
       versionsShredded: removed.length,
-      garbage: { manifests: rewritten + removed.length, chunks: garbage.chunks, chunkBytes: garbage.chunkBytes },
+      garbage: { manifests: rewritten + removed.length, chunks: garbage.chunks, chunkBytes: garbage.chunkBytes, records: records.length, deleted },
       durationMs: Date.now() - started,
       notice: ROTATION_NOTICE,
     };
     this.log.info({ ...report, notice: undefined }, 'vault-key rotation done; previous keys retired');
     return report;
+  }
+
+  /**
+   * Writes GC records naming this folder's garbage (IDs already tombstoned left out) with quorum, like a
+   * manifest; the repair pass then spreads them to every member. Returns the records written.
+   */
+  private async writeGcRecords(garbage: { manifests: string[]; chunks: string[] }, peers: string[], signal: AbortSignal): Promise<StoredObject[]> {
+    const { garbage: dead, signer } = this.c.gc!;
+    const folder = this.o.serverId;
+    const fresh = { manifests: dead.live(folder, garbage.manifests), chunks: dead.live(folder, garbage.chunks) };
+    if (!fresh.manifests.length && !fresh.chunks.length) return [];
+    const records = sealGcRecords(signer, fresh);
+    const pending = new Set<ReplicationHandle>();
+    try {
+      for (const r of records) await this.place(r, peers, pending, signal);
+    } catch (err) {
+      this.withdraw(pending);
+      throw err;
+    }
+    this.log.info({ records: records.map((r) => r.id), manifests: fresh.manifests.length, chunks: fresh.chunks.length }, 'GC records written');
+    return records;
   }
 
   /**
@@ -896,7 +940,8 @@ export class Vault {
     const folder = this.o.serverId;
     const list = (kind: ObjectKind) => this.c.storage.list(folder, kind, signal);
     let objects = 0;
-    for (const kind of ['chunk', 'manifest'] as const) for await (const ids of list(kind)) objects += ids.length;
+    await this.c.gc?.garbage.load(folder, signal);
+    for (const kind of OBJECT_KINDS) for await (const ids of list(kind)) objects += ids.length;
     const summary = await summarize(summaryBits(objects), list);
     const diff = new SyncDiff(summary);
     const result = await this.c.peers.syncFolder(
@@ -910,11 +955,24 @@ export class Vault {
           } catch (err) {
             throw new InvalidArgumentError(`SyncFolder from ${peerId}: ${(err as Error).message}`);
           }
-          const present = await this.c.storage.has(folder, kind, ids, s);
-          return ids.filter((_, i) => !present[i]);
+          // Garbage a GC record names is never fetched (records are listed first, so they are known).
+          const wanted = this.c.gc ? this.c.gc.garbage.live(folder, ids) : ids;
+          const present = await this.c.storage.has(folder, kind, wanted, s);
+          return wanted.filter((_, i) => !present[i]);
         },
         accept: async (obj, s) => {
+          if (this.c.gc?.garbage.isDead(folder, obj.id)) return;
+          if (obj.kind === 'gc') {
+            if (!this.c.gc) return;
+            try {
+              this.c.gc.garbage.check(folder, obj.data);
+            } catch (err) {
+              this.log.warn({ peer: peerId, record: obj.id, err: (err as Error).message }, 'GC record refused');
+              return;
+            }
+          }
           await this.c.storage.put(folder, obj.kind, obj.id, obj.data, s);
+          if (obj.kind === 'gc') await this.c.gc!.garbage.apply(folder, obj, s);
           onFetch?.(obj.kind, obj.data.length);
           if (obj.kind === 'manifest') {
             manifests++;
@@ -927,7 +985,7 @@ export class Vault {
     );
     let peerLacks = 0;
     if (summary.buckets.length && diff.coveredBuckets) {
-      for (const kind of ['chunk', 'manifest'] as const) for await (const ids of list(kind)) peerLacks += diff.lacking(kind, ids).length;
+      for (const kind of OBJECT_KINDS) for await (const ids of list(kind)) peerLacks += diff.lacking(kind, ids).length;
     }
     return { ...result, manifests, peerLacks };
   }

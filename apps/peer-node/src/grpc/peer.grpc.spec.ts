@@ -14,6 +14,7 @@ import { peerServerCredentials } from '../adapters/tls';
 import { Vault } from '../domain/vault';
 import { rank } from '../domain/placement';
 import { MAX_GET_FILE_BATCH, peerServer } from './peer.grpc';
+import { Garbage } from '../domain/garbage';
 
 const log = pino({ level: process.env['TEST_LOG'] ?? 'silent' });
 let A = '';
@@ -223,7 +224,8 @@ describe('a malicious but authenticated holder over real gRPC', () => {
     // A member of the network (it holds the secret and its own key and authenticates like any node) that answers
     // every GetFile with garbage under the asked ID.
     evilNet = new PeerNetwork({ serverId: EVIL, heartbeatMs: 1000, window: 4, auth: bad.keys }, log);
-    const honest = peerServer({ log, storage: new MemoryStorage(), network: evilNet, window: 4, auth: bad.auth });
+    const evilStorage = new MemoryStorage();
+    const honest = peerServer({ log, storage: evilStorage, garbage: new Garbage({ storage: evilStorage, log }), network: evilNet, window: 4, auth: bad.auth });
     const evilImpl: PeerServiceServer = {
       ...honest,
       getFile: bidi<GetFileRequest, GetFileResponse>(log, 'GetFile', async (call, signal) => {

@@ -30,7 +30,8 @@ import type {
   SyncFolderResponse,
 } from '@distri-vault/shared/generated/vault/peer/v1/peer';
 import type { ObjectKey } from '@distri-vault/shared/generated/vault/common/v1/object';
-import type { ObjectKind, StoragePort } from '../domain/ports';
+import { OBJECT_KINDS, type ObjectKind, type StoragePort } from '../domain/ports';
+import type { Garbage } from '../domain/garbage';
 import { BucketSet, coverageFor } from '../domain/summary';
 import { summaryFromWire } from '../adapters/peer-link';
 import { CAPABILITIES, PROTOCOL_VERSION, REQUIRED_CAPABILITIES, SESSION_METADATA_KEY } from '../domain/protocol';
@@ -55,6 +56,8 @@ import { fromWire, toWire } from '../adapters/kinds';
 export interface PeerServerDeps {
   log: Logger;
   storage: StoragePort;
+  /** Tombstones: objects a GC record names are acknowledged without being stored; records are checked and applied. */
+  garbage: Pick<Garbage, 'load' | 'isDead' | 'check' | 'apply'>;
   network: PeerNetwork;
   /** Receive window advertised to StoreChunk senders. */
   window: number;
@@ -226,6 +229,7 @@ export function peerServer(deps: PeerServerDeps): PeerServiceServer {
       if (open.value.senderId !== peerId) throw new PermissionDeniedError('StoreChunk: sender_id is not the authenticated peer');
       // Any member may store into any folder: repair re-replicates the folders of members that are gone.
       // Every object is still verified against its ID before it is stored and acknowledged.
+      await deps.garbage.load(folder, signal);
       await writeMessage(call, { step: { $case: 'ready', value: { window: deps.window } } }, signal);
       let count = 0;
       let bytes = 0;
@@ -235,7 +239,16 @@ export function peerServer(deps: PeerServerDeps): PeerServiceServer {
         const kind = fromWire(o.kind);
         assertObjectId(o.id);
         if (sha256hex(o.data) !== o.id) throw new DataLossError(`object ${o.id}: bytes do not match the ID`);
+        // Garbage (a GC record of the folder's owner names it): acknowledged, never stored again, so a
+        // peer that has not yet learnt of the record stops pushing it.
+        if (deps.garbage.isDead(folder, o.id)) {
+          await writeMessage(call, { step: { $case: 'ack', value: { id: o.id, created: false } } }, signal);
+          continue;
+        }
+        // A GC record must be the folder owner's (PERMISSION_DENIED otherwise, nothing stored).
+        if (kind === 'gc') deps.garbage.check(folder, o.data);
         const created = await deps.storage.put(folder, kind, o.id, o.data, signal);
+        if (kind === 'gc') await deps.garbage.apply(folder, { kind, id: o.id, data: o.data }, signal);
         await writeMessage(call, { step: { $case: 'ack', value: { id: o.id, created } } }, signal);
         count++;
         bytes += o.data.length;
@@ -274,7 +287,7 @@ export function peerServer(deps: PeerServerDeps): PeerServiceServer {
       }
       const inventory = (async () => {
         let total = 0;
-        for (const kind of ['chunk', 'manifest'] as const) {
+        for (const kind of OBJECT_KINDS) {
           for await (const all of list(kind)) {
             const ids = covered ? all.filter((id) => covered.has(kind, id)) : all;
             if (!ids.length) continue;

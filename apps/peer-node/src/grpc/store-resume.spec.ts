@@ -15,6 +15,7 @@ import { MemoryStorage } from '../testing/memory-ports';
 import type { ObjectKind } from '../domain/ports';
 import { peerServerCredentials } from '../adapters/tls';
 import { dialingNetwork, newSecret, testPeer, type TestPeer } from '../testing/peer-fixtures';
+import { Garbage } from '../domain/garbage';
 
 const log = pino({ level: process.env['TEST_LOG'] ?? 'silent' });
 let A = '';
@@ -62,7 +63,7 @@ describe('StoreChunk resume', () => {
   let port = 0;
 
   const start = async () => {
-    srv = await startGrpcServer({ host: '127.0.0.1', port, log, services: [{ name: 'vault.peer.v1.PeerService', definition: PeerServiceService, implementation: peerServer({ log, storage, network: serverNet, window: 4, auth: b.auth }) }], credentials: peerServerCredentials(b.tls) });
+    srv = await startGrpcServer({ host: '127.0.0.1', port, log, services: [{ name: 'vault.peer.v1.PeerService', definition: PeerServiceService, implementation: peerServer({ log, storage, garbage: new Garbage({ storage, log }), network: serverNet, window: 4, auth: b.auth }) }], credentials: peerServerCredentials(b.tls) });
     port = srv.port;
   };
 

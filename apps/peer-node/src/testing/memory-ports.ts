@@ -5,7 +5,7 @@
  */
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { DataLossError, FailedPreconditionError, NotFoundError, UnavailableError } from '@distri-vault/shared';
-import type { ChunkContext, CryptoPort, FolderInventory, FolderSyncer, InventoryPort, ObjectKind, PeersPort, ReplicaSession, StoragePort, StoredObject, SyncOptions, SyncResult, SyncSink } from '../domain/ports';
+import { OBJECT_KINDS, type ChunkContext, type CryptoPort, type FolderInventory, type FolderSyncer, type InventoryPort, type ObjectKind, type PeersPort, type ReplicaSession, type StoragePort, type StoredObject, type SyncOptions, type SyncResult, type SyncSink } from '../domain/ports';
 import { BucketSet, coverageFor } from '../domain/summary';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -191,7 +191,7 @@ export class MemoryPeers implements PeersPort, FolderSyncer, InventoryPort {
   async inventory(peerId: string, folder: string): Promise<FolderInventory> {
     const s = this.store(peerId);
     this.inventories.set(peerId, (this.inventories.get(peerId) ?? 0) + 1);
-    return { chunk: new Set(s.ids(folder, 'chunk')), manifest: new Set(s.ids(folder, 'manifest')) };
+    return { chunk: new Set(s.ids(folder, 'chunk')), manifest: new Set(s.ids(folder, 'manifest')), gc: new Set(s.ids(folder, 'gc')) };
   }
   async fetch(peerId: string, folder: string, kind: ObjectKind, id: string, signal?: AbortSignal): Promise<Buffer | null> {
     this.fetches.push([peerId, id]);
@@ -211,7 +211,7 @@ export class MemoryPeers implements PeersPort, FolderSyncer, InventoryPort {
       covered = new BucketSet(options.summary.bits, buckets);
       r.coveredBuckets = buckets.length;
     }
-    for (const kind of ['chunk', 'manifest'] as const) {
+    for (const kind of OBJECT_KINDS) {
       for await (const all of s.list(folder, kind)) {
         const ids = covered ? all.filter((id) => covered.has(kind, id)) : all;
         if (!ids.length) continue;

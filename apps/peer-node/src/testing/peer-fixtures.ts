@@ -14,6 +14,7 @@ import { loadOrCreateTls, peerServerCredentials, type TlsMaterial } from '../ada
 import { PeerNetwork } from '../adapters/network';
 import type { LinkAuth } from '../adapters/peer-link';
 import { peerServer, type PeerServerAuth } from '../grpc/peer.grpc';
+import { Garbage } from '../domain/garbage';
 
 /** A node's credentials. */
 export interface TestPeer {
@@ -44,7 +45,7 @@ export async function startPeerServer(peer: TestPeer, storage: StoragePort, log:
     host: '127.0.0.1',
     port: 0,
     log,
-    services: [{ name: 'vault.peer.v1.PeerService', definition: PeerServiceService, implementation: peerServer({ log, storage, network: net, window, auth: peer.auth }) }],
+    services: [{ name: 'vault.peer.v1.PeerService', definition: PeerServiceService, implementation: peerServer({ log, storage, garbage: new Garbage({ storage, log }), network: net, window, auth: peer.auth }) }],
     credentials: peerServerCredentials(peer.tls),
   });
   net.advertiseAddress = `127.0.0.1:${srv.port}`;

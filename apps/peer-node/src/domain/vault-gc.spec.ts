@@ -1,0 +1,109 @@
+/**
+ * Garbage collection in the owner's Vault: a rotation after a shred writes GC records naming exactly the
+ * garbage (the manifests it replaced, the shredded versions' manifests, the chunks only they referenced),
+ * places them with quorum like a manifest, and deletes that garbage from the owner's disk; a wiped owner's
+ * recovery fetches the records and none of the garbage its peers still hold.
+ */
+import { generateKeyPairSync } from 'node:crypto';
+import pino from 'pino';
+import { Vault } from './vault';
+import { Garbage, openGcRecord } from './garbage';
+import { serverIdOf } from './identity';
+import { MemoryCrypto, MemoryPeers, MemoryStorage } from '../testing/memory-ports';
+import { once, seeded, readAll } from '../testing/bytes';
+import { decodeManifest } from './manifest';
+
+const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+const rawKey = Buffer.from(publicKey.export({ format: 'der', type: 'spki' }).subarray(-32));
+const signer = { serverId: serverIdOf(rawKey), publicKey: rawKey, privateKey };
+const OWNER = signer.serverId;
+const P1 = 'p1'.padEnd(32, 'b');
+const P2 = 'p2'.padEnd(32, 'c');
+const CHUNK = 4096;
+const signal = () => new AbortController().signal;
+const log = pino({ level: 'silent' });
+
+function setup() {
+  const crypto = new MemoryCrypto();
+  const peers = new MemoryPeers([P1, P2]);
+  const make = (s: MemoryStorage) => new Vault({ storage: s, crypto, peers, log, gc: { garbage: new Garbage({ storage: s, log }), signer } }, { serverId: OWNER, chunkSize: CHUNK, replicas: 3, window: 3, recoveryLogMs: 100 });
+  const storage = new MemoryStorage();
+  return { storage, crypto, peers, vault: make(storage), make };
+}
+
+/** The manifests of the owner's folder in `store` that `crypto` opens / does not open. */
+async function manifests(store: MemoryStorage, crypto: MemoryCrypto) {
+  const open: string[] = [];
+  const sealed: string[] = [];
+  for (const id of store.ids(OWNER, 'manifest')) {
+    try {
+      decodeManifest(await crypto.openManifest(OWNER, await store.get(OWNER, 'manifest', id)));
+      open.push(id);
+    } catch {
+      sealed.push(id);
+    }
+  }
+  return { open, sealed };
+}
+
+describe('Vault garbage collection', () => {
+  it('a shred writes GC records naming exactly its garbage, with quorum, and deletes it from the owner\'s disk; a wiped owner recovers without fetching any of it', async () => {
+    const { vault, crypto, storage, peers, make } = setup();
+    const keep = seeded(3 * CHUNK + 1, 13);
+    await vault.upload('secret.txt', undefined, once(seeded(2 * CHUNK + 3, 11)), signal());
+    await vault.upload('secret.txt', undefined, once(seeded(CHUNK, 12)), signal());
+    await vault.upload('keep.bin', undefined, once(keep), signal());
+    await vault.upload('shared.bin', undefined, once(seeded(CHUNK + 7, 14)), signal());
+    await vault.restore('shared.bin', 1, signal()); // v2 shares v1's chunks
+    await new Promise((r) => setTimeout(r, 20)); // background copies land
+    const chunksBefore = new Set(storage.ids(OWNER, 'chunk'));
+    const manifestsBefore = new Set(storage.ids(OWNER, 'manifest'));
+
+    const shredSecret = await vault.shred('secret.txt', undefined, signal());
+    const shredShared = await vault.shred('shared.bin', 1, signal()); // v1 only: its chunks stay (v2 uses them)
+    for (const r of [shredSecret, shredShared]) expect(r.rotation.garbage.records).toBe(1);
+    expect(shredSecret.rotation.garbage).toMatchObject({ chunks: 4, manifests: shredSecret.rotation.manifestsRewritten + 2 });
+    expect(shredShared.rotation.garbage).toMatchObject({ chunks: 0 });
+
+    // The owner's disk: every manifest left opens, every chunk left is referenced by a live version.
+    const mine = await manifests(storage, crypto);
+    expect(mine.sealed).toEqual([]);
+    const referenced = new Set<string>();
+    for (const id of mine.open) for (const c of decodeManifest(await crypto.openManifest(OWNER, await storage.get(OWNER, 'manifest', id))).chunks) referenced.add(c.id);
+    expect(storage.ids(OWNER, 'chunk').filter((c) => !referenced.has(c))).toEqual([]);
+    // What went: 4 secret chunks; kept chunks are all still here.
+    const gone = [...chunksBefore].filter((c) => !storage.ids(OWNER, 'chunk').includes(c));
+    expect(gone).toHaveLength(4);
+    expect(storage.ids(OWNER, 'manifest').filter((m) => manifestsBefore.has(m))).toEqual([]); // every old manifest was replaced or shredded
+
+    // The records: on the owner and, with quorum, on the peers; each names only this folder's garbage.
+    const records = storage.ids(OWNER, 'gc');
+    expect(records).toHaveLength(2);
+    const named = records.map((id) => openGcRecord(OWNER, storage.objects.get(`${OWNER}/gc/${id}`)!));
+    expect(new Set(named.flatMap((r) => r.chunks))).toEqual(new Set(gone));
+    // Only old manifests (replaced or shredded), never one of the live ones.
+    for (const m of named.flatMap((r) => r.manifests)) expect([manifestsBefore.has(m), mine.open.includes(m)]).toEqual([true, false]);
+    for (const p of [P1, P2]) expect(peers.stores.get(p)!.ids(OWNER, 'gc').sort()).toEqual([...records].sort());
+    // The peers (memory stores: they apply nothing) still hold the garbage.
+    expect(peers.stores.get(P1)!.ids(OWNER, 'chunk').filter((c) => gone.includes(c)).length).toBeGreaterThan(0);
+
+    expect((await readAll(vault.read('keep.bin', undefined, signal()))).equals(keep)).toBe(true);
+    expect((await readAll(vault.read('shared.bin', undefined, signal()))).equals(seeded(CHUNK + 7, 14))).toBe(true);
+
+    // A wiped owner recovers from peers that still hold the garbage: it fetches the records first and
+    // none of what they name.
+    const fresh = new MemoryStorage();
+    const revived = make(fresh);
+    const st = await revived.recovery.start('request').done;
+    expect(st).toMatchObject({ phase: 'done', errors: 0, files: 2, chunksMissing: 0 });
+    expect(fresh.ids(OWNER, 'gc').sort()).toEqual([...records].sort());
+    expect(fresh.ids(OWNER, 'chunk').filter((c) => gone.includes(c))).toEqual([]);
+    expect((await manifests(fresh, crypto)).sealed).toEqual([]);
+    expect(revived.unreadableManifests()).toBe(0);
+    expect((await readAll(revived.read('keep.bin', undefined, signal()))).equals(keep)).toBe(true);
+    // A rotation now names nothing new (the garbage is tombstoned already): no empty or repeated record.
+    const again = await revived.rotateKeys(signal());
+    expect(again.garbage.records).toBe(1); // the manifests this rotation replaced
+    expect(openGcRecord(OWNER, fresh.objects.get(`${OWNER}/gc/${fresh.ids(OWNER, 'gc').find((id) => !records.includes(id))}`)!).chunks).toEqual([]);
+  });
+});
