@@ -123,6 +123,7 @@ export class Garbage {
   private readonly dead = new Map<string, Set<string>>();
   private readonly applied = new Set<string>();
   private readonly loading = new Map<string, Promise<void>>();
+  private readonly loaded = new Set<string>();
   private readonly counts: GcStats = { records: 0, tombstones: 0, deleted: 0 };
 
   constructor(private readonly c: { storage: StoragePort; log: Logger }) {}
@@ -147,9 +148,14 @@ export class Garbage {
     return { ...this.counts };
   }
 
-  /** Reads and applies the records of `folder` held on this node's disk, once per process. */
-  load(folder: string, signal?: AbortSignal): Promise<void> {
+  /**
+   * Reads and applies the records of `folder` held on this node's disk that are not applied yet: once per
+   * process, or again with `rescan` (the repair pass does, so a record stored but not applied — a crash or
+   * a failed delete in between — is applied within a pass).
+   */
+  load(folder: string, signal?: AbortSignal, rescan = false): Promise<void> {
     let p = this.loading.get(folder);
+    if (!p && this.loaded.has(folder) && !rescan) return Promise.resolve();
     if (!p) {
       p = (async () => {
         for await (const ids of this.c.storage.list(folder, 'gc', signal)) {
@@ -170,7 +176,13 @@ export class Garbage {
       })();
       this.loading.set(folder, p);
       // A failed load (storage down, cancelled) is tried again next time.
-      p.catch(() => this.loading.delete(folder));
+      p.then(
+        () => {
+          this.loaded.add(folder);
+          this.loading.delete(folder);
+        },
+        () => this.loading.delete(folder),
+      );
     }
     return p;
   }

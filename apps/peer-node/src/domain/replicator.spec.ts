@@ -6,7 +6,9 @@ import { Replicator } from './replicator';
 import { Vault } from './vault';
 import { MemoryCrypto, MemoryPeers, MemoryStorage } from '../testing/memory-ports';
 import { seeded, once } from '../testing/bytes';
-import { Garbage } from './garbage';
+import { generateKeyPairSync } from 'node:crypto';
+import { Garbage, sealGcRecords } from './garbage';
+import { serverIdOf } from './identity';
 
 const log = pino({ level: 'silent' });
 const R = 3;
@@ -307,4 +309,34 @@ describe('Replicator', () => {
     await b.take(100); // 200 tokens refilled
     expect(t).toBe(700);
   });
+
+  it('spreads a GC record to every live member (not R), and every member deletes what it names and never gets it back', async () => {
+    const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+    const raw = Buffer.from(publicKey.export({ format: 'der', type: 'spki' }).subarray(-32));
+    const signer = { serverId: serverIdOf(raw), publicKey: raw, privateKey };
+    const names = [signer.serverId, ...ids.slice(1)];
+    const c = cluster(names);
+    c.tick();
+    const owner = c.nodes.get(signer.serverId)!;
+    await owner.vault.upload('a', undefined, once(seeded(6 * 4096, 3)), new AbortController().signal);
+    await owner.backlog.idle();
+    // Declare two of the file's chunks garbage: a record on the owner's disk only (as if its rotation had just written it).
+    const victims = [...c.holders(signer.serverId).keys()].filter((k) => k.startsWith('chunk/')).slice(0, 2).map((k) => k.split('/')[1]!);
+    const [record] = sealGcRecords(signer, { chunks: victims, manifests: [] });
+    await owner.storage.put(signer.serverId, 'gc', record!.id, record!.data);
+    // A stale copy of a victim on a member that is not among its holders.
+    const stale = names.find((n) => !c.stores.get(n)!.ids(signer.serverId, 'chunk').includes(victims[0]!))!;
+    await c.stores.get(stale)!.put(signer.serverId, 'chunk', victims[0]!, Buffer.from(owner.storage.objects.get(`${signer.serverId}/chunk/${victims[0]}`)!));
+    await c.repairAll();
+    await c.repairAll();
+    for (const n of names) {
+      expect([n, c.stores.get(n)!.ids(signer.serverId, 'gc')]).toEqual([n, [record!.id]]);
+      for (const v of victims) expect([n, c.stores.get(n)!.ids(signer.serverId, 'chunk').includes(v)]).toEqual([n, false]);
+    }
+    // The rest of the file stays on exactly R holders; more passes change nothing.
+    const reports = await c.repairAll();
+    for (const r of reports.values()) expect(r).toMatchObject({ pushed: 0, deleted: 0, failed: 0 });
+    for (const [key, hs] of c.holders(signer.serverId)) expect([key, hs.length]).toEqual([key, R]);
+  });
 });
+

@@ -138,7 +138,7 @@ export class Replicator {
     const self = this.o.serverId;
     // Who holds what, among the members whose inventory this node could read.
     const known = new Map<string, FolderInventory>();
-    await this.c.garbage.load(folder, signal);
+    await this.c.garbage.load(folder, signal, true);
     const mine: FolderInventory = { chunk: new Set(), manifest: new Set(), gc: new Set() };
     for (const kind of KINDS) for await (const ids of this.c.storage.list(folder, kind, signal)) ids.forEach((id) => mine[kind].add(id));
     known.set(self, mine);
@@ -155,7 +155,11 @@ export class Replicator {
     const deletions: { kind: ObjectKind; id: string; desired: string[] }[] = [];
     for (const kind of KINDS) {
       for (const id of mine[kind]) {
-        if (this.c.garbage.isDead(folder, id)) continue;
+        if (this.c.garbage.isDead(folder, id)) {
+          // Garbage that came back (a disk restored from a backup, a copy that raced its record): removed.
+          deletions.push({ kind, id, desired: [] });
+          continue;
+        }
         if (kind !== 'gc') report.objects++;
         const ranking = rank(id, folder, live, live.includes(folder));
         const alive = ranking.filter((m) => m === self || !this.c.membership.isGone(m));
