@@ -2,15 +2,17 @@
  * Crypto-shredding and online rotation end to end: 3 real nodes + gateway on loopback, the real CLI.
  * Files are uploaded; one (two versions) is shredded with `distri-vault keys shred`. Its manifests and
  * chunk ciphertext, taken from a PEER's disk, opened under the owner's own crypto-service before the
- * shred, no longer open after it (DATA_LOSS), though the peer still holds every byte. Live files read
- * back identical. Then the owner loses its data and keys, keeps its identity, imports the NEW recovery
- * key and gets every live file back from its peers; the old recovery key would open nothing.
- * Replay: the recovery is offered every superseded and shredded manifest the peers still hold, plus
- * manifests of another folder and of another node planted in the owner's folder on a peer: it fetches
- * them (valid objects) and indexes none; the shredded file does not come back.
+ * shred, no longer open after it (DATA_LOSS), and garbage collection then deletes them, and every manifest
+ * the rotation replaced, from every node's disk (a GC record signed by the owner, on every node). Live
+ * files read back identical. Then the owner loses its data and keys, keeps its identity, imports the NEW
+ * recovery key and gets every live file back from its peers; the old recovery key would open nothing.
+ * Replay: the recovery is offered a shredded manifest put back on a peer's disk behind its back (never
+ * fetched: the GC record names it), plus manifests of another folder and of another node planted in the
+ * owner's folder on a peer: it fetches those (valid objects) and indexes none; the shredded file does not
+ * come back.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { access, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -66,6 +68,9 @@ describe('crypto-shredding and key rotation across real processes', () => {
   let crypto: CryptoServiceClient;
   const logs: Array<[string, string]> = [];
   let node1Env: Record<string, string> = {};
+  /** The secret file's versions as a peer held them before the shred. */
+  let shredded: HeldVersion[] = [];
+  const exists = (path: string) => access(path).then(() => true, () => false);
   const SECRET = 'secret/plan.txt';
   const live = [
     { path: 'keep/a.bin', size: 2 * MiB + 5, seed: 71, sha: '' },
@@ -135,6 +140,7 @@ describe('crypto-shredding and key rotation across real processes', () => {
         expect([v.version, c.index, r.code]).toEqual([v.version, c.index, 0]);
       }
     }
+    shredded = held;
     const keyBefore = await callUnary(crypto, crypto.getKeyInfo, {});
     const oldRecovery = (await run(CRYPTO_MAIN, ['export-recovery-key'], { CRYPTO_KEY_DIR: net.nodes[0].keysDir })).stdout.trim();
 
@@ -151,12 +157,23 @@ describe('crypto-shredding and key rotation across real processes', () => {
     const shown = JSON.parse((await cli(['keys', 'show'])).stdout);
     expect(shown).toMatchObject({ fingerprint: keyAfter.keyFingerprint, rotationUnfinished: false });
 
-    // The peer still holds every byte of the shredded versions...
-    for (const v of held) {
-      expect((await readFile(join(peer.dataDir, ownerId, 'manifests', v.manifestId.slice(0, 2), v.manifestId))).equals(v.manifestBytes)).toBe(true);
-      for (const c of v.chunks) expect((await readFile(join(peer.dataDir, ownerId, 'chunks', c.id.slice(0, 2), c.id))).equals(c.bytes)).toBe(true);
+    // Garbage collection: the owner's GC record reaches every node, and every node deletes the shredded
+    // versions' manifests and chunks and the manifests the rotation replaced.
+    const garbageFiles = held.flatMap((v) => [join(ownerId, 'manifests', v.manifestId.slice(0, 2), v.manifestId), ...v.chunks.map((c) => join(ownerId, 'chunks', c.id.slice(0, 2), c.id))]);
+    await eventually(async () => {
+      for (const n of net.nodes) {
+        if ((await walk(join(n.dataDir, ownerId, 'gc'))).length !== 1) return false;
+        for (const f of garbageFiles) if (await exists(join(n.dataDir, f))) return false;
+      }
+      return true;
+    }, 30000, 'the GC record on every node and the shredded objects deleted everywhere');
+    // No manifest left on any disk that the owner's key does not open (replaced and shredded ones are gone).
+    for (const n of net.nodes) {
+      for (const file of await walk(join(n.dataDir, ownerId, 'manifests'))) {
+        expect([n.name, file, (await status(crypto, crypto.openManifest, { folder: ownerId, ciphertext: await readFile(file) })).code]).toEqual([n.name, file, 0]);
+      }
     }
-    // ...and the owner's own crypto-service opens none of it.
+    // And the bytes a peer held before the shred: the owner's own crypto-service opens none of them.
     for (const v of held) {
       expect([v.version, 'manifest', (await status(crypto, crypto.openManifest, { folder: ownerId, ciphertext: v.manifestBytes })).code]).toEqual([v.version, 'manifest', grpc.status.DATA_LOSS]);
       expect([v.version, 'rewrap', (await status(crypto, crypto.rewrapDataKey, { folder: ownerId, wrappedKey: v.wrappedKey })).code]).toEqual([v.version, 'rewrap', grpc.status.DATA_LOSS]);
@@ -201,12 +218,21 @@ describe('crypto-shredding and key rotation across real processes', () => {
       crypto2.close();
       storage3.close();
     }
-    // Manifests on the peers that the current key does not open: superseded, shredded, planted.
+    // Manifests on the peers that the current key does not open: only the planted ones (GC deleted the
+    // superseded and shredded ones).
     let stale = 0;
     for (const file of await walk(join(net.nodes[2].dataDir, ownerId, 'manifests'))) {
       if ((await status(crypto, crypto.openManifest, { folder: ownerId, ciphertext: await readFile(file) })).code === grpc.status.DATA_LOSS) stale++;
     }
-    expect(stale).toBeGreaterThanOrEqual(2 + 2 + live.length); // planted 2, secret v1 and v2, each live file's original
+    expect(stale).toBe(2);
+    // A shredded manifest put back on a peer's disk behind its node's back (a restored backup, say): the
+    // recovery must not fetch it, the GC record names it.
+    const storage2 = createClient(StorageServiceClient, net.nodes[1].storageAddress);
+    try {
+      await callUnary(storage2, storage2.putObject, { folder: ownerId, kind: ObjectKind.OBJECT_KIND_MANIFEST, id: shredded[0]!.manifestId, data: shredded[0]!.manifestBytes });
+    } finally {
+      storage2.close();
+    }
     crypto.close();
     await owner.kill();
     await rm(owner.dataDir, { recursive: true, force: true });
@@ -231,6 +257,8 @@ describe('crypto-shredding and key rotation across real processes', () => {
     // Replayed, not reinstated: the planted manifests were fetched onto the owner's disk, and nothing names them or the shredded file.
     const ownerManifests = (await walk(join(owner.dataDir, ownerId, 'manifests'))).map((f) => f.split('/').pop());
     for (const id of plantedIds) expect(ownerManifests).toContain(id);
+    for (const v of shredded) expect(ownerManifests).not.toContain(v.manifestId);
+    expect((await walk(join(owner.dataDir, ownerId, 'gc'))).length).toBe(1);
     expect((await request(`${base}/v1/versions/${SECRET}`, 'GET')).status).toBe(404);
     expect((await request(`${base}/v1/files/planted.txt`, 'GET')).status).toBe(404);
     // Superseded and shredded manifests were skipped quietly: no per-manifest warning in the node's log.

@@ -163,7 +163,7 @@ describe('DiskObjectStore on disk', () => {
     const fresh = await DiskObjectStore.open({}, { dataDir: dir });
     expect((await fresh.get(F, 'chunk', b.id)).equals(b.data)).toBe(true);
     expect((await fresh.get(F, 'manifest', a.id)).equals(a.data)).toBe(true);
-    await expect(fresh.stat(F)).resolves.toEqual({ chunks: 1, chunkBytes: 200, manifests: 1, manifestBytes: 100 });
+    await expect(fresh.stat(F)).resolves.toEqual({ chunks: 1, chunkBytes: 200, manifests: 1, manifestBytes: 100, gcRecords: 0, gcRecordBytes: 0 });
     expect(await fs.readdir(join(dir, '.tmp'))).toEqual([]);
   });
 
@@ -257,7 +257,7 @@ describe('DiskObjectStore on disk', () => {
     const ids: string[] = [];
     for await (const batch of store.list(F, 'chunk')) ids.push(...batch);
     expect(ids).toEqual([o.id]);
-    await expect(store.stat(F)).resolves.toEqual({ chunks: 1, chunkBytes: 50, manifests: 0, manifestBytes: 0 });
+    await expect(store.stat(F)).resolves.toEqual({ chunks: 1, chunkBytes: 50, manifests: 0, manifestBytes: 0, gcRecords: 0, gcRecordBytes: 0 });
     await expect(store.folders()).resolves.toEqual([F]);
   });
 });
@@ -304,7 +304,7 @@ describe('DiskObjectStore limits and index', () => {
     const results = await Promise.allSettled(objs.map((o) => store.put(F, 'chunk', o.id, o.data)));
     expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(10);
     for (const r of results) if (r.status === 'rejected') expect(r.reason).toBeInstanceOf(ResourceExhaustedError);
-    await expect(store.stat(F)).resolves.toEqual({ chunks: 10, chunkBytes: 50_000, manifests: 0, manifestBytes: 0 });
+    await expect(store.stat(F)).resolves.toEqual({ chunks: 10, chunkBytes: 50_000, manifests: 0, manifestBytes: 0, gcRecords: 0, gcRecordBytes: 0 });
     expect(await fs.readdir(join(dir, '.tmp'))).toEqual([]);
   });
 
@@ -340,7 +340,7 @@ describe('DiskObjectStore limits and index', () => {
     const gone = objs[2]!;
     await fs.unlink(store.objectPath(F, 'chunk', gone.id));
     await expect(store.get(F, 'chunk', gone.id)).rejects.toBeInstanceOf(NotFoundError);
-    const expected = { chunks: 47, chunkBytes: objs.slice(3).reduce((n, o) => n + o.data.length, 0), manifests: 0, manifestBytes: 0 };
+    const expected = { chunks: 47, chunkBytes: objs.slice(3).reduce((n, o) => n + o.data.length, 0), manifests: 0, manifestBytes: 0, gcRecords: 0, gcRecordBytes: 0 };
     await expect(store.stat(F)).resolves.toEqual(expected);
     const listed: string[] = [];
     for await (const b of store.list(F, 'chunk')) listed.push(...b);
@@ -392,7 +392,7 @@ describe('DiskObjectStore index snapshot', () => {
       const second = await DiskObjectStore.open({}, { dataDir: dir });
       const expected = objs.filter((o) => o !== b).map((o) => o.id).sort();
       expect(await listAll(second)).toEqual(expected);
-      await expect(second.stat(F)).resolves.toEqual({ chunks: 39, chunkBytes: 3900, manifests: 0, manifestBytes: 0 });
+      await expect(second.stat(F)).resolves.toEqual({ chunks: 39, chunkBytes: 3900, manifests: 0, manifestBytes: 0, gcRecords: 0, gcRecordBytes: 0 });
 
       // A put after the restart changes its shard: a crash now (no close) must not leave the old snapshot
       // trusted for that shard.
@@ -409,7 +409,7 @@ describe('DiskObjectStore index snapshot', () => {
       await fs.writeFile(snap, bytes);
       for (const s of await fs.readdir(chunksDir)) await age(s);
       const fourth = await DiskObjectStore.open({}, { dataDir: dir });
-      await expect(fourth.stat(F)).resolves.toEqual({ chunks: 41, chunkBytes: 3900 + 100, manifests: 0, manifestBytes: 0 });
+      await expect(fourth.stat(F)).resolves.toEqual({ chunks: 41, chunkBytes: 3900 + 100, manifests: 0, manifestBytes: 0, gcRecords: 0, gcRecordBytes: 0 });
     } finally {
       await fs.rm(dir, { recursive: true, force: true });
     }
@@ -470,7 +470,7 @@ describe('DiskObjectStore index warm-up', () => {
       release();
       await scan;
       expect(await deletes).toEqual(deleted.map(() => true));
-      const want = { chunks: 2000 - 20 + 20, chunkBytes: (2000 - 20) * 20 + 20 * 30, manifests: 0, manifestBytes: 0 };
+      const want = { chunks: 2000 - 20 + 20, chunkBytes: (2000 - 20) * 20 + 20 * 30, manifests: 0, manifestBytes: 0, gcRecords: 0, gcRecordBytes: 0 };
       await expect(store.stat(F)).resolves.toEqual(want);
       const ids: string[] = [];
       for await (const batch of store.list(F, 'chunk')) ids.push(...batch);
@@ -496,8 +496,8 @@ describe('DiskObjectStore index warm-up', () => {
       const extra = makeObject(new Rng(52), 10);
       await fs.mkdir(join(dir, folderId(1), 'chunks', extra.id.slice(0, 2)), { recursive: true });
       await fs.writeFile(store.objectPath(folderId(1), 'chunk', extra.id), extra.data);
-      await expect(store.stat(folderId(1))).resolves.toEqual({ chunks: 1, chunkBytes: 1000, manifests: 0, manifestBytes: 0 });
-      await expect(store.stat(folderId(2))).resolves.toEqual({ chunks: 1, chunkBytes: 1001, manifests: 0, manifestBytes: 0 });
+      await expect(store.stat(folderId(1))).resolves.toEqual({ chunks: 1, chunkBytes: 1000, manifests: 0, manifestBytes: 0, gcRecords: 0, gcRecordBytes: 0 });
+      await expect(store.stat(folderId(2))).resolves.toEqual({ chunks: 1, chunkBytes: 1001, manifests: 0, manifestBytes: 0, gcRecords: 0, gcRecordBytes: 0 });
     } finally {
       await fs.rm(dir, { recursive: true, force: true });
     }

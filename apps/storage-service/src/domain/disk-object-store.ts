@@ -3,6 +3,7 @@
  *
  *   <dataDir>/<folder>/chunks/<id[0..2]>/<id>
  *   <dataDir>/<folder>/manifests/<id[0..2]>/<id>
+ *   <dataDir>/<folder>/gc/<id[0..2]>/<id>          (GC records)
  *   <dataDir>/.tmp/          temp files of writes in progress (emptied at start)
  *   <dataDir>/.quarantine/   objects that failed verification on read, kept for inspection
  *   <dataDir>/.index/<folder> a snapshot of the folder's index, written by `close()` (a hint, see below)
@@ -98,7 +99,7 @@ interface FolderIndex {
 }
 
 /** Directory name of each kind inside a folder. */
-export const KIND_DIRS: Readonly<Record<ObjectKind, string>> = { chunk: 'chunks', manifest: 'manifests' };
+export const KIND_DIRS: Readonly<Record<ObjectKind, string>> = { chunk: 'chunks', manifest: 'manifests', gc: 'gc' };
 /** Name of the temp directory inside the data directory. */
 export const TMP_DIR = '.tmp';
 /** Name of the quarantine directory inside the data directory. */
@@ -118,7 +119,8 @@ const FREE_SPACE_TTL_MS = 1000;
 const SNAPSHOT_MARGIN_MS = 1000;
 // How long close() waits for puts, deletes and quarantines in flight before writing the snapshots.
 const CLOSE_DRAIN_MS = 2000;
-const SNAPSHOT_MAGIC = Buffer.from('DVIDX001');
+// DVIDX002: three kinds (chunk, manifest, gc); a DVIDX001 snapshot (two kinds) is not read: the folder is rescanned.
+const SNAPSHOT_MAGIC = Buffer.from('DVIDX002');
 
 /** An ObjectStore in a directory tree. Create with `DiskObjectStore.open`. */
 export class DiskObjectStore implements ObjectStore {
@@ -189,7 +191,7 @@ export class DiskObjectStore implements ObjectStore {
       // cannot together overshoot the quota.
       await this.checkReserve(data.byteLength);
       if (index && this.folderQuotaBytes > 0) {
-        const used = index.kinds.chunk.bytes + index.kinds.manifest.bytes + index.pending;
+        const used = index.kinds.chunk.bytes + index.kinds.manifest.bytes + index.kinds.gc.bytes + index.pending;
         if (used + data.byteLength > this.folderQuotaBytes) {
           throw new ResourceExhaustedError(`folder ${folder} is over its quota of ${this.folderQuotaBytes} bytes`);
         }
@@ -323,9 +325,9 @@ export class DiskObjectStore implements ObjectStore {
   async stat(folder: string, options: StoreCallOptions = {}): Promise<FolderStat> {
     assertServerId(folder);
     throwIfAborted(options.signal);
-    if (!(await this.folderExists(folder))) return { chunks: 0, chunkBytes: 0, manifests: 0, manifestBytes: 0 };
-    const { chunk, manifest } = (await this.index(folder)).kinds;
-    return { chunks: chunk.count, chunkBytes: chunk.bytes, manifests: manifest.count, manifestBytes: manifest.bytes };
+    if (!(await this.folderExists(folder))) return { chunks: 0, chunkBytes: 0, manifests: 0, manifestBytes: 0, gcRecords: 0, gcRecordBytes: 0 };
+    const { chunk, manifest, gc } = (await this.index(folder)).kinds;
+    return { chunks: chunk.count, chunkBytes: chunk.bytes, manifests: manifest.count, manifestBytes: manifest.bytes, gcRecords: gc.count, gcRecordBytes: gc.bytes };
   }
 
   /**
@@ -473,7 +475,7 @@ export class DiskObjectStore implements ObjectStore {
 
   private async scanFolder(folder: string): Promise<FolderIndex> {
     const started = performance.now();
-    const index: FolderIndex = { kinds: { chunk: emptyKindIndex(), manifest: emptyKindIndex() }, pending: 0 };
+    const index: FolderIndex = { kinds: { chunk: emptyKindIndex(), manifest: emptyKindIndex(), gc: emptyKindIndex() }, pending: 0 };
     const snapshot = await this.loadSnapshot(folder);
     let fromSnapshot = 0;
     let scanned = 0;
@@ -653,7 +655,7 @@ function parseSnapshot(buf: Buffer): Snapshot {
   const need = (pos: number, n: number) => {
     if (pos + n > body.length) throw new Error('truncated');
   };
-  const snapshot: Snapshot = { writtenAtMs: body.readDoubleLE(0), kinds: { chunk: new Map(), manifest: new Map() } };
+  const snapshot: Snapshot = { writtenAtMs: body.readDoubleLE(0), kinds: { chunk: new Map(), manifest: new Map(), gc: new Map() } };
   let pos = 8;
   for (const kind of OBJECT_KINDS) {
     need(pos, 4);

@@ -17,6 +17,7 @@ import {
   assertList,
   assertPut,
   throwIfAborted,
+  OBJECT_KINDS,
 } from './object-store';
 
 interface Entry {
@@ -94,7 +95,8 @@ export class MemoryObjectStore implements ObjectStore {
     };
     const [chunks, chunkBytes] = sum('chunk');
     const [manifests, manifestBytes] = sum('manifest');
-    return { chunks, chunkBytes, manifests, manifestBytes };
+    const [gcRecords, gcRecordBytes] = sum('gc');
+    return { chunks, chunkBytes, manifests, manifestBytes, gcRecords, gcRecordBytes };
   }
 
   async folders(options: StoreCallOptions = {}): Promise<string[]> {
@@ -111,7 +113,7 @@ export class MemoryObjectStore implements ObjectStore {
   snapshot(): string[] {
     const out: string[] = [];
     for (const [folder, kinds] of this.folderMap) {
-      for (const kind of ['chunk', 'manifest'] as const) {
+      for (const kind of OBJECT_KINDS) {
         for (const [id, e] of kinds[kind]) out.push(`${folder}/${kind}/${id}:${e.data.byteLength}:${e.generation}`);
       }
     }
@@ -124,7 +126,7 @@ export class MemoryObjectStore implements ObjectStore {
     let kinds = this.folderMap.get(folder);
     if (!kinds) {
       if (!create) return undefined;
-      kinds = { chunk: new Map(), manifest: new Map() };
+      kinds = { chunk: new Map(), manifest: new Map(), gc: new Map() };
       this.folderMap.set(folder, kinds);
     }
     return kinds[kind];

@@ -54,9 +54,28 @@ export function describeObjectStoreCompliance(name: string, create: () => Promis
       expect((await store.get(F, 'manifest', o.id)).equals(o.data)).toBe(true);
     }, 30_000);
 
+    it('keeps GC records as a third kind: put, duplicate, get, has, list, stat, delete, apart from chunks with the same ID', async () => {
+      const rng = new Rng(21);
+      const r = makeObject(rng, 300);
+      await expect(store.put(F, 'gc', r.id, r.data)).resolves.toEqual({ created: true });
+      await expect(store.put(F, 'gc', r.id, r.data)).resolves.toEqual({ created: false });
+      expect((await store.get(F, 'gc', r.id)).equals(r.data)).toBe(true);
+      await expect(store.has(F, 'gc', [r.id])).resolves.toEqual([true]);
+      await expect(store.has(F, 'chunk', [r.id])).resolves.toEqual([false]);
+      await expect(collect(store.list(F, 'gc'))).resolves.toEqual([[r.id]]);
+      await expect(collect(store.list(F, 'chunk'))).resolves.toEqual([]);
+      await expect(store.stat(F)).resolves.toEqual({ chunks: 0, chunkBytes: 0, manifests: 0, manifestBytes: 0, gcRecords: 1, gcRecordBytes: 300 });
+      const bad = makeObject(rng, 10);
+      await expect(store.put(F, 'gc', r.id, bad.data)).rejects.toBeInstanceOf(DataLossError);
+      await expect(store.delete(F, 'gc', r.id)).resolves.toBe(true);
+      await expect(store.get(F, 'gc', r.id)).rejects.toBeInstanceOf(NotFoundError);
+      await expect(store.stat(F)).resolves.toMatchObject({ gcRecords: 0, gcRecordBytes: 0 });
+    });
+
     it.each<[ObjectKind, number]>([
       ['chunk', MAX_CHUNK_OBJECT_BYTES + 1],
       ['manifest', MAX_OBJECT_BYTES + 1],
+      ['gc', MAX_OBJECT_BYTES + 1],
     ])('rejects a %s of %i bytes (one over the limit) and writes nothing', async (kind, size) => {
       const o = makeObject(new Rng(7), size);
       const before = await h.snapshot();
@@ -202,8 +221,8 @@ export function describeObjectStoreCompliance(name: string, create: () => Promis
       await expect(store.get(F, 'chunk', chunk.id)).rejects.toBeInstanceOf(NotFoundError);
       expect((await store.get(F, 'manifest', v2.id)).equals(v2.data)).toBe(true);
       expect((await store.get(G, 'chunk', chunk.id)).equals(chunk.data)).toBe(true);
-      await expect(store.stat(F)).resolves.toEqual({ chunks: 0, chunkBytes: 0, manifests: 1, manifestBytes: 61 });
-      await expect(store.stat(G)).resolves.toEqual({ chunks: 1, chunkBytes: 500, manifests: 0, manifestBytes: 0 });
+      await expect(store.stat(F)).resolves.toEqual({ chunks: 0, chunkBytes: 0, manifests: 1, manifestBytes: 61, gcRecords: 0, gcRecordBytes: 0 });
+      await expect(store.stat(G)).resolves.toEqual({ chunks: 1, chunkBytes: 500, manifests: 0, manifestBytes: 0, gcRecords: 0, gcRecordBytes: 0 });
     });
 
     it('gets an absent object as NotFoundError', async () => {
@@ -213,15 +232,15 @@ export function describeObjectStoreCompliance(name: string, create: () => Promis
 
     it('stats folders and lists them sorted', async () => {
       await expect(store.folders()).resolves.toEqual([]);
-      await expect(store.stat(F)).resolves.toEqual({ chunks: 0, chunkBytes: 0, manifests: 0, manifestBytes: 0 });
+      await expect(store.stat(F)).resolves.toEqual({ chunks: 0, chunkBytes: 0, manifests: 0, manifestBytes: 0, gcRecords: 0, gcRecordBytes: 0 });
       const rng = new Rng(13);
       const chunks = [0, 1, 1000].map((n) => makeObject(rng, n));
       const manifest = makeObject(rng, 777);
       for (const c of chunks) await store.put(G, 'chunk', c.id, c.data);
       await store.put(G, 'manifest', manifest.id, manifest.data);
       await store.put(F, 'chunk', chunks[2]!.id, chunks[2]!.data);
-      await expect(store.stat(G)).resolves.toEqual({ chunks: 3, chunkBytes: 1001, manifests: 1, manifestBytes: 777 });
-      await expect(store.stat(F)).resolves.toEqual({ chunks: 1, chunkBytes: 1000, manifests: 0, manifestBytes: 0 });
+      await expect(store.stat(G)).resolves.toEqual({ chunks: 3, chunkBytes: 1001, manifests: 1, manifestBytes: 777, gcRecords: 0, gcRecordBytes: 0 });
+      await expect(store.stat(F)).resolves.toEqual({ chunks: 1, chunkBytes: 1000, manifests: 0, manifestBytes: 0, gcRecords: 0, gcRecordBytes: 0 });
       await expect(store.folders()).resolves.toEqual([F, G].sort());
     });
 

@@ -8,16 +8,20 @@ import { CancelledError, DataLossError, InvalidArgumentError } from '@distri-vau
 import { assertObjectId, assertServerId } from '@distri-vault/shared/ids';
 import { MAX_CHUNK_OBJECT_BYTES, MAX_OBJECT_BYTES } from '@distri-vault/shared/grpc/options';
 
-/** What a stored object is: a piece of file ciphertext, or the encrypted record of one version. */
-export type ObjectKind = 'chunk' | 'manifest';
+/**
+ * What a stored object is: a piece of file ciphertext, the encrypted record of one version, or a GC record
+ * (the folder owner's signed list of garbage; the peer-node checks and applies it, to the store it is bytes).
+ */
+export type ObjectKind = 'chunk' | 'manifest' | 'gc';
 
 /** Every kind, in the order stats and scans visit them. */
-export const OBJECT_KINDS: readonly ObjectKind[] = ['chunk', 'manifest'];
+export const OBJECT_KINDS: readonly ObjectKind[] = ['chunk', 'manifest', 'gc'];
 
 /** Largest object of each kind a store accepts, in bytes. */
 export const MAX_BYTES_BY_KIND: Readonly<Record<ObjectKind, number>> = {
   chunk: MAX_CHUNK_OBJECT_BYTES,
   manifest: MAX_OBJECT_BYTES,
+  gc: MAX_OBJECT_BYTES,
 };
 
 /** Most IDs one `has` call may ask about. */
@@ -56,6 +60,10 @@ export interface FolderStat {
   manifests: number;
   /** Total bytes of those manifests. */
   manifestBytes: number;
+  /** Number of GC records. */
+  gcRecords: number;
+  /** Total bytes of those records. */
+  gcRecordBytes: number;
 }
 
 /**
@@ -107,10 +115,10 @@ export async function sha256HexAsync(data: Uint8Array): Promise<string> {
   return Buffer.from(await webcrypto.subtle.digest('SHA-256', data)).toString('hex');
 }
 
-/** Throws InvalidArgumentError unless `kind` is 'chunk' or 'manifest'. */
+/** Throws InvalidArgumentError unless `kind` is 'chunk', 'manifest' or 'gc'. */
 export function assertKind(kind: unknown): ObjectKind {
-  if (kind === 'chunk' || kind === 'manifest') return kind;
-  throw new InvalidArgumentError(`invalid object kind ${JSON.stringify(String(kind).slice(0, 40))}: want chunk or manifest`);
+  if (kind === 'chunk' || kind === 'manifest' || kind === 'gc') return kind;
+  throw new InvalidArgumentError(`invalid object kind ${JSON.stringify(String(kind).slice(0, 40))}: want chunk, manifest or gc`);
 }
 
 /** Validates a folder, kind and ID (in that order). */

@@ -60,7 +60,7 @@ describe('StorageService over gRPC', () => {
     expect(got.data.equals(o.data)).toBe(true);
     const other = makeObject(new Rng(2), 1);
     await expect(callUnary(client, client.hasObjects, { folder: F, kind: CHUNK, ids: [other.id, o.id] })).resolves.toEqual({ present: [false, true] });
-    await expect(callUnary(client, client.statFolder, { folder: F })).resolves.toEqual({ chunks: 1, chunkBytes: MAX_CHUNK_OBJECT_BYTES, manifests: 0, manifestBytes: 0 });
+    await expect(callUnary(client, client.statFolder, { folder: F })).resolves.toEqual({ chunks: 1, chunkBytes: MAX_CHUNK_OBJECT_BYTES, manifests: 0, manifestBytes: 0, gcRecords: 0, gcRecordBytes: 0 });
     await expect(callUnary(client, client.listFolders, {})).resolves.toEqual({ folders: [F] });
     await expect(callUnary(client, client.deleteObject, { folder: F, kind: CHUNK, id: o.id })).resolves.toEqual({ deleted: true });
     await expect(callUnary(client, client.deleteObject, { folder: F, kind: CHUNK, id: o.id })).resolves.toEqual({ deleted: false });
@@ -74,6 +74,7 @@ describe('StorageService over gRPC', () => {
       { folder: '../x', kind: CHUNK, id: o.id },
       { folder: H.toUpperCase(), kind: CHUNK, id: o.id },
       { folder: H, kind: ObjectKind.OBJECT_KIND_UNSPECIFIED, id: o.id },
+      { folder: H, kind: 4 as ObjectKind, id: o.id }, // one past OBJECT_KIND_GC_RECORD
       { folder: H, kind: 7 as ObjectKind, id: o.id },
       { folder: H, kind: CHUNK, id: '..' },
       { folder: H, kind: CHUNK, id: o.id.toUpperCase() },
@@ -160,7 +161,7 @@ describe('StorageService over gRPC: limits and scrub status', () => {
     const res = await statusOf(client.putObject, client, { folder: F, kind: CHUNK, id: b.id, data: b.data });
     expect(res.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
     await expect(callUnary(client, client.hasObjects, { folder: F, kind: CHUNK, ids: [b.id] })).resolves.toEqual({ present: [false] });
-    await expect(callUnary(client, client.statFolder, { folder: F })).resolves.toEqual({ chunks: 1, chunkBytes: a.data.length, manifests: 0, manifestBytes: 0 });
+    await expect(callUnary(client, client.statFolder, { folder: F })).resolves.toEqual({ chunks: 1, chunkBytes: a.data.length, manifests: 0, manifestBytes: 0, gcRecords: 0, gcRecordBytes: 0 });
     expect(await fs.readdir(join(dir, '.tmp'))).toEqual([]);
     expect(await fs.readdir(join(dir, F, 'chunks', b.id.slice(0, 2))).catch(() => [])).not.toContain(b.id);
   });

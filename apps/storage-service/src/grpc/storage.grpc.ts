@@ -17,7 +17,8 @@ export const STORAGE_SERVICE_NAME = 'vault.storage.v1.StorageService';
 export function kindFromProto(kind: ProtoKind): ObjectKind {
   if (kind === ProtoKind.OBJECT_KIND_CHUNK) return 'chunk';
   if (kind === ProtoKind.OBJECT_KIND_MANIFEST) return 'manifest';
-  throw new InvalidArgumentError(`invalid object kind ${kind}: want OBJECT_KIND_CHUNK or OBJECT_KIND_MANIFEST`);
+  if (kind === ProtoKind.OBJECT_KIND_GC_RECORD) return 'gc';
+  throw new InvalidArgumentError(`invalid object kind ${kind}: want OBJECT_KIND_CHUNK, OBJECT_KIND_MANIFEST or OBJECT_KIND_GC_RECORD`);
 }
 
 // Times one call and logs it at debug (one line per object would flood info at thousands of chunks/s).
@@ -39,7 +40,7 @@ async function logged<T>(log: Logger, fields: Record<string, unknown>, fn: () =>
 
 /** The wire kind of a domain kind. */
 export function kindToProto(kind: ObjectKind): ProtoKind {
-  return kind === 'chunk' ? ProtoKind.OBJECT_KIND_CHUNK : ProtoKind.OBJECT_KIND_MANIFEST;
+  return kind === 'chunk' ? ProtoKind.OBJECT_KIND_CHUNK : kind === 'manifest' ? ProtoKind.OBJECT_KIND_MANIFEST : ProtoKind.OBJECT_KIND_GC_RECORD;
 }
 
 /** Where GetScrubStatus reads from; absent means a store without a scrubber (reported as disabled). */
