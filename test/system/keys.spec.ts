@@ -159,6 +159,8 @@ describe('crypto-shredding and key rotation across real processes', () => {
 
     // Garbage collection: the owner's GC record reaches every node, and every node deletes the shredded
     // versions' manifests and chunks and the manifests the rotation replaced.
+    expect(report.rotation.garbage).toMatchObject({ manifests: report.rotation.manifestsRewritten + 2, chunks: held.reduce((n, v) => n + v.chunks.length, 0), records: 1 });
+    expect(report.rotation.garbage.deleted).toBeGreaterThanOrEqual(report.rotation.garbage.manifests + report.rotation.garbage.chunks);
     const garbageFiles = held.flatMap((v) => [join(ownerId, 'manifests', v.manifestId.slice(0, 2), v.manifestId), ...v.chunks.map((c) => join(ownerId, 'chunks', c.id.slice(0, 2), c.id))]);
     await eventually(async () => {
       for (const n of net.nodes) {
@@ -167,6 +169,8 @@ describe('crypto-shredding and key rotation across real processes', () => {
       }
       return true;
     }, 30000, 'the GC record on every node and the shredded objects deleted everywhere');
+    const info = (await request(`${base}/v1/node`, 'GET')).json;
+    expect(info.garbage).toMatchObject({ records: 1, tombstones: report.rotation.garbage.manifests + report.rotation.garbage.chunks });
     // No manifest left on any disk that the owner's key does not open (replaced and shredded ones are gone).
     for (const n of net.nodes) {
       for (const file of await walk(join(n.dataDir, ownerId, 'manifests'))) {

@@ -136,6 +136,11 @@ export const SCHEMAS: Record<SchemaName, SchemaObject> = {
       nullable: true,
       description: 'the last repair pass; null before the first',
     },
+    garbage: obj({
+      records: int('GC records applied since start (every record held is applied at start)'),
+      tombstones: int('object IDs named by those records: never stored, pushed or fetched again'),
+      deleted: int('objects deleted from this node\'s disk because a record named them, since start'),
+    }),
   }),
   FolderHealth: obj(
     {
@@ -206,6 +211,13 @@ export const SCHEMAS: Record<SchemaName, SchemaObject> = {
       retiredFingerprints: { type: 'array', items: str(), description: 'keys destroyed by this rotation' },
       manifestsRewritten: int('kept versions whose data keys were re-wrapped'),
       versionsShredded: int('versions made unreadable on every disk'),
+      garbage: obj({
+        manifests: int('manifests replaced or shredded'),
+        chunks: int('chunks only shredded versions referenced'),
+        chunkBytes: int('their ciphertext bytes'),
+        records: int('GC records written naming them (0 when nothing new was garbage)'),
+        deleted: int('objects deleted from the home node\'s disk; each peer deletes its copies when a record reaches it'),
+      }),
       durationMs: int(),
       notice: str('what to do now: export the new recovery key'),
     },

@@ -487,6 +487,7 @@ describe('gateway over a fake node', () => {
         writeQuorum: 2,
         backlog: { objects: 3, bytes: 3 * MiB, sent: 2 ** 33, failed: 1, peers: [{ serverId: 'b'.repeat(32), objects: 3, bytes: 3 * MiB }] },
         lastRepair: null,
+        garbage: { records: 2, tombstones: 2 ** 33, deleted: 7 },
       });
       const h = await req('GET', '/healthz');
       expect(h.status).toBe(200);

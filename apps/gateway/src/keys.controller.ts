@@ -33,6 +33,8 @@ export interface RotationView {
   retiredFingerprints: string[];
   manifestsRewritten: number;
   versionsShredded: number;
+  /** What became garbage and what garbage collection did (see the API docs). */
+  garbage: { manifests: number; chunks: number; chunkBytes: number; records: number; deleted: number };
   durationMs: number;
   notice: string;
 }
@@ -43,6 +45,7 @@ function rotationView(r: RotationReport | undefined): RotationView {
     retiredFingerprints: r?.retiredFingerprints ?? [],
     manifestsRewritten: r?.manifestsRewritten ?? 0,
     versionsShredded: r?.versionsShredded ?? 0,
+    garbage: { manifests: r?.garbage?.manifests ?? 0, chunks: r?.garbage?.chunks ?? 0, chunkBytes: r?.garbage?.chunkBytes ?? 0, records: r?.garbage?.records ?? 0, deleted: r?.garbage?.deleted ?? 0 },
     durationMs: r?.durationMs ?? 0,
     notice: r?.notice ?? '',
   };

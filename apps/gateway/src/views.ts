@@ -173,6 +173,8 @@ export interface NodeInfoView {
   backlog: { objects: number; bytes: number; sent: number; failed: number; peers: { serverId: string; objects: number; bytes: number }[] };
   /** The node's last repair/rebalance pass, or null before the first. */
   lastRepair: { finished: string; objects: number; pushed: number; pushedBytes: number; deleted: number; failed: number; underReplicated: number; durationMs: number } | null;
+  /** Garbage collection on the node since it started: GC records applied, IDs tombstoned, objects deleted. */
+  garbage: { records: number; tombstones: number; deleted: number };
 }
 
 /** FileInfo -> FileView. */
@@ -222,6 +224,7 @@ export function nodeInfoView(r: GetNodeInfoResponse): NodeInfoView {
     lastRepair: l
       ? { finished: new Date(l.finishedUnixMs).toISOString(), objects: l.objects, pushed: l.pushed, pushedBytes: l.pushedBytes, deleted: l.deleted, failed: l.failed, underReplicated: l.underReplicated, durationMs: l.durationMs }
       : null,
+    garbage: { records: r.garbage?.records ?? 0, tombstones: r.garbage?.tombstones ?? 0, deleted: r.garbage?.deleted ?? 0 },
   };
 }
 

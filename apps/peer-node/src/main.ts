@@ -141,7 +141,7 @@ async function main(): Promise<void> {
         {
           name: 'vault.node.v1.NodeService',
           definition: NodeServiceService,
-          implementation: nodeServer({ log: nodeLog, vault, network, chunkSize: cfg.NODE_CHUNK_SIZE, replicas: cfg.NODE_REPLICAS, lastRepair: () => lastRepair }),
+          implementation: nodeServer({ log: nodeLog, vault, network, chunkSize: cfg.NODE_CHUNK_SIZE, replicas: cfg.NODE_REPLICAS, lastRepair: () => lastRepair, garbage: () => garbage.stats() }),
         },
       ],
     });

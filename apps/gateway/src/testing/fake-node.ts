@@ -289,6 +289,7 @@ export class FakeNode {
           backlog: { objects: 3, bytes: 3 * 2 ** 20, sent: 2 ** 33, sentBytes: 2 ** 40, failed: 1 },
           backlogPeers: [{ serverId: 'b'.repeat(32), objects: 3, bytes: 3 * 2 ** 20 }],
           lastRepair: this.lastRepair,
+          garbage: { records: 2, tombstones: 2 ** 33, deleted: 7 },
         };
       }),
       getVaultKeyInfo: unary(log, 'GetVaultKeyInfo', async () => {

@@ -17,6 +17,7 @@ import type { MemberState, PeerNetwork } from '../adapters/network';
 import { assertTopic } from '../domain/messages';
 import { PROTOCOL_VERSION } from '../domain/protocol';
 import type { RepairReport } from '../domain/replicator';
+import type { GcStats } from '../domain/garbage';
 
 /** What the node server needs. */
 export interface NodeServerDeps {
@@ -27,6 +28,8 @@ export interface NodeServerDeps {
   replicas: number;
   /** The last repair pass, when repair runs on this node. */
   lastRepair?: () => (RepairReport & { finishedUnixMs: number }) | undefined;
+  /** Garbage collection counts, when this node applies GC records. */
+  garbage?: () => GcStats;
 }
 
 function wireInfo(f: FileInfo): WireFileInfo {
@@ -183,6 +186,7 @@ export function nodeServer(deps: NodeServerDeps): NodeServiceServer {
         return { objects: b.objects, bytes: b.bytes, sent: b.sent, sentBytes: b.sentBytes, failed: b.failed };
       })(),
       backlogPeers: vault.replication.stats().peers.map((p) => ({ serverId: p.peerId, objects: p.objects, bytes: p.bytes })),
+      garbage: deps.garbage?.(),
       lastRepair: (() => {
         const r = deps.lastRepair?.();
         if (!r) return undefined;

@@ -268,6 +268,18 @@ export interface GetNodeInfoResponse {
     | undefined;
   /** The backlog per peer with anything pending. */
   backlogPeers: PeerBacklog[];
+  /** Garbage collection on this node since it started. */
+  garbage?: GarbageStatus | undefined;
+}
+
+/** Garbage collection on one node (GC records of every folder it holds). */
+export interface GarbageStatus {
+  /** GC records verified and applied since start (all held records are applied at start). */
+  records: number;
+  /** Object IDs tombstoned: never stored, pushed or fetched again. */
+  tombstones: number;
+  /** Objects deleted from this node's disk because a record named them, since start. */
+  deleted: number;
 }
 
 /** Copies owed to one peer. */
@@ -530,6 +542,25 @@ export interface RotationReport {
   durationMs: number;
   /** What the owner must do now (write down the new recovery key). */
   notice: string;
+  /** What the rotation made garbage, and what garbage collection did with it. */
+  garbage?: RotationGarbage | undefined;
+}
+
+/**
+ * The garbage of one rotation: the manifests it replaced, the shredded versions' manifests and the chunks
+ * only they referenced. GC records name them; every node deletes them when a record reaches it.
+ */
+export interface RotationGarbage {
+  /** Manifests replaced or shredded. */
+  manifests: number;
+  /** Chunks only shredded versions referenced. */
+  chunks: number;
+  /** Ciphertext bytes of those chunks. */
+  chunkBytes: number;
+  /** GC records written for them (one per 20,000 IDs; 0 when nothing new was garbage). */
+  records: number;
+  /** Objects deleted from the owner's own disk. */
+  deleted: number;
 }
 
 /** Response of RotateVaultKey. */
@@ -1907,6 +1938,7 @@ function createBaseGetNodeInfoResponse(): GetNodeInfoResponse {
     backlog: undefined,
     lastRepair: undefined,
     backlogPeers: [],
+    garbage: undefined,
   };
 }
 
@@ -1938,6 +1970,9 @@ export const GetNodeInfoResponse: MessageFns<GetNodeInfoResponse> = {
     }
     for (const v of message.backlogPeers) {
       PeerBacklog.encode(v!, writer.uint32(74).fork()).join();
+    }
+    if (message.garbage !== undefined) {
+      GarbageStatus.encode(message.garbage, writer.uint32(82).fork()).join();
     }
     return writer;
   },
@@ -2027,6 +2062,14 @@ export const GetNodeInfoResponse: MessageFns<GetNodeInfoResponse> = {
             message.backlogPeers.push(PeerBacklog.decode(reader, reader.uint32()));
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.garbage = GarbageStatus.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2057,6 +2100,88 @@ export const GetNodeInfoResponse: MessageFns<GetNodeInfoResponse> = {
       ? RepairStatus.fromPartial(object.lastRepair)
       : undefined;
     message.backlogPeers = object.backlogPeers?.map((e) => PeerBacklog.fromPartial(e)) || [];
+    message.garbage = (object.garbage !== undefined && object.garbage !== null)
+      ? GarbageStatus.fromPartial(object.garbage)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseGarbageStatus(): GarbageStatus {
+  return { records: 0, tombstones: 0, deleted: 0 };
+}
+
+export const GarbageStatus: MessageFns<GarbageStatus> = {
+  encode(message: GarbageStatus, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.records !== 0) {
+      writer.uint32(8).int64(message.records);
+    }
+    if (message.tombstones !== 0) {
+      writer.uint32(16).int64(message.tombstones);
+    }
+    if (message.deleted !== 0) {
+      writer.uint32(24).int64(message.deleted);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GarbageStatus {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGarbageStatus();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.records = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.tombstones = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.deleted = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<GarbageStatus>): GarbageStatus {
+    return GarbageStatus.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GarbageStatus>): GarbageStatus {
+    const message = createBaseGarbageStatus();
+    message.records = object.records ?? 0;
+    message.tombstones = object.tombstones ?? 0;
+    message.deleted = object.deleted ?? 0;
     return message;
   },
 };
@@ -3967,6 +4092,7 @@ function createBaseRotationReport(): RotationReport {
     versionsShredded: 0,
     durationMs: 0,
     notice: "",
+    garbage: undefined,
   };
 }
 
@@ -3989,6 +4115,9 @@ export const RotationReport: MessageFns<RotationReport> = {
     }
     if (message.notice !== "") {
       writer.uint32(50).string(message.notice);
+    }
+    if (message.garbage !== undefined) {
+      RotationGarbage.encode(message.garbage, writer.uint32(58).fork()).join();
     }
     return writer;
   },
@@ -4054,6 +4183,14 @@ export const RotationReport: MessageFns<RotationReport> = {
             message.notice = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.garbage = RotationGarbage.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4077,6 +4214,112 @@ export const RotationReport: MessageFns<RotationReport> = {
     message.versionsShredded = object.versionsShredded ?? 0;
     message.durationMs = object.durationMs ?? 0;
     message.notice = object.notice ?? "";
+    message.garbage = (object.garbage !== undefined && object.garbage !== null)
+      ? RotationGarbage.fromPartial(object.garbage)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseRotationGarbage(): RotationGarbage {
+  return { manifests: 0, chunks: 0, chunkBytes: 0, records: 0, deleted: 0 };
+}
+
+export const RotationGarbage: MessageFns<RotationGarbage> = {
+  encode(message: RotationGarbage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.manifests !== 0) {
+      writer.uint32(8).int64(message.manifests);
+    }
+    if (message.chunks !== 0) {
+      writer.uint32(16).int64(message.chunks);
+    }
+    if (message.chunkBytes !== 0) {
+      writer.uint32(24).int64(message.chunkBytes);
+    }
+    if (message.records !== 0) {
+      writer.uint32(32).int64(message.records);
+    }
+    if (message.deleted !== 0) {
+      writer.uint32(40).int64(message.deleted);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RotationGarbage {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRotationGarbage();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.manifests = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.chunks = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.chunkBytes = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.records = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.deleted = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<RotationGarbage>): RotationGarbage {
+    return RotationGarbage.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RotationGarbage>): RotationGarbage {
+    const message = createBaseRotationGarbage();
+    message.manifests = object.manifests ?? 0;
+    message.chunks = object.chunks ?? 0;
+    message.chunkBytes = object.chunkBytes ?? 0;
+    message.records = object.records ?? 0;
+    message.deleted = object.deleted ?? 0;
     return message;
   },
 };
