@@ -139,11 +139,6 @@ export class Garbage {
     return d ? ids.filter((id) => !d.has(id)) : ids;
   }
 
-  /** Checks a record offered for `folder` before it is stored (openGcRecord); changes nothing. */
-  check(folder: string, data: Uint8Array): GcRecord {
-    return openGcRecord(folder, data);
-  }
-
   stats(): GcStats {
     return { ...this.counts };
   }

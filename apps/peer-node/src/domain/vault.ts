@@ -5,7 +5,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import { AbortedError, assertFilePath, DataLossError, FailedPreconditionError, InvalidArgumentError, NotFoundError, UnavailableError, CancelledError } from '@distri-vault/shared';
+import { AbortedError, assertFilePath, DataLossError, FailedPreconditionError, InvalidArgumentError, NotFoundError, PermissionDeniedError, UnavailableError, CancelledError } from '@distri-vault/shared';
 import { chunkStream } from './chunker';
 import { FileIndex, type IndexedVersion } from './file-index';
 import { hedgedFetch, holderOrder } from './hedge';
@@ -965,14 +965,15 @@ export class Vault {
           if (obj.kind === 'gc') {
             if (!this.c.gc) return;
             try {
-              this.c.gc.garbage.check(folder, obj.data);
+              // Applied before it is stored (as StoreChunk does): deletes what it names here first.
+              await this.c.gc.garbage.apply(folder, obj, s);
             } catch (err) {
+              if (s?.aborted || !(err instanceof InvalidArgumentError || err instanceof PermissionDeniedError)) throw err;
               this.log.warn({ peer: peerId, record: obj.id, err: (err as Error).message }, 'GC record refused');
               return;
             }
           }
           await this.c.storage.put(folder, obj.kind, obj.id, obj.data, s);
-          if (obj.kind === 'gc') await this.c.gc!.garbage.apply(folder, obj, s);
           onFetch?.(obj.kind, obj.data.length);
           if (obj.kind === 'manifest') {
             manifests++;

@@ -15,10 +15,14 @@ import { Vault } from '../domain/vault';
 import { rank } from '../domain/placement';
 import { MAX_GET_FILE_BATCH, peerServer } from './peer.grpc';
 import { Garbage } from '../domain/garbage';
+import { sealGcRecords } from '../domain/garbage';
+import type { Identity } from '../domain/identity';
+import { ObjectKind } from '@distri-vault/shared/generated/vault/common/v1/object';
 
 const log = pino({ level: process.env['TEST_LOG'] ?? 'silent' });
 let A = '';
 let B = '';
+let identities: { a: Identity; b: Identity };
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 describe('PeerService over a real server', () => {
@@ -35,6 +39,7 @@ describe('PeerService over a real server', () => {
     const [a, b] = await Promise.all([testPeer(join(dir, 'a'), secret), testPeer(join(dir, 'b'), secret)]);
     A = a.identity.serverId;
     B = b.identity.serverId;
+    identities = { a: a.identity, b: b.identity };
     storage = new MemoryStorage();
     ({ srv, net: serverNet } = await startPeerServer(b, storage, log));
     clientNet = dialingNetwork(a, log);
@@ -107,6 +112,39 @@ describe('PeerService over a real server', () => {
     const bad = await raw('storeChunk', [open(A, B), obj(Buffer.from('x'), sha(Buffer.from('y')))]);
     expect(bad.code).toBe(grpc.status.DATA_LOSS);
     expect(storage.ids(B, 'chunk')).toEqual([sha(d)]);
+  });
+
+  it('applies the folder owner\'s GC record over StoreChunk: deletes what it names, keeps the record, then acknowledges a named object without storing it', async () => {
+    const x = Buffer.from('garbage chunk');
+    const keep = Buffer.from('live chunk');
+    expect((await raw('storeChunk', [open(A, B), obj(x), obj(keep)])).code).toBe(grpc.status.OK);
+    expect(storage.ids(B, 'chunk')).toEqual(expect.arrayContaining([sha(x), sha(keep)]));
+    const [record] = sealGcRecords(identities.b, { chunks: [sha(x)], manifests: [] });
+    const r = await raw('storeChunk', [open(A, B), obj(record!.data, record!.id, ObjectKind.OBJECT_KIND_GC_RECORD)]);
+    expect([r.code, r.details]).toEqual([grpc.status.OK, 'OK']);
+    expect(storage.ids(B, 'gc')).toEqual([record!.id]);
+    expect(storage.ids(B, 'chunk')).not.toContain(sha(x));
+    expect(storage.ids(B, 'chunk')).toContain(sha(keep));
+    // Pushed again by a peer that has not learnt of the record: acknowledged, never stored.
+    const again = await raw('storeChunk', [open(A, B), obj(x)]);
+    expect(again.code).toBe(grpc.status.OK);
+    expect(again.responses.map((m) => m.step.$case === 'ack' && m.step.value.created)).toEqual([false, false]);
+    expect(storage.ids(B, 'chunk')).not.toContain(sha(x));
+  });
+
+  it('refuses a GC record that is not the folder owner\'s with PERMISSION_DENIED, deleting and storing nothing', async () => {
+    const x = Buffer.from('someone else\'s target');
+    expect((await raw('storeChunk', [open(A, B), obj(x)])).code).toBe(grpc.status.OK);
+    const gcBefore = storage.ids(B, 'gc');
+    // Signed by A (the authenticated sender), offered for B's folder: only B may collect B's garbage.
+    const [forged] = sealGcRecords(identities.a, { chunks: [sha(x)], manifests: [] });
+    const r = await raw('storeChunk', [open(A, B), obj(forged!.data, forged!.id, ObjectKind.OBJECT_KIND_GC_RECORD)]);
+    expect(r.code).toBe(grpc.status.PERMISSION_DENIED);
+    expect(storage.ids(B, 'chunk')).toContain(sha(x));
+    expect(storage.ids(B, 'gc')).toEqual(gcBefore);
+    const junk = Buffer.from('not a record');
+    expect((await raw('storeChunk', [open(A, B), obj(junk, sha(junk), ObjectKind.OBJECT_KIND_GC_RECORD)])).code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(storage.ids(B, 'gc')).toEqual(gcBefore);
   });
 
   it('refuses an old protocol version with FAILED_PRECONDITION', async () => {

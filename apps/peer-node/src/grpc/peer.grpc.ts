@@ -57,7 +57,7 @@ export interface PeerServerDeps {
   log: Logger;
   storage: StoragePort;
   /** Tombstones: objects a GC record names are acknowledged without being stored; records are checked and applied. */
-  garbage: Pick<Garbage, 'load' | 'isDead' | 'check' | 'apply'>;
+  garbage: Pick<Garbage, 'load' | 'isDead' | 'apply'>;
   network: PeerNetwork;
   /** Receive window advertised to StoreChunk senders. */
   window: number;
@@ -245,10 +245,11 @@ export function peerServer(deps: PeerServerDeps): PeerServiceServer {
           await writeMessage(call, { step: { $case: 'ack', value: { id: o.id, created: false } } }, signal);
           continue;
         }
-        // A GC record must be the folder owner's (PERMISSION_DENIED otherwise, nothing stored).
-        if (kind === 'gc') deps.garbage.check(folder, o.data);
-        const created = await deps.storage.put(folder, kind, o.id, o.data, signal);
+        // A GC record must be the folder owner's (PERMISSION_DENIED otherwise, nothing stored or deleted).
+        // Applied before it is stored, so a node whose disk is full frees space first; a crash in between
+        // loses only the tombstones, and the record is pushed again (this node lacks it).
         if (kind === 'gc') await deps.garbage.apply(folder, { kind, id: o.id, data: o.data }, signal);
+        const created = await deps.storage.put(folder, kind, o.id, o.data, signal);
         await writeMessage(call, { step: { $case: 'ack', value: { id: o.id, created } } }, signal);
         count++;
         bytes += o.data.length;
