@@ -324,7 +324,7 @@ const BAD_FOLDERS = ['', '..', '../x', 'A'.repeat(32), 'a'.repeat(31), 'a'.repea
       await expectClear('delete bad id', c, S.deleteObject, [enc(DeleteObjectRequest, { folder: owner, kind: 1, id: i })]);
       await expectClear('list after a bad id (a start position, not a key)', c, S.listObjects, [enc(ListObjectsRequest, { folder: owner, kind: 1, startAfter: i })], { ok: true });
     }
-    for (const k of [0, 3, 99, -1]) {
+    for (const k of [0, 4, 99, -1]) { // 3 is OBJECT_KIND_GC_RECORD: bytes to the store, checked by the peer-node
       await expectClear(`put kind ${k}`, c, S.putObject, [enc(PutObjectRequest, { folder: owner, kind: k, id: sha(small), data: small })]);
       await expectClear(`get kind ${k}`, c, S.getObject, [enc(GetObjectRequest, { folder: owner, kind: k, id: sha(small) })]);
       await expectClear(`list kind ${k}`, c, S.listObjects, [enc(ListObjectsRequest, { folder: owner, kind: k })]);
@@ -456,7 +456,7 @@ const BAD_FOLDERS = ['', '..', '../x', 'A'.repeat(32), 'a'.repeat(31), 'a'.repea
       await expectClear('store: two opens', client, P.storeChunk, [open(me, owner), open(me, owner), object(1, id('a'), d)], { md: md() });
       await expectClear('store: another sender_id', client, P.storeChunk, [open(owner, owner), object(1, sha(d), d)], { md: md() });
       for (const f of BAD_FOLDERS) await expectClear(`store: bad folder ${JSON.stringify(f.slice(0, 12))}`, client, P.storeChunk, [open(me, f), object(1, sha(d), d)], { md: md() });
-      for (const k of [0, 3, 99]) await expectClear(`store: kind ${k}`, client, P.storeChunk, [open(me, owner), object(k, sha(d), d)], { md: md() });
+      for (const k of [0, 3, 4, 99]) await expectClear(`store: kind ${k}`, client, P.storeChunk, [open(me, owner), object(k, sha(d), d)], { md: md() });
       for (const i of BAD_IDS) await expectClear(`store: bad id ${i.slice(0, 12)}`, client, P.storeChunk, [open(me, owner), object(1, i, d)], { md: md() });
       await expectClear('store: bytes do not match the ID', client, P.storeChunk, [open(me, owner), object(1, id('other'), d)], { md: md() });
       const big = Buffer.alloc(MAX_CHUNK_OBJECT_BYTES + 1, 6);

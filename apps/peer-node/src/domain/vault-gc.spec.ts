@@ -108,4 +108,60 @@ describe('Vault garbage collection', () => {
     expect(again.garbage.records).toBe(1); // the manifests this rotation replaced
     expect(openGcRecord(OWNER, fresh.objects.get(`${OWNER}/gc/${fresh.ids(OWNER, 'gc').find((id) => !records.includes(id))}`)!).chunks).toEqual([]);
   });
+
+  it('removing a version collects the chunks only removed versions reference, at once; the next rotation names only the manifests', async () => {
+    const { vault, crypto, storage, peers } = setup();
+    const v1 = seeded(2 * CHUNK + 1, 21);
+    const v2 = seeded(CHUNK + 2, 22);
+    await vault.upload('doc', undefined, once(v1), signal());
+    const first = storage.ids(OWNER, 'chunk');
+    await vault.upload('doc', undefined, once(v2), signal());
+    await vault.restore('doc', 1, signal()); // v3 = v1's chunks
+    await new Promise((r) => setTimeout(r, 20));
+    // Removing v1 frees nothing: v3 still uses its chunks.
+    expect(await vault.deleteVersion('doc', 1, signal())).toBe(1);
+    expect(storage.ids(OWNER, 'gc')).toEqual([]);
+    expect(storage.ids(OWNER, 'chunk')).toEqual(expect.arrayContaining(first));
+    // Removing v2 frees v2's two chunks, on the owner now and with a record on both peers.
+    const v2Chunks = storage.ids(OWNER, 'chunk').filter((c) => !first.includes(c));
+    expect(v2Chunks).toHaveLength(2);
+    expect(await vault.deleteVersion('doc', 2, signal())).toBe(1);
+    const [rec] = storage.ids(OWNER, 'gc');
+    expect(openGcRecord(OWNER, storage.objects.get(`${OWNER}/gc/${rec}`)!)).toMatchObject({ chunks: v2Chunks, manifests: [] });
+    expect(storage.ids(OWNER, 'chunk').sort()).toEqual([...first].sort());
+    for (const p of [P1, P2]) expect(peers.stores.get(p)!.ids(OWNER, 'gc')).toEqual([rec]);
+    expect((await readAll(vault.read('doc', undefined, signal()))).equals(v1)).toBe(true);
+    // The rotation shreds the removed versions: its record names their manifests and no chunk again.
+    const rot = await vault.rotateKeys(signal());
+    expect(rot.garbage).toMatchObject({ chunks: 0, records: 1 });
+    const second = storage.ids(OWNER, 'gc').find((id) => id !== rec)!;
+    expect(openGcRecord(OWNER, storage.objects.get(`${OWNER}/gc/${second}`)!).chunks).toEqual([]);
+    expect((await manifests(storage, crypto)).sealed).toEqual([]);
+    expect((await readAll(vault.read('doc', undefined, signal()))).equals(v1)).toBe(true);
+  });
+
+  it('a removal whose GC record cannot get its write quorum still stands; the next rotation collects the chunks', async () => {
+    const { vault, storage, peers } = setup();
+    await vault.upload('f', undefined, once(seeded(CHUNK, 31)), signal());
+    await vault.upload('f', undefined, once(seeded(CHUNK, 32)), signal());
+    await new Promise((r) => setTimeout(r, 20));
+    const before = storage.ids(OWNER, 'chunk');
+    // The history record needs the quorum too, so take a peer down only after it: fail GC record writes.
+    const put = peers.stores.get(P1)!.put.bind(peers.stores.get(P1)!);
+    const put2 = peers.stores.get(P2)!.put.bind(peers.stores.get(P2)!);
+    for (const [p, orig] of [[P1, put], [P2, put2]] as const) {
+      peers.stores.get(p)!.put = async (folder, kind, id, data, s) => {
+        if (kind === 'gc') throw new Error('disk on fire');
+        return orig(folder, kind, id, data, s);
+      };
+    }
+    expect(await vault.deleteVersion('f', 1, signal())).toBe(1);
+    expect(storage.ids(OWNER, 'chunk').sort()).toEqual([...before].sort());
+    expect(vault.versions('f').map((v) => v.version)).toEqual([2]);
+    peers.stores.get(P1)!.put = put;
+    peers.stores.get(P2)!.put = put2;
+    const rot = await vault.rotateKeys(signal());
+    expect(rot.garbage).toMatchObject({ chunks: 1, records: 1 });
+    expect(storage.ids(OWNER, 'chunk')).toHaveLength(1);
+  });
 });

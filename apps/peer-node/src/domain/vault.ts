@@ -219,12 +219,13 @@ export interface RotationReport {
 
 /**
  * The chunks a rotation leaves unreadable: referenced by a removed (shredded) version and by no kept one
- * (a restored version shares its chunks with the version it restored). Bytes are ciphertext bytes.
+ * (a restored version shares its chunks with the version it restored), and not `collected` already (a
+ * GC record names it: removing a version collects its chunks at once). Bytes are ciphertext bytes.
  */
-export function garbageOf(kept: IndexedVersion[], removed: IndexedVersion[]): { chunks: number; chunkBytes: number; chunkIds: string[] } {
+export function garbageOf(kept: IndexedVersion[], removed: IndexedVersion[], collected: (id: string) => boolean = () => false): { chunks: number; chunkBytes: number; chunkIds: string[] } {
   const live = new Set(kept.flatMap((v) => v.manifest.chunks.map((c) => c.id)));
   const dead = new Map<string, number>();
-  for (const v of removed) for (const c of v.manifest.chunks) if (!live.has(c.id)) dead.set(c.id, c.size + ENVELOPE_OVERHEAD_BYTES);
+  for (const v of removed) for (const c of v.manifest.chunks) if (!live.has(c.id) && !collected(c.id)) dead.set(c.id, c.size + ENVELOPE_OVERHEAD_BYTES);
   let chunkBytes = 0;
   for (const b of dead.values()) chunkBytes += b;
   return { chunks: dead.size, chunkBytes, chunkIds: [...dead.keys()] };
@@ -603,9 +604,11 @@ export class Vault {
 
   /**
    * Removes one version (or every version) of `path` from its history by writing a history record
-   * naming them. Their chunks stay on disk until garbage collection exists. Returns how many were removed.
+   * naming them, then (with GC, unless `collect` is false) collects the chunks that only removed versions
+   * reference: a GC record, so every node frees their space. The removed versions' manifests (small)
+   * stay until the next rotation, which shreds them. Returns how many were removed.
    */
-  async deleteVersion(path: string, version: number | 'all', signal: AbortSignal): Promise<number> {
+  async deleteVersion(path: string, version: number | 'all', signal: AbortSignal, collect = true): Promise<number> {
     assertFilePath(path);
     const pick = () => {
       const list = this.index.versions(path).map((v) => v.manifest.version);
@@ -621,7 +624,25 @@ export class Vault {
       const base = { format: 1 as const, path, deleted: true, size: 0, sha256: '', fileId: '', wrappedKey: '', chunks: [] };
       return { ...base, version: this.index.latestVersion(path) + 1, createdUnixMs: Date.now(), removes };
     });
+    if (collect && this.c.gc) await this.collectRemovedChunks(signal);
     return count;
+  }
+
+  /**
+   * Writes a GC record for the chunks only removed versions reference (all paths; those collected before
+   * are left out) and deletes them here. Best effort: the removal stands if this fails (no write quorum
+   * now, say), and the next rotation collects them.
+   */
+  private async collectRemovedChunks(signal: AbortSignal): Promise<void> {
+    const { kept, removed } = this.index.keptAndRemoved();
+    const chunks = garbageOf(kept, removed, (id) => this.c.gc!.garbage.isDead(this.o.serverId, id)).chunkIds;
+    try {
+      const records = await this.writeGcRecords({ manifests: [], chunks }, this.writePeers(), signal);
+      for (const r of records) await this.c.gc!.garbage.apply(this.o.serverId, r, signal);
+    } catch (err) {
+      if (signal.aborted) throw err;
+      this.log.warn({ err: (err as Error).message, chunks: chunks.length }, 'chunks of removed versions not collected now; the next rotation collects them');
+    }
   }
 
   /** Commits the manifest `make()` builds (under the path's lock) with write quorum. */
@@ -684,7 +705,7 @@ export class Vault {
     const epoch = this.keyEpoch;
     this.log.info({ fingerprint: rotated.keyFingerprint, previous: rotated.previousFingerprint }, 'vault key rotated; re-wrapping kept versions');
     const { kept, removed } = this.index.keptAndRemoved();
-    const garbage = garbageOf(kept, removed);
+    const garbage = garbageOf(kept, removed, (id) => this.c.gc?.garbage.isDead(this.o.serverId, id) ?? false);
     let rewritten = 0;
     const replaced: string[] = [];
     const pending = new Set<ReplicationHandle>();
@@ -764,7 +785,8 @@ export class Vault {
    * Returns how many versions were removed and the rotation's report.
    */
   async shred(path: string, version: number | undefined, signal: AbortSignal): Promise<{ removed: number; rotation: RotationReport }> {
-    const removed = await this.deleteVersion(path, version ?? 'all', signal);
+    // No separate collection: the rotation below names these chunks in its own GC record.
+    const removed = await this.deleteVersion(path, version ?? 'all', signal, false);
     // A rotation already running may have taken its snapshot before the removal: wait for it, then run
     // one that certainly leaves the removed versions out.
     for (;;) {
