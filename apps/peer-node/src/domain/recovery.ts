@@ -170,7 +170,7 @@ export class Recovery {
     const signal = this.stopping.signal;
     const onFetch: FetchProgress = (kind: ObjectKind, bytes: number) => {
       if (kind === 'chunk') st.chunks++;
-      else st.manifests++;
+      else if (kind === 'manifest') st.manifests++;
       st.bytes += bytes;
     };
     const progress = setInterval(() => {

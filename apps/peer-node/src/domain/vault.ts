@@ -3,7 +3,7 @@
  * verify, repair from peers, decrypt), list, delete, and recovery of the folder from peers.
  * Framework-free: everything outside comes through the ports.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes, type KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
 import { AbortedError, assertFilePath, DataLossError, FailedPreconditionError, InvalidArgumentError, NotFoundError, PermissionDeniedError, UnavailableError, CancelledError } from '@distri-vault/shared';
 import { chunkStream } from './chunker';
@@ -12,7 +12,6 @@ import { hedgedFetch, holderOrder } from './hedge';
 import { decodeManifest, encodeManifest, type ChunkRef, type Manifest } from './manifest';
 import { OBJECT_KINDS, type CryptoPort, type FolderSyncer, type ObjectKind, type PeersPort, type StoragePort, type StoredObject, type SyncResult } from './ports';
 import { sealGcRecords, type Garbage } from './garbage';
-import type { KeyObject } from 'node:crypto';
 import { rank } from './placement';
 import { ByteBudget } from './budget';
 import { ReplicationBacklog, type ReplicationHandle } from './replication';
@@ -204,9 +203,9 @@ export interface RotationReport {
   /** Versions left behind (removed from their history before the rotation): unreadable for good now. */
   versionsShredded: number;
   /**
-   * What the rotation left on disks as unreadable garbage (here and on every peer holding a copy; no
-   * garbage collection yet, see apps/crypto-service/README.md): the manifests it replaced and the shredded
-   * versions' manifests, and the chunks only shredded versions referenced, with their ciphertext bytes.
+   * What the rotation made unreadable garbage: the manifests it replaced and the shredded versions'
+   * manifests, and the chunks only shredded versions referenced (not collected before), with their
+   * ciphertext bytes.
    * `records`: the GC records written for them (0 without GC), `deleted`: the objects removed from this
    * node's disk; every peer deletes its copies when a record reaches it.
    */
