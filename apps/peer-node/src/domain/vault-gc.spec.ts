@@ -12,6 +12,7 @@ import { serverIdOf } from './identity';
 import { MemoryCrypto, MemoryPeers, MemoryStorage } from '../testing/memory-ports';
 import { once, seeded, readAll } from '../testing/bytes';
 import { decodeManifest } from './manifest';
+import type { ObjectKind } from './ports';
 
 const { privateKey, publicKey } = generateKeyPairSync('ed25519');
 const rawKey = Buffer.from(publicKey.export({ format: 'der', type: 'spki' }).subarray(-32));
@@ -146,13 +147,13 @@ describe('Vault garbage collection', () => {
     await vault.upload('f', undefined, once(seeded(CHUNK, 32)), signal());
     await new Promise((r) => setTimeout(r, 20));
     const before = storage.ids(OWNER, 'chunk');
-    // The history record needs the quorum too, so take a peer down only after it: fail GC record writes.
+    // The history record needs the quorum too, so only the GC record's copies fail on both peers.
     const put = peers.stores.get(P1)!.put.bind(peers.stores.get(P1)!);
     const put2 = peers.stores.get(P2)!.put.bind(peers.stores.get(P2)!);
     for (const [p, orig] of [[P1, put], [P2, put2]] as const) {
-      peers.stores.get(p)!.put = async (folder, kind, id, data, s) => {
+      peers.stores.get(p)!.put = async (folder: string, kind: ObjectKind, id: string, data: Buffer) => {
         if (kind === 'gc') throw new Error('disk on fire');
-        return orig(folder, kind, id, data, s);
+        return orig(folder, kind, id, data);
       };
     }
     expect(await vault.deleteVersion('f', 1, signal())).toBe(1);
