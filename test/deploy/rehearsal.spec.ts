@@ -529,8 +529,8 @@ describe('rehearsal of deploy/overlays/dev on loopback', () => {
     expect(seedLog(pod)).toEqual([expect.objectContaining({ level: 30, kept: rotated, secret: keyBefore, msg: expect.stringContaining('the Secret is never copied over a key') })]);
     // The node loaded its index through the restarted crypto-service. Had the init step copied the Secret's
     // (original, retired) key over the claim's, the node would run with it: the rotated key's manifests
-    // unreadable, the superseded ones sealed under the original key readable again, the shredded file
-    // included (tried: GET k8s/to-shred.bin answers 200 then).
+    // unreadable (garbage collection deleted the superseded manifests sealed under the original key; before it
+    // existed they became readable again, the shredded file included: GET k8s/to-shred.bin answered 200).
     const get = await eventually(async () => {
       const r = await request(`${gatewayUrl}/v1/files/k8s/rehearsal.bin`, 'GET').catch(() => undefined);
       return r && r.status < 500 ? r : undefined;
