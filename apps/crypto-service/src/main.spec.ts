@@ -1,5 +1,5 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { promises as fs } from 'node:fs';
+import { promises as fs, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
@@ -249,6 +249,38 @@ describe('crypto-service process', () => {
       c.client.close();
     }
     expect(await stop(c.p)).toBe(0);
+  }, 60_000);
+
+  it('Chunks: a caller that floods the stream with 300 MiB of chunks: the service handles one item at a time and its memory stays bounded', async () => {
+    const dir = await makeTempDir();
+    const p = start({ CRYPTO_PORT: '0', CRYPTO_KEY_DIR: dir, LOG_LEVEL: 'warn' });
+    try {
+      const client = createClient(CryptoServiceClient, `127.0.0.1:${await listeningPort(p)}`);
+      const { wrappedKey } = await callUnary(client, client.createDataKey, { folder: FOLDER_A });
+      const rssMiB = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${p.child.pid}/status`, 'utf8'))![1]) / 1024;
+      const before = rssMiB();
+      const call = client.chunks();
+      call.on('error', () => undefined);
+      call.pause(); // answers are not read (grpc-js's client still takes them off the wire: the flood goes on)
+      const plaintext = seededBytes('bp', 1024 * 1024);
+      let written = 0;
+      for (let i = 0; i < 300; i++) {
+        const ok = call.write({ seq: i, op: { $case: 'seal', value: { wrappedKey, context: { folder: FOLDER_A, fileId: Buffer.alloc(16), index: i, last: false }, plaintext } } });
+        written++;
+        if (!ok && !(await Promise.race([new Promise((r) => call.once('drain', () => r(true))), new Promise((r) => setTimeout(() => r(false), 2000))]))) break;
+      }
+      await new Promise((r) => setTimeout(r, 500));
+      const grown = rssMiB() - before;
+      call.cancel();
+      client.close();
+      // 300 MiB offered as fast as the transport takes them. What the service may hold: the HTTP/2 windows
+      // (16 MiB each way), grpc-js's read-ahead and the answers queued for writing, never the whole stream.
+      expect(written).toBeGreaterThan(32);
+      expect(grown).toBeLessThan(120);
+    } finally {
+      await stop(p);
+      await removeTempDir(dir);
+    }
   }, 60_000);
 
   it('refuses to start on invalid configuration', async () => {

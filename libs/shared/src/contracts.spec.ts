@@ -92,6 +92,7 @@ const EXPECTED_SERVICES: Record<string, { ts: Record<string, unknown>; methods: 
       CreateDataKey: ['unary', 'CreateDataKeyRequest', 'CreateDataKeyResponse'],
       SealChunk: ['unary', 'SealChunkRequest', 'SealChunkResponse'],
       OpenChunk: ['unary', 'OpenChunkRequest', 'OpenChunkResponse'],
+      Chunks: ['bidi', 'ChunksRequest', 'ChunksResponse'],
       SealManifest: ['unary', 'SealManifestRequest', 'SealManifestResponse'],
       OpenManifest: ['unary', 'OpenManifestRequest', 'OpenManifestResponse'],
       GetKeyInfo: ['unary', 'GetKeyInfoRequest', 'GetKeyInfoResponse'],

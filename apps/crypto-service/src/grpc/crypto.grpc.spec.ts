@@ -2,7 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
 import { createHash } from 'node:crypto';
 import { callUnary, createClient, DataLossError, InvalidArgumentError, startGrpcServer, type RunningServer } from '@distri-vault/shared';
-import { CryptoServiceClient, CryptoServiceService, type ChunkContext } from '@distri-vault/shared/generated/vault/crypto/v1/crypto';
+import { CryptoServiceClient, CryptoServiceService, type ChunkContext, type ChunksRequest, type ChunksResponse } from '@distri-vault/shared/generated/vault/crypto/v1/crypto';
 import { CryptoEngine, MAX_SEAL_CHUNK_BYTES } from '../domain/crypto-engine';
 import { loadKeyring, loadOrCreateVaultKey } from '../domain/vault-key';
 import { KeyringManager } from '../domain/keyring';
@@ -135,6 +135,48 @@ describe('CryptoService over gRPC', () => {
     expect((await rawCall(client, client.openManifest, { folder: FOLDER_A, ciphertext: badManifest })).code).toBe(LOSS);
     expect((await rawCall(client, client.openManifest, { folder: FOLDER_B, ciphertext: manifest })).code).toBe(LOSS);
     await expect(callUnary(client, client.openManifest, { folder: FOLDER_B, ciphertext: manifest })).rejects.toBeInstanceOf(DataLossError);
+  });
+
+  /** Runs a Chunks stream: writes `reqs` (all at once, or only after `readAfter` ms), collects the answers and the status. */
+  function chunksCall(reqs: ChunksRequest[]): Promise<{ answers: ChunksResponse[]; code: number; details: string }> {
+    const call = client.chunks();
+    const answers: ChunksResponse[] = [];
+    return new Promise((resolve) => {
+      call.on('data', (m: ChunksResponse) => answers.push(m));
+      call.on('error', () => undefined);
+      call.on('status', (st: grpc.StatusObject) => resolve({ answers, code: st.code, details: st.details }));
+      for (const r of reqs) call.write(r);
+      call.end();
+    });
+  }
+
+  it('Chunks: seals and opens many chunks over one stream, one answer per request in order, a bad item failing alone', async () => {
+    const { wrappedKey } = await callUnary(client, client.createDataKey, { folder: FOLDER_A });
+    const plains = Array.from({ length: 12 }, (_, i) => seededBytes(`stream-${i}`, 1000 + i * 40_000));
+    const sealed = await chunksCall(plains.map((plaintext, i) => ({ seq: 100 + i, op: { $case: 'seal', value: { wrappedKey, context: context({ index: i, last: false }), plaintext } } })));
+    expect([sealed.code, sealed.answers.map((a) => a.seq)]).toEqual([grpc.status.OK, plains.map((_, i) => 100 + i)]);
+    const envelopes = sealed.answers.map((a) => (a.result?.$case === 'sealed' ? a.result.value : undefined)!);
+    for (const e of envelopes) expect(e.id).toBe(createHash('sha256').update(e.ciphertext).digest('hex'));
+    // The same envelopes as the unary path would accept: open them over the stream, one tampered, one
+    // with a malformed context, one with the wrong index (a swap): those three fail alone.
+    const tampered = Buffer.from(envelopes[3]!.ciphertext);
+    tampered[tampered.length - 1]! ^= 1;
+    const opens: ChunksRequest[] = envelopes.map((e, i) => ({ seq: i + 1, op: { $case: 'open', value: { wrappedKey, context: context({ index: i, last: false }), ciphertext: i === 3 ? tampered : e.ciphertext } } }));
+    opens[5] = { seq: 6, op: { $case: 'open', value: { wrappedKey, context: context({ folder: '../x', index: 5, last: false }), ciphertext: envelopes[5]!.ciphertext } } };
+    opens[7] = { seq: 8, op: { $case: 'open', value: { wrappedKey, context: context({ index: 6, last: false }), ciphertext: envelopes[7]!.ciphertext } } };
+    const opened = await chunksCall(opens);
+    expect(opened.code).toBe(grpc.status.OK);
+    expect(opened.answers.map((a) => [a.seq, a.result?.$case === 'error' ? a.result.value.code : a.result?.$case])).toEqual(
+      plains.map((_, i) => [i + 1, i === 3 || i === 7 ? grpc.status.DATA_LOSS : i === 5 ? grpc.status.INVALID_ARGUMENT : 'opened']),
+    );
+    for (const [i, a] of opened.answers.entries()) if (a.result?.$case === 'opened') expect(a.result.value.plaintext.equals(plains[i]!)).toBe(true);
+  });
+
+  it('Chunks: a request with no operation ends the stream with INVALID_ARGUMENT after answering the ones before it', async () => {
+    const { wrappedKey } = await callUnary(client, client.createDataKey, { folder: FOLDER_A });
+    const r = await chunksCall([{ seq: 1, op: { $case: 'seal', value: { wrappedKey, context: context(), plaintext: Buffer.from('x') } } }, { seq: 2 }, { seq: 3, op: { $case: 'seal', value: { wrappedKey, context: context(), plaintext: Buffer.from('y') } } }]);
+    expect(r.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(r.answers.map((a) => a.seq)).toEqual([1]);
   });
 
   it('serves gRPC health for the service name', async () => {

@@ -3,8 +3,8 @@
  * Status mapping is done by the shared `unary` wrapper; this file only maps fields and logs.
  */
 import type { Logger } from '@distri-vault/shared';
-import { errorCodeOf, FailedPreconditionError, InvalidArgumentError, unary } from '@distri-vault/shared';
-import type { ChunkContext as ProtoChunkContext, CryptoServiceServer } from '@distri-vault/shared/generated/vault/crypto/v1/crypto';
+import { bidi, errorCodeOf, FailedPreconditionError, InvalidArgumentError, messages, toStatus, unary, writeMessage } from '@distri-vault/shared';
+import type { ChunkContext as ProtoChunkContext, ChunksRequest, ChunksResponse, CryptoServiceServer } from '@distri-vault/shared/generated/vault/crypto/v1/crypto';
 import type { CryptoEngine } from '../domain/crypto-engine';
 import type { KeyringManager } from '../domain/keyring';
 import type { ChunkContext } from '../domain/envelope';
@@ -37,7 +37,36 @@ export function cryptoServiceImpl(engine: CryptoEngine, log: Logger, keyring?: K
     }
   };
 
+  // One item of a Chunks stream: its result, or its error as an item (the stream goes on).
+  const chunkItem = async (req: ChunksRequest, signal: AbortSignal): Promise<ChunksResponse> => {
+    const op = req.op;
+    if (!op) throw new InvalidArgumentError('Chunks: a request without an operation (seal or open)');
+    try {
+      if (op.$case === 'seal') {
+        const r = op.value;
+        const sealed = await timed('Chunks.seal', { folder: r.context?.folder, index: r.context?.index, bytes: r.plaintext.length }, () =>
+          engine.sealChunk(r.wrappedKey, chunkContext(r.context), r.plaintext, signal),
+        );
+        return { seq: req.seq, result: { $case: 'sealed', value: { ciphertext: sealed.ciphertext, id: sealed.id } } };
+      }
+      const r = op.value;
+      const plaintext = await timed('Chunks.open', { folder: r.context?.folder, index: r.context?.index, bytes: r.ciphertext.length }, () =>
+        engine.openChunk(r.wrappedKey, chunkContext(r.context), r.ciphertext, signal),
+      );
+      return { seq: req.seq, result: { $case: 'opened', value: { plaintext } } };
+    } catch (err) {
+      if (signal.aborted) throw err;
+      const st = toStatus(err, log, 'Chunks');
+      return { seq: req.seq, result: { $case: 'error', value: { code: st.code, message: st.details } } };
+    }
+  };
+
   return {
+    // Items are handled one at a time, in order (the work is synchronous CPU anyway): the next request is
+    // read only once the previous answer is written, so a caller that stops reading stops the stream.
+    chunks: bidi<ChunksRequest, ChunksResponse>(log, 'Chunks', async (call, signal) => {
+      for await (const req of messages<ChunksRequest>(call)) await writeMessage(call, await chunkItem(req, signal), signal);
+    }),
     createDataKey: unary(log, 'CreateDataKey', (req, signal) =>
       timed('CreateDataKey', { folder: req.folder }, async () => ({ wrappedKey: await engine.createDataKey(req.folder, signal) })),
     ),

@@ -3,17 +3,23 @@
  * Calls wait for the service to be up (waitForReady) within a deadline, so start-up order does not matter.
  */
 import type { ClientReadableStream } from '@grpc/grpc-js';
-import { bindSignal, callMetadata, callUnary, createClient, fromStatus, grpcCallOptions } from '@distri-vault/shared';
+import { bindSignal, callMetadata, callUnary, createClient, fromStatus, grpcCallOptions, UnavailableError } from '@distri-vault/shared';
+import { ChunkStream } from './chunk-stream';
 import { CryptoServiceClient } from '@distri-vault/shared/generated/vault/crypto/v1/crypto';
 import { StorageServiceClient, type ListObjectsResponse } from '@distri-vault/shared/generated/vault/storage/v1/storage';
 import type { ChunkContext, CryptoPort, ObjectKind, StoragePort, VaultKeyInfo } from '../domain/ports';
 import { toWire } from './kinds';
 
-/** CryptoPort over the crypto-service. */
+/** Chunk operations outstanding at most on the crypto-service stream. */
+export const CRYPTO_STREAM_IN_FLIGHT = 16;
+
+/** CryptoPort over the crypto-service: chunks over its `Chunks` stream (chunk-stream.ts), the rest unary. */
 export class CryptoServiceAdapter implements CryptoPort {
   readonly client: CryptoServiceClient;
+  private readonly chunks: ChunkStream;
   constructor(address: string, private readonly timeoutMs: number) {
     this.client = createClient(CryptoServiceClient, address);
+    this.chunks = new ChunkStream(this.client, { maxInFlight: CRYPTO_STREAM_IN_FLIGHT, timeoutMs });
   }
   private opts(signal?: AbortSignal, what = 'crypto-service') {
     return { signal, timeoutMs: this.timeoutMs, waitForReady: true, what };
@@ -22,11 +28,14 @@ export class CryptoServiceAdapter implements CryptoPort {
     return (await callUnary(this.client, this.client.createDataKey, { folder }, this.opts(signal))).wrappedKey;
   }
   async sealChunk(wrappedKey: Buffer, context: ChunkContext, plaintext: Buffer, signal?: AbortSignal) {
-    const r = await callUnary(this.client, this.client.sealChunk, { wrappedKey, context, plaintext }, this.opts(signal));
-    return { id: r.id, ciphertext: r.ciphertext };
+    const r = await this.chunks.run({ $case: 'seal', value: { wrappedKey, context, plaintext } }, signal);
+    if (r.$case !== 'sealed') throw new UnavailableError(`crypto-service answered a seal with ${r.$case}`);
+    return { id: r.value.id, ciphertext: r.value.ciphertext };
   }
   async openChunk(wrappedKey: Buffer, context: ChunkContext, ciphertext: Buffer, signal?: AbortSignal): Promise<Buffer> {
-    return (await callUnary(this.client, this.client.openChunk, { wrappedKey, context, ciphertext }, this.opts(signal))).plaintext;
+    const r = await this.chunks.run({ $case: 'open', value: { wrappedKey, context, ciphertext } }, signal);
+    if (r.$case !== 'opened') throw new UnavailableError(`crypto-service answered an open with ${r.$case}`);
+    return r.value.plaintext;
   }
   async sealManifest(folder: string, plaintext: Buffer, signal?: AbortSignal) {
     const r = await callUnary(this.client, this.client.sealManifest, { folder, plaintext }, this.opts(signal));
@@ -51,6 +60,7 @@ export class CryptoServiceAdapter implements CryptoPort {
     return (await callUnary(this.client, this.client.retireVaultKey, { fingerprint }, { ...this.opts(signal), timeoutMs: Math.max(this.timeoutMs, 60_000) })).previousFingerprints;
   }
   close(): void {
+    this.chunks.close();
     this.client.close();
   }
 }

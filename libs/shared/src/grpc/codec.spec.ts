@@ -32,6 +32,24 @@ const SAMPLES: Record<string, { type: Generated; make: (data: Buffer) => unknown
   '/vault.crypto.v1.CryptoService/SealChunk response': { type: cryptoPb.SealChunkResponse, make: (data) => [{ ciphertext: data, id }] },
   '/vault.crypto.v1.CryptoService/OpenChunk request': { type: cryptoPb.OpenChunkRequest, make: (data) => [{ wrappedKey: randomBytes(60), context: ctx, ciphertext: data }] },
   '/vault.crypto.v1.CryptoService/OpenChunk response': { type: cryptoPb.OpenChunkResponse, make: (data) => [{ plaintext: data }] },
+  '/vault.crypto.v1.CryptoService/Chunks request': {
+    type: cryptoPb.ChunksRequest,
+    make: (data) => [
+      { seq: 7, op: { $case: 'seal', value: { wrappedKey: randomBytes(60), context: ctx, plaintext: data } } },
+      { seq: 0xffffffff, op: { $case: 'open', value: { wrappedKey: randomBytes(60), context: ctx, ciphertext: data } } },
+      { seq: 0, op: { $case: 'seal', value: { wrappedKey: randomBytes(60), context: ctx, plaintext: data } } },
+      { seq: 3 },
+    ],
+  },
+  '/vault.crypto.v1.CryptoService/Chunks response': {
+    type: cryptoPb.ChunksResponse,
+    make: (data) => [
+      { seq: 1, result: { $case: 'sealed', value: { ciphertext: data, id } } },
+      { seq: 2 ** 31, result: { $case: 'opened', value: { plaintext: data } } },
+      { seq: 0, result: { $case: 'opened', value: { plaintext: data } } },
+      { seq: 9, result: { $case: 'error', value: { code: 15, message: 'tampered' } } },
+    ],
+  },
   '/vault.crypto.v1.CryptoService/SealManifest request': { type: cryptoPb.SealManifestRequest, make: (data) => [{ folder: 'x', plaintext: data }] },
   '/vault.crypto.v1.CryptoService/OpenManifest response': { type: cryptoPb.OpenManifestResponse, make: (data) => [{ plaintext: data }] },
   '/vault.node.v1.NodeService/UploadFile request': {

@@ -24,7 +24,7 @@
  */
 import type * as grpc from '@grpc/grpc-js';
 import { ObjectFrame } from '../generated/vault/common/v1/object';
-import { OpenChunkRequest, OpenChunkResponse, SealChunkRequest, SealChunkResponse, SealManifestRequest, OpenManifestResponse } from '../generated/vault/crypto/v1/crypto';
+import { ChunksRequest, ChunksResponse, OpenChunkRequest, OpenChunkResponse, SealChunkRequest, SealChunkResponse, SealManifestRequest, OpenManifestResponse } from '../generated/vault/crypto/v1/crypto';
 import { DownloadFileResponse, UploadFileRequest } from '../generated/vault/node/v1/node';
 import { GetFileResponse, StoreChunkRequest, SyncFolderResponse } from '../generated/vault/peer/v1/peer';
 import { GetObjectResponse, PutObjectRequest } from '../generated/vault/storage/v1/storage';
@@ -260,7 +260,57 @@ class OneofBulk<T extends { step?: { $case: string; value: unknown } }> implemen
   }
 }
 
+/**
+ * Codec of a message made of a `seq` (uint32, field 1) and a oneof (property `oneof`) whose cases listed
+ * here are messages with a bulk field (CryptoService.Chunks). Exactly that shape — at most one seq and one
+ * listed case, nothing else — takes the hand path; anything else takes the generated codec.
+ */
+class SeqOneofBulk<T extends { seq: number }> implements MessageCodec<T> {
+  constructor(
+    private readonly m: Generated<T>,
+    private readonly oneof: string,
+    private readonly cases: { caseName: string; fieldNo: number; codec: TopLevelBulk<any> }[],
+  ) {
+    for (const c of cases) if (c.fieldNo >= 16 || c.fieldNo === 1) throw new Error('SeqOneofBulk: case field numbers 2..15');
+  }
+
+  encode(msg: T): Buffer {
+    const o = (msg as Record<string, unknown>)[this.oneof] as { $case: string; value: object } | undefined;
+    const c = o && this.cases.find((x) => x.caseName === o.$case);
+    const p = c?.codec.plan(o!.value);
+    if (!c || !p) return generatedEncode(this.m, msg);
+    const seqSize = msg.seq ? 1 + varintSize(msg.seq) : 0;
+    const out = Buffer.allocUnsafe(seqSize + 1 + varintSize(p.size) + p.size);
+    let pos = 0;
+    if (msg.seq) {
+      out[pos++] = (1 << 3) | 0;
+      pos = writeVarint(out, pos, msg.seq);
+    }
+    out[pos++] = (c.fieldNo << 3) | WT_LEN;
+    p.writeInto(out, writeVarint(out, pos, p.size));
+    return out;
+  }
+
+  decode(buf: Buffer): T {
+    if (buf.length < BULK_MIN_BYTES) return this.m.decode(buf);
+    const fields = scanFields(buf);
+    if (!fields || fields.length === 0 || fields.length > 2) return this.m.decode(buf);
+    const seqF = fields.length === 2 ? fields[0]! : undefined;
+    const body = fields[fields.length - 1]!;
+    const c = this.cases.find((x) => x.fieldNo === body.fieldNo);
+    if (!c || body.wireType !== WT_LEN || (seqF && (seqF.fieldNo !== 1 || seqF.wireType !== 0))) return this.m.decode(buf);
+    const seq = seqF ? readVarint(buf, seqF.valueStart)![0] : 0;
+    if (seq > 0xffffffff) return this.m.decode(buf); // the generated decoder's uint32 truncation
+    const value = c.codec.decode(buf.subarray(body.valueStart, body.end));
+    return { seq, [this.oneof]: { $case: c.caseName, value } } as unknown as T;
+  }
+}
+
 const objectFrame = new TopLevelBulk(ObjectFrame, 'data', 3);
+const sealChunkRequest = new TopLevelBulk(SealChunkRequest, 'plaintext', 3);
+const sealChunkResponse = new TopLevelBulk(SealChunkResponse, 'ciphertext', 1);
+const openChunkRequest = new TopLevelBulk(OpenChunkRequest, 'ciphertext', 3);
+const openChunkResponse = new TopLevelBulk(OpenChunkResponse, 'plaintext', 1);
 
 /**
  * Codecs by full method path: which side of each method carries bulk bytes. Everything else keeps the
@@ -269,8 +319,18 @@ const objectFrame = new TopLevelBulk(ObjectFrame, 'data', 3);
 export const BULK_CODECS: Record<string, { request?: MessageCodec<any>; response?: MessageCodec<any> }> = {
   '/vault.storage.v1.StorageService/PutObject': { request: new TopLevelBulk(PutObjectRequest, 'data', 4) },
   '/vault.storage.v1.StorageService/GetObject': { response: new TopLevelBulk(GetObjectResponse, 'data', 1) },
-  '/vault.crypto.v1.CryptoService/SealChunk': { request: new TopLevelBulk(SealChunkRequest, 'plaintext', 3), response: new TopLevelBulk(SealChunkResponse, 'ciphertext', 1) },
-  '/vault.crypto.v1.CryptoService/OpenChunk': { request: new TopLevelBulk(OpenChunkRequest, 'ciphertext', 3), response: new TopLevelBulk(OpenChunkResponse, 'plaintext', 1) },
+  '/vault.crypto.v1.CryptoService/SealChunk': { request: sealChunkRequest, response: sealChunkResponse },
+  '/vault.crypto.v1.CryptoService/OpenChunk': { request: openChunkRequest, response: openChunkResponse },
+  '/vault.crypto.v1.CryptoService/Chunks': {
+    request: new SeqOneofBulk(ChunksRequest, 'op', [
+      { caseName: 'seal', fieldNo: 2, codec: sealChunkRequest },
+      { caseName: 'open', fieldNo: 3, codec: openChunkRequest },
+    ]),
+    response: new SeqOneofBulk(ChunksResponse, 'result', [
+      { caseName: 'sealed', fieldNo: 2, codec: sealChunkResponse },
+      { caseName: 'opened', fieldNo: 3, codec: openChunkResponse },
+    ]),
+  },
   '/vault.crypto.v1.CryptoService/SealManifest': { request: new TopLevelBulk(SealManifestRequest, 'plaintext', 2) },
   '/vault.crypto.v1.CryptoService/OpenManifest': { response: new TopLevelBulk(OpenManifestResponse, 'plaintext', 1) },
   '/vault.node.v1.NodeService/UploadFile': { request: new OneofBulk(UploadFileRequest, 'data', 2, { kind: 'bytes' }) },

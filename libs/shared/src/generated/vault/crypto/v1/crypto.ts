@@ -10,8 +10,10 @@ import {
   type CallOptions,
   type ChannelCredentials,
   Client,
+  type ClientDuplexStream,
   type ClientOptions,
   type ClientUnaryCall,
+  type handleBidiStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -83,6 +85,47 @@ export interface OpenChunkRequest {
 export interface OpenChunkResponse {
   /** The chunk's plaintext. */
   plaintext: Buffer;
+}
+
+/** One operation of a Chunks stream. */
+export interface ChunksRequest {
+  /** Chosen by the caller (unique among its requests in flight; it may wrap); echoed in the response. */
+  seq: number;
+  /** What to do. */
+  op?:
+    | //
+    /** Seal one chunk, as SealChunk. */
+    { $case: "seal"; value: SealChunkRequest }
+    | //
+    /** Open one chunk, as OpenChunk. */
+    { $case: "open"; value: OpenChunkRequest }
+    | undefined;
+}
+
+/** The answer to one ChunksRequest. */
+export interface ChunksResponse {
+  /** The request's seq. */
+  seq: number;
+  /** Its result. */
+  result?:
+    | //
+    /** The chunk sealed (answer to seal). */
+    { $case: "sealed"; value: SealChunkResponse }
+    | //
+    /** The chunk opened (answer to open). */
+    { $case: "opened"; value: OpenChunkResponse }
+    | //
+    /** Why this item failed; the stream goes on. */
+    { $case: "error"; value: ItemError }
+    | undefined;
+}
+
+/** The failure of one item of a stream, as a gRPC status would carry it. */
+export interface ItemError {
+  /** gRPC status code (3 INVALID_ARGUMENT, 15 DATA_LOSS, ...). */
+  code: number;
+  /** Human-readable reason. */
+  message: string;
 }
 
 /** Request of SealManifest. */
@@ -654,6 +697,276 @@ export const OpenChunkResponse: MessageFns<OpenChunkResponse> = {
   fromPartial(object: DeepPartial<OpenChunkResponse>): OpenChunkResponse {
     const message = createBaseOpenChunkResponse();
     message.plaintext = object.plaintext ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseChunksRequest(): ChunksRequest {
+  return { seq: 0, op: undefined };
+}
+
+export const ChunksRequest: MessageFns<ChunksRequest> = {
+  encode(message: ChunksRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.seq !== 0) {
+      writer.uint32(8).uint32(message.seq);
+    }
+    switch (message.op?.$case) {
+      case "seal":
+        SealChunkRequest.encode(message.op.value, writer.uint32(18).fork()).join();
+        break;
+      case "open":
+        OpenChunkRequest.encode(message.op.value, writer.uint32(26).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ChunksRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseChunksRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.seq = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.op = { $case: "seal", value: SealChunkRequest.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.op = { $case: "open", value: OpenChunkRequest.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<ChunksRequest>): ChunksRequest {
+    return ChunksRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ChunksRequest>): ChunksRequest {
+    const message = createBaseChunksRequest();
+    message.seq = object.seq ?? 0;
+    switch (object.op?.$case) {
+      case "seal": {
+        if (object.op?.value !== undefined && object.op?.value !== null) {
+          message.op = { $case: "seal", value: SealChunkRequest.fromPartial(object.op.value) };
+        }
+        break;
+      }
+      case "open": {
+        if (object.op?.value !== undefined && object.op?.value !== null) {
+          message.op = { $case: "open", value: OpenChunkRequest.fromPartial(object.op.value) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseChunksResponse(): ChunksResponse {
+  return { seq: 0, result: undefined };
+}
+
+export const ChunksResponse: MessageFns<ChunksResponse> = {
+  encode(message: ChunksResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.seq !== 0) {
+      writer.uint32(8).uint32(message.seq);
+    }
+    switch (message.result?.$case) {
+      case "sealed":
+        SealChunkResponse.encode(message.result.value, writer.uint32(18).fork()).join();
+        break;
+      case "opened":
+        OpenChunkResponse.encode(message.result.value, writer.uint32(26).fork()).join();
+        break;
+      case "error":
+        ItemError.encode(message.result.value, writer.uint32(34).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ChunksResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseChunksResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.seq = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.result = { $case: "sealed", value: SealChunkResponse.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.result = { $case: "opened", value: OpenChunkResponse.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.result = { $case: "error", value: ItemError.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<ChunksResponse>): ChunksResponse {
+    return ChunksResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ChunksResponse>): ChunksResponse {
+    const message = createBaseChunksResponse();
+    message.seq = object.seq ?? 0;
+    switch (object.result?.$case) {
+      case "sealed": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "sealed", value: SealChunkResponse.fromPartial(object.result.value) };
+        }
+        break;
+      }
+      case "opened": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "opened", value: OpenChunkResponse.fromPartial(object.result.value) };
+        }
+        break;
+      }
+      case "error": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "error", value: ItemError.fromPartial(object.result.value) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseItemError(): ItemError {
+  return { code: 0, message: "" };
+}
+
+export const ItemError: MessageFns<ItemError> = {
+  encode(message: ItemError, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.code !== 0) {
+      writer.uint32(8).uint32(message.code);
+    }
+    if (message.message !== "") {
+      writer.uint32(18).string(message.message);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ItemError {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseItemError();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.code = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<ItemError>): ItemError {
+    return ItemError.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ItemError>): ItemError {
+    const message = createBaseItemError();
+    message.code = object.code ?? 0;
+    message.message = object.message ?? "";
     return message;
   },
 };
@@ -1454,6 +1767,22 @@ export const CryptoServiceService = {
     responseSerialize: (value: OpenChunkResponse): Buffer => Buffer.from(OpenChunkResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): OpenChunkResponse => OpenChunkResponse.decode(value),
   },
+  /**
+   * SealChunk and OpenChunk over one long-lived stream (what nodes use for bulk data: a bare grpc-js
+   * stream of 1 MiB messages moves 1.1-1.9x what unary calls do here). Each request carries a
+   * caller-chosen seq and is answered by exactly one response with that seq, in request order. A failed
+   * item (DATA_LOSS on a tampered chunk, INVALID_ARGUMENT on a malformed one) is answered with its error
+   * and the stream goes on; only a broken stream (a request with no operation, say) ends the call.
+   */
+  chunks: {
+    path: "/vault.crypto.v1.CryptoService/Chunks" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: ChunksRequest): Buffer => Buffer.from(ChunksRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ChunksRequest => ChunksRequest.decode(value),
+    responseSerialize: (value: ChunksResponse): Buffer => Buffer.from(ChunksResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ChunksResponse => ChunksResponse.decode(value),
+  },
   /** Encrypts a manifest under the vault key. */
   sealManifest: {
     path: "/vault.crypto.v1.CryptoService/SealManifest" as const,
@@ -1542,6 +1871,14 @@ export interface CryptoServiceServer extends UntypedServiceImplementation {
   sealChunk: handleUnaryCall<SealChunkRequest, SealChunkResponse>;
   /** Decrypts one chunk. DATA_LOSS when authentication fails (tampered, swapped, wrong context). */
   openChunk: handleUnaryCall<OpenChunkRequest, OpenChunkResponse>;
+  /**
+   * SealChunk and OpenChunk over one long-lived stream (what nodes use for bulk data: a bare grpc-js
+   * stream of 1 MiB messages moves 1.1-1.9x what unary calls do here). Each request carries a
+   * caller-chosen seq and is answered by exactly one response with that seq, in request order. A failed
+   * item (DATA_LOSS on a tampered chunk, INVALID_ARGUMENT on a malformed one) is answered with its error
+   * and the stream goes on; only a broken stream (a request with no operation, say) ends the call.
+   */
+  chunks: handleBidiStreamingCall<ChunksRequest, ChunksResponse>;
   /** Encrypts a manifest under the vault key. */
   sealManifest: handleUnaryCall<SealManifestRequest, SealManifestResponse>;
   /** Decrypts a manifest. DATA_LOSS when authentication fails. */
@@ -1617,6 +1954,16 @@ export interface CryptoServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: OpenChunkResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * SealChunk and OpenChunk over one long-lived stream (what nodes use for bulk data: a bare grpc-js
+   * stream of 1 MiB messages moves 1.1-1.9x what unary calls do here). Each request carries a
+   * caller-chosen seq and is answered by exactly one response with that seq, in request order. A failed
+   * item (DATA_LOSS on a tampered chunk, INVALID_ARGUMENT on a malformed one) is answered with its error
+   * and the stream goes on; only a broken stream (a request with no operation, say) ends the call.
+   */
+  chunks(): ClientDuplexStream<ChunksRequest, ChunksResponse>;
+  chunks(options: Partial<CallOptions>): ClientDuplexStream<ChunksRequest, ChunksResponse>;
+  chunks(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<ChunksRequest, ChunksResponse>;
   /** Encrypts a manifest under the vault key. */
   sealManifest(
     request: SealManifestRequest,
