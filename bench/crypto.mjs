@@ -123,11 +123,40 @@ const bulk = (path) => ({
   responseSerialize: (b) => b,
   responseDeserialize: (b) => ({ payload: decodeField1(b) }),
 });
+/** A Chunks request: seq (field 1), then the SealChunkRequest (field 2) or OpenChunkRequest (field 3). */
+function encodeChunksRequest({ seq, open, ...item }) {
+  const inner = encodeChunkRequest(item);
+  return Buffer.concat([Buffer.from([0x08]), varint(seq), Buffer.from([open ? 0x1a : 0x12]), varint(inner.length), inner]);
+}
+/** A Chunks response: its seq and the payload (field 1 of the sealed/opened message), or its error. */
+function decodeChunksResponse(buf) {
+  let pos = 0;
+  let seq = 0;
+  let payload;
+  let error = false;
+  while (pos < buf.length) {
+    const tag = buf[pos++];
+    let n = 0;
+    for (let shift = 0; ; shift += 7) {
+      const b = buf[pos++];
+      n += (b & 127) * 2 ** shift;
+      if (b < 128) break;
+    }
+    if (tag === 0x08) seq = n;
+    else {
+      if (tag === 0x12 || tag === 0x1a) payload = decodeField1(buf.subarray(pos, pos + n));
+      if (tag === 0x22) error = true;
+      pos += n;
+    }
+  }
+  return { seq, payload, error };
+}
 const Svc = grpc.makeGenericClientConstructor(
   {
     createDataKey: def['vault.crypto.v1.CryptoService'].CreateDataKey,
     sealChunk: bulk('/vault.crypto.v1.CryptoService/SealChunk'),
     openChunk: bulk('/vault.crypto.v1.CryptoService/OpenChunk'),
+    chunks: { path: '/vault.crypto.v1.CryptoService/Chunks', requestStream: true, responseStream: true, requestSerialize: encodeChunksRequest, requestDeserialize: (b) => b, responseSerialize: (b) => b, responseDeserialize: decodeChunksResponse },
   },
   'CryptoService',
 );
@@ -193,6 +222,32 @@ function streamed(count, payload) {
   });
 }
 
+/**
+ * `count` items over one Chunks stream (what a node does), `inflight` outstanding at a time; `make(i)`
+ * builds item i, `check(i, payload)` verifies its answer. MB/s over `bytes`.
+ */
+function chunksStreamed(count, bytes, make, check) {
+  const t0 = process.hrtime.bigint();
+  return new Promise((resolve, reject) => {
+    const call = client.chunks();
+    let sent = 0;
+    let received = 0;
+    const send = () => {
+      while (sent < count && sent - received < inflight) call.write({ seq: sent + 1, ...make(sent++) });
+      if (sent === count) call.end();
+    };
+    call.on('data', (m) => {
+      if (m.error || !m.payload || m.seq !== received + 1) return reject(new Error(`Chunks item ${m.seq} failed`));
+      check(received, m.payload);
+      received++;
+      send();
+    });
+    call.on('error', reject);
+    call.on('end', () => (received === count ? resolve(bytes / 1e6 / (Number(process.hrtime.bigint() - t0) / 1e9)) : reject(new Error(`Chunks ended after ${received}`))));
+    send();
+  });
+}
+
 /** Runs `count` operations with `inflight` in flight; returns MB/s over `bytes` total. */
 async function pumped(count, bytes, op) {
   const t0 = process.hrtime.bigint();
@@ -253,6 +308,17 @@ for (const chunkMiB of [1, 4]) {
         checked = true;
       }
     }));
+    // Through the service's Chunks stream (what nodes use): the same items, `inflight` outstanding.
+    const svcSealStream = await withCpu(service, count * size, () =>
+      chunksStreamed(count, count * size, (i) => ({ wrappedKey, context: ctx(i % 1024), payload: plain }), (_i, p) => {
+        if (p.length !== size + 29) throw new Error('short envelope');
+      }),
+    );
+    const svcOpenStream = await withCpu(service, count * size, () =>
+      chunksStreamed(count, count * size, () => ({ open: true, wrappedKey, context: remote.ctx, payload: remote.ct }), (i, p) => {
+        if (p.length !== size || (i === 0 && !p.equals(plain))) throw new Error('Chunks open returned other bytes');
+      }),
+    );
     // The transport alone: the same payload there and back, nothing done with it.
     const echoed = await withCpu(echo, count * size, () => pumped(count, count * size, async () => {
       const res = await echoCall(plain);
@@ -264,6 +330,12 @@ for (const chunkMiB of [1, 4]) {
       inOpen,
       svcSeal: svcSeal.mbps,
       svcOpen: svcOpen.mbps,
+      svcSealStream: svcSealStream.mbps,
+      svcOpenStream: svcOpenStream.mbps,
+      sealStreamServerCpu: svcSealStream.serverCpu,
+      sealStreamClientCpu: svcSealStream.clientCpu,
+      openStreamServerCpu: svcOpenStream.serverCpu,
+      openStreamClientCpu: svcOpenStream.clientCpu,
       echoMBps: echoed.mbps,
       streamEchoMBps,
       sealServerCpu: svcSeal.serverCpu,
@@ -275,14 +347,16 @@ for (const chunkMiB of [1, 4]) {
     });
   }
   const m = (k) => median(row.runs.map((x) => x[k]));
-  Object.assign(row, { inProcessSealMBps: m('inSeal'), inProcessOpenMBps: m('inOpen'), serviceSealMBps: m('svcSeal'), serviceOpenMBps: m('svcOpen'), echoMBps: m('echoMBps'), streamEchoMBps: m('streamEchoMBps') });
+  Object.assign(row, { inProcessSealMBps: m('inSeal'), inProcessOpenMBps: m('inOpen'), serviceSealMBps: m('svcSeal'), serviceOpenMBps: m('svcOpen'), streamSealMBps: m('svcSealStream'), streamOpenMBps: m('svcOpenStream'), echoMBps: m('echoMBps'), streamEchoMBps: m('streamEchoMBps') });
   // CPU seconds per GB of plaintext, server process and this (client) process: less sensitive to other
   // work on the machine than MB/s.
-  row.cpuSecondsPerGB = Object.fromEntries(['sealServerCpu', 'sealClientCpu', 'openServerCpu', 'openClientCpu', 'echoServerCpu', 'echoClientCpu'].map((k) => [k.replace('Cpu', ''), +m(k).toFixed(2)]));
+  row.cpuSecondsPerGB = Object.fromEntries(['sealServerCpu', 'sealClientCpu', 'openServerCpu', 'openClientCpu', 'sealStreamServerCpu', 'sealStreamClientCpu', 'openStreamServerCpu', 'openStreamClientCpu', 'echoServerCpu', 'echoClientCpu'].map((k) => [k.replace('Cpu', ''), +m(k).toFixed(2)]));
   row.sealOfEcho = row.serviceSealMBps / row.echoMBps;
   row.openOfEcho = row.serviceOpenMBps / row.echoMBps;
   row.sealRatio = row.serviceSealMBps / row.inProcessSealMBps;
   row.openRatio = row.serviceOpenMBps / row.inProcessOpenMBps;
+  row.streamSealRatio = row.streamSealMBps / row.inProcessSealMBps;
+  row.streamOpenRatio = row.streamOpenMBps / row.inProcessOpenMBps;
   results.push(row);
 }
 
@@ -295,21 +369,23 @@ for (const { child } of [service, echo]) {
 rmSync(tmp, { recursive: true, force: true });
 
 const f = (x) => x.toFixed(0).padStart(6);
-console.log(`crypto bench: ${totalBytes / MiB} MiB per case, ${inflight} calls in flight, median of ${runs} runs (MB/s)`);
+console.log(`crypto bench: ${totalBytes / MiB} MiB per case, ${inflight} items in flight, median of ${runs} runs (MB/s)`);
 const pct = (x) => `${(100 * x).toFixed(0).padStart(4)}%`;
-console.log('chunk   in-proc seal  service seal  ratio | in-proc open  service open  ratio | echo (ceiling)  seal/echo  open/echo | stream echo');
+console.log('chunk   in-proc seal  unary seal  ratio  stream seal  ratio | in-proc open  unary open  ratio  stream open  ratio | unary echo  seal/echo  open/echo | stream echo');
 for (const r of results) {
   console.log(
-    `${String(r.chunkMiB).padStart(2)} MiB        ${f(r.inProcessSealMBps)}        ${f(r.serviceSealMBps)}  ${pct(r.sealRatio)} |        ${f(r.inProcessOpenMBps)}        ${f(r.serviceOpenMBps)}  ${pct(r.openRatio)} |         ${f(r.echoMBps)}      ${pct(r.sealOfEcho)}      ${pct(r.openOfEcho)} |      ${f(r.streamEchoMBps)}`,
+    `${String(r.chunkMiB).padStart(2)} MiB        ${f(r.inProcessSealMBps)}      ${f(r.serviceSealMBps)}  ${pct(r.sealRatio)}       ${f(r.streamSealMBps)}  ${pct(r.streamSealRatio)} |        ${f(r.inProcessOpenMBps)}      ${f(r.serviceOpenMBps)}  ${pct(r.openRatio)}       ${f(r.streamOpenMBps)}  ${pct(r.streamOpenRatio)} |     ${f(r.echoMBps)}      ${pct(r.sealOfEcho)}      ${pct(r.openOfEcho)} |      ${f(r.streamEchoMBps)}`,
   );
 }
-console.log('CPU-s per GB  service seal (server+client)  service open (server+client)  echo (server+client)');
+console.log('CPU-s per GB  unary seal (server+client)  unary open  stream seal  stream open  unary echo');
 for (const r of results) {
   const c = r.cpuSecondsPerGB;
-  console.log(`${String(r.chunkMiB).padStart(2)} MiB           ${c.sealServer.toFixed(2)} + ${c.sealClient.toFixed(2)}                  ${c.openServer.toFixed(2)} + ${c.openClient.toFixed(2)}            ${c.echoServer.toFixed(2)} + ${c.echoClient.toFixed(2)}`);
+  const pair = (a, b) => `${a.toFixed(2)} + ${b.toFixed(2)}`;
+  console.log(`${String(r.chunkMiB).padStart(2)} MiB           ${pair(c.sealServer, c.sealClient)}                ${pair(c.openServer, c.openClient)}  ${pair(c.sealStreamServer, c.sealStreamClient)}  ${pair(c.openStreamServer, c.openStreamClient)}  ${pair(c.echoServer, c.echoClient)}`);
 }
 const reachable = results.every((r) => r.echoMBps >= 0.5 * Math.min(r.inProcessSealMBps, r.inProcessOpenMBps));
-console.log(`transport ceiling (echo) ${reachable ? 'allows' : 'is below'} 50% of in-process for every case`);
-const ok = results.every((r) => r.sealRatio >= 0.5 && r.openRatio >= 0.5);
-console.log(`target service >= 50% of in-process: ${ok ? 'met' : 'NOT met'}`);
+console.log(`transport ceiling (unary echo) ${reachable ? 'allows' : 'is below'} 50% of in-process for every case`);
+const best = (r) => [Math.max(r.sealRatio, r.streamSealRatio), Math.max(r.openRatio, r.streamOpenRatio)];
+const ok = results.every((r) => best(r).every((x) => x >= 0.5));
+console.log(`target service >= 50% of in-process (best of unary and stream): ${ok ? 'met' : 'NOT met'}`);
 console.log(JSON.stringify({ bench: 'crypto', node: process.version, results: results.map(({ runs: _r, ...rest }) => rest) }));
