@@ -98,19 +98,23 @@ function encodeChunkRequest({ wrappedKey, context, payload }) {
   out.set(payload, head.length);
   return out;
 }
+/** The varint at `pos`: [value, position after it]. */
+function readVarint(buf, pos) {
+  let n = 0;
+  for (let shift = 0; ; shift += 7) {
+    const b = buf[pos++];
+    n += (b & 127) * 2 ** shift;
+    if (b < 128) return [n, pos];
+  }
+}
 /** Field 1 (bytes) of a response, as a view. */
 function decodeField1(buf) {
   let pos = 0;
   while (pos < buf.length) {
     const tag = buf[pos++];
-    let len = 0;
-    for (let shift = 0; ; shift += 7) {
-      const b = buf[pos++];
-      len += (b & 127) * 2 ** shift;
-      if (b < 128) break;
-    }
-    if (tag === 0x0a) return buf.subarray(pos, pos + len);
-    pos += len;
+    const [len, at] = readVarint(buf, pos);
+    if (tag === 0x0a) return buf.subarray(at, at + len);
+    pos = at + len;
   }
   return Buffer.alloc(0);
 }
@@ -136,12 +140,8 @@ function decodeChunksResponse(buf) {
   let error = false;
   while (pos < buf.length) {
     const tag = buf[pos++];
-    let n = 0;
-    for (let shift = 0; ; shift += 7) {
-      const b = buf[pos++];
-      n += (b & 127) * 2 ** shift;
-      if (b < 128) break;
-    }
+    let n;
+    [n, pos] = readVarint(buf, pos);
     if (tag === 0x08) seq = n;
     else {
       if (tag === 0x12 || tag === 0x1a) payload = decodeField1(buf.subarray(pos, pos + n));
