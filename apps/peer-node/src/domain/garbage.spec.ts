@@ -84,6 +84,14 @@ describe('Garbage (tombstones)', () => {
     expect(g.live(owner.serverId, [id('c1'), id('keep')])).toEqual([id('keep')]);
     expect(g.stats()).toEqual({ records: 1, tombstones: 3, deleted: 2 });
 
+    // The same record again (another peer pushes it too), also concurrently: applied once.
+    expect(await Promise.all([g.apply(owner.serverId, rec!), g.apply(owner.serverId, rec!)])).toEqual([0, 0]);
+    expect(g.stats()).toEqual({ records: 1, tombstones: 3, deleted: 2 });
+    const fresh = new Garbage({ storage, log });
+    await storage.put(owner.serverId, 'manifest', id('m1'), Buffer.from('m1')); // came back
+    expect(await Promise.all([fresh.apply(owner.serverId, rec!), fresh.apply(owner.serverId, rec!)])).toEqual([1, 0]);
+    expect(fresh.stats()).toEqual({ records: 1, tombstones: 3, deleted: 1 });
+
     const restarted = new Garbage({ storage, log });
     expect(restarted.isDead(owner.serverId, id('m1'))).toBe(false);
     await restarted.load(owner.serverId);

@@ -124,6 +124,7 @@ export class Garbage {
   private readonly applied = new Set<string>();
   private readonly loading = new Map<string, Promise<void>>();
   private readonly loaded = new Set<string>();
+  private readonly applying = new Map<string, Promise<number>>();
   private readonly counts: GcStats = { records: 0, tombstones: 0, deleted: 0 };
 
   constructor(private readonly c: { storage: StoragePort; log: Logger }) {}
@@ -190,6 +191,21 @@ export class Garbage {
   async apply(folder: string, record: StoredObject, signal?: AbortSignal): Promise<number> {
     const r = openGcRecord(folder, record.data);
     const key = `${folder}/${record.id}`;
+    // Applied already (the same record offered again by another peer): its tombstones hold, and a named
+    // object that came back since is the repair pass's to remove. One application at a time per record.
+    if (this.applied.has(key)) return 0;
+    const running = this.applying.get(key);
+    if (running) return running.then(() => 0);
+    const run = this.deleteNamed(folder, key, record.id, r, signal);
+    this.applying.set(key, run);
+    try {
+      return await run;
+    } finally {
+      this.applying.delete(key);
+    }
+  }
+
+  private async deleteNamed(folder: string, key: string, recordId: string, r: GcRecord, signal?: AbortSignal): Promise<number> {
     let set = this.dead.get(folder);
     if (!set) this.dead.set(folder, (set = new Set()));
     for (const id of [...r.chunks, ...r.manifests]) {
@@ -208,10 +224,10 @@ export class Garbage {
       }
     }
     this.counts.deleted += deleted;
-    // Counted once deleted, so a load after a failure here tries the deletions again.
-    if (!this.applied.has(key)) this.counts.records++;
+    // Marked once deleted, so a load after a failure here tries the deletions again.
+    this.counts.records++;
     this.applied.add(key);
-    if (deleted) this.c.log.info({ folder, record: record.id, deleted, listed: r.chunks.length + r.manifests.length }, 'GC record applied: garbage deleted');
+    if (deleted) this.c.log.info({ folder, record: recordId, deleted, listed: r.chunks.length + r.manifests.length }, 'GC record applied: garbage deleted');
     return deleted;
   }
 }
