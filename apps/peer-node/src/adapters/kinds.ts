@@ -6,8 +6,10 @@ import type { ObjectKind } from '../domain/ports';
 export { WireKind };
 
 /** Domain kind -> wire enum. */
+const WIRE: Record<ObjectKind, WireKind> = { chunk: WireKind.OBJECT_KIND_CHUNK, manifest: WireKind.OBJECT_KIND_MANIFEST, gc: WireKind.OBJECT_KIND_GC_RECORD };
+
 export function toWire(kind: ObjectKind): WireKind {
-  return kind === 'chunk' ? WireKind.OBJECT_KIND_CHUNK : kind === 'manifest' ? WireKind.OBJECT_KIND_MANIFEST : WireKind.OBJECT_KIND_GC_RECORD;
+  return WIRE[kind];
 }
 
 /** Wire enum -> domain kind; INVALID_ARGUMENT for anything else. */

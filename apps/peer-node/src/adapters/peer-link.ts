@@ -4,7 +4,7 @@
  * Links dial over TLS and authenticate the peer in the Handshake (domain/handshake.ts); the session token
  * the peer issues is added to every other call by one interceptor (`sessionInterceptor`).
  */
-import { createHash, type KeyObject } from 'node:crypto';
+import { type KeyObject } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { bindSignal, callMetadata, createClient, DataLossError, fromStatus, grpcCallOptions, InvalidArgumentError, writeMessage, CancelledError, UnavailableError } from '@distri-vault/shared';
@@ -26,6 +26,7 @@ import { CAPABILITIES, PROTOCOL_VERSION, REQUIRED_CAPABILITIES, SESSION_METADATA
 import { checkClaim, checkCompatible, checkProof, membershipProof, newNonce, PROOF_CONTEXT, signTranscript, transcript, WELCOME_CONTEXT, type TranscriptInput } from '../domain/handshake';
 import { fromWire, toWire } from './kinds';
 import { peerClientCredentials, PEER_CHANNEL_OPTIONS, type PeerClientCredentials } from './tls';
+import { objectIdOf } from '../domain/object-id';
 
 /** Connection state of a link. */
 export type LinkState = 'connecting' | 'connected' | 'disconnected' | 'self';
@@ -71,7 +72,6 @@ export const HANDSHAKE_STEP_MS = 15_000;
 /** Delay before dialing again a peer that failed authentication or refused ours. */
 const REFUSED_RETRY_MS = 30_000;
 
-const sha256hex = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 /** One peer address and the streams to it. */
 export class PeerLink {
@@ -394,7 +394,7 @@ export class PeerLink {
             const kind = fromWire(o.kind);
             const key = `${kind}:${o.id}`;
             if (!wanted.has(key)) throw new InvalidArgumentError(`peer sent an object that was not asked for: ${o.id}`);
-            if (sha256hex(o.data) !== o.id) throw new DataLossError(`peer sent bytes that do not match ${o.id}`);
+            if (objectIdOf(o.data) !== o.id) throw new DataLossError(`peer sent bytes that do not match ${o.id}`);
             while (storing.size >= this.host.window) await Promise.race(storing);
             if (storeFailure !== undefined) throw storeFailure;
             const p: Promise<void> = sink.accept({ kind, id: o.id, data: o.data }, signal).then(

@@ -16,14 +16,15 @@
  * `{"folder","createdUnixMs","publicKey"(base64, 32 bytes),"chunks":[ids],"manifests":[ids],"signature"(base64)}`;
  * the signature is over the same bytes with `"signature"` left out (keys in that order).
  */
-import { createHash, sign, type KeyObject } from 'node:crypto';
+import { sign, type KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { InvalidArgumentError, NotFoundError, PermissionDeniedError } from '@distri-vault/shared/errors';
 import { isObjectId } from '@distri-vault/shared/ids';
 import { verifySignature } from './handshake';
 import { serverIdOf } from './identity';
-import type { ObjectKind, StoragePort, StoredObject } from './ports';
+import type { StoragePort, StoredObject } from './ports';
+import { objectIdOf } from './object-id';
 
 const MAGIC = 'distri-vault gc record v1\n';
 
@@ -50,7 +51,6 @@ const recordSchema = z
   })
   .strict();
 
-const sha256hex = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
 /** The signed bytes: everything but the signature, keys in a fixed order. */
 function unsignedBytes(r: GcRecord, publicKey: Buffer): Buffer {
@@ -67,16 +67,17 @@ export function sealGcRecords(
   garbage: { chunks: string[]; manifests: string[] },
   now = Date.now(),
 ): StoredObject[] {
-  const all: [ObjectKind, string][] = [...[...new Set(garbage.manifests)].sort().map((id) => ['manifest', id] as [ObjectKind, string]), ...[...new Set(garbage.chunks)].sort().map((id) => ['chunk', id] as [ObjectKind, string])];
+  const manifests = [...new Set(garbage.manifests)].sort();
+  const chunks = [...new Set(garbage.chunks)].sort();
   const out: StoredObject[] = [];
-  for (let i = 0; i < all.length; i += MAX_GC_RECORD_IDS) {
-    const part = all.slice(i, i + MAX_GC_RECORD_IDS);
-    const r: GcRecord = { folder: signer.serverId, createdUnixMs: now, chunks: part.filter(([k]) => k === 'chunk').map(([, id]) => id), manifests: part.filter(([k]) => k === 'manifest').map(([, id]) => id) };
-    const unsigned = unsignedBytes(r, signer.publicKey);
-    const signature = sign(null, unsigned, signer.privateKey);
+  // Manifest IDs first, then chunk IDs, MAX_GC_RECORD_IDS to a record.
+  for (let i = 0; i < manifests.length + chunks.length; i += MAX_GC_RECORD_IDS) {
+    const end = i + MAX_GC_RECORD_IDS;
+    const r: GcRecord = { folder: signer.serverId, createdUnixMs: now, manifests: manifests.slice(i, end), chunks: chunks.slice(Math.max(0, i - manifests.length), Math.max(0, end - manifests.length)) };
+    const signature = sign(null, unsignedBytes(r, signer.publicKey), signer.privateKey);
     const body = JSON.stringify({ folder: r.folder, createdUnixMs: r.createdUnixMs, publicKey: signer.publicKey.toString('base64'), chunks: r.chunks, manifests: r.manifests, signature: signature.toString('base64') });
     const data = Buffer.from(MAGIC + body, 'utf8');
-    out.push({ kind: 'gc', id: sha256hex(data), data });
+    out.push({ kind: 'gc', id: objectIdOf(data), data });
   }
   return out;
 }

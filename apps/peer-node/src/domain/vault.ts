@@ -17,6 +17,7 @@ import { ByteBudget } from './budget';
 import { ReplicationBacklog, type ReplicationHandle } from './replication';
 import { summarize, summaryBits, SyncDiff } from './summary';
 import { Recovery, summaryOf, type RecoverySummary } from './recovery';
+import { objectIdOf } from './object-id';
 
 export type { RecoverySummary };
 
@@ -107,7 +108,6 @@ export interface ChunkCheck {
   bytes: number;
 }
 
-const sha256hex = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 function infoOf(m: Manifest): FileInfo {
   const info: FileInfo = { path: m.path, version: m.version, size: m.size, sha256: m.sha256, updatedUnixMs: m.createdUnixMs, chunks: m.chunks.length };
@@ -892,7 +892,7 @@ export class Vault {
       r = await hedgedFetch({
         holders,
         fetch: (peer, s) => this.c.peers.fetch(peer, this.o.serverId, kind, id, s),
-        verify: (data) => sha256hex(data) === id,
+        verify: (data) => objectIdOf(data) === id,
         hedgeMs: this.o.hedgeMs ?? 300,
         signal,
         log: this.log,

@@ -2,7 +2,7 @@
  * The server side of PeerService: what this node does when other nodes talk to it. Thin: it checks
  * protocol steps and frames, and hands work to the node's storage and network.
  */
-import { createHash, type KeyObject } from 'node:crypto';
+import { type KeyObject } from 'node:crypto';
 import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import {
@@ -51,6 +51,7 @@ import {
 } from '../domain/handshake';
 import type { PeerNetwork } from '../adapters/network';
 import { fromWire, toWire } from '../adapters/kinds';
+import { objectIdOf } from '../domain/object-id';
 
 /** What the peer server needs. */
 export interface PeerServerDeps {
@@ -94,7 +95,6 @@ function rest<T>(it: AsyncIterator<T>): AsyncIterable<T> {
   return { [Symbol.asyncIterator]: () => it };
 }
 
-const sha256hex = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 /** Answers one wanted object: its bytes, or "missing" when absent or corrupt here. */
 async function answer<T>(deps: PeerServerDeps, call: grpc.ServerDuplexStream<unknown, T>, folder: string, key: ObjectKey, wrap: (step: GetFileResponse['step']) => T, signal: AbortSignal) {
@@ -238,7 +238,7 @@ export function peerServer(deps: PeerServerDeps): PeerServiceServer {
         const o = msg.step.value;
         const kind = fromWire(o.kind);
         assertObjectId(o.id);
-        if (sha256hex(o.data) !== o.id) throw new DataLossError(`object ${o.id}: bytes do not match the ID`);
+        if (objectIdOf(o.data) !== o.id) throw new DataLossError(`object ${o.id}: bytes do not match the ID`);
         // Garbage (a GC record of the folder's owner names it): acknowledged, never stored again, so a
         // peer that has not yet learnt of the record stops pushing it.
         if (deps.garbage.isDead(folder, o.id)) {
