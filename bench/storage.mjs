@@ -5,9 +5,11 @@
 //      and 4 KiB puts per second. Three contestants, same objects, same number of calls in flight:
 //        raw        this process writes temp file, fsync, rename, fsync of the directory (reads: readFile);
 //        service    the storage-service process (verifies SHA-256, same durability steps, its bookkeeping);
-//        transport  a no-op server with the same gRPC stack (startGrpcServer, bulk codecs, unary handlers) that
+//        transport  a no-op server with the same gRPC stack (startGrpcServer, bulk codecs, the same handlers) that
 //                   keeps puts in a Map and answers gets from it: the ceiling of gRPC alone on this machine.
-//      The client is the one the peer-node uses (createClient of libs/shared: channel options, bulk codecs).
+//      Each is measured twice: over the Objects stream with the peer-node's own StoragePort (StorageServiceAdapter,
+//      what nodes use) and with unary PutObject/GetObject calls (createClient of libs/shared: channel options,
+//      bulk codecs).
 //      Each figure is the median of BENCH_ROUNDS rounds, fresh objects per round.
 //   2. The index: a folder of N chunks laid out on disk, served by a fresh process: start-up scan time (the
 //      one walk of the tree that builds the in-memory index), StatFolder, a full ListObjects stream and one
@@ -113,10 +115,15 @@ async function rawPutNoDirSync(base, o) {
 
 // The project's own client and a no-op StorageService on the project's server stack, bundled from libs/shared.
 const TRANSPORT_SRC = `
-import { announceListening, createClient, createLogger, startGrpcServer, unary, NotFoundError } from '@distri-vault/shared';
+import { announceListening, bidi, createClient, createLogger, serveItems, startGrpcServer, unary, NotFoundError } from '@distri-vault/shared';
 import { StorageServiceClient, StorageServiceService } from '@distri-vault/shared/generated/vault/storage/v1/storage';
+import { StorageServiceAdapter } from './apps/peer-node/src/adapters/services';
 export function storageClient(address: string) {
   return createClient(StorageServiceClient, address);
+}
+// The peer-node's own StoragePort: puts and gets over the Objects stream.
+export function storageAdapter(address: string) {
+  return new StorageServiceAdapter(address, 600_000);
 }
 async function serveNoop() {
   const log = createLogger('noop-storage', 'info');
@@ -133,6 +140,18 @@ async function serveNoop() {
       return { data };
     }),
     deleteObject: unary(log, 'DeleteObject', async (req: { id: string }) => ({ deleted: held.delete(req.id) })),
+    objects: bidi(log, 'Objects', (call: any, signal: AbortSignal) =>
+      serveItems(call, signal, 16, async (req: any) => {
+        const r = req.op.value;
+        if (req.op.$case === 'put') {
+          held.set(r.id, r.data);
+          return { seq: req.seq, result: { $case: 'put', value: { created: true } } };
+        }
+        const data = held.get(r.id);
+        held.delete(r.id);
+        return { seq: req.seq, result: data ? { $case: 'get', value: { data } } : { $case: 'error', value: { code: 5, message: 'not held' } } };
+      }),
+    ),
   };
   const server = await startGrpcServer({ host: '127.0.0.1', port: 0, log, services: [{ name: 'vault.storage.v1.StorageService', definition: StorageServiceService, implementation: implementation as never }] });
   announceListening(log, 'noop-storage', '127.0.0.1', server.port);
@@ -200,7 +219,7 @@ await build({
   tsconfig: join(root, 'tsconfig.base.json'),
   logLevel: 'warning',
 });
-const { storageClient } = require(transportJs);
+const { storageAdapter, storageClient } = require(transportJs);
 
 const lines = [];
 const out = (s) => {
@@ -225,6 +244,13 @@ try {
     const base = baseMain ? await startService(join(work, 'base-data'), baseMain) : undefined;
     if (base) procs.push(base);
     const baseClient = base ? storageClient(`127.0.0.1:${base.port}`) : undefined;
+    const adapter = storageAdapter(`127.0.0.1:${svc.port}`);
+    const noopAdapter = storageAdapter(`127.0.0.1:${noop.port}`);
+    const domainKind = (kind) => (kind === CHUNK ? 'chunk' : 'manifest');
+    const streamPut = (a, kind) => (o) => a.put(FOLDER, domainKind(kind), o.id, o.data);
+    const streamGet = (a, kind, size) => async (o) => {
+      if ((await a.get(FOLDER, domainKind(kind), o.id)).length !== size) throw new Error('short get');
+    };
     const put = (c, kind) => (o) => call(c, 'putObject', { folder: FOLDER, kind, id: o.id, data: o.data });
     const get = (c, kind, size) => async (o) => {
       const r = await call(c, 'getObject', { folder: FOLDER, kind, id: o.id });
@@ -235,6 +261,10 @@ try {
     for (const c of [client, noopClient, baseClient].filter(Boolean)) {
       await pool(warm, conc, put(c, CHUNK));
       await pool(warm, conc, get(c, CHUNK, 256 * 1024));
+    }
+    for (const a of [adapter, noopAdapter]) {
+      await pool(warm, conc, (o) => a.put(FOLDER, 'chunk', o.id, o.data));
+      await pool(warm, conc, (o) => a.get(FOLDER, 'chunk', o.id));
     }
 
     const rate = (n, s) => n / s;
@@ -285,9 +315,17 @@ try {
         if (base) await measure(t, 'baseGet', base.child.pid, () => pool(objs, conc, get(baseClient, kind, size)));
         await fs.rm(rawDir, { recursive: true, force: true });
         for (const c of [client, baseClient].filter(Boolean)) await pool(objs, conc, (o) => call(c, 'deleteObject', { folder: FOLDER, kind, id: o.id }));
+        // The same objects again over the stream (deleted above; the noop server hands each out once).
+        await measure(t, 'noopStreamPut', noop.child.pid, () => pool(objs, conc, streamPut(noopAdapter, kind)));
+        await measure(t, 'svcStreamPut', svc.child.pid, () => pool(objs, conc, streamPut(adapter, kind)));
+        await measure(t, 'noopStreamGet', noop.child.pid, () => pool(objs, conc, streamGet(noopAdapter, kind, size)));
+        await measure(t, 'svcStreamGet', svc.child.pid, () => pool(objs, conc, streamGet(adapter, kind, size)));
+        await pool(objs, conc, (o) => call(client, 'deleteObject', { folder: FOLDER, kind, id: o.id }));
       }
-      line(`put ${label} x${count}`, 'MB/s', t, { raw: 'rawPut', svc: 'svcPut', noop: 'noopPut', base: 'basePut' }, mb, 70, 'raw write+fsync+rename+dir fsync', perGB);
-      line(`get ${label} x${count}`, 'MB/s', t, { raw: 'rawGet', svc: 'svcGet', noop: 'noopGet', base: 'baseGet' }, mb, 0, 'raw readFile (page cache; the service also verifies SHA-256)', perGB);
+      line(`put ${label} x${count}, Objects stream (the node's path)`, 'MB/s', t, { raw: 'rawPut', svc: 'svcStreamPut', noop: 'noopStreamPut' }, mb, 70, 'raw write+fsync+rename+dir fsync', perGB);
+      line(`put ${label} x${count}, unary PutObject`, 'MB/s', t, { raw: 'rawPut', svc: 'svcPut', noop: 'noopPut', base: 'basePut' }, mb, 0, 'raw', perGB);
+      line(`get ${label} x${count}, Objects stream`, 'MB/s', t, { raw: 'rawGet', svc: 'svcStreamGet', noop: 'noopStreamGet' }, mb, 0, 'raw readFile (page cache; the service also verifies SHA-256)', perGB);
+      line(`get ${label} x${count}, unary GetObject`, 'MB/s', t, { raw: 'rawGet', svc: 'svcGet', noop: 'noopGet', base: 'baseGet' }, mb, 0, 'raw', perGB);
     }
 
     const t = {};
@@ -301,12 +339,16 @@ try {
       await measure(t, 'noop', noop.child.pid, () => pool(small, smallConc, put(noopClient, CHUNK)));
       await measure(t, 'svc', svc.child.pid, () => pool(small, smallConc, put(client, CHUNK)));
       if (base) await measure(t, 'base', base.child.pid, () => pool(small, smallConc, put(baseClient, CHUNK)));
+      const smallToo = objects(`small-stream-${r}`, n, 4096);
+      await measure(t, 'noopStream', noop.child.pid, () => pool(smallToo, smallConc, streamPut(noopAdapter, CHUNK)));
+      await measure(t, 'svcStream', svc.child.pid, () => pool(smallToo, smallConc, streamPut(adapter, CHUNK)));
       await fs.rm(d1, { recursive: true, force: true });
       await fs.rm(d2, { recursive: true, force: true });
     }
-    line(`put 4 KiB x${n}`, '/s', t, { raw: 'raw', svc: 'svc', noop: 'noop', base: 'base' }, n, 50, 'raw create+fsync+rename', perPut);
+    line(`put 4 KiB x${n}, Objects stream (the node's path)`, '/s', t, { raw: 'raw', svc: 'svcStream', noop: 'noopStream' }, n, 50, 'raw create+fsync+rename', perPut);
+    line(`put 4 KiB x${n}, unary PutObject`, '/s', t, { raw: 'raw', svc: 'svc', noop: 'noop', base: 'base' }, n, 0, 'raw', perPut);
     out(`  (raw with the directory fsync too, as the service does: ${(n / median(t.rawDirSync)).toFixed(0)}/s)`);
-    for (const c of [client, noopClient, baseClient].filter(Boolean)) c.close();
+    for (const c of [client, noopClient, baseClient, adapter, noopAdapter].filter(Boolean)) c.close();
     while (procs.length) await stopProcess(procs.pop());
   }
 

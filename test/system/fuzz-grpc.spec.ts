@@ -25,7 +25,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { createClient, MAX_CHUNK_OBJECT_BYTES, MAX_MESSAGE_BYTES, MAX_OBJECT_BYTES } from '@distri-vault/shared';
 import { NodeServiceService, UploadFileRequest, DownloadFileRequest, StatFileRequest, ListFilesRequest, DeleteFileRequest, ListVersionsRequest, RestoreVersionRequest, DeleteVersionRequest, SendMessageRequest, ListMessagesRequest, ShredFileRequest } from '@distri-vault/shared/generated/vault/node/v1/node';
-import { StorageServiceService, PutObjectRequest, GetObjectRequest, HasObjectsRequest, ListObjectsRequest, DeleteObjectRequest, StatFolderRequest } from '@distri-vault/shared/generated/vault/storage/v1/storage';
+import { StorageServiceService, PutObjectRequest, GetObjectRequest, HasObjectsRequest, ListObjectsRequest, DeleteObjectRequest, StatFolderRequest, ObjectsRequest } from '@distri-vault/shared/generated/vault/storage/v1/storage';
 import { CryptoServiceService, CreateDataKeyRequest, SealChunkRequest, OpenChunkRequest, SealManifestRequest, OpenManifestRequest, RewrapDataKeyRequest, RetireVaultKeyRequest } from '@distri-vault/shared/generated/vault/crypto/v1/crypto';
 import { PeerServiceClient, PeerServiceService, HandshakeRequest, StoreChunkRequest, GetFileRequest, SyncFolderRequest, type HandshakeResponse, type Hello } from '@distri-vault/shared/generated/vault/peer/v1/peer';
 import { testPeer, type TestPeer } from '../../apps/peer-node/src/testing/peer-fixtures';
@@ -513,6 +513,10 @@ const BAD_FOLDERS = ['', '..', '../x', 'A'.repeat(32), 'a'.repeat(31), 'a'.repea
         '/vault.node.v1.NodeService/DeleteFile': [enc(DeleteFileRequest, { path: 'fz-raw/x' })],
         '/vault.node.v1.NodeService/SendMessage': [enc(SendMessageRequest, { to: 'x', topic: '-', body: Buffer.from('x') })],
         '/vault.storage.v1.StorageService/PutObject': [enc(PutObjectRequest, { folder: owner, kind: 1, id: id('z'), data: small })],
+        '/vault.storage.v1.StorageService/Objects': [
+          enc(ObjectsRequest, { seq: 1, op: { $case: 'put', value: { folder: owner, kind: 1, id: id('z'), data: small } } }),
+          enc(ObjectsRequest, { seq: 2, op: { $case: 'get', value: { folder: owner, kind: 1, id: id('missing') } } }),
+        ],
         '/vault.storage.v1.StorageService/DeleteObject': [enc(DeleteObjectRequest, { folder: owner, kind: 1, id: id('missing') })],
         '/vault.crypto.v1.CryptoService/SealChunk': [enc(SealChunkRequest, { wrappedKey: Buffer.alloc(60), context: { folder: owner, fileId: Buffer.alloc(16), index: 0, last: true }, plaintext: small })],
         '/vault.peer.v1.PeerService/Handshake': [hello({})],

@@ -106,6 +106,7 @@ const EXPECTED_SERVICES: Record<string, { ts: Record<string, unknown>; methods: 
     methods: {
       PutObject: ['unary', 'PutObjectRequest', 'PutObjectResponse'],
       GetObject: ['unary', 'GetObjectRequest', 'GetObjectResponse'],
+      Objects: ['bidi', 'ObjectsRequest', 'ObjectsResponse'],
       HasObjects: ['unary', 'HasObjectsRequest', 'HasObjectsResponse'],
       ListObjects: ['server_stream', 'ListObjectsRequest', 'ListObjectsResponse'],
       DeleteObject: ['unary', 'DeleteObjectRequest', 'DeleteObjectResponse'],

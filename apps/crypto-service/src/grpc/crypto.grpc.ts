@@ -3,7 +3,7 @@
  * Status mapping is done by the shared `unary` wrapper; this file only maps fields and logs.
  */
 import type { Logger } from '@distri-vault/shared';
-import { bidi, errorCodeOf, FailedPreconditionError, InvalidArgumentError, messages, toStatus, unary, writeMessage } from '@distri-vault/shared';
+import { bidi, errorCodeOf, FailedPreconditionError, InvalidArgumentError, itemErrorOf, serveItems, unary } from '@distri-vault/shared';
 import type { ChunkContext as ProtoChunkContext, ChunksRequest, ChunksResponse, CryptoServiceServer } from '@distri-vault/shared/generated/vault/crypto/v1/crypto';
 import type { CryptoEngine } from '../domain/crypto-engine';
 import type { KeyringManager } from '../domain/keyring';
@@ -56,17 +56,14 @@ export function cryptoServiceImpl(engine: CryptoEngine, log: Logger, keyring?: K
       return { seq: req.seq, result: { $case: 'opened', value: { plaintext } } };
     } catch (err) {
       if (signal.aborted) throw err;
-      const st = toStatus(err, log, 'Chunks');
-      return { seq: req.seq, result: { $case: 'error', value: { code: st.code, message: st.details } } };
+      return { seq: req.seq, result: { $case: 'error', value: itemErrorOf(err, log, 'Chunks') } };
     }
   };
 
   return {
     // Items are handled one at a time, in order (the work is synchronous CPU anyway): the next request is
     // read only once the previous answer is written, so a caller that stops reading stops the stream.
-    chunks: bidi<ChunksRequest, ChunksResponse>(log, 'Chunks', async (call, signal) => {
-      for await (const req of messages<ChunksRequest>(call)) await writeMessage(call, await chunkItem(req, signal), signal);
-    }),
+    chunks: bidi<ChunksRequest, ChunksResponse>(log, 'Chunks', (call, signal) => serveItems(call, signal, 1, chunkItem)),
     createDataKey: unary(log, 'CreateDataKey', (req, signal) =>
       timed('CreateDataKey', { folder: req.folder }, async () => ({ wrappedKey: await engine.createDataKey(req.folder, signal) })),
     ),

@@ -4,22 +4,26 @@
  */
 import type { ClientReadableStream } from '@grpc/grpc-js';
 import { bindSignal, callMetadata, callUnary, createClient, fromStatus, grpcCallOptions, UnavailableError } from '@distri-vault/shared';
-import { ChunkStream } from './chunk-stream';
-import { CryptoServiceClient } from '@distri-vault/shared/generated/vault/crypto/v1/crypto';
-import { StorageServiceClient, type ListObjectsResponse } from '@distri-vault/shared/generated/vault/storage/v1/storage';
+import { MuxStream } from './mux-stream';
+import { CryptoServiceClient, type ChunksRequest, type ChunksResponse } from '@distri-vault/shared/generated/vault/crypto/v1/crypto';
+import { StorageServiceClient, type ListObjectsResponse, type ObjectsRequest, type ObjectsResponse } from '@distri-vault/shared/generated/vault/storage/v1/storage';
 import type { ChunkContext, CryptoPort, ObjectKind, StoragePort, VaultKeyInfo } from '../domain/ports';
 import { toWire } from './kinds';
 
 /** Chunk operations outstanding at most on the crypto-service stream. */
 export const CRYPTO_STREAM_IN_FLIGHT = 16;
+/** Object puts and gets outstanding at most on the storage-service stream (its service works on 16 at once). */
+export const STORAGE_STREAM_IN_FLIGHT = 16;
 
-/** CryptoPort over the crypto-service: chunks over its `Chunks` stream (chunk-stream.ts), the rest unary. */
+type Success<R> = Exclude<NonNullable<R>, { $case: 'error' }>;
+
+/** CryptoPort over the crypto-service: chunks over its `Chunks` stream (mux-stream.ts), the rest unary. */
 export class CryptoServiceAdapter implements CryptoPort {
   readonly client: CryptoServiceClient;
-  private readonly chunks: ChunkStream;
+  private readonly chunks: MuxStream<NonNullable<ChunksRequest['op']>, Success<ChunksResponse['result']>>;
   constructor(address: string, private readonly timeoutMs: number) {
     this.client = createClient(CryptoServiceClient, address);
-    this.chunks = new ChunkStream(this.client, { maxInFlight: CRYPTO_STREAM_IN_FLIGHT, timeoutMs });
+    this.chunks = new MuxStream({ open: () => this.client.chunks(callMetadata({ waitForReady: true })), what: 'crypto-service', maxInFlight: CRYPTO_STREAM_IN_FLIGHT, timeoutMs });
   }
   private opts(signal?: AbortSignal, what = 'crypto-service') {
     return { signal, timeoutMs: this.timeoutMs, waitForReady: true, what };
@@ -65,20 +69,26 @@ export class CryptoServiceAdapter implements CryptoPort {
   }
 }
 
-/** StoragePort over the storage-service. */
+/** StoragePort over the storage-service: puts and gets over its `Objects` stream (mux-stream.ts), the rest unary. */
 export class StorageServiceAdapter implements StoragePort {
   readonly client: StorageServiceClient;
+  private readonly objects: MuxStream<NonNullable<ObjectsRequest['op']>, Success<ObjectsResponse['result']>>;
   constructor(address: string, private readonly timeoutMs: number) {
     this.client = createClient(StorageServiceClient, address);
+    this.objects = new MuxStream({ open: () => this.client.objects(callMetadata({ waitForReady: true })), what: 'storage-service', maxInFlight: STORAGE_STREAM_IN_FLIGHT, timeoutMs });
   }
   private opts(signal?: AbortSignal) {
     return { signal, timeoutMs: this.timeoutMs, waitForReady: true, what: 'storage-service' };
   }
   async put(folder: string, kind: ObjectKind, id: string, data: Buffer, signal?: AbortSignal): Promise<boolean> {
-    return (await callUnary(this.client, this.client.putObject, { folder, kind: toWire(kind), id, data }, this.opts(signal))).created;
+    const r = await this.objects.run({ $case: 'put', value: { folder, kind: toWire(kind), id, data } }, signal);
+    if (r.$case !== 'put') throw new UnavailableError(`storage-service answered a put with ${r.$case}`);
+    return r.value.created;
   }
   async get(folder: string, kind: ObjectKind, id: string, signal?: AbortSignal): Promise<Buffer> {
-    return (await callUnary(this.client, this.client.getObject, { folder, kind: toWire(kind), id }, this.opts(signal))).data;
+    const r = await this.objects.run({ $case: 'get', value: { folder, kind: toWire(kind), id } }, signal);
+    if (r.$case !== 'get') throw new UnavailableError(`storage-service answered a get with ${r.$case}`);
+    return r.value.data;
   }
   async has(folder: string, kind: ObjectKind, ids: string[], signal?: AbortSignal): Promise<boolean[]> {
     if (ids.length === 0) return [];
@@ -107,6 +117,7 @@ export class StorageServiceAdapter implements StoragePort {
     return (await callUnary(this.client, this.client.listFolders, {}, this.opts(signal))).folders;
   }
   close(): void {
+    this.objects.close();
     this.client.close();
   }
 }

@@ -5,11 +5,12 @@ import * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
 import { MAX_CHUNK_OBJECT_BYTES, type RunningServer, callUnary, createClient, startGrpcServer } from '@distri-vault/shared';
 import { ObjectKind } from '@distri-vault/shared/generated/vault/common/v1/object';
-import { StorageServiceClient } from '@distri-vault/shared/generated/vault/storage/v1/storage';
+import { StorageServiceClient, type ObjectsRequest, type ObjectsResponse } from '@distri-vault/shared/generated/vault/storage/v1/storage';
 import { DiskObjectStore } from '../domain/disk-object-store';
+import { MemoryObjectStore } from '../domain/memory-object-store';
 import { Scrubber } from '../domain/scrubber';
 import { Rng, folderId, forEachLimit, makeObject, objectsWithPrefix } from '../testing/fixtures';
-import { storageServiceEntry } from './storage.grpc';
+import { OBJECTS_STREAM_CONCURRENCY, storageServiceEntry } from './storage.grpc';
 
 const log = pino({ level: 'silent' });
 const CHUNK = ObjectKind.OBJECT_KIND_CHUNK;
@@ -31,6 +32,29 @@ function listAll(client: StorageServiceClient, req: { folder: string; kind: Obje
     call.on('data', (msg: { ids: string[] }) => batches.push(msg.ids));
     call.on('error', (err: grpc.ServiceError) => resolve({ code: err.code, batches }));
     call.on('end', () => resolve({ code: grpc.status.OK, batches }));
+  });
+}
+
+// Runs an Objects stream: writes `reqs` (at most `inFlight` unanswered at a time), collects the answers
+// by seq and the final status.
+function objectsCall(client: StorageServiceClient, reqs: ObjectsRequest[], inFlight = 16): Promise<{ answers: Map<number, ObjectsResponse>; order: number[]; code: number; details: string }> {
+  const call = client.objects();
+  const answers = new Map<number, ObjectsResponse>();
+  const order: number[] = [];
+  let next = 0;
+  const pump = () => {
+    while (next < reqs.length && next - order.length < inFlight) call.write(reqs[next++]!);
+    if (next === reqs.length) call.end();
+  };
+  return new Promise((resolve) => {
+    call.on('data', (m: ObjectsResponse) => {
+      answers.set(m.seq, m);
+      order.push(m.seq);
+      if (next < reqs.length) pump();
+    });
+    call.on('error', (err: grpc.ServiceError) => resolve({ answers, order, code: err.code, details: err.details }));
+    call.on('end', () => resolve({ answers, order, code: grpc.status.OK, details: '' }));
+    pump();
   });
 }
 
@@ -118,6 +142,51 @@ describe('StorageService over gRPC', () => {
     expect(await fs.readdir(join(dir, '.quarantine'))).toHaveLength(1);
   });
 
+  it('Objects: puts and gets many objects over one stream, each answer matched by seq, a bad item failing alone with the status of its unary call', async () => {
+    const H = folderId(7);
+    const objs = Array.from({ length: 120 }, (_, i) => makeObject(new Rng(500 + i), i % 3 === 0 ? MAX_CHUNK_OBJECT_BYTES : 1 + i * 97));
+    const puts: ObjectsRequest[] = objs.map((o, i) => ({ seq: 1000 + i, op: { $case: 'put', value: { folder: H, kind: CHUNK, id: o.id, data: o.data } } }));
+    const wrong = makeObject(new Rng(7), 2000);
+    const big = makeObject(new Rng(4), MAX_CHUNK_OBJECT_BYTES + 1);
+    const bad: Array<[ObjectsRequest, number]> = [
+      [{ seq: 1, op: { $case: 'put', value: { folder: '../x', kind: CHUNK, id: wrong.id, data: wrong.data } } }, grpc.status.INVALID_ARGUMENT],
+      [{ seq: 2, op: { $case: 'put', value: { folder: H, kind: CHUNK, id: `../${wrong.id.slice(3)}`, data: wrong.data } } }, grpc.status.INVALID_ARGUMENT],
+      [{ seq: 3, op: { $case: 'put', value: { folder: H, kind: CHUNK, id: wrong.id, data: objs[1]!.data } } }, grpc.status.DATA_LOSS],
+      [{ seq: 4, op: { $case: 'put', value: { folder: H, kind: CHUNK, id: big.id, data: big.data } } }, grpc.status.INVALID_ARGUMENT],
+      [{ seq: 5, op: { $case: 'put', value: { folder: H, kind: 0 as ObjectKind, id: wrong.id, data: wrong.data } } }, grpc.status.INVALID_ARGUMENT],
+      [{ seq: 6, op: { $case: 'get', value: { folder: H, kind: CHUNK, id: wrong.id } } }, grpc.status.NOT_FOUND],
+      [{ seq: 7, op: { $case: 'get', value: { folder: '..', kind: CHUNK, id: wrong.id } } }, grpc.status.INVALID_ARGUMENT],
+    ];
+    // The bad items among the puts: each fails alone and the stream goes on.
+    const mixed = [...puts];
+    bad.forEach(([r], i) => mixed.splice(i * 15 + 3, 0, r));
+    const put = await objectsCall(client, mixed);
+    expect(put.code).toBe(grpc.status.OK);
+    expect(put.answers.size).toBe(mixed.length);
+    for (const [i] of objs.entries()) expect(put.answers.get(1000 + i)?.result).toEqual({ $case: 'put', value: { created: true } });
+    for (const [r, code] of bad) expect([r.seq, put.answers.get(r.seq)?.result?.$case, (put.answers.get(r.seq)?.result?.value as { code?: number }).code]).toEqual([r.seq, 'error', code]);
+    const again = await objectsCall(client, puts.slice(0, 5));
+    for (const a of again.answers.values()) expect(a.result).toEqual({ $case: 'put', value: { created: false } });
+    // Gets come back verified, each to its seq, though not necessarily in order.
+    const gets = await objectsCall(client, objs.map((o, i) => ({ seq: i + 1, op: { $case: 'get', value: { folder: H, kind: CHUNK, id: o.id } } })));
+    expect(gets.code).toBe(grpc.status.OK);
+    for (const [i, o] of objs.entries()) {
+      const r = gets.answers.get(i + 1)?.result;
+      expect(r?.$case === 'get' && r.value.data.equals(o.data)).toBe(true);
+    }
+    // Nothing of the bad items was kept.
+    await expect(callUnary(client, client.statFolder, { folder: H })).resolves.toMatchObject({ chunks: objs.length, chunkBytes: objs.reduce((n, o) => n + o.data.length, 0) });
+    await expect(callUnary(client, client.hasObjects, { folder: H, kind: CHUNK, ids: [wrong.id, big.id] })).resolves.toEqual({ present: [false, false] });
+  }, 60_000);
+
+  it('Objects: a request with no operation ends the stream with INVALID_ARGUMENT once the items before it are answered', async () => {
+    const o = makeObject(new Rng(800), 100);
+    const r = await objectsCall(client, [{ seq: 1, op: { $case: 'put', value: { folder: F, kind: CHUNK, id: o.id, data: o.data } } }, { seq: 2 }, { seq: 3, op: { $case: 'get', value: { folder: F, kind: CHUNK, id: o.id } } }], 1);
+    expect([r.code, r.details]).toEqual([grpc.status.INVALID_ARGUMENT, expect.stringContaining('without an operation')]);
+    expect([...r.answers.keys()]).toEqual([1]);
+    expect(r.answers.get(1)?.result?.$case).toBe('put');
+  });
+
   it('streams ListObjects in sorted batches of at most 1,000, resumable, and nothing for an absent folder', async () => {
     const G = folderId(4);
     const objs = [...Array.from({ length: 300 }, (_, i) => makeObject(new Rng(100 + i), 8)), ...objectsWithPrefix(new Rng(9), 'a0', 1000)];
@@ -188,4 +257,46 @@ describe('StorageService over gRPC: limits and scrub status', () => {
     );
     expect(st.problems).toHaveLength(2);
   });
+});
+
+describe('StorageService over gRPC: Objects holds a bounded number of items', () => {
+  it(`works on at most ${OBJECTS_STREAM_CONCURRENCY} items at once and reads no further request until one of them is answered`, async () => {
+    const inner = new MemoryObjectStore();
+    const gates: Array<() => void> = [];
+    let started = 0;
+    // A store whose puts wait until the test opens them: what the service holds is what it has started.
+    const store = Object.create(inner, {
+      put: {
+        value: async (...args: Parameters<MemoryObjectStore['put']>) => {
+          started++;
+          await new Promise<void>((r) => gates.push(r));
+          return inner.put(...args);
+        },
+      },
+    }) as MemoryObjectStore;
+    const srv = await startGrpcServer({ host: '127.0.0.1', port: 0, log, services: [storageServiceEntry(store, log)] });
+    const client = createClient(StorageServiceClient, `127.0.0.1:${srv.port}`);
+    try {
+      const objs = Array.from({ length: 60 }, (_, i) => makeObject(new Rng(900 + i), 4096));
+      // All 60 written at once (the client does not bound them).
+      const done = objectsCall(client, objs.map((o, i) => ({ seq: i + 1, op: { $case: 'put', value: { folder: F, kind: CHUNK, id: o.id, data: o.data } } })), 1000);
+      const settle = () => new Promise((r) => setTimeout(r, 300));
+      await settle();
+      expect(started).toBe(OBJECTS_STREAM_CONCURRENCY);
+      gates.splice(0, 3).forEach((g) => g());
+      await settle();
+      expect(started).toBe(OBJECTS_STREAM_CONCURRENCY + 3);
+      while (started < objs.length || gates.length) {
+        gates.splice(0).forEach((g) => g());
+        await new Promise((r) => setImmediate(r));
+      }
+      const r = await done;
+      expect(r.code).toBe(grpc.status.OK);
+      expect([...r.answers.values()].every((a) => a.result?.$case === 'put' && a.result.value.created)).toBe(true);
+      expect(r.answers.size).toBe(objs.length);
+    } finally {
+      client.close();
+      await srv.close();
+    }
+  }, 30_000);
 });

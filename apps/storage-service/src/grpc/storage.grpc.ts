@@ -4,9 +4,9 @@
  * wrappers turn thrown domain errors into statuses.
  */
 import type { Logger } from 'pino';
-import { InvalidArgumentError, type ServiceEntry, errorCodeOf, serverStream, unary, writeMessage } from '@distri-vault/shared';
+import { bidi, InvalidArgumentError, type ServiceEntry, errorCodeOf, itemErrorOf, serveItems, serverStream, unary, writeMessage } from '@distri-vault/shared';
 import { ObjectKind as ProtoKind } from '@distri-vault/shared/generated/vault/common/v1/object';
-import { StorageServiceService, type StorageServiceServer } from '@distri-vault/shared/generated/vault/storage/v1/storage';
+import { StorageServiceService, type ObjectsRequest, type ObjectsResponse, type StorageServiceServer } from '@distri-vault/shared/generated/vault/storage/v1/storage';
 import type { ObjectKind, ObjectStore } from '../domain/object-store';
 import type { ScrubStatus } from '../domain/scrubber';
 
@@ -48,9 +48,33 @@ export interface ScrubStatusSource {
   status(): ScrubStatus;
 }
 
+/** Items of one Objects stream worked on at once (puts wait on fsync in the thread pool, so they overlap). */
+export const OBJECTS_STREAM_CONCURRENCY = 16;
+
 /** The StorageService handlers over `store`. */
 export function createStorageHandlers(store: ObjectStore, log: Logger, scrubber?: ScrubStatusSource): StorageServiceServer {
+  // One item of an Objects stream: its result, or its error as an item (the stream goes on).
+  const objectItem = async (req: ObjectsRequest, signal: AbortSignal): Promise<ObjectsResponse> => {
+    const op = req.op;
+    if (!op) throw new InvalidArgumentError('Objects: a request without an operation (put or get)');
+    try {
+      const r = op.value;
+      if (op.$case === 'put') {
+        const res = await logged(log, { rpc: 'Objects.put', folder: r.folder, chunk: r.id, bytes: op.value.data.length }, () =>
+          store.put(r.folder, kindFromProto(r.kind), r.id, op.value.data, { signal }),
+        );
+        return { seq: req.seq, result: { $case: 'put', value: res } };
+      }
+      const data = await logged(log, { rpc: 'Objects.get', folder: r.folder, chunk: r.id }, () => store.get(r.folder, kindFromProto(r.kind), r.id, { signal }));
+      return { seq: req.seq, result: { $case: 'get', value: { data } } };
+    } catch (err) {
+      if (signal.aborted) throw err;
+      return { seq: req.seq, result: { $case: 'error', value: itemErrorOf(err, log, 'Objects') } };
+    }
+  };
+
   return {
+    objects: bidi<ObjectsRequest, ObjectsResponse>(log, 'Objects', (call, signal) => serveItems(call, signal, OBJECTS_STREAM_CONCURRENCY, objectItem)),
     putObject: unary(log, 'PutObject', (req, signal) =>
       logged(log, { rpc: 'PutObject', folder: req.folder, chunk: req.id, bytes: req.data.length }, () =>
         store.put(req.folder, kindFromProto(req.kind), req.id, req.data, { signal }),

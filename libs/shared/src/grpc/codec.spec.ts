@@ -28,6 +28,24 @@ const SAMPLES: Record<string, { type: Generated; make: (data: Buffer) => unknown
     make: (data) => [{ folder: 'f'.repeat(52), kind: ObjectKind.OBJECT_KIND_CHUNK, id, data }],
   },
   '/vault.storage.v1.StorageService/GetObject response': { type: storagePb.GetObjectResponse, make: (data) => [{ data }] },
+  '/vault.storage.v1.StorageService/Objects request': {
+    type: storagePb.ObjectsRequest,
+    make: (data) => [
+      { seq: 5, op: { $case: 'put', value: { folder: 'f'.repeat(52), kind: ObjectKind.OBJECT_KIND_CHUNK, id, data } } },
+      { seq: 0xffffffff, op: { $case: 'get', value: { folder: 'f'.repeat(52), kind: ObjectKind.OBJECT_KIND_MANIFEST, id } } },
+      { seq: 0, op: { $case: 'put', value: { folder: 'f'.repeat(52), kind: ObjectKind.OBJECT_KIND_GC_RECORD, id, data } } },
+      { seq: 3 },
+    ],
+  },
+  '/vault.storage.v1.StorageService/Objects response': {
+    type: storagePb.ObjectsResponse,
+    make: (data) => [
+      { seq: 1, result: { $case: 'get', value: { data } } },
+      { seq: 2 ** 31, result: { $case: 'put', value: { created: true } } },
+      { seq: 0, result: { $case: 'get', value: { data } } },
+      { seq: 9, result: { $case: 'error', value: { code: 5, message: 'not found' } } },
+    ],
+  },
   '/vault.crypto.v1.CryptoService/SealChunk request': { type: cryptoPb.SealChunkRequest, make: (data) => [{ wrappedKey: randomBytes(60), context: ctx, plaintext: data }] },
   '/vault.crypto.v1.CryptoService/SealChunk response': { type: cryptoPb.SealChunkResponse, make: (data) => [{ ciphertext: data, id }] },
   '/vault.crypto.v1.CryptoService/OpenChunk request': { type: cryptoPb.OpenChunkRequest, make: (data) => [{ wrappedKey: randomBytes(60), context: ctx, ciphertext: data }] },

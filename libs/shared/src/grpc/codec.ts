@@ -27,7 +27,7 @@ import { ObjectFrame } from '../generated/vault/common/v1/object';
 import { ChunksRequest, ChunksResponse, OpenChunkRequest, OpenChunkResponse, SealChunkRequest, SealChunkResponse, SealManifestRequest, OpenManifestResponse } from '../generated/vault/crypto/v1/crypto';
 import { DownloadFileResponse, UploadFileRequest } from '../generated/vault/node/v1/node';
 import { GetFileResponse, StoreChunkRequest, SyncFolderResponse } from '../generated/vault/peer/v1/peer';
-import { GetObjectResponse, PutObjectRequest } from '../generated/vault/storage/v1/storage';
+import { GetObjectResponse, ObjectsRequest, ObjectsResponse, PutObjectRequest } from '../generated/vault/storage/v1/storage';
 
 /** Payloads smaller than this take the generated codec: copies are cheap there and it is the reference. */
 export const BULK_MIN_BYTES = 4096;
@@ -262,7 +262,7 @@ class OneofBulk<T extends { step?: { $case: string; value: unknown } }> implemen
 
 /**
  * Codec of a message made of a `seq` (uint32, field 1) and a oneof (property `oneof`) whose cases listed
- * here are messages with a bulk field (CryptoService.Chunks). Exactly that shape — at most one seq and one
+ * here are messages with a bulk field (CryptoService.Chunks, StorageService.Objects). Exactly that shape — at most one seq and one
  * listed case, nothing else — takes the hand path; anything else takes the generated codec.
  */
 class SeqOneofBulk<T extends { seq: number }> implements MessageCodec<T> {
@@ -307,6 +307,8 @@ class SeqOneofBulk<T extends { seq: number }> implements MessageCodec<T> {
 }
 
 const objectFrame = new TopLevelBulk(ObjectFrame, 'data', 3);
+const putObjectRequest = new TopLevelBulk(PutObjectRequest, 'data', 4);
+const getObjectResponse = new TopLevelBulk(GetObjectResponse, 'data', 1);
 const sealChunkRequest = new TopLevelBulk(SealChunkRequest, 'plaintext', 3);
 const sealChunkResponse = new TopLevelBulk(SealChunkResponse, 'ciphertext', 1);
 const openChunkRequest = new TopLevelBulk(OpenChunkRequest, 'ciphertext', 3);
@@ -317,8 +319,12 @@ const openChunkResponse = new TopLevelBulk(OpenChunkResponse, 'plaintext', 1);
  * generated codec. Adding a method here needs a round-trip case in codec.spec.ts.
  */
 export const BULK_CODECS: Record<string, { request?: MessageCodec<any>; response?: MessageCodec<any> }> = {
-  '/vault.storage.v1.StorageService/PutObject': { request: new TopLevelBulk(PutObjectRequest, 'data', 4) },
-  '/vault.storage.v1.StorageService/GetObject': { response: new TopLevelBulk(GetObjectResponse, 'data', 1) },
+  '/vault.storage.v1.StorageService/PutObject': { request: putObjectRequest },
+  '/vault.storage.v1.StorageService/GetObject': { response: getObjectResponse },
+  '/vault.storage.v1.StorageService/Objects': {
+    request: new SeqOneofBulk(ObjectsRequest, 'op', [{ caseName: 'put', fieldNo: 2, codec: putObjectRequest }]),
+    response: new SeqOneofBulk(ObjectsResponse, 'result', [{ caseName: 'get', fieldNo: 3, codec: getObjectResponse }]),
+  },
   '/vault.crypto.v1.CryptoService/SealChunk': { request: sealChunkRequest, response: sealChunkResponse },
   '/vault.crypto.v1.CryptoService/OpenChunk': { request: openChunkRequest, response: openChunkResponse },
   '/vault.crypto.v1.CryptoService/Chunks': {

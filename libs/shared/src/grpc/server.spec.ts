@@ -6,7 +6,7 @@ import pino from 'pino';
 import { StorageServiceService, StorageServiceClient, type StorageServiceServer } from '../generated/vault/storage/v1/storage';
 import { ObjectKind } from '../generated/vault/common/v1/object';
 import { startGrpcServer, type RunningServer } from './server';
-import { unary, serverStream } from './handlers';
+import { bidi, unary, serverStream } from './handlers';
 import { callUnary, createClient } from './client';
 import { NotFoundError, DataLossError, InvalidArgumentError } from '../errors';
 
@@ -35,6 +35,9 @@ const impl: StorageServiceServer = {
   statFolder: unary(log, 'StatFolder', async () => ({ chunks: 2 ** 40, chunkBytes: 1, manifests: 0, manifestBytes: 0, gcRecords: 0, gcRecordBytes: 0 })),
   listFolders: unary(log, 'ListFolders', async () => ({ folders: [] })),
   getScrubStatus: unary(log, 'GetScrubStatus', async () => ({ enabled: false, bytesPerSecond: 0, passesCompleted: 0, problems: [] })),
+  objects: bidi(log, 'Objects', async () => {
+    throw new InvalidArgumentError('not served here');
+  }),
 };
 
 describe('gRPC server glue', () => {

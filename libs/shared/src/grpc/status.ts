@@ -31,6 +31,12 @@ export function toStatus(err: unknown, log?: Logger, rpc?: string): Partial<Stat
   return { code: Status.INTERNAL, details: 'internal error', metadata: new Metadata() };
 }
 
+/** The ItemError answering one failed item of a multiplexed stream (its status, as a unary call would end). */
+export function itemErrorOf(err: unknown, log?: Logger, rpc?: string): { code: number; message: string } {
+  const st = toStatus(err, log, rpc);
+  return { code: st.code, message: st.details };
+}
+
 const BY_GRPC: Record<number, ErrorCode> = Object.fromEntries(
   Object.entries(ERROR_TABLE).map(([code, v]) => [v.grpc, code as ErrorCode]),
 );

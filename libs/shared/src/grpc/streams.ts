@@ -45,3 +45,49 @@ export async function* messages<T>(call: NodeJS.ReadableStream & { iterator?: (o
   // A message that did not decode ends the reading with InvalidArgumentError (decode-guard.ts).
   for await (const msg of r.iterator({ destroyOnReturn: false }) as AsyncIterable<T | Undecodable>) yield decoded(msg);
 }
+
+/**
+ * Serves a bidi stream of independent items (CryptoService.Chunks, StorageService.Objects): each request
+ * is handed to `item`, whose answer is written as soon as it is ready. Up to `concurrency` items are
+ * worked on at once (answers may then come in another order than the requests; with 1 they keep it);
+ * no further request is read while that many are outstanding, and an answer's write waits for the caller
+ * to read, so a caller that floods the stream or stops reading makes the server buffer no more than
+ * `concurrency` items. `item` turns an item's failure into an answer itself; an error it throws (or a
+ * request that does not decode) ends the call with that status once the items already started are answered.
+ */
+export async function serveItems<Req, Res>(
+  call: NodeJS.ReadableStream & Writable & { write(msg: Res): boolean },
+  signal: AbortSignal,
+  concurrency: number,
+  item: (req: Req, signal: AbortSignal) => Promise<Res>,
+): Promise<void> {
+  const running = new Set<Promise<void>>();
+  let failure: { err: unknown } | undefined;
+  // Wakes the reader when an item fails while it waits for the next request (which may never come). A
+  // fresh promise per wait: racing each read against one long-lived promise would keep every request.
+  let wake: (() => void) | undefined;
+  const requests = messages<Req>(call);
+  try {
+    for (;;) {
+      const next = await new Promise<IteratorResult<Req> | 'failed'>((resolve, reject) => {
+        wake = () => resolve('failed');
+        requests.next().then(resolve, reject);
+      });
+      wake = undefined;
+      if (next === 'failed' || next.done) break;
+      const p: Promise<void> = item(next.value, signal)
+        .then((res) => writeMessage(call, res, signal))
+        .catch((err: unknown) => {
+          failure ??= { err };
+          wake?.();
+        })
+        .finally(() => running.delete(p));
+      running.add(p);
+      if (running.size >= concurrency) await Promise.race(running);
+      if (failure) break;
+    }
+  } finally {
+    await Promise.all(running);
+  }
+  if (failure) throw failure.err;
+}

@@ -50,6 +50,17 @@ export interface ObjectFrame {
   data: Buffer;
 }
 
+/**
+ * The failure of one item of a multiplexed stream (CryptoService.Chunks, StorageService.Objects), as a
+ * gRPC status would carry it; the stream goes on.
+ */
+export interface ItemError {
+  /** gRPC status code (3 INVALID_ARGUMENT, 15 DATA_LOSS, ...). */
+  code: number;
+  /** Human-readable reason. */
+  message: string;
+}
+
 function createBaseObjectKey(): ObjectKey {
   return { kind: 0, id: "" };
 }
@@ -192,6 +203,73 @@ export const ObjectFrame: MessageFns<ObjectFrame> = {
     message.kind = object.kind ?? 0;
     message.id = object.id ?? "";
     message.data = object.data ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseItemError(): ItemError {
+  return { code: 0, message: "" };
+}
+
+export const ItemError: MessageFns<ItemError> = {
+  encode(message: ItemError, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.code !== 0) {
+      writer.uint32(8).uint32(message.code);
+    }
+    if (message.message !== "") {
+      writer.uint32(18).string(message.message);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ItemError {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseItemError();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.code = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<ItemError>): ItemError {
+    return ItemError.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ItemError>): ItemError {
+    const message = createBaseItemError();
+    message.code = object.code ?? 0;
+    message.message = object.message ?? "";
     return message;
   },
 };

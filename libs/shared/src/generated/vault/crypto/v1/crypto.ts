@@ -20,6 +20,7 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { ItemError } from "../../common/v1/object";
 
 export const protobufPackage = "vault.crypto.v1";
 
@@ -118,14 +119,6 @@ export interface ChunksResponse {
     /** Why this item failed; the stream goes on. */
     { $case: "error"; value: ItemError }
     | undefined;
-}
-
-/** The failure of one item of a stream, as a gRPC status would carry it. */
-export interface ItemError {
-  /** gRPC status code (3 INVALID_ARGUMENT, 15 DATA_LOSS, ...). */
-  code: number;
-  /** Human-readable reason. */
-  message: string;
 }
 
 /** Request of SealManifest. */
@@ -904,73 +897,6 @@ export const ChunksResponse: MessageFns<ChunksResponse> = {
   },
 };
 
-function createBaseItemError(): ItemError {
-  return { code: 0, message: "" };
-}
-
-export const ItemError: MessageFns<ItemError> = {
-  encode(message: ItemError, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.code !== 0) {
-      writer.uint32(8).uint32(message.code);
-    }
-    if (message.message !== "") {
-      writer.uint32(18).string(message.message);
-    }
-    return writer;
-  },
-
-  decode(input: BinaryReader | Uint8Array, length?: number): ItemError {
-    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
-    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-    if (previousRecursionDepth >= 100) {
-      throw new globalThis.Error("protobuf decode recursion limit exceeded");
-    }
-    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-    try {
-      const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseItemError();
-      while (reader.pos < end) {
-        const tag = reader.uint32();
-        switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 8) {
-              break;
-            }
-
-            message.code = reader.uint32();
-            continue;
-          }
-          case 2: {
-            if (tag !== 18) {
-              break;
-            }
-
-            message.message = reader.string();
-            continue;
-          }
-        }
-        if ((tag & 7) === 4 || tag === 0) {
-          break;
-        }
-        reader.skip(tag & 7);
-      }
-      return message;
-    } finally {
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-    }
-  },
-
-  create(base?: DeepPartial<ItemError>): ItemError {
-    return ItemError.fromPartial(base ?? {});
-  },
-  fromPartial(object: DeepPartial<ItemError>): ItemError {
-    const message = createBaseItemError();
-    message.code = object.code ?? 0;
-    message.message = object.message ?? "";
-    return message;
-  },
-};
-
 function createBaseSealManifestRequest(): SealManifestRequest {
   return { folder: "", plaintext: Buffer.alloc(0) };
 }
@@ -1732,7 +1658,7 @@ export const RetireVaultKeyResponse: MessageFns<RetireVaultKeyResponse> = {
  * keys leave it only wrapped by the vault key. Chunks are sealed with AES-256-GCM under the data key,
  * bound by associated data to their folder, file version, index and position (last or not), so chunks
  * cannot be swapped between files or versions, reordered or truncated undetected.
- * One chunk per unary call: chunks are at most 1 MiB, so a call's fixed cost is small beside the work.
+ * Nodes seal and open chunks over the Chunks stream; the unary calls stay for single items and tools.
  */
 export type CryptoServiceService = typeof CryptoServiceService;
 export const CryptoServiceService = {

@@ -1,5 +1,5 @@
 /**
- * ChunkStream against a real gRPC server on 127.0.0.1 whose Chunks handler the test steers: answers out
+ * MuxStream against a real gRPC server on 127.0.0.1 whose Chunks handler the test steers: answers out
  * of order go to the right callers, item errors fail only their caller, the in-flight bound holds, an
  * aborted caller is released at once and its late answer dropped, and a server that goes away fails the
  * callers waiting on it while the next item, once it is back, opens a new stream.
@@ -7,9 +7,9 @@
 import { createHash } from 'node:crypto';
 import type * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
-import { bidi, createClient, messages, startGrpcServer, type RunningServer } from '@distri-vault/shared';
+import { bidi, callMetadata, createClient, messages, startGrpcServer, type RunningServer } from '@distri-vault/shared';
 import { CryptoServiceClient, CryptoServiceService, type ChunksRequest, type ChunksResponse, type CryptoServiceServer } from '@distri-vault/shared/generated/vault/crypto/v1/crypto';
-import { ChunkStream } from './chunk-stream';
+import { MuxStream } from './mux-stream';
 
 const log = pino({ level: 'silent' });
 const ctx = { folder: 'f'.repeat(32), fileId: Buffer.alloc(16), index: 0, last: true };
@@ -40,10 +40,13 @@ async function fakeServer(port = 0) {
   return { srv, received, release: () => held.splice(0).forEach((f) => f()) };
 }
 
-describe('ChunkStream', () => {
+describe('MuxStream', () => {
   let server: Awaited<ReturnType<typeof fakeServer>>;
   let client: CryptoServiceClient;
-  let stream: ChunkStream;
+  type Stream = MuxStream<NonNullable<ChunksRequest['op']>, NonNullable<ChunksResponse['result']>>;
+  let stream: Stream;
+  const mux = (maxInFlight: number, timeoutMs: number): Stream =>
+    new MuxStream({ open: () => client.chunks(callMetadata({ waitForReady: true })), what: 'crypto-service', maxInFlight, timeoutMs });
   const text = async (p: Promise<NonNullable<ChunksResponse['result']>>) => {
     const r = await p;
     return r.$case === 'sealed' ? Buffer.from(r.value.ciphertext).reverse().toString() : r.$case;
@@ -52,7 +55,7 @@ describe('ChunkStream', () => {
   beforeEach(async () => {
     server = await fakeServer();
     client = createClient(CryptoServiceClient, `127.0.0.1:${server.srv.port}`);
-    stream = new ChunkStream(client, { maxInFlight: 8, timeoutMs: 5000 });
+    stream = mux(8, 5000);
   });
   afterEach(async () => {
     stream.close();
@@ -122,7 +125,7 @@ describe('ChunkStream', () => {
   });
 
   it('fails a caller whose item is not answered within timeoutMs', async () => {
-    const quick = new ChunkStream(client, { maxInFlight: 2, timeoutMs: 200 });
+    const quick = mux(2, 200);
     try {
       await expect(quick.run(seal('hold:slow'))).rejects.toMatchObject({ name: 'DeadlineExceededError' });
       expect(quick.outstanding).toBe(0);
