@@ -172,6 +172,42 @@ describe('CryptoService over gRPC', () => {
     for (const [i, a] of opened.answers.entries()) if (a.result?.$case === 'opened') expect(a.result.value.plaintext.equals(plains[i]!)).toBe(true);
   });
 
+  it('Chunks: creates data keys, seals and opens manifests like the unary calls; a manifest for another folder or tampered fails alone', async () => {
+    const plain = seededBytes('manifest-stream', 50_000);
+    const first = await chunksCall([
+      { seq: 1, op: { $case: 'createDataKey', value: { folder: FOLDER_A } } },
+      { seq: 2, op: { $case: 'sealManifest', value: { folder: FOLDER_A, plaintext: plain } } },
+      { seq: 3, op: { $case: 'createDataKey', value: { folder: '../x' } } },
+    ]);
+    expect([first.code, first.answers.map((a) => [a.seq, a.result?.$case === 'error' ? a.result.value.code : a.result?.$case])]).toEqual([
+      grpc.status.OK,
+      [
+        [1, 'dataKey'],
+        [2, 'sealedManifest'],
+        [3, grpc.status.INVALID_ARGUMENT],
+      ],
+    ]);
+    const key = first.answers[0]!.result?.$case === 'dataKey' ? first.answers[0]!.result.value.wrappedKey : Buffer.alloc(0);
+    const sealed = first.answers[1]!.result?.$case === 'sealedManifest' ? first.answers[1]!.result.value : undefined;
+    expect(sealed?.id).toBe(createHash('sha256').update(sealed!.ciphertext).digest('hex'));
+    // The stream's data key seals a chunk through the unary call; the stream's manifest opens through it too.
+    await expect(callUnary(client, client.sealChunk, { wrappedKey: key, context: context(), plaintext: Buffer.from('k') })).resolves.toMatchObject({ id: expect.any(String) });
+    expect((await callUnary(client, client.openManifest, { folder: FOLDER_A, ciphertext: sealed!.ciphertext })).plaintext.equals(plain)).toBe(true);
+    const tampered = Buffer.from(sealed!.ciphertext);
+    tampered[40]! ^= 1;
+    const opened = await chunksCall([
+      { seq: 7, op: { $case: 'openManifest', value: { folder: FOLDER_A, ciphertext: sealed!.ciphertext } } },
+      { seq: 8, op: { $case: 'openManifest', value: { folder: FOLDER_B, ciphertext: sealed!.ciphertext } } },
+      { seq: 9, op: { $case: 'openManifest', value: { folder: FOLDER_A, ciphertext: tampered } } },
+    ]);
+    expect(opened.answers.map((a) => [a.seq, a.result?.$case === 'error' ? a.result.value.code : a.result?.$case])).toEqual([
+      [7, 'openedManifest'],
+      [8, grpc.status.DATA_LOSS],
+      [9, grpc.status.DATA_LOSS],
+    ]);
+    expect(opened.answers[0]!.result?.$case === 'openedManifest' && opened.answers[0]!.result.value.plaintext.equals(plain)).toBe(true);
+  });
+
   it('Chunks: a request with no operation ends the stream with INVALID_ARGUMENT after answering the ones before it', async () => {
     const { wrappedKey } = await callUnary(client, client.createDataKey, { folder: FOLDER_A });
     const r = await chunksCall([{ seq: 1, op: { $case: 'seal', value: { wrappedKey, context: context(), plaintext: Buffer.from('x') } } }, { seq: 2 }, { seq: 3, op: { $case: 'seal', value: { wrappedKey, context: context(), plaintext: Buffer.from('y') } } }]);

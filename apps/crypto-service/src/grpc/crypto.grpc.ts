@@ -40,23 +40,42 @@ export function cryptoServiceImpl(engine: CryptoEngine, log: Logger, keyring?: K
   // One item of a Chunks stream: its result, or its error as an item (the stream goes on).
   const chunkItem = async (req: ChunksRequest, signal: AbortSignal): Promise<ChunksResponse> => {
     const op = req.op;
-    if (!op) throw new InvalidArgumentError('Chunks: a request without an operation (seal or open)');
+    if (!op) throw new InvalidArgumentError('Chunks: a request without an operation');
+    const seq = req.seq;
     try {
-      if (op.$case === 'seal') {
-        const r = op.value;
-        const sealed = await timed('Chunks.seal', { folder: r.context?.folder, index: r.context?.index, bytes: r.plaintext.length }, () =>
-          engine.sealChunk(r.wrappedKey, chunkContext(r.context), r.plaintext, signal),
-        );
-        return { seq: req.seq, result: { $case: 'sealed', value: { ciphertext: sealed.ciphertext, id: sealed.id } } };
+      switch (op.$case) {
+        case 'seal': {
+          const r = op.value;
+          const sealed = await timed('Chunks.seal', { folder: r.context?.folder, index: r.context?.index, bytes: r.plaintext.length }, () =>
+            engine.sealChunk(r.wrappedKey, chunkContext(r.context), r.plaintext, signal),
+          );
+          return { seq, result: { $case: 'sealed', value: { ciphertext: sealed.ciphertext, id: sealed.id } } };
+        }
+        case 'open': {
+          const r = op.value;
+          const plaintext = await timed('Chunks.open', { folder: r.context?.folder, index: r.context?.index, bytes: r.ciphertext.length }, () =>
+            engine.openChunk(r.wrappedKey, chunkContext(r.context), r.ciphertext, signal),
+          );
+          return { seq, result: { $case: 'opened', value: { plaintext } } };
+        }
+        case 'createDataKey': {
+          const wrappedKey = await timed('Chunks.createDataKey', { folder: op.value.folder }, () => engine.createDataKey(op.value.folder, signal));
+          return { seq, result: { $case: 'dataKey', value: { wrappedKey } } };
+        }
+        case 'sealManifest': {
+          const r = op.value;
+          const sealed = await timed('Chunks.sealManifest', { folder: r.folder, bytes: r.plaintext.length }, () => engine.sealManifest(r.folder, r.plaintext, signal));
+          return { seq, result: { $case: 'sealedManifest', value: { ciphertext: sealed.ciphertext, id: sealed.id } } };
+        }
+        case 'openManifest': {
+          const r = op.value;
+          const plaintext = await timed('Chunks.openManifest', { folder: r.folder, bytes: r.ciphertext.length }, () => engine.openManifest(r.folder, r.ciphertext, signal));
+          return { seq, result: { $case: 'openedManifest', value: { plaintext } } };
+        }
       }
-      const r = op.value;
-      const plaintext = await timed('Chunks.open', { folder: r.context?.folder, index: r.context?.index, bytes: r.ciphertext.length }, () =>
-        engine.openChunk(r.wrappedKey, chunkContext(r.context), r.ciphertext, signal),
-      );
-      return { seq: req.seq, result: { $case: 'opened', value: { plaintext } } };
     } catch (err) {
       if (signal.aborted) throw err;
-      return { seq: req.seq, result: { $case: 'error', value: itemErrorOf(err, log, 'Chunks') } };
+      return { seq, result: { $case: 'error', value: itemErrorOf(err, log, 'Chunks') } };
     }
   };
 

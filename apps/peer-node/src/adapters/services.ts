@@ -17,7 +17,7 @@ export const STORAGE_STREAM_IN_FLIGHT = 16;
 
 type Success<R> = Exclude<NonNullable<R>, { $case: 'error' }>;
 
-/** CryptoPort over the crypto-service: chunks over its `Chunks` stream (mux-stream.ts), the rest unary. */
+/** CryptoPort over the crypto-service: data keys, chunks and manifests over its `Chunks` stream (mux-stream.ts), key management unary. */
 export class CryptoServiceAdapter implements CryptoPort {
   readonly client: CryptoServiceClient;
   private readonly chunks: MuxStream<NonNullable<ChunksRequest['op']>, Success<ChunksResponse['result']>>;
@@ -29,7 +29,9 @@ export class CryptoServiceAdapter implements CryptoPort {
     return { signal, timeoutMs: this.timeoutMs, waitForReady: true, what };
   }
   async createDataKey(folder: string, signal?: AbortSignal): Promise<Buffer> {
-    return (await callUnary(this.client, this.client.createDataKey, { folder }, this.opts(signal))).wrappedKey;
+    const r = await this.chunks.run({ $case: 'createDataKey', value: { folder } }, signal);
+    if (r.$case !== 'dataKey') throw new UnavailableError(`crypto-service answered a data key request with ${r.$case}`);
+    return r.value.wrappedKey;
   }
   async sealChunk(wrappedKey: Buffer, context: ChunkContext, plaintext: Buffer, signal?: AbortSignal) {
     const r = await this.chunks.run({ $case: 'seal', value: { wrappedKey, context, plaintext } }, signal);
@@ -42,11 +44,14 @@ export class CryptoServiceAdapter implements CryptoPort {
     return r.value.plaintext;
   }
   async sealManifest(folder: string, plaintext: Buffer, signal?: AbortSignal) {
-    const r = await callUnary(this.client, this.client.sealManifest, { folder, plaintext }, this.opts(signal));
-    return { id: r.id, ciphertext: r.ciphertext };
+    const r = await this.chunks.run({ $case: 'sealManifest', value: { folder, plaintext } }, signal);
+    if (r.$case !== 'sealedManifest') throw new UnavailableError(`crypto-service answered a manifest seal with ${r.$case}`);
+    return { id: r.value.id, ciphertext: r.value.ciphertext };
   }
   async openManifest(folder: string, ciphertext: Buffer, signal?: AbortSignal): Promise<Buffer> {
-    return (await callUnary(this.client, this.client.openManifest, { folder, ciphertext }, this.opts(signal))).plaintext;
+    const r = await this.chunks.run({ $case: 'openManifest', value: { folder, ciphertext } }, signal);
+    if (r.$case !== 'openedManifest') throw new UnavailableError(`crypto-service answered a manifest open with ${r.$case}`);
+    return r.value.plaintext;
   }
   async keyInfo(signal?: AbortSignal): Promise<VaultKeyInfo> {
     const r = await callUnary(this.client, this.client.getKeyInfo, {}, this.opts(signal));

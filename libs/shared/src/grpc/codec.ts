@@ -24,7 +24,7 @@
  */
 import type * as grpc from '@grpc/grpc-js';
 import { ObjectFrame } from '../generated/vault/common/v1/object';
-import { ChunksRequest, ChunksResponse, OpenChunkRequest, OpenChunkResponse, SealChunkRequest, SealChunkResponse, SealManifestRequest, OpenManifestResponse } from '../generated/vault/crypto/v1/crypto';
+import { ChunksRequest, ChunksResponse, OpenChunkRequest, OpenChunkResponse, OpenManifestRequest, OpenManifestResponse, SealChunkRequest, SealChunkResponse, SealManifestRequest, SealManifestResponse } from '../generated/vault/crypto/v1/crypto';
 import { DownloadFileResponse, UploadFileRequest } from '../generated/vault/node/v1/node';
 import { GetFileResponse, StoreChunkRequest, SyncFolderResponse } from '../generated/vault/peer/v1/peer';
 import { GetObjectResponse, ObjectsRequest, ObjectsResponse, PutObjectRequest } from '../generated/vault/storage/v1/storage';
@@ -313,6 +313,10 @@ const sealChunkRequest = new TopLevelBulk(SealChunkRequest, 'plaintext', 3);
 const sealChunkResponse = new TopLevelBulk(SealChunkResponse, 'ciphertext', 1);
 const openChunkRequest = new TopLevelBulk(OpenChunkRequest, 'ciphertext', 3);
 const openChunkResponse = new TopLevelBulk(OpenChunkResponse, 'plaintext', 1);
+const sealManifestRequest = new TopLevelBulk(SealManifestRequest, 'plaintext', 2);
+const sealManifestResponse = new TopLevelBulk(SealManifestResponse, 'ciphertext', 1);
+const openManifestRequest = new TopLevelBulk(OpenManifestRequest, 'ciphertext', 2);
+const openManifestResponse = new TopLevelBulk(OpenManifestResponse, 'plaintext', 1);
 
 /**
  * Codecs by full method path: which side of each method carries bulk bytes. Everything else keeps the
@@ -331,14 +335,18 @@ export const BULK_CODECS: Record<string, { request?: MessageCodec<any>; response
     request: new SeqOneofBulk(ChunksRequest, 'op', [
       { caseName: 'seal', fieldNo: 2, codec: sealChunkRequest },
       { caseName: 'open', fieldNo: 3, codec: openChunkRequest },
+      { caseName: 'sealManifest', fieldNo: 5, codec: sealManifestRequest },
+      { caseName: 'openManifest', fieldNo: 6, codec: openManifestRequest },
     ]),
     response: new SeqOneofBulk(ChunksResponse, 'result', [
       { caseName: 'sealed', fieldNo: 2, codec: sealChunkResponse },
       { caseName: 'opened', fieldNo: 3, codec: openChunkResponse },
+      { caseName: 'sealedManifest', fieldNo: 6, codec: sealManifestResponse },
+      { caseName: 'openedManifest', fieldNo: 7, codec: openManifestResponse },
     ]),
   },
-  '/vault.crypto.v1.CryptoService/SealManifest': { request: new TopLevelBulk(SealManifestRequest, 'plaintext', 2) },
-  '/vault.crypto.v1.CryptoService/OpenManifest': { response: new TopLevelBulk(OpenManifestResponse, 'plaintext', 1) },
+  '/vault.crypto.v1.CryptoService/SealManifest': { request: sealManifestRequest, response: sealManifestResponse },
+  '/vault.crypto.v1.CryptoService/OpenManifest': { request: openManifestRequest, response: openManifestResponse },
   '/vault.node.v1.NodeService/UploadFile': { request: new OneofBulk(UploadFileRequest, 'data', 2, { kind: 'bytes' }) },
   '/vault.node.v1.NodeService/DownloadFile': { response: new OneofBulk(DownloadFileResponse, 'data', 2, { kind: 'bytes' }) },
   '/vault.peer.v1.PeerService/StoreChunk': { request: new OneofBulk(StoreChunkRequest, 'object', 2, { kind: 'message', codec: objectFrame }) },
