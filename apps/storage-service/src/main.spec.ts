@@ -1,5 +1,5 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { promises as fs } from 'node:fs';
+import { promises as fs, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -167,6 +167,39 @@ describe('storage-service process', () => {
     client.close();
     await expect(stop(after.child)).resolves.toBe(0);
   }, 120_000);
+
+  it('Objects: a caller that floods the stream with 300 gets of a 1 MiB object and reads no answer: the service memory stays bounded', async () => {
+    const env = { STORAGE_PORT: '0', STORAGE_DATA_DIR: join(dir, 'flood'), LOG_LEVEL: 'warn', STORAGE_SCRUB_BYTES_PER_SEC: '0' };
+    const F = folderId(3);
+    const o = makeFastObject('flood', 1024 * 1024);
+    const svc = await start(env);
+    children.push(svc.child);
+    const client = createClient(StorageServiceClient, `127.0.0.1:${svc.port}`);
+    try {
+      await callUnary(client, client.putObject, { folder: F, kind: ObjectKind.OBJECT_KIND_CHUNK, id: o.id, data: o.data });
+      const rssMiB = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${svc.child.pid}/status`, 'utf8'))![1]) / 1024;
+      const before = rssMiB();
+      const call = client.objects();
+      call.on('error', () => undefined);
+      call.pause(); // answers are not read
+      let written = 0;
+      for (let i = 0; i < 300; i++) {
+        const ok = call.write({ seq: i + 1, op: { $case: 'get', value: { folder: F, kind: ObjectKind.OBJECT_KIND_CHUNK, id: o.id } } });
+        written++;
+        if (!ok && !(await Promise.race([new Promise((r) => call.once('drain', () => r(true))), new Promise((r) => setTimeout(() => r(false), 2000))]))) break;
+      }
+      await new Promise((r) => setTimeout(r, 1000));
+      const grown = rssMiB() - before;
+      call.cancel();
+      // 300 MiB of answers asked for: the service holds at most its 16 items in work, the HTTP/2 window
+      // and grpc-js's buffers, never the whole flood.
+      expect(written).toBe(300);
+      expect(grown).toBeLessThan(120);
+    } finally {
+      client.close();
+      await stop(svc.child);
+    }
+  }, 60_000);
 
   it('fails fast with a fatal log line on a bad configuration', async () => {
     const err = await start({ STORAGE_PORT: 'not-a-port', STORAGE_DATA_DIR: join(dir, 'bad') }).catch((e: { lines: Array<Record<string, unknown>>; code: number }) => e);
