@@ -141,6 +141,63 @@ describe('Vault garbage collection', () => {
     expect((await readAll(vault.read('doc', undefined, signal()))).equals(v1)).toBe(true);
   });
 
+  it('a failed upload leaves nothing: a body longer than announced, a client stream that breaks, a manifest without its quorum — each one\'s chunks (and manifest) collected on every node', async () => {
+    const { vault, storage, peers } = setup();
+    const keep = seeded(2 * CHUNK + 5, 41);
+    await vault.upload('keep', undefined, once(keep), signal());
+    await new Promise((r) => setTimeout(r, 20));
+    const baseline = { chunks: storage.ids(OWNER, 'chunk').sort(), manifests: storage.ids(OWNER, 'manifest').sort() };
+    const named = () => storage.ids(OWNER, 'gc').map((id) => openGcRecord(OWNER, storage.objects.get(`${OWNER}/gc/${id}`)!));
+    // The record the last step wrote: [chunks, manifests] it names.
+    let seen: string[] = [];
+    const newest = () => {
+      const fresh = storage.ids(OWNER, 'gc').filter((id) => !seen.includes(id));
+      seen = storage.ids(OWNER, 'gc');
+      expect(fresh).toHaveLength(1);
+      const r = openGcRecord(OWNER, storage.objects.get(`${OWNER}/gc/${fresh[0]}`)!);
+      return [r.chunks.length, r.manifests.length];
+    };
+
+    // 1. The body is longer than the header said: INVALID_ARGUMENT after its three chunks were placed.
+    await expect(vault.upload('liar', 2 * CHUNK, once(seeded(3 * CHUNK, 42)), signal())).rejects.toMatchObject({ code: 'invalid_argument' });
+    await vault.settleCollections();
+    expect(newest()).toEqual([3, 0]);
+    // 2. The client's stream breaks after two chunks.
+    async function* broken() {
+      yield seeded(3 * CHUNK, 43);
+      await new Promise((r) => setTimeout(r, 10));
+      throw new Error('client went away');
+    }
+    await expect(vault.upload('cut', undefined, broken(), signal())).rejects.toThrow('client went away');
+    await vault.settleCollections();
+    // The chunks cut before the break (the chunker holds the last one back until it sees the end).
+    const [cutChunks, cutManifests] = newest();
+    expect([cutChunks! >= 1, cutManifests]).toEqual([true, 0]);
+    // 3. The manifest cannot get its quorum (both peers refuse manifests): its chunks and the manifest
+    //    the owner already stored are collected.
+    const puts = [P1, P2].map((p) => peers.stores.get(p)!.put.bind(peers.stores.get(p)!));
+    [P1, P2].forEach((p, i) => {
+      peers.stores.get(p)!.put = async (folder: string, kind: ObjectKind, id: string, data: Buffer) => {
+        if (kind === 'manifest') throw new Error('disk on fire');
+        return puts[i]!(folder, kind, id, data);
+      };
+    });
+    await expect(vault.upload('noquorum', undefined, once(seeded(CHUNK + 1, 44)), signal())).rejects.toMatchObject({ code: 'unavailable' });
+    await vault.settleCollections();
+    [P1, P2].forEach((p, i) => (peers.stores.get(p)!.put = puts[i]!));
+    expect(newest()).toEqual([2, 1]);
+    const records = named();
+    // The owner holds exactly what it held before the three failures; the named objects are no live ones.
+    await new Promise((r) => setTimeout(r, 20));
+    expect(storage.ids(OWNER, 'chunk').sort()).toEqual(baseline.chunks);
+    expect(storage.ids(OWNER, 'manifest').sort()).toEqual(baseline.manifests);
+    for (const r of records) for (const id of [...r.chunks, ...r.manifests]) expect([...baseline.chunks, ...baseline.manifests]).not.toContain(id);
+    // Every record reached both peers (with quorum), and nothing of the failures became a version.
+    for (const p of [P1, P2]) expect(peers.stores.get(p)!.ids(OWNER, 'gc').sort()).toEqual(storage.ids(OWNER, 'gc').sort());
+    expect(vault.list().map((f) => f.path)).toEqual(['keep']);
+    expect((await readAll(vault.read('keep', undefined, signal()))).equals(keep)).toBe(true);
+  });
+
   it('a removal whose GC record cannot get its write quorum still stands; the next rotation collects the chunks', async () => {
     const { vault, storage, peers } = setup();
     await vault.upload('f', undefined, once(seeded(CHUNK, 31)), signal());

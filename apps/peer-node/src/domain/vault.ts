@@ -247,6 +247,8 @@ export class Vault {
   /** Writes in flight per key epoch: a rotation retires the old key only once the older ones finished. */
   private readonly inflight = new Map<number, number>();
   private readonly inflightDone: Array<() => void> = [];
+  /** Collections of failed uploads under way (collectFailedUpload). */
+  private readonly collecting = new Set<Promise<void>>();
   private rotating = false;
   /** Settles when the running rotation ends. */
   private rotationDone: Promise<unknown> = Promise.resolve();
@@ -448,12 +450,13 @@ export class Vault {
    * the key is re-wrapped under the current vault key first, so no manifest sealed under the new key
    * carries a data key only the old one opens. Runs in the key gate's shared side.
    */
-  private async commitManifest(m: Manifest, peers: string[], pending: Set<ReplicationHandle>, signal: AbortSignal, keyEpoch?: number): Promise<FileInfo> {
+  private async commitManifest(m: Manifest, peers: string[], pending: Set<ReplicationHandle>, signal: AbortSignal, keyEpoch?: number, onSealed?: (id: string) => void): Promise<FileInfo> {
     return this.gate.shared(async () => {
       if (m.wrappedKey && keyEpoch !== this.keyEpoch) {
         m = { ...m, wrappedKey: (await this.c.crypto.rewrapDataKey(this.o.serverId, Buffer.from(m.wrappedKey, 'base64'), signal)).toString('base64') };
       }
       const sealed = await this.c.crypto.sealManifest(this.o.serverId, encodeManifest(m), signal);
+      onSealed?.(sealed.id);
       await this.place({ kind: 'manifest', id: sealed.id, data: sealed.ciphertext }, peers, pending, signal);
       this.index.add(sealed.id, m);
       return infoOf(m);
@@ -499,6 +502,8 @@ export class Vault {
     const started = Date.now();
     const pending = new Set<ReplicationHandle>();
     const write = this.beginWrite();
+    // What this upload may have put on some disk: collected if it fails (collectFailedUpload).
+    const placed = { chunks: [] as string[], manifests: [] as string[] };
     try {
       const peers = this.writePeers();
       const wrappedKey = await this.c.crypto.createDataKey(this.o.serverId, signal);
@@ -518,6 +523,7 @@ export class Vault {
             try {
               const ctx = { folder: this.o.serverId, fileId, index: chunk.index, last: chunk.last };
               const sealed = await this.c.crypto.sealChunk(wrappedKey, ctx, chunk.data, signal);
+              placed.chunks.push(sealed.id);
               await this.place({ kind: 'chunk', id: sealed.id, data: sealed.ciphertext }, peers, pending, signal);
               chunks[chunk.index] = { id: sealed.id, size: chunk.data.length };
             } finally {
@@ -552,6 +558,7 @@ export class Vault {
           pending,
           signal,
           write.epoch,
+          (id) => placed.manifests.push(id),
         ),
       );
       const backlog = this.replication.stats();
@@ -560,11 +567,40 @@ export class Vault {
     } catch (err) {
       ctrl.abort(err);
       this.withdraw(pending);
+      this.collectFailedUpload(path, placed);
       throw err;
     } finally {
       write.end();
       outer.removeEventListener('abort', onAbort);
     }
+  }
+
+  /**
+   * Collects what a failed or cancelled upload had placed: its chunks, and its manifest when the commit got
+   * that far (no version was made visible, so nothing references them, and no other version can: each has
+   * its own data key and file ID). A GC record, as for removed versions, written in the background so the
+   * client gets its error at once. Best effort: when it cannot get its write quorum (the upload may have
+   * failed for want of peers) the objects stay; their chunks are unreadable without the manifest.
+   */
+  private collectFailedUpload(path: string, placed: { chunks: string[]; manifests: string[] }): void {
+    if (!this.c.gc || (placed.chunks.length === 0 && placed.manifests.length === 0)) return;
+    const signal = AbortSignal.timeout(this.o.writeTimeoutMs ?? 60_000);
+    const work = (async () => {
+      try {
+        const records = await this.writeGcRecords(placed, this.writePeers(), signal);
+        for (const r of records) await this.c.gc!.garbage.apply(this.o.serverId, r, signal);
+        this.log.info({ path, chunks: placed.chunks.length, manifests: placed.manifests.length }, 'objects of a failed upload collected');
+      } catch (err) {
+        this.log.warn({ path, chunks: placed.chunks.length, manifests: placed.manifests.length, err: (err as Error).message }, 'objects of a failed upload not collected; they stay on disk');
+      }
+    })();
+    this.collecting.add(work);
+    void work.finally(() => this.collecting.delete(work));
+  }
+
+  /** Waits for the collections of failed uploads under way (tests, shutdown). */
+  async settleCollections(): Promise<void> {
+    while (this.collecting.size) await Promise.all(this.collecting);
   }
 
   /** Records a deletion of `path` as a tombstone version. */
