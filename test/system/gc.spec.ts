@@ -4,8 +4,11 @@
  * (`DELETE /v1/shred/...`): the two live nodes delete the garbage at once. When the node returns it still
  * holds every garbage object on its disk; the GC records reach it and it deletes them, and its repair
  * pushes of that garbage are never stored again by the others. Live files read back identical throughout.
+ * Also: an upload the client abandons halfway leaves no object on any node (its GC record collects them).
  * Objects are counted as files under each node's data/<owner>/ directory.
  */
+import { randomBytes } from 'node:crypto';
+import http from 'node:http';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
@@ -109,5 +112,28 @@ describe('garbage collection with a node offline (3 nodes + gateway)', () => {
     const info = (await request(`${base}/v1/node`, 'GET')).json;
     expect(info.garbage.records).toBe(2);
     await readBack(files);
+  });
+
+  it('an upload the client abandons halfway leaves nothing on any node: the chunks it had placed are collected everywhere', async () => {
+    const before = await Promise.all(net.nodes.map(objectsOn));
+    const objects = (s: Set<string>) => [...s].filter((o) => !o.startsWith('gc/')).sort();
+    const records = (s: Set<string>) => [...s].filter((o) => o.startsWith('gc/')).length;
+    const u = new URL(`${base}/v1/files/abandoned.bin`);
+    const req = http.request({ hostname: u.hostname, port: u.port, path: u.pathname, method: 'PUT', headers: { 'content-length': 8 * MiB, authorization: `Bearer ${net.token}` } });
+    req.on('error', () => undefined);
+    req.on('response', (res) => res.resume());
+    for (let i = 0; i < 5; i++) req.write(randomBytes(MiB));
+    // Wait until node 1 holds some of its chunks, then go away with 3 MiB unsent.
+    await eventually(async () => objects(await objectsOn(net.nodes[0])).length >= objects(before[0]!).length + 2, 30_000, 'chunks of the upload on node 1');
+    req.destroy();
+    await eventually(
+      async () => {
+        const now = await Promise.all(net.nodes.map(objectsOn));
+        return now.every((s, i) => JSON.stringify(objects(s)) === JSON.stringify(objects(before[i]!)) && records(s) === records(before[i]!) + 1);
+      },
+      30_000,
+      "every node back to its objects before the upload, with the upload's GC record",
+    );
+    expect((await request(`${base}/v1/files/abandoned.bin`, 'GET')).status).toBe(404);
   });
 });
