@@ -124,6 +124,25 @@ describe('MuxStream', () => {
     expect(server.received).toEqual(['item:after']);
   });
 
+  it('drops a call that answers nothing (the service is down) when an item times out: what its callers gave up on is never sent once the service is up', async () => {
+    const port = server.srv.port;
+    await server.srv.close(0);
+    const down = mux(4, 150);
+    try {
+      const stale = await Promise.allSettled(Array.from({ length: 6 }, (_, i) => down.run(seal(`item:stale-${i}`))));
+      expect(stale.map((r) => r.status === 'rejected' && (r.reason as Error).name)).toEqual(Array(6).fill('DeadlineExceededError'));
+      expect(down.outstanding).toBe(0);
+      server = await fakeServer(port);
+      // The channel reconnects within its backoff; until then items may time out too.
+      let answer: string | undefined;
+      for (let i = 0; i < 60 && answer === undefined; i++) answer = await text(down.run(seal('item:after'))).catch(() => undefined);
+      expect(answer).toBe('item:after');
+      expect(server.received.filter((r) => r.startsWith('item:stale'))).toEqual([]);
+    } finally {
+      down.close();
+    }
+  }, 20_000);
+
   it('fails a caller whose item is not answered within timeoutMs', async () => {
     const quick = mux(2, 200);
     try {

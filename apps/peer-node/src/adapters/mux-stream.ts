@@ -9,7 +9,9 @@
  *   applies), so the bytes written ahead into the stream are bounded.
  * - An item answered with an error fails that caller with the mapped domain error (DATA_LOSS, ...).
  * - A caller whose signal aborts, or whose item takes longer than `timeoutMs`, is failed at once and its
- *   late answer dropped.
+ *   late answer dropped. When the call has answered nothing since that item was written, the call itself
+ *   is dropped too (a call waiting for a service that is down would otherwise queue every later item's
+ *   bytes): its other callers fail DEADLINE_EXCEEDED and the next item opens a new call.
  * - When the stream breaks (the service restarted), every caller waiting on it fails with the mapped
  *   status (UNAVAILABLE) and the next item opens a new stream, which waits for the service to be up.
  */
@@ -51,6 +53,8 @@ interface Waiter<Result> {
 interface Lane<Op, Result> {
   call: ClientDuplexStream<MuxRequest<Op>, MuxResponse<Result>>;
   pending: Map<number, Waiter<Result>>;
+  /** Answers received so far (a lane that answers nothing is dropped when an item times out). */
+  answers: number;
 }
 
 /** Multiplexes operations of many callers over one bidi stream. */
@@ -126,9 +130,15 @@ export class MuxStream<Op, Result> {
         done();
         reject(new CancelledError('cancelled'));
       };
+      const answersBefore = lane.answers;
       const timer = setTimeout(() => {
         done();
-        reject(new DeadlineExceededError(`${this.o.what}: no answer within ${this.o.timeoutMs} ms`));
+        const err = new DeadlineExceededError(`${this.o.what}: no answer within ${this.o.timeoutMs} ms`);
+        // Not one answer since this item was written: the call is stuck (waiting for a service that is
+        // down, say) and would keep every later item's bytes queued in it. Drop it: its callers fail, the
+        // queued items are never sent, and the next item opens a new call.
+        if (lane.answers === answersBefore) this.drop(lane, err);
+        reject(err);
       }, this.o.timeoutMs);
       signal?.addEventListener('abort', onAbort, { once: true });
       lane.pending.set(seq, {
@@ -148,8 +158,9 @@ export class MuxStream<Op, Result> {
   private open(): Lane<Op, Result> {
     if (this.lane) return this.lane;
     const call = this.o.open();
-    const lane: Lane<Op, Result> = { call, pending: new Map() };
+    const lane: Lane<Op, Result> = { call, pending: new Map(), answers: 0 };
     call.on('data', (res: MuxResponse<Result>) => {
+      lane.answers++;
       const w = lane.pending.get(res.seq);
       if (!w) return; // its caller gave up
       const r = res.result;
@@ -165,6 +176,13 @@ export class MuxStream<Op, Result> {
     call.on('end', () => broken(new UnavailableError(`${this.o.what} ended the stream`)));
     this.lane = lane;
     return lane;
+  }
+
+  /** Cancels a lane's call and fails its callers; the next item opens a new call. */
+  private drop(lane: Lane<Op, Result>, err: Error): void {
+    if (this.lane === lane) this.lane = undefined;
+    this.fail(lane, err);
+    lane.call.cancel();
   }
 
   private fail(lane: Lane<Op, Result>, err: Error): void {
