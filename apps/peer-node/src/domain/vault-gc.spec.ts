@@ -196,6 +196,14 @@ describe('Vault garbage collection', () => {
     for (const p of [P1, P2]) expect(peers.stores.get(p)!.ids(OWNER, 'gc').sort()).toEqual(storage.ids(OWNER, 'gc').sort());
     expect(vault.list().map((f) => f.path)).toEqual(['keep']);
     expect((await readAll(vault.read('keep', undefined, signal()))).equals(keep)).toBe(true);
+
+    // Failures close together share one record (a client that keeps giving up makes no record per attempt).
+    await Promise.all(
+      [51, 52, 53].map((seed, i) => expect(vault.upload(`burst-${i}`, CHUNK, once(seeded(2 * CHUNK, seed)), signal())).rejects.toMatchObject({ code: 'invalid_argument' })),
+    );
+    await vault.settleCollections();
+    expect(newest()).toEqual([6, 0]);
+    expect(storage.ids(OWNER, 'chunk').sort()).toEqual(baseline.chunks);
   });
 
   it('a removal whose GC record cannot get its write quorum still stands; the next rotation collects the chunks', async () => {

@@ -237,6 +237,9 @@ const ENVELOPE_OVERHEAD_BYTES = 29;
 export const ROTATION_NOTICE =
   'the vault key changed: write down the NEW recovery key now (crypto-service: main.js export-recovery-key); the old recovery key no longer opens this vault';
 
+/** Failed uploads within this long share one GC record for what they had placed. */
+export const FAILED_UPLOAD_GC_DELAY_MS = 1000;
+
 /** The owner's file operations. */
 export class Vault {
   private index = new FileIndex();
@@ -247,8 +250,9 @@ export class Vault {
   /** Writes in flight per key epoch: a rotation retires the old key only once the older ones finished. */
   private readonly inflight = new Map<number, number>();
   private readonly inflightDone: Array<() => void> = [];
-  /** Collections of failed uploads under way (collectFailedUpload). */
+  /** Collections of failed uploads under way, and the objects of the next one (collectFailedUpload). */
   private readonly collecting = new Set<Promise<void>>();
+  private failedUploads: { chunks: string[]; manifests: string[]; paths: Set<string>; flush?: () => void } = { chunks: [], manifests: [], paths: new Set() };
   private rotating = false;
   /** Settles when the running rotation ends. */
   private rotationDone: Promise<unknown> = Promise.resolve();
@@ -579,27 +583,43 @@ export class Vault {
    * Collects what a failed or cancelled upload had placed: its chunks, and its manifest when the commit got
    * that far (no version was made visible, so nothing references them, and no other version can: each has
    * its own data key and file ID). A GC record, as for removed versions, written in the background so the
-   * client gets its error at once. Best effort: when it cannot get its write quorum (the upload may have
-   * failed for want of peers) the objects stay; their chunks are unreadable without the manifest.
+   * client gets its error at once; the failures of one `FAILED_UPLOAD_GC_DELAY_MS` share one record (a
+   * client that keeps giving up does not make a record per attempt). Best effort: when the record cannot
+   * get its write quorum (the upload may have failed for want of peers) the objects stay; their chunks are
+   * unreadable without the manifest.
    */
   private collectFailedUpload(path: string, placed: { chunks: string[]; manifests: string[] }): void {
     if (!this.c.gc || (placed.chunks.length === 0 && placed.manifests.length === 0)) return;
-    const signal = AbortSignal.timeout(this.o.writeTimeoutMs ?? 60_000);
+    const batch = this.failedUploads;
+    batch.chunks.push(...placed.chunks);
+    batch.manifests.push(...placed.manifests);
+    batch.paths.add(path);
+    if (batch.flush) return;
+    let flushNow!: () => void;
+    const due = new Promise<void>((r) => (flushNow = r));
+    const timer = setTimeout(flushNow, FAILED_UPLOAD_GC_DELAY_MS);
+    batch.flush = flushNow;
     const work = (async () => {
+      await due;
+      clearTimeout(timer);
+      this.failedUploads = { chunks: [], manifests: [], paths: new Set() };
+      const what = { uploads: batch.paths.size, chunks: batch.chunks.length, manifests: batch.manifests.length };
       try {
-        const records = await this.writeGcRecords(placed, this.writePeers(), signal);
+        const signal = AbortSignal.timeout(this.o.writeTimeoutMs ?? 60_000);
+        const records = await this.writeGcRecords(batch, this.writePeers(), signal);
         for (const r of records) await this.c.gc!.garbage.apply(this.o.serverId, r, signal);
-        this.log.info({ path, chunks: placed.chunks.length, manifests: placed.manifests.length }, 'objects of a failed upload collected');
+        this.log.info(what, 'objects of failed uploads collected');
       } catch (err) {
-        this.log.warn({ path, chunks: placed.chunks.length, manifests: placed.manifests.length, err: (err as Error).message }, 'objects of a failed upload not collected; they stay on disk');
+        this.log.warn({ ...what, err: (err as Error).message }, 'objects of failed uploads not collected; they stay on disk');
       }
     })();
     this.collecting.add(work);
     void work.finally(() => this.collecting.delete(work));
   }
 
-  /** Waits for the collections of failed uploads under way (tests, shutdown). */
+  /** Collects the failed uploads' objects gathered so far at once, and waits for every collection under way. */
   async settleCollections(): Promise<void> {
+    this.failedUploads.flush?.();
     while (this.collecting.size) await Promise.all(this.collecting);
   }
 
