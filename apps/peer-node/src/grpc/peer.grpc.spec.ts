@@ -82,6 +82,49 @@ describe('PeerService over a real server', () => {
   const obj = (data: Buffer, id = sha(data), kind = 1) => ({ step: { $case: 'object', value: { kind, id, data } } });
   const open = (senderId = A, folder = A) => ({ step: { $case: 'open', value: { senderId, folder } } });
 
+  it('StoreChunk stores up to its window (4) at once and acknowledges in order, each once it and those before it are durable; past the window it reads no further', async () => {
+    const put = storage.put.bind(storage);
+    let running = 0;
+    let most = 0;
+    let started = 0;
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    storage.put = async (folder, kind, id, data, signal) => {
+      started++;
+      running++;
+      most = Math.max(most, running);
+      try {
+        if (data.subarray(0, 4).toString() === 'slow') await gate;
+        return await put(folder, kind, id, data, signal);
+      } finally {
+        running--;
+      }
+    };
+    try {
+      const objs = [Buffer.from('slow first'), ...Array.from({ length: 6 }, (_, i) => Buffer.from(`fast ${i} ${Date.now()}`))];
+      const call = (link.client as any).storeChunk() as grpc.ClientDuplexStream<unknown, any>;
+      const acks: string[] = [];
+      const status = new Promise<number>((resolve) => call.on('status', (st: grpc.StatusObject) => resolve(st.code)));
+      call.on('data', (m: any) => m.step?.$case === 'ack' && acks.push(m.step.value.id));
+      call.on('error', () => undefined);
+      call.write(open());
+      for (const d of objs) call.write(obj(d));
+      call.end();
+      await new Promise((r) => setTimeout(r, 300));
+      // The slow first object holds every acknowledgement; the three behind it within the window are stored
+      // meanwhile, and the rest wait unread.
+      expect([acks, started]).toEqual([[], 4]);
+      expect(objs.slice(1, 4).every((d) => storage.ids(A, 'chunk').includes(sha(d)))).toBe(true);
+      expect(most).toBeGreaterThanOrEqual(2); // the slow one and the ones behind it, at once
+      release();
+      expect(await status).toBe(grpc.status.OK);
+      expect(acks).toEqual(objs.map(sha));
+      for (const d of objs) expect(storage.ids(A, 'chunk')).toContain(sha(d));
+    } finally {
+      storage.put = put;
+    }
+  });
+
   it('refuses a wrong hash with DATA_LOSS and stores nothing', async () => {
     const before = storage.objects.size;
     const r = await raw('storeChunk', [open(), obj(Buffer.from('good'), sha(Buffer.from('bad')))]);

@@ -233,27 +233,80 @@ export function peerServer(deps: PeerServerDeps): PeerServiceServer {
       await writeMessage(call, { step: { $case: 'ready', value: { window: deps.window } } }, signal);
       let count = 0;
       let bytes = 0;
-      for await (const msg of rest(it)) {
-        if (msg.step?.$case !== 'object') throw new InvalidArgumentError('StoreChunk: only objects may follow open');
-        const o = msg.step.value;
-        const kind = fromWire(o.kind);
-        assertObjectId(o.id);
-        if (objectIdOf(o.data) !== o.id) throw new DataLossError(`object ${o.id}: bytes do not match the ID`);
-        // Garbage (a GC record of the folder's owner names it): acknowledged, never stored again, so a
-        // peer that has not yet learnt of the record stops pushing it.
-        if (deps.garbage.isDead(folder, o.id)) {
-          await writeMessage(call, { step: { $case: 'ack', value: { id: o.id, created: false } } }, signal);
-          continue;
+      // Up to `window` objects are stored at once (the storage-service overlaps their fsyncs) and each is
+      // acknowledged, in order, as soon as it and every object before it are durable. A failed store ends
+      // the call at once (the reader is woken); a bad object ends it once the objects before it are acked.
+      let acks: Promise<void> = Promise.resolve(); // the chain of acknowledgements, in order
+      let unacked = 0;
+      let failure: { err: unknown } | undefined;
+      let wake: (() => void) | undefined; // wakes the reader (waiting for an object or for a slot)
+      const acknowledge = (id: string, store: Promise<boolean | undefined>, size: number) => {
+        store.catch(() => undefined); // awaited in order below
+        unacked++;
+        acks = acks.then(async () => {
+          try {
+            if (failure) return;
+            const created = await store;
+            await writeMessage(call, { step: { $case: 'ack', value: { id, created: created === true } } }, signal);
+            if (created !== undefined) {
+              count++;
+              bytes += size;
+            }
+          } catch (err) {
+            failure ??= { err };
+          } finally {
+            unacked--;
+            wake?.();
+          }
+        });
+      };
+      const waitFor = <T>(what: Promise<T> | undefined) =>
+        new Promise<T | 'woken'>((resolve, reject) => {
+          wake = () => resolve('woken');
+          what?.then(resolve, reject);
+        }).finally(() => (wake = undefined));
+      try {
+        for (;;) {
+          // The next object; an acknowledgement wakes this wait too, a failure ends it.
+          const reading = it.next();
+          let next: IteratorResult<StoreChunkRequest> | undefined;
+          while (!failure) {
+            const r = await waitFor(reading);
+            if (r !== 'woken') {
+              next = r;
+              break;
+            }
+          }
+          if (!next || next.done) break;
+          const msg = next.value;
+          if (msg.step?.$case !== 'object') throw new InvalidArgumentError('StoreChunk: only objects may follow open');
+          const o = msg.step.value;
+          const kind = fromWire(o.kind);
+          assertObjectId(o.id);
+          if (objectIdOf(o.data) !== o.id) throw new DataLossError(`object ${o.id}: bytes do not match the ID`);
+          if (deps.garbage.isDead(folder, o.id)) {
+            // Garbage (a GC record of the folder's owner names it): acknowledged, never stored again, so a
+            // peer that has not yet learnt of the record stops pushing it.
+            acknowledge(o.id, Promise.resolve(undefined), 0);
+          } else if (kind === 'gc') {
+            // A GC record must be the folder owner's (PERMISSION_DENIED otherwise, nothing stored or
+            // deleted). Applied before it is stored, so a node whose disk is full frees space first; a crash
+            // in between loses only the tombstones, and the record is pushed again (this node lacks it).
+            // Alone: what it names must not be stored by a put running beside it.
+            await acks;
+            if (failure) break;
+            await deps.garbage.apply(folder, { kind, id: o.id, data: o.data }, signal);
+            acknowledge(o.id, deps.storage.put(folder, kind, o.id, o.data, signal), o.data.length);
+            await acks;
+          } else {
+            acknowledge(o.id, deps.storage.put(folder, kind, o.id, o.data, signal), o.data.length);
+          }
+          while (unacked >= deps.window && !failure) await waitFor(undefined);
         }
-        // A GC record must be the folder owner's (PERMISSION_DENIED otherwise, nothing stored or deleted).
-        // Applied before it is stored, so a node whose disk is full frees space first; a crash in between
-        // loses only the tombstones, and the record is pushed again (this node lacks it).
-        if (kind === 'gc') await deps.garbage.apply(folder, { kind, id: o.id, data: o.data }, signal);
-        const created = await deps.storage.put(folder, kind, o.id, o.data, signal);
-        await writeMessage(call, { step: { $case: 'ack', value: { id: o.id, created } } }, signal);
-        count++;
-        bytes += o.data.length;
+      } finally {
+        await acks;
       }
+      if (failure) throw failure.err;
       log.debug({ rpc: 'StoreChunk', folder, objects: count, bytes }, 'replica stream done');
     }),
 
