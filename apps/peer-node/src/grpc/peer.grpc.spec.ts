@@ -89,13 +89,13 @@ describe('PeerService over a real server', () => {
     let started = 0;
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
-    storage.put = async (folder, kind, id, data, signal) => {
+    storage.put = async (folder: string, kind: 'chunk' | 'manifest' | 'gc', id: string, data: Buffer) => {
       started++;
       running++;
       most = Math.max(most, running);
       try {
         if (data.subarray(0, 4).toString() === 'slow') await gate;
-        return await put(folder, kind, id, data, signal);
+        return await put(folder, kind, id, data);
       } finally {
         running--;
       }
